@@ -3,10 +3,34 @@
     import xaimesh
     mesh = xaimesh.connect()
     model = mesh.model()
+
+Attributes are imported lazily so that `import xaimesh.v1` (the generated
+stubs, which the services use too) stays light.
 """
 
-from xaimesh.errors import XaimeshError
-from xaimesh.mesh import Mesh, connect
+from __future__ import annotations
 
-__all__ = ["Mesh", "XaimeshError", "connect"]
+import importlib
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "connect": "xaimesh.mesh",
+    "Mesh": "xaimesh.mesh",
+    "XaimeshError": "xaimesh.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xaimesh' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,578 @@
+from xaimesh.v1 import model_pb2 as _model_pb2
+from xaimesh.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConceptMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONCEPT_METHOD_UNSPECIFIED: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SEMI_NMF: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_NMF: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_CONVEX_NMF: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_PCA: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_ICA: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SVD: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_KMEANS: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_DICTIONARY_LEARNING: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SPARSE_PCA: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_NEURONS_AS_CONCEPTS: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SAE_VANILLA: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SAE_TOPK: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SAE_BATCH_TOPK: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SAE_JUMP_RELU: _ClassVar[ConceptMethod]
+
+class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONCEPT_METRIC_UNSPECIFIED: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_MSE: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_EXPLAINED_VARIANCE: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_SPARSITY: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_SPARSITY_RATIO: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_L0: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_DEAD_CONCEPTS: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_FID: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_STABILITY: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_FROBENIUS: _ClassVar[ConceptMetric]
+
+class ExampleSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXAMPLE_SAMPLING_UNSPECIFIED: _ClassVar[ExampleSampling]
+    EXAMPLE_SAMPLING_TOP: _ClassVar[ExampleSampling]
+    EXAMPLE_SAMPLING_QUANTILE: _ClassVar[ExampleSampling]
+    EXAMPLE_SAMPLING_RANDOM: _ClassVar[ExampleSampling]
+CONCEPT_METHOD_UNSPECIFIED: ConceptMethod
+CONCEPT_METHOD_SEMI_NMF: ConceptMethod
+CONCEPT_METHOD_NMF: ConceptMethod
+CONCEPT_METHOD_CONVEX_NMF: ConceptMethod
+CONCEPT_METHOD_PCA: ConceptMethod
+CONCEPT_METHOD_ICA: ConceptMethod
+CONCEPT_METHOD_SVD: ConceptMethod
+CONCEPT_METHOD_KMEANS: ConceptMethod
+CONCEPT_METHOD_DICTIONARY_LEARNING: ConceptMethod
+CONCEPT_METHOD_SPARSE_PCA: ConceptMethod
+CONCEPT_METHOD_NEURONS_AS_CONCEPTS: ConceptMethod
+CONCEPT_METHOD_SAE_VANILLA: ConceptMethod
+CONCEPT_METHOD_SAE_TOPK: ConceptMethod
+CONCEPT_METHOD_SAE_BATCH_TOPK: ConceptMethod
+CONCEPT_METHOD_SAE_JUMP_RELU: ConceptMethod
+CONCEPT_METRIC_UNSPECIFIED: ConceptMetric
+CONCEPT_METRIC_MSE: ConceptMetric
+CONCEPT_METRIC_EXPLAINED_VARIANCE: ConceptMetric
+CONCEPT_METRIC_SPARSITY: ConceptMetric
+CONCEPT_METRIC_SPARSITY_RATIO: ConceptMetric
+CONCEPT_METRIC_L0: ConceptMetric
+CONCEPT_METRIC_DEAD_CONCEPTS: ConceptMetric
+CONCEPT_METRIC_FID: ConceptMetric
+CONCEPT_METRIC_STABILITY: ConceptMetric
+CONCEPT_METRIC_FROBENIUS: ConceptMetric
+EXAMPLE_SAMPLING_UNSPECIFIED: ExampleSampling
+EXAMPLE_SAMPLING_TOP: ExampleSampling
+EXAMPLE_SAMPLING_QUANTILE: ExampleSampling
+EXAMPLE_SAMPLING_RANDOM: ExampleSampling
+
+class ActivationSet(_message.Message):
+    __slots__ = ("name", "id", "display_name", "shape", "dtype", "model", "split_point", "granularity", "aggregation", "num_samples", "create_time", "has_provenance", "size_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    HAS_PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    display_name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: _tensor_pb2.DataType
+    model: str
+    split_point: str
+    granularity: _tensor_pb2.Granularity
+    aggregation: _tensor_pb2.Aggregation
+    num_samples: int
+    create_time: int
+    has_provenance: bool
+    size_bytes: int
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., display_name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_tensor_pb2.DataType, str]] = ..., model: _Optional[str] = ..., split_point: _Optional[str] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., num_samples: _Optional[int] = ..., create_time: _Optional[int] = ..., has_provenance: _Optional[bool] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class CreateActivationSetsRequest(_message.Message):
+    __slots__ = ("model", "texts", "split_points", "granularity", "aggregation", "add_special_tokens", "max_length", "display_name")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_POINTS_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    split_points: _containers.RepeatedScalarFieldContainer[str]
+    granularity: _tensor_pb2.Granularity
+    aggregation: _tensor_pb2.Aggregation
+    add_special_tokens: bool
+    max_length: int
+    display_name: str
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., split_points: _Optional[_Iterable[str]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., add_special_tokens: _Optional[bool] = ..., max_length: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class CreateActivationSetsResponse(_message.Message):
+    __slots__ = ("progress", "sets", "item_error")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ERROR_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    sets: ActivationSets
+    item_error: _model_pb2.ItemError
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., sets: _Optional[_Union[ActivationSets, _Mapping]] = ..., item_error: _Optional[_Union[_model_pb2.ItemError, _Mapping]] = ...) -> None: ...
+
+class ActivationSets(_message.Message):
+    __slots__ = ("sets",)
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    sets: _containers.RepeatedCompositeFieldContainer[ActivationSet]
+    def __init__(self, sets: _Optional[_Iterable[_Union[ActivationSet, _Mapping]]] = ...) -> None: ...
+
+class UploadActivationSetHeader(_message.Message):
+    __slots__ = ("display_name", "model", "split_point", "granularity")
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    display_name: str
+    model: str
+    split_point: str
+    granularity: _tensor_pb2.Granularity
+    def __init__(self, display_name: _Optional[str] = ..., model: _Optional[str] = ..., split_point: _Optional[str] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ...) -> None: ...
+
+class ProvenanceBatch(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[_model_pb2.RowProvenance]
+    def __init__(self, rows: _Optional[_Iterable[_Union[_model_pb2.RowProvenance, _Mapping]]] = ...) -> None: ...
+
+class UploadActivationSetRequest(_message.Message):
+    __slots__ = ("header", "chunk", "provenance")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    header: UploadActivationSetHeader
+    chunk: _tensor_pb2.TensorChunk
+    provenance: ProvenanceBatch
+    def __init__(self, header: _Optional[_Union[UploadActivationSetHeader, _Mapping]] = ..., chunk: _Optional[_Union[_tensor_pb2.TensorChunk, _Mapping]] = ..., provenance: _Optional[_Union[ProvenanceBatch, _Mapping]] = ...) -> None: ...
+
+class UploadActivationSetResponse(_message.Message):
+    __slots__ = ("set",)
+    SET_FIELD_NUMBER: _ClassVar[int]
+    set: ActivationSet
+    def __init__(self, set: _Optional[_Union[ActivationSet, _Mapping]] = ...) -> None: ...
+
+class GetActivationSetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetActivationSetResponse(_message.Message):
+    __slots__ = ("set",)
+    SET_FIELD_NUMBER: _ClassVar[int]
+    set: ActivationSet
+    def __init__(self, set: _Optional[_Union[ActivationSet, _Mapping]] = ...) -> None: ...
+
+class ListActivationSetsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListActivationSetsResponse(_message.Message):
+    __slots__ = ("sets", "next_page_token")
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sets: _containers.RepeatedCompositeFieldContainer[ActivationSet]
+    next_page_token: str
+    def __init__(self, sets: _Optional[_Iterable[_Union[ActivationSet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteActivationSetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteActivationSetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReadActivationSetRequest(_message.Message):
+    __slots__ = ("name", "row_start", "row_end", "include_provenance", "chunk_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    ROW_END_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    row_start: int
+    row_end: int
+    include_provenance: bool
+    chunk_bytes: int
+    def __init__(self, name: _Optional[str] = ..., row_start: _Optional[int] = ..., row_end: _Optional[int] = ..., include_provenance: _Optional[bool] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadActivationSetResponse(_message.Message):
+    __slots__ = ("row_start", "rows", "provenance")
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    row_start: int
+    rows: _tensor_pb2.Tensor
+    provenance: _containers.RepeatedCompositeFieldContainer[_model_pb2.RowProvenance]
+    def __init__(self, row_start: _Optional[int] = ..., rows: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., provenance: _Optional[_Iterable[_Union[_model_pb2.RowProvenance, _Mapping]]] = ...) -> None: ...
+
+class ConceptFitOptions(_message.Message):
+    __slots__ = ("seed", "device", "max_iterations", "tolerance", "relu_negative_inputs", "epochs", "batch_size", "learning_rate", "top_k", "l1_coefficient", "jump_threshold", "jump_bandwidth", "alpha", "standardize")
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    RELU_NEGATIVE_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    L1_COEFFICIENT_FIELD_NUMBER: _ClassVar[int]
+    JUMP_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    JUMP_BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    STANDARDIZE_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    device: str
+    max_iterations: int
+    tolerance: float
+    relu_negative_inputs: bool
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    top_k: int
+    l1_coefficient: float
+    jump_threshold: float
+    jump_bandwidth: float
+    alpha: float
+    standardize: bool
+    def __init__(self, seed: _Optional[int] = ..., device: _Optional[str] = ..., max_iterations: _Optional[int] = ..., tolerance: _Optional[float] = ..., relu_negative_inputs: _Optional[bool] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., top_k: _Optional[int] = ..., l1_coefficient: _Optional[float] = ..., jump_threshold: _Optional[float] = ..., jump_bandwidth: _Optional[float] = ..., alpha: _Optional[float] = ..., standardize: _Optional[bool] = ...) -> None: ...
+
+class ConceptModel(_message.Message):
+    __slots__ = ("name", "id", "display_name", "method", "nb_concepts", "hidden_size", "activation_set", "model", "split_point", "options_json", "final_loss", "device", "create_time", "fit_seconds", "granularity")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    NB_CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    FINAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    display_name: str
+    method: ConceptMethod
+    nb_concepts: int
+    hidden_size: int
+    activation_set: str
+    model: str
+    split_point: str
+    options_json: str
+    final_loss: float
+    device: str
+    create_time: int
+    fit_seconds: float
+    granularity: _tensor_pb2.Granularity
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., display_name: _Optional[str] = ..., method: _Optional[_Union[ConceptMethod, str]] = ..., nb_concepts: _Optional[int] = ..., hidden_size: _Optional[int] = ..., activation_set: _Optional[str] = ..., model: _Optional[str] = ..., split_point: _Optional[str] = ..., options_json: _Optional[str] = ..., final_loss: _Optional[float] = ..., device: _Optional[str] = ..., create_time: _Optional[int] = ..., fit_seconds: _Optional[float] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ...) -> None: ...
+
+class FitConceptModelRequest(_message.Message):
+    __slots__ = ("activation_set", "method", "nb_concepts", "options", "display_name")
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    NB_CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    activation_set: str
+    method: ConceptMethod
+    nb_concepts: int
+    options: ConceptFitOptions
+    display_name: str
+    def __init__(self, activation_set: _Optional[str] = ..., method: _Optional[_Union[ConceptMethod, str]] = ..., nb_concepts: _Optional[int] = ..., options: _Optional[_Union[ConceptFitOptions, _Mapping]] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class TrainingLogEntry(_message.Message):
+    __slots__ = ("step", "epoch", "loss", "values")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    epoch: int
+    loss: float
+    values: _containers.ScalarMap[str, float]
+    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[int] = ..., loss: _Optional[float] = ..., values: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class FitConceptModelResponse(_message.Message):
+    __slots__ = ("progress", "log", "model")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    log: TrainingLogEntry
+    model: ConceptModel
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., log: _Optional[_Union[TrainingLogEntry, _Mapping]] = ..., model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...
+
+class GetConceptModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetConceptModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ConceptModel
+    def __init__(self, model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...
+
+class ListConceptModelsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListConceptModelsResponse(_message.Message):
+    __slots__ = ("models", "next_page_token")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ConceptModel]
+    next_page_token: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ConceptModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteConceptModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteConceptModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ActivationSource(_message.Message):
+    __slots__ = ("activation_set", "tensor")
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    activation_set: ActivationSetRange
+    tensor: _tensor_pb2.Tensor
+    def __init__(self, activation_set: _Optional[_Union[ActivationSetRange, _Mapping]] = ..., tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class ActivationSetRange(_message.Message):
+    __slots__ = ("name", "row_start", "row_end")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    ROW_END_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    row_start: int
+    row_end: int
+    def __init__(self, name: _Optional[str] = ..., row_start: _Optional[int] = ..., row_end: _Optional[int] = ...) -> None: ...
+
+class EncodeRequest(_message.Message):
+    __slots__ = ("concept_model", "source", "chunk_bytes")
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    concept_model: str
+    source: ActivationSource
+    chunk_bytes: int
+    def __init__(self, concept_model: _Optional[str] = ..., source: _Optional[_Union[ActivationSource, _Mapping]] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class EncodeResponse(_message.Message):
+    __slots__ = ("row_start", "codes")
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    row_start: int
+    codes: _tensor_pb2.Tensor
+    def __init__(self, row_start: _Optional[int] = ..., codes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class DecodeRequest(_message.Message):
+    __slots__ = ("concept_model", "codes", "chunk_bytes")
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    concept_model: str
+    codes: _tensor_pb2.Tensor
+    chunk_bytes: int
+    def __init__(self, concept_model: _Optional[str] = ..., codes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class DecodeResponse(_message.Message):
+    __slots__ = ("row_start", "reconstructions")
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    row_start: int
+    reconstructions: _tensor_pb2.Tensor
+    def __init__(self, row_start: _Optional[int] = ..., reconstructions: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class GetDictionaryRequest(_message.Message):
+    __slots__ = ("concept_model",)
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    concept_model: str
+    def __init__(self, concept_model: _Optional[str] = ...) -> None: ...
+
+class GetDictionaryResponse(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: _tensor_pb2.TensorChunk
+    def __init__(self, chunk: _Optional[_Union[_tensor_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
+
+class ComputeConceptMetricsRequest(_message.Message):
+    __slots__ = ("concept_models", "source", "metrics")
+    CONCEPT_MODELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    concept_models: _containers.RepeatedScalarFieldContainer[str]
+    source: ActivationSource
+    metrics: _containers.RepeatedScalarFieldContainer[ConceptMetric]
+    def __init__(self, concept_models: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[ActivationSource, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[ConceptMetric, str]]] = ...) -> None: ...
+
+class ConceptMetricValue(_message.Message):
+    __slots__ = ("metric", "value", "concept_model")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    metric: ConceptMetric
+    value: float
+    concept_model: str
+    def __init__(self, metric: _Optional[_Union[ConceptMetric, str]] = ..., value: _Optional[float] = ..., concept_model: _Optional[str] = ...) -> None: ...
+
+class ConceptMetricsResult(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[ConceptMetricValue]
+    def __init__(self, values: _Optional[_Iterable[_Union[ConceptMetricValue, _Mapping]]] = ...) -> None: ...
+
+class ComputeConceptMetricsResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    result: ConceptMetricsResult
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., result: _Optional[_Union[ConceptMetricsResult, _Mapping]] = ...) -> None: ...
+
+class GetTopExamplesRequest(_message.Message):
+    __slots__ = ("concept_model", "activation_set", "concept_indices", "k", "sampling", "k_quantile", "k_context", "seed", "keep_duplicates")
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_INDICES_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    K_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    K_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    KEEP_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    concept_model: str
+    activation_set: str
+    concept_indices: _containers.RepeatedScalarFieldContainer[int]
+    k: int
+    sampling: ExampleSampling
+    k_quantile: int
+    k_context: int
+    seed: int
+    keep_duplicates: bool
+    def __init__(self, concept_model: _Optional[str] = ..., activation_set: _Optional[str] = ..., concept_indices: _Optional[_Iterable[int]] = ..., k: _Optional[int] = ..., sampling: _Optional[_Union[ExampleSampling, str]] = ..., k_quantile: _Optional[int] = ..., k_context: _Optional[int] = ..., seed: _Optional[int] = ..., keep_duplicates: _Optional[bool] = ...) -> None: ...
+
+class ConceptExample(_message.Message):
+    __slots__ = ("provenance", "activation", "normalized_activation", "context")
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZED_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    provenance: _model_pb2.RowProvenance
+    activation: float
+    normalized_activation: float
+    context: _containers.RepeatedCompositeFieldContainer[ContextToken]
+    def __init__(self, provenance: _Optional[_Union[_model_pb2.RowProvenance, _Mapping]] = ..., activation: _Optional[float] = ..., normalized_activation: _Optional[float] = ..., context: _Optional[_Iterable[_Union[ContextToken, _Mapping]]] = ...) -> None: ...
+
+class ContextToken(_message.Message):
+    __slots__ = ("text", "highlighted", "activation")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    HIGHLIGHTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    highlighted: bool
+    activation: float
+    def __init__(self, text: _Optional[str] = ..., highlighted: _Optional[bool] = ..., activation: _Optional[float] = ...) -> None: ...
+
+class ConceptExamples(_message.Message):
+    __slots__ = ("concept_index", "num_active_rows", "max_activation", "examples")
+    CONCEPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NUM_ACTIVE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    concept_index: int
+    num_active_rows: int
+    max_activation: float
+    examples: _containers.RepeatedCompositeFieldContainer[ConceptExample]
+    def __init__(self, concept_index: _Optional[int] = ..., num_active_rows: _Optional[int] = ..., max_activation: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[ConceptExample, _Mapping]]] = ...) -> None: ...
+
+class GetTopExamplesResponse(_message.Message):
+    __slots__ = ("progress", "concept")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    concept: ConceptExamples
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., concept: _Optional[_Union[ConceptExamples, _Mapping]] = ...) -> None: ...
+
+class ExportConceptModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ExportConceptModelResponse(_message.Message):
+    __slots__ = ("model", "data")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    model: ConceptModel
+    data: bytes
+    def __init__(self, model: _Optional[_Union[ConceptModel, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportConceptModelRequest(_message.Message):
+    __slots__ = ("data", "display_name")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    display_name: str
+    def __init__(self, data: _Optional[bytes] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class ImportConceptModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ConceptModel
+    def __init__(self, model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...
