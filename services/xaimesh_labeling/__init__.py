@@ -1,0 +1,39 @@
+"""labeling-service logic: LLM-written concept labels and their scoring.
+
+Plain modules, no gRPC: ``server.py`` (the adapter) decodes requests, calls
+these and maps ``errors.LabelingError.code`` (a gRPC status code name) to
+statuses.
+"""
+
+from .errors import (
+    CancelledError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    LabelingError,
+    LabelParseError,
+    LLMError,
+)
+from .examples import ConceptExample, ConceptExamples, ContextToken, ErrorInfo
+from .labeling import ConceptLabelResult, label_concepts
+from .llm import LLM, CallableLLM, OpenAIChatLLM
+from .prompts import DEFAULT_SYSTEM_PROMPT, build_label_messages, clean_label, render_prompt
+from .scoring import (
+    DETECTION,
+    FUZZING,
+    LabelScoreResult,
+    LabelScoresSummary,
+    ScoringInput,
+    balanced_accuracy,
+    score_labels,
+    summarize_scores,
+)
+from .redaction import Secret
+
+__all__ = [
+    "CallableLLM", "CancelledError", "ConceptExample", "ConceptExamples", "ConceptLabelResult",
+    "ContextToken", "DEFAULT_SYSTEM_PROMPT", "DETECTION", "ErrorInfo", "FUZZING",
+    "FailedPreconditionError", "InvalidArgumentError", "LLM", "LLMError", "LabelParseError",
+    "LabelScoreResult", "LabelScoresSummary", "LabelingError", "OpenAIChatLLM", "ScoringInput",
+    "Secret", "balanced_accuracy", "build_label_messages", "clean_label", "label_concepts",
+    "render_prompt", "score_labels", "summarize_scores",
+]
