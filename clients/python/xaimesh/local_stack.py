@@ -63,11 +63,11 @@ class LocalStack:
             for model in self.models:
                 command += ["--model", model]
         else:
-            command += ["--model-server", self.addresses["model"]]
+            command += ["--model-server-address", self.addresses["model"]]
         if service == "concept":
             command += ["--data-dir", str(self.home / "concept-data")]
         if service == "labeling":
-            command += ["--concept-service", self.addresses["concept"]]
+            command += ["--concept-service-address", self.addresses["concept"]]
         return command + self.extra_args.get(service, [])
 
     def start(self, wait_seconds: float = 600.0) -> dict[str, str]:

@@ -1,0 +1,194 @@
+"""gRPC error handling for servicers.
+
+Logic modules raise plain Python exceptions and know nothing of gRPC. The
+servicer methods of ``server.py`` are wrapped with :func:`map_errors`, which
+turns those exceptions into status codes with a message a person can act on
+and, where a field is at fault, ``google.rpc.BadRequest`` details::
+
+    class UnknownModel(LookupError): ...
+
+    ERRORS = {UnknownModel: grpc.StatusCode.NOT_FOUND}
+
+    class ModelServicer(model_pb2_grpc.ModelServiceServicer):
+        @map_errors(ERRORS)
+        def GetModel(self, request, context): ...
+
+        @map_errors(ERRORS)                 # server-streaming works the same
+        def StreamActivations(self, request, context):
+            yield ...
+
+An exception with a ``field`` attribute (like ``TensorError``) or a
+``field_violations`` attribute (``[(field, description), ...]``) gets those
+as BadRequest field violations. Anything unexpected becomes ``INTERNAL`` with
+a short reference; the traceback is logged here and never sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+__all__ = [
+    "DEFAULT_ERROR_MAP",
+    "FieldViolations",
+    "abort_with",
+    "code_for",
+    "make_status",
+    "map_errors",
+    "status_for_item",
+]
+
+log = logging.getLogger("xaimesh_runtime.errors")
+
+FieldViolations = Mapping[str, str] | Iterable[tuple[str, str]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Checked along the exception's MRO, after the service's own mapping.
+DEFAULT_ERROR_MAP: dict[type[BaseException], grpc.StatusCode] = {
+    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotImplementedError: grpc.StatusCode.UNIMPLEMENTED,
+}
+MAX_MESSAGE_CHARS = 2000
+
+
+def _code_number(code: grpc.StatusCode) -> int:
+    return code.value[0]
+
+
+def _violations(field_violations: FieldViolations | None) -> list[tuple[str, str]]:
+    if not field_violations:
+        return []
+    items = field_violations.items() if isinstance(field_violations, Mapping) else field_violations
+    return [(str(f), str(d)) for f, d in items]
+
+
+def make_status(code: grpc.StatusCode, message: str,
+                field_violations: FieldViolations | None = None) -> status_pb2.Status:
+    """A ``google.rpc.Status``, with a BadRequest detail if fields are named."""
+    status = status_pb2.Status(code=_code_number(code), message=message)
+    violations = _violations(field_violations)
+    if violations:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]))
+        status.details.append(detail)
+    return status
+
+
+def status_for_item(code: grpc.StatusCode, message: str,
+                    field_violations: FieldViolations | None = None) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of one failed item inside a stream or a
+    batch response (``code`` OK gives an OK status)."""
+    return make_status(code, message, field_violations)
+
+
+def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
+               field_violations: FieldViolations | None = None) -> NoReturn:
+    """End the call with ``code`` / ``message`` and rich details (the
+    ``grpc-status-details-bin`` trailer that ``rpc_status.from_call`` reads).
+    Raises, like ``context.abort``."""
+    context.abort_with_status(rpc_status.to_status(make_status(code, message, field_violations)))
+    raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+
+def code_for(exc: BaseException, mapping: Mapping[type[BaseException], grpc.StatusCode] | None = None
+             ) -> grpc.StatusCode | None:
+    """The status code of ``exc`` under ``mapping`` then the defaults; the most
+    specific class wins. ``None`` = unexpected (INTERNAL)."""
+    for table in (mapping or {}, DEFAULT_ERROR_MAP):
+        for cls in type(exc).__mro__:
+            if cls in table:
+                return table[cls]
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    # str(KeyError("x")) is "'x'": use the argument itself.
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]
+    else:
+        text = str(exc) or type(exc).__name__
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+
+def _exception_violations(exc: BaseException) -> list[tuple[str, str]]:
+    violations = getattr(exc, "field_violations", None)
+    if violations:
+        return _violations(violations)
+    field = getattr(exc, "field", None)
+    if isinstance(field, str) and field:
+        return [(field, str(getattr(exc, "description", None) or _message(exc)))]
+    return []
+
+
+# A downstream call failed. Forward its code, except those that describe our
+# own credentials or configuration rather than the caller's request.
+_DOWNSTREAM_OVERRIDES = {
+    grpc.StatusCode.UNAUTHENTICATED: grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.PERMISSION_DENIED: grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNIMPLEMENTED: grpc.StatusCode.INTERNAL,
+}
+
+
+def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
+            mapping: Mapping[type[BaseException], grpc.StatusCode] | None) -> NoReturn:
+    if context.code() not in (None, grpc.StatusCode.OK):
+        raise exc  # the servicer already aborted: keep its status
+    if not context.is_active():
+        raise exc  # client cancelled or deadline passed: nobody to tell
+    code = code_for(exc, mapping)
+    if code is not None:
+        abort_with(context, code, _message(exc), _exception_violations(exc))
+    if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
+        downstream = exc.code()
+        code = _DOWNSTREAM_OVERRIDES.get(downstream, downstream)
+        log.warning("%s: downstream call failed: %s %s", method, downstream.name, exc.details())
+        abort_with(context, code, f"downstream call failed: {downstream.name}: {exc.details()}")
+    ref = uuid.uuid4().hex[:12]
+    log.error("%s: unexpected %s (ref %s)", method, type(exc).__name__, ref, exc_info=exc)
+    abort_with(context, grpc.StatusCode.INTERNAL, f"internal error (ref {ref}); see the server log")
+
+
+def map_errors(mapping: Mapping[type[BaseException], grpc.StatusCode] | None = None) -> Callable[[F], F]:
+    """Decorate a servicer method (unary or generator) so that exceptions
+    become gRPC statuses: ``mapping`` (exception class -> code) first, then
+    :data:`DEFAULT_ERROR_MAP` (ValueError -> INVALID_ARGUMENT,
+    NotImplementedError -> UNIMPLEMENTED), then downstream ``grpc.RpcError``
+    codes forwarded, then INTERNAL. The context must be the last argument.
+    """
+
+    def decorate(fn: F) -> F:
+        method = fn.__qualname__
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def stream_wrapper(*args: Any, **kwargs: Any) -> Any:
+                context = args[-1]
+                try:
+                    yield from fn(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001
+                    _handle(exc, context, method, mapping)
+            return stream_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def unary_wrapper(*args: Any, **kwargs: Any) -> Any:
+            context = args[-1]
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                _handle(exc, context, method, mapping)
+        return unary_wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+# google.rpc.Code and grpc.StatusCode share numbers; keep a sanity check.
+assert code_pb2.INVALID_ARGUMENT == _code_number(grpc.StatusCode.INVALID_ARGUMENT)
