@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xaimesh._client import ServiceClient
 from xaimesh.errors import UnavailableError
 from xaimesh.v1 import model_pb2, model_pb2_grpc
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Service key -> (environment variable with its address, default port).
 SERVICES = {
@@ -197,6 +201,12 @@ class RemoteModel:
         return Generation(response.text, list(response.token_ids), list(response.prompt_token_ids),
                           response.finish_reason)
 
+    def activations(self, texts: list[str], split_points=(8,), granularity="TOKEN", aggregation="MEAN",
+                    add_special_tokens: bool = False, show_progress: bool = True) -> dict[str, "FetchedActivations"]:
+        """Activations at `split_points` copied to the client, one entry per split point."""
+        return fetch_activations(self, texts, split_points, granularity, aggregation, add_special_tokens,
+                                 show_progress)
+
     def __repr__(self) -> str:
         i = self.info
         return (f"RemoteModel({i.model_id!r}, {i.architecture}, layers={i.num_layers}, "
@@ -261,3 +271,83 @@ class RemoteTokenizer:
 
     def __repr__(self) -> str:
         return f"RemoteTokenizer({self._model.model_id!r})"
+
+
+@dataclass
+class FetchedActivations:
+    """Activations copied to the client: rows [n, hidden] and where each row comes from."""
+
+    split_point: str
+    rows: "np.ndarray"
+    sample_index: list[int]
+    token_start: list[int]
+    token_end: list[int]
+    text: list[str]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.rows.shape)
+
+
+def _granularity(value) -> int:
+    from xaimesh.v1 import tensor_pb2
+
+    if isinstance(value, int):
+        return value
+    name = getattr(value, "name", value)
+    return tensor_pb2.Granularity.Value(f"GRANULARITY_{str(name).upper()}")
+
+
+def _aggregation(value) -> int:
+    from xaimesh.v1 import tensor_pb2
+
+    if isinstance(value, int):
+        return value
+    name = getattr(value, "name", value)
+    return tensor_pb2.Aggregation.Value(f"AGGREGATION_{str(name).upper()}")
+
+
+def fetch_activations(model: RemoteModel, texts: list[str], split_points=(8,), granularity="TOKEN",
+                      aggregation="MEAN", add_special_tokens: bool = False,
+                      show_progress: bool = True) -> dict[str, FetchedActivations]:
+    """Streams activations straight from the model-server into client memory.
+
+    For small inputs and quick looks; `ModelWithSplitPoints.get_activations`
+    keeps large sets next to the compute in the concept-service instead.
+    """
+    import numpy as np
+
+    from xaimesh_runtime.tensors import to_numpy
+
+    request = model_pb2.StreamActivationsRequest(
+        model=model.model_id, texts=list(texts), split_points=[str(s) for s in split_points],
+        granularity=_granularity(granularity), aggregation=_aggregation(aggregation),
+        add_special_tokens=add_special_tokens)
+    parts: dict[str, list] = {}
+    out: dict[str, FetchedActivations] = {}
+    for event in model.mesh.client("model").stream("StreamActivations", request, show_progress=show_progress,
+                                                   description="activations"):
+        kind = event.WhichOneof("event")
+        if kind == "header":
+            for split in event.header.split_points:
+                parts[split] = []
+                out[split] = FetchedActivations(split, np.zeros((0, event.header.hidden_size), np.float32),
+                                                [], [], [], [])
+        elif kind == "chunk":
+            chunk = event.chunk
+            parts[chunk.split_point].append(to_numpy(chunk.rows, field="rows"))
+            fetched = out[chunk.split_point]
+            for row in chunk.provenance:
+                fetched.sample_index.append(row.sample_index)
+                fetched.token_start.append(row.token_start)
+                fetched.token_end.append(row.token_end)
+                fetched.text.append(row.text)
+        elif kind == "item_error":
+            from xaimesh.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(None, "model-server",
+                                       f"text {event.item_error.index}: {event.item_error.status.message}")
+    for split, arrays in parts.items():
+        if arrays:
+            out[split].rows = np.concatenate(arrays, axis=0)
+    return out
