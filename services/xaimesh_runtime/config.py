@@ -309,7 +309,9 @@ class ServiceArgumentParser(argparse.ArgumentParser):
         ``--NAME-token`` (secret; defaults to this server's own token) and
         ``--NAME-tls-ca``. Read back with ``config.downstream(NAME)``."""
         what = help or f"the {name}"
-        self.add_option(f"--{name}-address", default=default, help=f"address of {what} (host:port)")
+        # Env: XAIMESH_MODEL_SERVER, XAIMESH_CONCEPT_SERVICE — the same names the SDK reads.
+        self.add_option(f"--{name}-address", default=default, help=f"address of {what} (host:port)",
+                        env=env_name(name))
         self.add_option(f"--{name}-token", secret=True,
                         help=f"bearer token for {what} (default: this server's --auth-token)")
         self.add_option(f"--{name}-tls-ca", type=Path,

