@@ -18,6 +18,19 @@ _EXPORTS = {
     "connect": "xaimesh.mesh",
     "Mesh": "xaimesh.mesh",
     "XaimeshError": "xaimesh.errors",
+    "ModelWithSplitPoints": "xaimesh.split_model",
+    "Occlusion": "xaimesh.attributions",
+    "Lime": "xaimesh.attributions",
+    "KernelShap": "xaimesh.attributions",
+    "Sobol": "xaimesh.attributions",
+    "Saliency": "xaimesh.attributions",
+    "InputXGradient": "xaimesh.attributions",
+    "IntegratedGradients": "xaimesh.attributions",
+    "GradientShap": "xaimesh.attributions",
+    "SmoothGrad": "xaimesh.attributions",
+    "SquareGrad": "xaimesh.attributions",
+    "VarGrad": "xaimesh.attributions",
+    "plot_attributions": "xaimesh.attributions",
 }
 
 __all__ = sorted(_EXPORTS)
