@@ -227,7 +227,7 @@ def resolve_method(method: Any) -> MethodInfo:
 # ------------------------------------------------------------------ parameters
 
 
-def _int(params: dict, name: str, default: int, *, minimum: int | None = 1) -> int:
+def _int(params: dict, name: str, default: int, *, minimum: int | None = 1, prefix: str = "parameters.") -> int:
     v = params.get(name)
     if v is None:
         return default
@@ -236,9 +236,9 @@ def _int(params: dict, name: str, default: int, *, minimum: int | None = 1) -> i
             raise TypeError
         iv = int(v)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{name} must be an integer, got {v!r}", field=f"parameters.{name}") from None
+        raise InvalidArgument(f"{name} must be an integer, got {v!r}", field=f"{prefix}{name}") from None
     if minimum is not None and iv < minimum:
-        raise InvalidArgument(f"{name} must be >= {minimum}, got {iv}", field=f"parameters.{name}")
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {iv}", field=f"{prefix}{name}")
     return iv
 
 
@@ -274,15 +274,15 @@ def _pair(v: Any, name: str, key: str) -> tuple[Any, Any]:
     return kind, getattr(v, "token_id", None)
 
 
-def _replacement(params: dict, desc: ModelDescription | None) -> dict:
+def _replacement(params: dict, desc: ModelDescription | None, prefix: str = "parameters.") -> dict:
     raw, token_id = _pair(params.get("replacement"), "replacement", "policy")
-    policy = parse(ReplacementPolicy, raw, field="parameters.replacement.policy") or ReplacementPolicy.PAD_TOKEN
+    policy = parse(ReplacementPolicy, raw, field=f"{prefix}replacement.policy") or ReplacementPolicy.PAD_TOKEN
     tid = 0
     if policy == ReplacementPolicy.TOKEN_ID:
-        tid = _token_id(token_id, "parameters.replacement.token_id", desc)
+        tid = _token_id(token_id, f"{prefix}replacement.token_id", desc)
     elif token_id not in (None, 0, "0"):
-        tid = _token_id(token_id, "parameters.replacement.token_id", desc)
-    _check_special(policy.value, desc, "parameters.replacement.policy")
+        tid = _token_id(token_id, f"{prefix}replacement.token_id", desc)
+    _check_special(policy.value, desc, f"{prefix}replacement.policy")
     return {"policy": policy.value, "token_id": tid}
 
 
@@ -816,16 +816,16 @@ def evaluate(
         raise InvalidArgument("attribution must be an AttributionResult", field="attributions")
     desc = backend.describe()
     prm_in = {k: v for k, v in {"n_steps": n_steps, "batch_size": batch_size, "seed": seed}.items()}
-    steps = _int(prm_in, "n_steps", 0, minimum=0)
-    bs = _int(prm_in, "batch_size", DEFAULT_BATCH_SIZE)
-    sd = _int(prm_in, "seed", 0, minimum=None)
+    steps = _int(prm_in, "n_steps", 0, minimum=0, prefix="")
+    bs = _int(prm_in, "batch_size", DEFAULT_BATCH_SIZE, prefix="")
+    sd = _int(prm_in, "seed", 0, minimum=None, prefix="")
     if n_random_orders is None or n_random_orders == 0:
         n_rand = 10
     elif not _is_int(n_random_orders):
         raise InvalidArgument(f"n_random_orders must be an integer, got {n_random_orders!r}", field="n_random_orders")
     else:
         n_rand = max(0, int(n_random_orders))
-    repl = _replacement({"replacement": replacement}, desc)
+    repl = _replacement({"replacement": replacement}, desc, prefix="")
     mode = parse(InferenceMode, inference_mode, field="inference_mode") or InferenceMode.SOFTMAX
     problem = problem_of(backend, attribution, desc)
     scores = np.asarray(attribution.scores, dtype=np.float64)

@@ -242,7 +242,10 @@ def test_evaluate_validation_errors(lm):
     assert info.value.field == "metric"
     with pytest.raises(InvalidArgument) as info:
         evaluate(lm, "deletion", r, n_steps=-1)
-    assert info.value.field == "parameters.n_steps"
+    assert info.value.field == "n_steps"
+    with pytest.raises(InvalidArgument) as info:
+        evaluate(lm, "deletion", r, replacement={"policy": "token_id", "token_id": -4})
+    assert info.value.field == "replacement.token_id"
     bad = AttributionResult.from_dict({**r.to_dict(), "scores": [[0.0]]})
     with pytest.raises(InvalidArgument) as info:
         evaluate(lm, "insertion", bad)
