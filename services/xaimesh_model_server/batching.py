@@ -153,7 +153,11 @@ class DirectExecutor:
                 )
         return results
 
-    def submit(self, kind: Hashable, payloads: Sequence[Any], lengths: Sequence[int], *, is_active: IsActive = None) -> Handle:
+    def submit(
+        self, kind: Hashable, payloads: Sequence[Any], lengths: Sequence[int], *, is_active: IsActive = None,
+        admitted: bool = False,
+    ) -> Handle:
+        """Runs the items now; errors are raised by Handle.result()."""
         try:
             return Handle(self.run(kind, payloads, lengths, is_active=is_active))
         except BaseException as exc:  # delivered by result(), like a future
@@ -274,17 +278,21 @@ class DynamicBatcher:
         lengths: Sequence[int],
         *,
         is_active: IsActive = None,
+        admitted: bool = False,
         _ticket: _Ticket | None = None,
-        _admitted: bool = False,
     ) -> Handle:
-        """Queues items; raises ResourceExhausted when the queue is full."""
+        """Queues items; Handle.result() waits for their results, in order.
+
+        Raises ResourceExhausted when the queue is full, unless `admitted`
+        (the items continue a request that was already accepted).
+        """
         if len(payloads) != len(lengths):
             raise ValueError("payloads and lengths differ in length")
         ticket = _ticket or _Ticket(is_active)
         with self._cv:
             if self._closed:
                 raise ResourceExhausted("the model-server is shutting down; retry on another replica")
-            if not _admitted and self._queued > 0 and self._queued + len(payloads) > self.max_queue_items:
+            if not admitted and self._queued > 0 and self._queued + len(payloads) > self.max_queue_items:
                 raise ResourceExhausted(
                     f"model-server queue is full ({self._queued} items queued, limit "
                     f"{self.max_queue_items}); retry with backoff"
@@ -318,7 +326,7 @@ class DynamicBatcher:
                 while next_window < len(windows) and len(handles) < 2:
                     a, b = windows[next_window]
                     handles.append((a, self.submit(kind, payloads[a:b], lengths[a:b], _ticket=ticket,
-                                                   _admitted=next_window > 0)))
+                                                   admitted=next_window > 0)))
                     next_window += 1
                 a, handle = handles.popleft()
                 for j, r in enumerate(handle.result()):

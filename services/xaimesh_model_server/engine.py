@@ -30,7 +30,7 @@ import functools
 import inspect
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Hashable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -70,8 +70,9 @@ class Limits:
     grad_batch_tokens: int = 4096
     # Logits kept by one score forward (batch x kept positions x vocab).
     max_logits_elements: int = 1 << 27
-    # Tokens of texts tokenized and sent together by activations().
-    activation_window_tokens: int = 65536
+    # Tokens of texts tokenized and sent together by activations() (two
+    # windows are in flight: one computing, one being assembled).
+    activation_window_tokens: int = 16384
 
 
 DEFAULT_LIMITS = Limits()
@@ -385,20 +386,26 @@ def run_rows(loaded: LoadedModel, kind: Hashable, payloads: list[Any], *, limits
 
 
 def _logits_chunks(loaded: LoadedModel, items: list[_ScoreItem], limits: Limits) -> list[list[_ScoreItem]]:
-    """Splits a score batch so each forward keeps at most max_logits_elements logits."""
+    """Splits a score batch so each forward keeps at most max_logits_elements logits
+    (batch x kept positions x vocab; every position when the model has no
+    `logits_to_keep`)."""
     if loaded.task != TASK_CAUSAL_LM:
         return [items]
     vocab = loaded.vocab_size
+    selective = "logits_to_keep" in _forward_params(loaded)
     chunks: list[list[_ScoreItem]] = []
     current: list[_ScoreItem] = []
     kept: set[int] = set()
+    longest = 0
     for it in items:
         new = kept | set(it.gather.tolist())
-        if current and (len(current) + 1) * len(new) * vocab > limits.max_logits_elements:
+        new_longest = max(longest, int(it.ids.shape[0]))
+        width = len(new) if selective else new_longest
+        if current and (len(current) + 1) * width * vocab > limits.max_logits_elements:
             chunks.append(current)
-            current, new = [], set(it.gather.tolist())
+            current, new, new_longest = [], set(it.gather.tolist()), int(it.ids.shape[0])
         current.append(it)
-        kept = new
+        kept, longest = new, new_longest
     if current:
         chunks.append(current)
     return chunks
@@ -1212,7 +1219,10 @@ class ActivationJob:
         try:
             for window, errors in self._windows():
                 payloads = [torch.tensor(tk.token_ids, dtype=torch.long) for _, tk in window]
-                handle = executor.submit(self.kind, payloads, [len(tk) for _, tk in window], is_active=self.is_active)
+                handle = executor.submit(
+                    self.kind, payloads, [len(tk) for _, tk in window], is_active=self.is_active,
+                    admitted=pending is not None or done > 0,
+                )
                 if pending is not None:
                     done += len(pending[0]) + len(pending[1])
                     yield self._assemble(*pending, done)

@@ -217,7 +217,7 @@ def _token_and_id(tokenizer: Any, name: str) -> tuple[str, int]:
     return str(token), int(token_id)
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
     """A model ready for the engine, plus what the API needs to describe it."""
 
@@ -415,11 +415,17 @@ def load_model(
     auto = AutoModelForSequenceClassification if task == TASK_SEQUENCE_CLASSIFICATION else AutoModelForCausalLM
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     try:
-        model = auto.from_pretrained(path, attn_implementation="sdpa", **kwargs)
-    except (ValueError, ImportError) as exc:
-        if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
-            raise InvalidArgument(f"cannot load model {spec!s}: {exc}") from exc
-        model = auto.from_pretrained(path, **kwargs)
+        try:
+            model = auto.from_pretrained(path, attn_implementation="sdpa", **kwargs)
+        except (ValueError, ImportError) as exc:
+            if "sdpa" not in str(exc).lower():
+                raise
+            log.info("%s does not support SDPA attention; using its default", spec)
+            model = auto.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise NotFound(f"cannot load the weights of model {spec!s}: {exc}") from exc
+    except (ValueError, ImportError, KeyError) as exc:
+        raise InvalidArgument(f"cannot load model {spec!s}: {exc}", field="model") from exc
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token

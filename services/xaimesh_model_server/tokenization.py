@@ -118,7 +118,10 @@ class Tokenized:
 
 
 def _tokenizer_of(obj: Any) -> Any:
-    return getattr(obj, "tokenizer", obj)
+    """The tokenizer of a LoadedModel, or obj itself (a tokenizer)."""
+    if hasattr(obj, "model") and hasattr(obj, "tokenizer") and hasattr(obj, "model_id"):
+        return obj.tokenizer
+    return obj
 
 
 def _special_ids(tokenizer: Any) -> set[int]:

@@ -73,7 +73,7 @@ class ServiceLauncher:
         ready = self.tmp / f"{service}-{n}.ready.json"
         log_path = self.tmp / f"{service}-{n}.log"
         command = [sys.executable, "-m", "xaimesh_runtime.cli", "serve", service, "--host", "127.0.0.1",
-                   "--port", str(port), "--metrics-port", "-1", "--ready-file", str(ready), *args]
+                   "--port", str(port), "--metrics-port", "0", "--ready-file", str(ready), *args]
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env,

@@ -9,10 +9,6 @@ _SERVICES = Path(__file__).resolve().parents[3] / "services"
 if str(_SERVICES) not in sys.path:  # the package may not be installed yet
     sys.path.insert(0, str(_SERVICES))
 
-import torch  # noqa: E402
-
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="session")
 def lm(tiny_lm_path):

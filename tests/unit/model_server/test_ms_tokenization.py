@@ -121,3 +121,14 @@ def test_to_dict_matches_proto_fields(lm):
         "word_index", "sentence_index", "words", "sentences",
     }
     assert set(d["words"][0]) == {"text", "start_char", "end_char", "start_token", "end_token"}
+
+
+def test_segments_by_granularity(lm):
+    t = tokenize(lm, "<|im_start|>Hi there. Bye")
+    assert [s.text for s in t.segments("word")] == ["Hi", "there.", "Bye"]
+    assert [s.text for s in t.segments("sentence")] == ["Hi there.", "Bye"]
+    assert len(t.segments("all_tokens")) == len(t) == len(t.segments("token")) + 1
+    (sample,) = t.segments("sample")
+    assert (sample.start_token, sample.end_token) == (1, len(t))
+    with pytest.raises(InvalidArgument):
+        t.segments("paragraph")

@@ -1,0 +1,54 @@
+"""`xaimesh serve model` / `python -m xaimesh_model_server`: config and start-up."""
+
+from __future__ import annotations
+
+import sys
+
+from xaimesh_runtime.config import make_parser
+from xaimesh_runtime.server import serve
+
+
+def build_parser():
+    parser = make_parser("model", description="xaimesh model-server: forward passes, target scores, gradients, "
+                         "generation and activations of language models", default_port=50051,
+                         default_metrics_port=9101)
+    parser.add_option("--model", multiple=True, default=[],
+                      help="model to load: a Hugging Face id or a local path; repeat for several (the first is "
+                           "the default). None: the embedded SmolLM2-135M-Instruct")
+    parser.add_option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    parser.add_option("--dtype", choices=["float32", "bfloat16", "float16", "auto"],
+                      help="weights dtype (default float32; bfloat16 recommended on GPU)")
+    parser.add_option("--max-batch-tokens", type=int, default=16384,
+                      help="padded tokens in one coalesced forward pass")
+    parser.add_option("--max-batch-size", type=int, default=256, help="sequences in one forward pass")
+    parser.add_option("--batch-wait-ms", type=float, default=2.0,
+                      help="how long a forward pass waits for more work from other callers")
+    parser.add_option("--max-queue-items", type=int, default=16384,
+                      help="queued sequences before new requests get RESOURCE_EXHAUSTED")
+    parser.add_option("--warm-cache-only", type=bool, default=False,
+                      help="convert the embedded default model into the cache directory and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = build_parser().parse_config(argv)
+    options = config.options
+    if options.warm_cache_only:
+        from .loading import embedded_default_path
+
+        print(embedded_default_path(config.cache_dir))
+        return 0
+    from .server import ModelServicer
+
+    servicer = ModelServicer(
+        options.model or [None], device=options.device, dtype=options.dtype, cache_dir=config.cache_dir,
+        batcher_options={"max_batch_tokens": options.max_batch_tokens, "max_batch_size": options.max_batch_size,
+                         "max_wait_s": options.batch_wait_ms / 1000.0, "max_queue_items": options.max_queue_items})
+    try:
+        return serve(config, servicer.register, warmup=servicer.warm_up, name="model-server")
+    finally:
+        servicer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
