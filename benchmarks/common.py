@@ -1,0 +1,61 @@
+"""Shared pieces of the benchmarks: timing, the seed inputs, result rows."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+SEED_PROMPT = "Alice and Bob enter the bar, "
+SEED_TARGET = "then Alice offers a drink to Bob."
+
+_SUBJECTS = ["I", "My sister", "The old man", "Our team", "She", "The children", "My best friend", "He",
+             "The neighbours", "Everyone at work"]
+_FEELINGS = ["felt so happy about the news", "was furious when the train was late again",
+             "is scared of the dark forest", "cried quietly after the goodbye", "was amazed by the fireworks",
+             "loves the smell of fresh bread", "feels nervous before the exam", "laughed at the silly joke",
+             "got angry at the rude driver", "was surprised by the party", "misses the summer by the sea",
+             "is worried about the storm", "felt calm by the lake", "hated the cold soup",
+             "was thrilled to win the match", "felt lonely in the big city", "trembled at the loud thunder",
+             "smiled at the tiny puppy", "was shocked by the price", "adores the quiet mornings"]
+
+
+def sample_texts(n: int) -> list[str]:
+    """n short, varied English sentences (deterministic)."""
+    return [f"{_SUBJECTS[i % len(_SUBJECTS)]} {_FEELINGS[(i * 7 + i // len(_SUBJECTS)) % len(_FEELINGS)]}."
+            for i in range(n)]
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median wall time of `repeat` runs after `warmup` runs (seconds)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+@dataclass
+class Row:
+    name: str
+    floor_s: float | None
+    xaimesh_s: float
+    reference_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        return self.xaimesh_s / self.floor_s if self.floor_s else None
+
+    @property
+    def reference_ratio(self) -> float | None:
+        return self.reference_s / self.xaimesh_s if self.reference_s else None
+
+
+def threads() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))

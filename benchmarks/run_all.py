@@ -1,0 +1,75 @@
+"""`make bench`: every benchmark side by side in one run; writes docs/benchmarks.md.
+
+Starts a local mesh on the embedded default model (SmolLM2-135M-Instruct),
+runs each benchmark against the bare-torch floor (same forward passes in one
+process) and, where it applies, the reference toolkit, and prints one table.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import xaimesh  # noqa: E402
+from benchmarks import bench_model_server  # noqa: E402
+from benchmarks.common import Row  # noqa: E402
+
+
+def _fmt(value, unit="s"):
+    return "—" if value is None else f"{value:.2f} {unit}" if unit else f"{value:.2f}×"
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| benchmark | bare torch | xaimesh | xaimesh / floor | reference | reference / xaimesh | notes |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.name} | {_fmt(row.floor_s)} | {_fmt(row.xaimesh_s)} | {_fmt(row.ratio, '')} | "
+                     f"{_fmt(row.reference_s)} | {_fmt(row.reference_ratio, '')} | {'; '.join(row.notes)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    from xaimesh.local_stack import LocalStack
+    from xaimesh_model_server.loading import embedded_default_path
+
+    model_path = embedded_default_path()
+    stack = LocalStack(services=["model"])
+    with xaimesh.Mesh(stack.start(), stack=stack) as mesh:
+        model = mesh.model()
+        rows: list[Row] = []
+        rows += bench_model_server.run(mesh, model_path)
+    header = (f"Measured {datetime.date.today()} on {platform.machine()} with {os.cpu_count()} CPU cores, "
+              f"torch {torch.__version__} ({torch.get_num_threads()} threads), model {model.model_id} "
+              f"({model.info.device}, {model.info.dtype}). Times are medians of 3 runs after a warm-up run.")
+    text = table(rows)
+    print(header)
+    print(text)
+    out = ROOT / "docs" / "benchmarks.md"
+    out.write_text(BENCH_DOC.format(header=header, table=text))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+BENCH_DOC = """# Benchmarks
+
+`make bench` runs every benchmark side by side in one run and rewrites this
+page. The floor is the same forward passes run by bare torch in one process;
+"xaimesh" is the same work through the services (local mesh on loopback,
+real gRPC); the ratio is what the mesh costs over the floor.
+
+{header}
+
+{table}
+"""
+
+
+if __name__ == "__main__":
+    main()
