@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast lint protos protos-check bench clean
+.PHONY: venv demo test test-fast node-test lint protos protos-check bench clean
 
 venv: $(STAMP)
 
@@ -32,11 +32,16 @@ protos-check: venv
 
 lint: venv
 	cd protos && ../$(VENV)/bin/buf lint
+	# Contract changes that would break consumers fail against the previous commit.
+	if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  $(VENV)/bin/buf breaking protos --against '.git#ref=HEAD~1,subdir=protos'; fi
 	$(PY) scripts/gen_protos.py --check
 
-test: venv lint
-	$(PY) -m pytest -q -m "not slow" tests
-	$(PY) -m pytest -q -m slow tests
+test: venv lint node-test
+	$(PY) -m pytest -q tests
+
+node-test:
+	cd clients/node && npm ci --no-audit --no-fund --silent && npm test --silent
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" -x tests
