@@ -99,7 +99,8 @@ class ServerConfig:
     # > 0: close connections after this long so clients re-resolve and
     # spread over replicas (plus a grace of the same length for open calls).
     max_connection_age_s: float = 0.0
-    options: argparse.Namespace = dataclasses.field(default_factory=argparse.Namespace)
+    # repr=False: service options may hold secrets (describe() masks them).
+    options: argparse.Namespace = dataclasses.field(default_factory=argparse.Namespace, repr=False)
     # Names of secret entries in `options` and downstream specs.
     secret_options: tuple[str, ...] = ()
     downstreams: dict[str, Downstream] = dataclasses.field(default_factory=dict)
