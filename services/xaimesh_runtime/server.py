@@ -229,9 +229,9 @@ class ServerHandle:
             elif warmup is not None:
                 warmup()
         except BaseException as exc:  # noqa: BLE001 - reported, then we stop
-            self.warmup_error = exc
             log.critical("%s warm-up failed; stopping", self.name, exc_info=exc)
             self.request_stop(exit_code=1)
+            self.warmup_error = exc  # last: wait_ready() returns as soon as it is set
             return
         with self._stop_lock:  # never mark a stopping server ready
             if self._stopping.is_set() or self._stop_requested.is_set():
