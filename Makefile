@@ -47,7 +47,7 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not slow" -x tests
 
 demo: venv
-	$(PY) examples/demo.py
+	$(PY) examples/seed_demo.py
 
 bench: venv
 	$(PY) benchmarks/run_all.py

@@ -31,6 +31,9 @@ _EXPORTS = {
     "SquareGrad": "xaimesh.attributions",
     "VarGrad": "xaimesh.attributions",
     "plot_attributions": "xaimesh.attributions",
+    "load_texts": "xaimesh.datasets",
+    "sample_texts": "xaimesh.datasets",
+    "Report": "xaimesh.report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,111 @@
+"""The xaimesh seed flow, end to end, on the embedded default model.
+
+    make demo                      # or: .venv/bin/python examples/seed_demo.py
+    OPENAI_API_KEY=sk-... make demo   # labels written by gpt-4.1-nano instead of the local model
+
+Attributions (KernelShap) of a generation, their Deletion metric, layer-8
+activations of a sample emotion dataset, 20 SemiNMF concepts, LLM labels and
+their scores, and concept metrics — all computed by the services, written to
+a standalone report at out/report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import xaimesh
+from xaimesh import KernelShap, plot_attributions
+from xaimesh.attributions.metrics import Deletion
+from xaimesh.concepts import LLMLabels, SemiNMFConcepts
+from xaimesh.concepts.metrics import MSE, Sparsity
+from xaimesh.datasets import sample_texts
+from xaimesh.llm import ModelServerLLM, OpenAILLM
+from xaimesh.report import Report
+
+
+def run(mesh=None, *, out_dir: str | Path = "out", n_texts: int | None = None, nb_concepts: int = 20,
+        split_point: int = 8, models: list[str] | None = None) -> dict:
+    started = time.perf_counter()
+    own_mesh = mesh is None
+    if own_mesh:
+        print("Starting the local mesh (the first run converts the embedded model, ~40 s)...")
+        mesh = xaimesh.connect(models=models)
+    try:
+        return _flow(mesh, Path(out_dir), n_texts, nb_concepts, split_point, started)
+    finally:
+        if own_mesh:
+            mesh.close()
+
+
+def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_point: int, started: float) -> dict:
+    dataset = sample_texts()[:n_texts] if n_texts else sample_texts()
+    key = os.getenv("OPENAI_API_KEY")
+    llm_interface = OpenAILLM(api_key=key, model="gpt-4.1-nano") if key else ModelServerLLM()
+
+    model = mesh.model()
+    tokenizer = model.tokenizer
+    print(f"\n{model}")
+    reply = model.generate([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24)
+    print(f"Generation: {reply.text.strip()!r}")
+
+    print("\n== Attributions ==")
+    attributions = KernelShap(model, tokenizer)(model_inputs="Alice and Bob enter the bar, ",
+                                                targets="then Alice offers a drink to Bob.")
+    print(plot_attributions(attributions[0]))
+    auc, detailed_scores = Deletion(model, tokenizer).evaluate(attributions)
+    random_auc = detailed_scores.random_auc
+    print(f"Deletion AUC: {auc:.4f} (lower is better; random order: {random_auc:.4f}) -> "
+          f"{'beats' if auc < random_auc else 'does not beat'} chance")
+
+    print(f"\n== Concepts at layer {split_point} of {len(dataset)} texts ==")
+    split_model = xaimesh.ModelWithSplitPoints(model, tokenizer=tokenizer, split_points=[split_point])
+    granularity = split_model.activation_granularities.TOKEN
+    activations = split_model.get_activations(inputs=dataset, activation_granularity=granularity)
+    print(f"Activations: {activations!r}")
+    concept_explainer = SemiNMFConcepts(split_model, nb_concepts=nb_concepts)
+    concept_explainer.fit(activations)
+    interpretation = LLMLabels(concept_explainer=concept_explainer, activation_granularity=granularity,
+                               llm_interface=llm_interface, k_examples=20)
+    llm_labels = interpretation.interpret(inputs=dataset, latent_activations=activations, concepts_indices="all")
+    print("Concept labels:")
+    print("\n".join(f"  {i:2d}: {label}" for i, label in llm_labels.items()))
+    label_scores = interpretation.score(llm_labels)
+    print(f"Label scores (balanced accuracy, 0.5 = chance): detection {label_scores.mean_detection}, "
+          f"fuzzing {label_scores.mean_fuzzing} by {label_scores.scorer}"
+          + (" (scorer = labeller: optimistic)" if label_scores.scorer_is_labeller else ""))
+    mse = MSE(concept_explainer).compute(activations)
+    sparsity = Sparsity(concept_explainer).compute(activations)
+    print(f"MSE: {mse:.6f}  Sparsity: {sparsity:.4f}")
+
+    report = Report("xaimesh — seed flow report")
+    report.add_html("Setup", f"<p>Model <b>{model.model_id}</b> ({model.info.architecture}, "
+                             f"{model.num_layers} layers) on {model.info.device}; dataset: {len(dataset)} texts; "
+                             f"labeller: {interpretation.labeller_ or llm_interface!r}.</p>")
+    report.add_attributions(attributions, heading="KernelShap attributions")
+    report.add_metric_curves(detailed_scores, heading="Deletion curve (lower AUC is better)")
+    report.add_concepts(llm_labels, interpretation.results_, label_scores,
+                        heading=f"{nb_concepts} SemiNMF concepts at layer {split_point}")
+    report.add_metrics({"MSE (mean squared error per element)": mse, "Sparsity (fraction of non-zero codes)": sparsity})
+    path = report.save(out_dir / "report.html")
+    elapsed = time.perf_counter() - started
+    print(f"\nReport: {path}  (done in {elapsed:.0f} s)")
+    return {"auc": auc, "random_auc": random_auc, "labels": llm_labels, "mse": mse, "sparsity": sparsity,
+            "report": path, "seconds": elapsed, "label_scores": label_scores}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="out", help="folder of report.html")
+    parser.add_argument("--texts", type=int, default=None, help="use only the first N texts of the dataset")
+    parser.add_argument("--model", action="append", help="model-server model (default: embedded SmolLM2)")
+    args = parser.parse_args(argv)
+    run(out_dir=args.out, n_texts=args.texts, models=args.model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
