@@ -1,0 +1,394 @@
+"""Attribution explainers: the in-process toolkit's classes, computed by the attribution-service.
+
+    mesh = xaimesh.connect()
+    model = mesh.model()
+    explainer = KernelShap(model, n_perturbations=512, granularity=Granularity.WORD)
+    outputs = explainer(model_inputs="Alice and Bob enter the bar, ", targets="then Alice offers a drink to Bob.")
+    outputs[0].attributions                     # [n_target_elements, n_elements]
+
+Every explainer takes the remote model (`mesh.model(...)`); `tokenizer` is
+accepted for compatibility and ignored (the model-server tokenizes). Options
+left to None take the service's defaults (`ListMethods`, documented in
+docs/attribution-methods.md); the parameters actually used come back in
+`output.parameters`. A call explains one text or a list of texts and returns
+one `AttributionOutput` per text, in order, with a progress bar.
+
+Targets (`targets=`):
+
+- causal LM: None (the model generates `max_new_tokens`, default 20,
+  greedily, and that is explained), a continuation text, or token ids — one
+  for every input, or a list with one per input (texts, token-id lists or
+  None);
+- classifier: None (the predicted class), a class index or name, or a list
+  of them (the same classes for every input), or a list of such lists (one
+  per input).
+
+Parameter names are attribution.proto's `MethodParameters` fields. The
+protocol reads 0 as "the default", so a zero where the default is not zero
+(e.g. Lime's `regularization=0`) is refused here rather than silently
+replaced; use a tiny value.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from xaimesh.v1 import attribution_pb2
+
+from ._calls import baseline, check_float, check_int, collect, is_int, remote_model, replacement
+from .options import (
+    Aggregation,
+    Granularity,
+    GradientReduction,
+    InferenceMode,
+    SobolIndex,
+    SobolSampler,
+    invalid,
+    to_proto_enum,
+)
+from .output import AttributionOutput, method_number
+
+__all__ = [
+    "AttributionExplainer",
+    "GradientExplainer",
+    "PerturbationExplainer",
+    "Occlusion",
+    "Lime",
+    "KernelShap",
+    "Sobol",
+    "Saliency",
+    "InputXGradient",
+    "IntegratedGradients",
+    "GradientShap",
+    "SmoothGrad",
+    "SquareGrad",
+    "VarGrad",
+]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One explainer option: how it is checked and where it goes in the request."""
+
+    name: str
+    kind: Any  # "pos_int" | "int" | "prob" | "pos_float" | "nonneg_float" | "replacement" | "baseline" | an Enum
+    request_level: bool = False  # an ExplainRequest field (else a MethodParameters field)
+    zero_ok: bool = True  # False: 0 is not expressible (the proto reads it as a non-zero default)
+
+    def check(self, value: Any) -> Any:
+        n, k = self.name, self.kind
+        if k == "pos_int":
+            return check_int(n, value, 1)
+        if k == "int":
+            return check_int(n, value, None)
+        if k == "prob":
+            return check_float(n, value, low=0.0, high=1.0, open_low=True, open_high=True)
+        if k == "pos_float":
+            return check_float(n, value, low=0.0, open_low=True)
+        if k == "nonneg_float":
+            return check_float(n, value, low=0.0, zero_ok=self.zero_ok)
+        if k == "replacement":
+            return replacement(value, n)
+        if k == "baseline":
+            return baseline(value, n)
+        return to_proto_enum(k, value, n)  # an option enum
+
+
+_COMMON = (
+    Param("batch_size", "pos_int"),
+    Param("granularity", Granularity, request_level=True),
+    Param("inference_mode", InferenceMode, request_level=True),
+)
+
+
+class AttributionExplainer:
+    """Base of every explainer: options, request building, the streaming call.
+
+    Subclasses set `method` (attribution.proto's method, snake case) and
+    `options` (their own `Param`s; those of the base classes are inherited).
+    """
+
+    method: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    options: ClassVar[tuple[Param, ...]] = _COMMON
+    _all_options: ClassVar[dict[str, Param]] = {p.name: p for p in _COMMON}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        merged: dict[str, Param] = {}
+        for base in reversed(cls.__mro__):
+            for p in base.__dict__.get("options", ()):
+                merged[p.name] = p
+        cls._all_options = merged
+        # A real signature for help() and IDEs: KernelShap(model, tokenizer=None, *, n_perturbations=None, ...)
+        params = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                  inspect.Parameter("tokenizer", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in merged]
+        params += [inspect.Parameter("timeout", inspect.Parameter.KEYWORD_ONLY, default=None),
+                   inspect.Parameter("show_progress", inspect.Parameter.KEYWORD_ONLY, default=True)]
+        cls.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, timeout: float | None = None,
+                 show_progress: bool = True, **options: Any) -> None:
+        if type(self) in (AttributionExplainer, PerturbationExplainer, GradientExplainer):
+            raise TypeError(f"{type(self).__name__} is a base class: use an explainer such as KernelShap")
+        self.model = remote_model(model, type(self).__name__)
+        self.tokenizer = tokenizer  # accepted for compatibility: the model-server tokenizes
+        self.timeout = timeout
+        self.show_progress = show_progress
+        unknown = sorted(set(options) - set(self._all_options))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected option(s) {', '.join(map(repr, unknown))}; "
+                            f"its options: {', '.join(self._all_options)}")
+        self.options = {name: self._all_options[name].check(v) for name, v in options.items() if v is not None}
+        self._raw_options = {name: v for name, v in options.items() if v is not None}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._raw_options.items())
+        return f"{type(self).__name__}({self.model.model_id!r}{', ' + opts if opts else ''})"
+
+    # ------------------------------------------------------------ request
+
+    def _parameters(self) -> attribution_pb2.MethodParameters:
+        params = attribution_pb2.MethodParameters()
+        for name, value in self.options.items():
+            if self._all_options[name].request_level:
+                continue
+            if name in ("replacement", "baseline"):
+                sub = getattr(params, name)
+                key = "policy" if name == "replacement" else "kind"
+                enum_value = value[key]
+                setattr(sub, key, to_proto_enum(type(enum_value), enum_value, name))
+                sub.token_id = value["token_id"]
+            else:
+                setattr(params, name, value)
+        return params
+
+    def request(self, texts: list[str],
+                targets: list[attribution_pb2.Targets | None]) -> attribution_pb2.ExplainRequest:
+        """The ExplainRequest of these inputs (what `__call__` sends)."""
+        request = attribution_pb2.ExplainRequest(model=self.model.model_id, method=method_number(self.method),
+                                                 parameters=self._parameters())
+        for name in ("granularity", "aggregation", "inference_mode"):
+            if name in self.options:
+                setattr(request, name, self.options[name])
+        for text, target in zip(texts, targets, strict=True):
+            item = request.inputs.add(text=text)
+            if target is not None:
+                item.targets.CopyFrom(target)
+        return request
+
+    # ------------------------------------------------------------ call
+
+    def __call__(self, model_inputs: str | list[str], targets: Any = None, *, max_new_tokens: int | None = None,
+                 errors: str = "raise") -> list[AttributionOutput]:
+        """Explains `model_inputs` (one text or a list); one AttributionOutput
+        per text, in order. `errors="raise"` (default) raises the first
+        input's error (all of them in `.errors`, the other results in
+        `.results`); `errors="none"` puts None in place of a failed input."""
+        texts = _texts(model_inputs)
+        if max_new_tokens is not None:
+            check_int("max_new_tokens", max_new_tokens, 1)
+        per_input = _per_input_targets(targets, len(texts), self.model.is_classifier)
+        protos = [_targets_proto(t, self.model.is_classifier, max_new_tokens, i) for i, t in enumerate(per_input)]
+        request = self.request(texts, protos)
+        results = collect(self.model.mesh.client("attribution"), "Explain", request, len(texts), what="input",
+                          description=type(self).__name__, show_progress=self.show_progress, timeout=self.timeout,
+                          errors=errors, convert=lambda _, r: AttributionOutput.from_proto(r.attribution))
+        return results
+
+
+class PerturbationExplainer(AttributionExplainer):
+    """Base of the perturbation methods: elements are replaced (`replacement`:
+    "pad_token" by default, "unk_token", "mask_token", "zero_embedding",
+    "remove", or a token id) and the model rescored; `seed` fixes every
+    random draw. Default granularity WORD, inference mode SOFTMAX."""
+
+    family = "perturbation"
+    options = (Param("seed", "int"), Param("replacement", "replacement"))
+
+
+class GradientExplainer(AttributionExplainer):
+    """Base of the gradient methods: gradients of the target's score with
+    respect to the input embeddings, one number per token, combined into
+    words / sentences by `aggregation` (default SUM). Default granularity
+    TOKEN, inference mode LOGITS."""
+
+    family = "gradient"
+    options = (Param("aggregation", Aggregation, request_level=True),)
+
+
+class _NoisyGradientExplainer(GradientExplainer):
+    options = (Param("n_steps", "pos_int"), Param("noise_std", "pos_float"), Param("seed", "int"),
+               Param("gradient_reduction", GradientReduction))
+
+
+# --------------------------------------------------------------------------- perturbation methods
+
+
+class Occlusion(PerturbationExplainer):
+    """Hides windows of `window` consecutive elements (default 1); an
+    element's attribution is the mean score drop over the windows holding it."""
+
+    method = "occlusion"
+    options = (Param("window", "pos_int"),)
+
+
+class Lime(PerturbationExplainer):
+    """Weighted ridge regression of the score on random keep-masks.
+    n_perturbations 256, keep_probability 0.5, kernel_width 0.25 (cosine
+    distance), regularization 1.0 (ridge; 0 is not expressible)."""
+
+    method = "lime"
+    options = (Param("n_perturbations", "pos_int"), Param("keep_probability", "prob"),
+               Param("kernel_width", "pos_float"), Param("regularization", "nonneg_float", zero_ok=False))
+
+
+class KernelShap(PerturbationExplainer):
+    """Shapley values by the Shapley-kernel weighted regression with the
+    efficiency constraint (exact enumeration when n_perturbations >=
+    2^elements). n_perturbations 256, regularization 0."""
+
+    method = "kernel_shap"
+    options = (Param("n_perturbations", "pos_int"), Param("regularization", "nonneg_float"))
+
+
+class Sobol(PerturbationExplainer):
+    """Sobol indices of the elements as Bernoulli(keep_probability) inputs.
+    n_perturbations 32 base samples (n * (elements + 2) masks), sobol_sampler
+    SOBOL (or HALTON, LATIN_HYPERCUBE), sobol_index TOTAL (or FIRST)."""
+
+    method = "sobol"
+    options = (Param("n_perturbations", "pos_int"), Param("sobol_sampler", SobolSampler),
+               Param("sobol_index", SobolIndex), Param("keep_probability", "prob"))
+
+
+# --------------------------------------------------------------------------- gradient methods
+
+
+class Saliency(GradientExplainer):
+    """|gradient| summed over the hidden dimension (gradient_reduction
+    ABS_SUM, or L2_NORM)."""
+
+    method = "saliency"
+    options = (Param("gradient_reduction", GradientReduction),)
+
+
+class InputXGradient(GradientExplainer):
+    """Per token, sum over the hidden dimension of gradient x input embedding."""
+
+    method = "input_x_gradient"
+
+
+class IntegratedGradients(GradientExplainer):
+    """Integrated gradients from `baseline` (default "zero"; "pad_token",
+    "unk_token", "mask_token" or a token id) to the input, n_steps 50
+    Gauss-Legendre points."""
+
+    method = "integrated_gradients"
+    options = (Param("n_steps", "pos_int"), Param("baseline", "baseline"))
+
+
+class GradientShap(GradientExplainer):
+    """Expected gradients: n_steps 10 samples at random points between a
+    noisy baseline (noise_std 0.1) and the input."""
+
+    method = "gradient_shap"
+    options = (Param("n_steps", "pos_int"), Param("noise_std", "pos_float"), Param("seed", "int"),
+               Param("baseline", "baseline"))
+
+
+class SmoothGrad(_NoisyGradientExplainer):
+    """Mean |gradient| over n_steps 10 noisy copies of the input (noise_std 0.1)."""
+
+    method = "smooth_grad"
+
+
+class SquareGrad(_NoisyGradientExplainer):
+    """Mean squared gradient over n_steps 10 noisy copies of the input (noise_std 0.1)."""
+
+    method = "square_grad"
+
+
+class VarGrad(_NoisyGradientExplainer):
+    """Variance of the gradient over n_steps 10 noisy copies of the input (noise_std 0.1)."""
+
+    method = "var_grad"
+
+
+# --------------------------------------------------------------------------- inputs and targets
+
+
+def _texts(model_inputs: Any) -> list[str]:
+    if isinstance(model_inputs, str):
+        return [model_inputs]
+    if isinstance(model_inputs, (list, tuple)) and model_inputs and all(isinstance(t, str) for t in model_inputs):
+        return list(model_inputs)
+    raise invalid("model_inputs must be a text or a non-empty list of texts", "model_inputs")
+
+
+def _as_list(x: Any) -> list | None:
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):  # numpy arrays, torch tensors
+        value = x.tolist()
+        return value if isinstance(value, list) else None
+    return None
+
+
+def _is_scalar_target(x: Any) -> bool:
+    return isinstance(x, str) or is_int(x)
+
+
+def _per_input_targets(targets: Any, n: int, classifier: bool) -> list[Any]:
+    """One target spec per input (None, a text, token ids, class list)."""
+    if targets is None:
+        return [None] * n
+    if is_int(targets) or isinstance(targets, str):
+        return [targets if (isinstance(targets, str) and not classifier) else [targets]] * n
+    items = _as_list(targets)
+    if items is None:
+        raise invalid(f"targets: unsupported type {type(targets).__name__}", "targets")
+    if items and all(is_int(x) for x in items):
+        return [items] * n  # token ids (LM) / class indices (classifier), for every input
+    if classifier and items and all(isinstance(x, str) for x in items):
+        return [items] * n  # class names for every input
+    if len(items) == n:
+        out = []
+        for i, x in enumerate(items):
+            if x is None or isinstance(x, str):
+                out.append(x if (x is None or not classifier) else [x])
+                continue
+            if is_int(x):
+                out.append([x])
+                continue
+            sub = _as_list(x)
+            if sub is None or not sub or not all(_is_scalar_target(s) for s in sub):
+                raise invalid(f"targets[{i}]: expected a text, token ids or classes, got {x!r}", f"targets[{i}]")
+            out.append(sub)
+        return out
+    what = "class indices / names" if classifier else "continuation texts or token-id lists"
+    raise invalid(f"targets: {len(items)} targets for {n} inputs: give one target for all inputs, or a list of "
+                  f"{n} {what} (one per input)", "targets")
+
+
+def _targets_proto(spec: Any, classifier: bool, max_new_tokens: int | None, index: int) -> Any:
+    field = f"targets[{index}]"
+    if spec is None:
+        return None if max_new_tokens is None or classifier else attribution_pb2.Targets(max_new_tokens=max_new_tokens)
+    if isinstance(spec, str):
+        if classifier:
+            return attribution_pb2.Targets(class_names=attribution_pb2.ClassNames(names=[spec]))
+        return attribution_pb2.Targets(text=spec)
+    if all(is_int(x) for x in spec):
+        ids = [int(x) for x in spec]
+        if classifier:
+            return attribution_pb2.Targets(class_indices=attribution_pb2.ClassIndices(indices=ids))
+        from xaimesh.v1 import model_pb2
+
+        return attribution_pb2.Targets(token_ids=model_pb2.TokenIds(ids=ids))
+    if classifier and all(isinstance(x, str) for x in spec):
+        return attribution_pb2.Targets(class_names=attribution_pb2.ClassNames(names=list(spec)))
+    raise invalid(f"{field}: mixes class indices and names, or texts and token ids: use one kind", field)

@@ -1,0 +1,268 @@
+"""`GrpcModelBackend`: the `ModelBackend` protocol over the model-server's gRPC API.
+
+    channel = connect(config.downstream("model-server"))
+    backend = GrpcModelBackend(channel, "tiny-lm", lambda: remaining_timeout(context),
+                               address="127.0.0.1:50051")
+    context.add_callback(backend.cancel)       # the caller went away: cancel what is in flight
+
+Every upstream call carries the time the incoming call has left
+(`timeout_fn()`, None = no deadline) and runs as a future that `cancel()`
+cancels, so a cancelled or expired explanation stops at once instead of
+finishing its current model-server request.
+
+Upstream failures become `UpstreamError`, which keeps the model-server's
+status code (INVALID_ARGUMENT stays INVALID_ARGUMENT, with its field
+violations) — except that UNAVAILABLE says which address could not be
+reached, and codes that describe this service's own credentials or
+configuration (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED) become
+INTERNAL. A call cancelled by `cancel()` raises `errors.Cancelled`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+
+from xaimesh.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_runtime.tensors import to_numpy, to_tensor
+
+from .backend import EmbeddingSamples, ModelDescription, Replacement, Segment, Tokenized
+from .errors import Cancelled
+
+__all__ = ["GrpcModelBackend", "UpstreamError", "upstream_error"]
+
+UPSTREAM = "model-server"
+
+_TASKS = {
+    model_pb2.MODEL_TASK_CAUSAL_LM: "causal_lm",
+    model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION: "sequence_classification",
+}
+
+# Codes that say something about this service's own setup, not the caller's request.
+_OWN_FAULT = {
+    grpc.StatusCode.UNAUTHENTICATED: "rejected this service's credentials (check --model-server-token)",
+    grpc.StatusCode.PERMISSION_DENIED: "refused this service's credentials (check --model-server-token)",
+    grpc.StatusCode.UNIMPLEMENTED: "does not implement the call (version mismatch?)",
+}
+
+
+class UpstreamError(Exception):
+    """A model-server call failed. `code` is the grpc.StatusCode to report,
+    `field_violations` the model-server's BadRequest violations."""
+
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 field_violations: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field_violations = list(field_violations)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+def _violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    try:
+        from google.rpc import error_details_pb2
+        from grpc_status import rpc_status
+
+        status = rpc_status.from_call(error)
+    except Exception:  # noqa: BLE001 - no rich status
+        return []
+    out: list[tuple[str, str]] = []
+    for detail in getattr(status, "details", ()) or ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out += [(v.field, v.description) for v in bad.field_violations]
+    return out
+
+
+def upstream_error(error: grpc.RpcError, address: str, method: str) -> UpstreamError:
+    """The `UpstreamError` of a failed model-server call."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    where = f"{UPSTREAM} at {address}" if address else UPSTREAM
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return UpstreamError(code, f"{where} is unavailable ({details}); is it running?")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return UpstreamError(code, f"the deadline passed while waiting for the {where} ({method})")
+    if code in _OWN_FAULT:
+        return UpstreamError(grpc.StatusCode.INTERNAL, f"{where} {_OWN_FAULT[code]}: {details}")
+    return UpstreamError(code, f"{UPSTREAM}: {details or code.name}", _violations(error))
+
+
+def _enum(enum_type: Any, prefix: str, value: str) -> int:
+    return enum_type.Value(prefix + value.upper())
+
+
+def _floats(t: tensor_pb2.Tensor, field: str) -> np.ndarray:
+    return to_numpy(t, field=field).astype(np.float32, copy=False)
+
+
+def _segment(s: Any) -> Segment:
+    return Segment(s.text, s.start_char, s.end_char, s.start_token, s.end_token)
+
+
+class GrpcModelBackend:
+    """A `ModelBackend` that calls a ModelService.
+
+    stub_or_channel: a `ModelServiceStub` or a channel to make one from;
+    model_id: the model ("" = the model-server's default; after `describe()`
+    every call names the resolved model); timeout_fn: seconds left for each
+    upstream call (None = no deadline); address: shown in error messages.
+    """
+
+    def __init__(self, stub_or_channel: Any, model_id: str = "",
+                 timeout_fn: Callable[[], float | None] | None = None, *, address: str = "") -> None:
+        if isinstance(stub_or_channel, grpc.Channel):
+            stub_or_channel = model_pb2_grpc.ModelServiceStub(stub_or_channel)
+        self.stub = stub_or_channel
+        self.model_id = model_id or ""
+        self.timeout_fn = timeout_fn or (lambda: None)
+        self.address = address
+        self._description: ModelDescription | None = None
+        self._lock = threading.Lock()
+        self._in_flight: set[Any] = set()
+        self._cancelled = False
+        self.calls: dict[str, int] = {}  # upstream calls made, by method (for tests and logs)
+
+    # ------------------------------------------------------------ plumbing
+
+    def cancel(self) -> None:
+        """Cancels the upstream calls in flight; later calls raise Cancelled.
+        Safe to call from any thread, more than once."""
+        with self._lock:
+            self._cancelled = True
+            futures = list(self._in_flight)
+        for future in futures:
+            future.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _call(self, method: str, request: Any) -> Any:
+        timeout = self.timeout_fn()
+        if timeout is not None and timeout <= 0:
+            raise UpstreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"the deadline passed before calling the {UPSTREAM} ({method})")
+        with self._lock:
+            if self._cancelled:
+                raise Cancelled("the attribution was cancelled")
+            future = getattr(self.stub, method).future(request, timeout=timeout)
+            self._in_flight.add(future)
+            self.calls[method] = self.calls.get(method, 0) + 1
+        try:
+            return future.result()
+        except grpc.FutureCancelledError:
+            raise Cancelled("the attribution was cancelled") from None
+        except grpc.RpcError as error:
+            if self._cancelled and error.code() == grpc.StatusCode.CANCELLED:
+                raise Cancelled("the attribution was cancelled") from None
+            raise upstream_error(error, self.address, method) from None
+        finally:
+            with self._lock:
+                self._in_flight.discard(future)
+
+    # ------------------------------------------------------------ ModelBackend
+
+    def describe(self) -> ModelDescription:
+        if self._description is None:
+            info = self._call("GetModel", model_pb2.GetModelRequest(model=self.model_id)).model
+            sp = info.special_tokens
+
+            def special(token: str, token_id: int) -> int:
+                return int(token_id) if token else -1
+
+            self._description = ModelDescription(
+                model_id=info.model_id,
+                task=_TASKS.get(info.task, "causal_lm"),
+                labels=list(info.labels),
+                max_sequence_length=int(info.max_sequence_length),
+                bos_token_id=special(sp.bos_token, sp.bos_token_id),
+                eos_token_id=special(sp.eos_token, sp.eos_token_id),
+                pad_token_id=special(sp.pad_token, sp.pad_token_id),
+                unk_token_id=special(sp.unk_token, sp.unk_token_id),
+                mask_token_id=special(sp.mask_token, sp.mask_token_id),
+                all_special_ids=[int(i) for i in sp.all_special_ids],
+                vocab_size=int(info.vocab_size),
+            )
+            self.model_id = info.model_id  # pin the default model for every later call
+        return self._description
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> Tokenized:
+        request = model_pb2.TokenizeRequest(model=self.model_id, texts=[text],
+                                            add_special_tokens=add_special_tokens)
+        t = self._call("Tokenize", request).results[0]
+        return Tokenized(
+            token_ids=[int(i) for i in t.token_ids],
+            tokens=list(t.tokens),
+            token_start_chars=list(t.token_start_chars),
+            token_end_chars=list(t.token_end_chars),
+            special_mask=[bool(b) for b in t.special_mask],
+            word_index=list(t.word_index),
+            sentence_index=list(t.sentence_index),
+            words=[_segment(s) for s in t.words],
+            sentences=[_segment(s) for s in t.sentences],
+        )
+
+    def detokenize(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]:
+        request = model_pb2.DetokenizeRequest(
+            model=self.model_id, skip_special_tokens=skip_special_tokens,
+            sequences=[model_pb2.TokenIds(ids=[int(i) for i in seq]) for seq in sequences])
+        return list(self._call("Detokenize", request).texts)
+
+    def score(self, input_ids: Sequence[int], keep_mask: np.ndarray | None, replacement: Replacement, *,
+              target_positions: Sequence[int] | None = None, target_classes: Sequence[int] | None = None,
+              inference_mode: str = "softmax") -> np.ndarray:
+        request = model_pb2.ScoreRequest(
+            model=self.model_id,
+            input_ids=[int(i) for i in input_ids],
+            replacement=model_pb2.Replacement(
+                policy=_enum(model_pb2.ReplacementPolicy, "REPLACEMENT_POLICY_", replacement.policy),
+                token_id=int(replacement.token_id)),
+            target_positions=[int(p) for p in target_positions or ()],
+            target_classes=[int(c) for c in target_classes or ()],
+            inference_mode=_enum(tensor_pb2.InferenceMode, "INFERENCE_MODE_", inference_mode),
+        )
+        if keep_mask is not None:
+            request.keep_mask.CopyFrom(to_tensor(np.ascontiguousarray(keep_mask, dtype=bool)))
+        response = self._call("Score", request)
+        return _floats(response.scores, "scores")
+
+    def gradients(self, input_ids: Sequence[int], *, target_positions: Sequence[int] | None = None,
+                  target_classes: Sequence[int] | None = None, inference_mode: str = "logits",
+                  samples: EmbeddingSamples, outputs: Sequence[str] = ("dot_delta",)) -> dict[str, np.ndarray]:
+        spec = model_pb2.EmbeddingSamples(
+            baseline=model_pb2.Baseline(kind=_enum(model_pb2.BaselineKind, "BASELINE_KIND_", samples.baseline_kind),
+                                        token_id=int(samples.baseline_token_id)),
+            alphas=[float(a) for a in samples.alphas],
+            noise_stddev=float(samples.noise_stddev),
+            baseline_noise_stddev=float(samples.baseline_noise_stddev),
+            seed=int(samples.seed),
+            position_mask=[bool(b) for b in samples.position_mask or ()],
+        )
+        request = model_pb2.ComputeGradientsRequest(
+            model=self.model_id,
+            input_ids=[int(i) for i in input_ids],
+            target_positions=[int(p) for p in target_positions or ()],
+            target_classes=[int(c) for c in target_classes or ()],
+            inference_mode=_enum(tensor_pb2.InferenceMode, "INFERENCE_MODE_", inference_mode),
+            samples=spec,
+            outputs=[_enum(model_pb2.GradientOutput, "GRADIENT_OUTPUT_", o) for o in outputs],
+        )
+        response = self._call("ComputeGradients", request)
+        out = {"scores": _floats(response.scores, "scores")}
+        for key in outputs:
+            out[key] = _floats(getattr(response, key), key)
+        return out
+
+    def generate(self, prompt: str, max_new_tokens: int) -> list[int]:
+        request = model_pb2.GenerateRequest(model=self.model_id, text=prompt, max_new_tokens=int(max_new_tokens),
+                                            do_sample=False)
+        return [int(i) for i in self._call("Generate", request).token_ids]
