@@ -19,8 +19,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import xaimesh  # noqa: E402
-from benchmarks import bench_model_server  # noqa: E402
-from benchmarks.common import Row  # noqa: E402
+from benchmarks import bench_flow, bench_model_server  # noqa: E402
+from benchmarks.common import Row, sample_texts  # noqa: E402
+from benchmarks.reference_env import reference_seconds, run_reference  # noqa: E402
 
 
 def _fmt(value, unit="s"):
@@ -28,7 +29,7 @@ def _fmt(value, unit="s"):
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| benchmark | bare torch | xaimesh | xaimesh / floor | reference | reference / xaimesh | notes |",
+    lines = ["| benchmark | bare torch | xaimesh | xaimesh / floor | interpreto | interpreto / xaimesh | notes |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row.name} | {_fmt(row.floor_s)} | {_fmt(row.xaimesh_s)} | {_fmt(row.ratio, '')} | "
@@ -42,11 +43,29 @@ def main() -> None:
     from xaimesh_model_server.loading import embedded_default_path
 
     model_path = embedded_default_path()
-    stack = LocalStack(services=["model"])
+    stack = LocalStack()
     with xaimesh.Mesh(stack.start(), stack=stack) as mesh:
         model = mesh.model()
-        rows: list[Row] = []
-        rows += bench_model_server.run(mesh, model_path)
+        rows: list[Row] = bench_model_server.run(mesh, model_path)
+        flow_rows, flow = bench_flow.run(mesh, model_path, {"activations": rows[1].floor_s})
+        rows += flow_rows
+    # The reference runs after the services stopped, so it has the cores to itself.
+    if os.environ.get("XAIMESH_BENCH_REFERENCE", "1") != "0":
+        ref = run_reference(model_path, sample_texts(200))
+    else:
+        ref = "XAIMESH_BENCH_REFERENCE=0"
+    if isinstance(ref, str):
+        print(f"interpreto: skipped ({ref})")
+    else:
+        by_prefix = {"KernelShap": "kernelshap", "Deletion": "deletion", "get_activations": "activations",
+                     "SemiNMF": "semi_nmf"}
+        for row in rows:
+            for prefix, step in by_prefix.items():
+                if row.name.startswith(prefix):
+                    row.reference_s = reference_seconds(ref, step)
+        semi = ref.get("rows", {}).get("semi_nmf", {})
+        if "mse" in semi:
+            rows[-2].notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
     header = (f"Measured {datetime.date.today()} on {platform.machine()} with {os.cpu_count()} CPU cores, "
               f"torch {torch.__version__} ({torch.get_num_threads()} threads), model {model.model_id} "
               f"({model.info.device}, {model.info.dtype}). Times are medians of 3 runs after a warm-up run.")
@@ -63,7 +82,12 @@ BENCH_DOC = """# Benchmarks
 `make bench` runs every benchmark side by side in one run and rewrites this
 page. The floor is the same forward passes run by bare torch in one process;
 "xaimesh" is the same work through the services (local mesh on loopback,
-real gRPC); the ratio is what the mesh costs over the floor.
+real gRPC); the ratio is what the mesh costs over the floor. "interpreto" is
+the reference toolkit (0.5.2) in-process on the same model and inputs, in its
+own venv (`benchmarks/reference_env.py`), run after the services stopped; its
+ratio over xaimesh above 1 means xaimesh is faster. Run it with
+`OMP_NUM_THREADS=1 make bench` on a quiet machine: timings on a busy 2-core
+machine swing a lot, ratios within one run much less.
 
 {header}
 

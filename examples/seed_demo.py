@@ -55,7 +55,7 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     print("\n== Attributions ==")
     attributions = KernelShap(model, tokenizer)(model_inputs="Alice and Bob enter the bar, ",
                                                 targets="then Alice offers a drink to Bob.")
-    print(plot_attributions(attributions[0]))
+    plot_attributions(attributions[0])  # prints in a terminal, renders inline in a notebook
     auc, detailed_scores = Deletion(model, tokenizer).evaluate(attributions)
     random_auc = detailed_scores.random_auc
     print(f"Deletion AUC: {auc:.4f} (lower is better; random order: {random_auc:.4f}) -> "

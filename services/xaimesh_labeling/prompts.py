@@ -141,11 +141,17 @@ _QUOTES = "\"'`“”‘’«»„"
 _EDGE_PUNCT = ".,;:!?…-–—/\\|*_~ "
 
 
+# An echo of the excerpt format's activation score ("[10] word"), which small
+# models copy from the prompt.
+_SCORE_PREFIX = re.compile(r"^\[\s*\d{1,2}\s*\]\s*")
+
+
 def _clean_line(line: str) -> str:
     s = line.strip()
     for _ in range(3):  # prefixes can nest ("1. **Label:** ...")
         before = s
         s = _BULLET.sub("", s)
+        s = _SCORE_PREFIX.sub("", s)
         s = s.replace("**", "").replace("__", "").replace("`", "")
         s = s.strip().strip(_QUOTES).strip()
         s = _PREFIX_COLON.sub("", s)

@@ -92,3 +92,10 @@ def test_clean_label_empty_is_an_error(raw):
     with pytest.raises(LabelParseError) as err:
         clean_label(raw)
     assert err.value.code == "INTERNAL"
+
+
+def test_clean_label_drops_an_echoed_activation_score():
+    from xaimesh_labeling.prompts import clean_label
+
+    assert clean_label("[10] application") == "application"
+    assert clean_label("1. [7] **Label:** happy feelings.") == "happy feelings"
