@@ -73,10 +73,12 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     llm_labels = interpretation.interpret(inputs=dataset, latent_activations=activations, concepts_indices="all")
     print("Concept labels:")
     print("\n".join(f"  {i:2d}: {label}" for i, label in llm_labels.items()))
-    label_scores = interpretation.score(llm_labels)
-    print(f"Label scores (balanced accuracy, 0.5 = chance): detection {label_scores.mean_detection}, "
-          f"fuzzing {label_scores.mean_fuzzing} by {label_scores.scorer}"
-          + (" (scorer = labeller: optimistic)" if label_scores.scorer_is_labeller else ""))
+    label_scores = None
+    if any(llm_labels.values()):
+        label_scores = interpretation.score(llm_labels)
+        print(f"Label scores (balanced accuracy, 0.5 = chance): detection {_fmt(label_scores.mean_detection)}, "
+              f"fuzzing {_fmt(label_scores.mean_fuzzing)} by {label_scores.scorer}"
+              + (" (scorer = labeller: optimistic)" if label_scores.scorer_is_labeller else ""))
     mse = MSE(concept_explainer).compute(activations)
     sparsity = Sparsity(concept_explainer).compute(activations)
     print(f"MSE: {mse:.6f}  Sparsity: {sparsity:.4f}")
@@ -95,6 +97,10 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     print(f"\nReport: {path}  (done in {elapsed:.0f} s)")
     return {"auc": auc, "random_auc": random_auc, "labels": llm_labels, "mse": mse, "sparsity": sparsity,
             "report": path, "seconds": elapsed, "label_scores": label_scores}
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
