@@ -28,20 +28,21 @@ from xaimesh.report import Report
 
 
 def run(mesh=None, *, out_dir: str | Path = "out", n_texts: int | None = None, nb_concepts: int = 20,
-        split_point: int = 8, models: list[str] | None = None) -> dict:
+        split_point: int = 8, models: list[str] | None = None, score_labels: bool = True) -> dict:
     started = time.perf_counter()
     own_mesh = mesh is None
     if own_mesh:
         print("Starting the local mesh (the first run converts the embedded model, ~40 s)...")
         mesh = xaimesh.connect(models=models)
     try:
-        return _flow(mesh, Path(out_dir), n_texts, nb_concepts, split_point, started)
+        return _flow(mesh, Path(out_dir), n_texts, nb_concepts, split_point, score_labels, started)
     finally:
         if own_mesh:
             mesh.close()
 
 
-def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_point: int, started: float) -> dict:
+def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_point: int, score_labels: bool,
+          started: float) -> dict:
     dataset = sample_texts()[:n_texts] if n_texts else sample_texts()
     key = os.getenv("OPENAI_API_KEY")
     llm_interface = OpenAILLM(api_key=key, model="gpt-4.1-nano") if key else ModelServerLLM()
@@ -74,7 +75,7 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     print("Concept labels:")
     print("\n".join(f"  {i:2d}: {label}" for i, label in llm_labels.items()))
     label_scores = None
-    if any(llm_labels.values()):
+    if score_labels and any(llm_labels.values()):
         label_scores = interpretation.score(llm_labels)
         print(f"Label scores (balanced accuracy, 0.5 = chance): detection {_fmt(label_scores.mean_detection)}, "
               f"fuzzing {_fmt(label_scores.mean_fuzzing)} by {label_scores.scorer}"

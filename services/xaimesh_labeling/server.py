@@ -80,9 +80,13 @@ DEFAULT_MAX_CONCURRENCY = 4
 DEFAULT_MAX_CONCURRENCY_CAP = 16
 DEFAULT_OPENAI_TIMEOUT = 30.0
 DEFAULT_OPENAI_RETRIES = 4
+# Bounds of a request's OpenAI backend: past them a request could keep the
+# service busy for hours (2^31 retries of a refused connection).
+MAX_OPENAI_TIMEOUT = 600.0
+MAX_OPENAI_RETRIES = 10
 # Model-server generation lengths: a label is at most 5 words; a scoring
 # answer is a JSON list of excerpt numbers.
-LABEL_MAX_NEW_TOKENS = 32
+LABEL_MAX_NEW_TOKENS = 16  # a 1-5 word label; more only slows CPU generation
 SCORE_MAX_NEW_TOKENS = 64
 # No caller deadline: bound each model-server generation anyway.
 GENERATE_TIMEOUT = 600.0
@@ -313,8 +317,14 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
         return Secret(""), requested
 
     def _openai_llm(self, oa: labeling_pb2.OpenAIBackend, key: Secret, base_url: str | None) -> Any:
-        if oa.timeout_seconds < 0 or not math.isfinite(oa.timeout_seconds):
-            raise RequestError("llm.openai.timeout_seconds", "timeout_seconds must be >= 0 (0 = 30 s)")
+        if oa.timeout_seconds < 0 or not math.isfinite(oa.timeout_seconds) or oa.timeout_seconds > MAX_OPENAI_TIMEOUT:
+            raise RequestError("llm.openai.timeout_seconds",
+                               f"timeout_seconds must be between 0 and {MAX_OPENAI_TIMEOUT:g} (0 = 30 s), "
+                               f"got {oa.timeout_seconds:g}")
+        if oa.max_retries > MAX_OPENAI_RETRIES:
+            raise RequestError("llm.openai.max_retries",
+                               f"max_retries must be at most {MAX_OPENAI_RETRIES} (0 = {DEFAULT_OPENAI_RETRIES}, "
+                               f"negative = none), got {oa.max_retries}")
         if oa.max_tokens < 0:
             raise RequestError("llm.openai.max_tokens", "max_tokens must be >= 0 (0 = the endpoint's default)")
         if not math.isfinite(oa.temperature) or oa.temperature < 0:
