@@ -23,7 +23,7 @@ from tests.fixtures.fake_openai import FakeHTTPError, FakeOpenAIServer
 from xaimesh.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
 from xaimesh.v1 import tensor_pb2
 from xaimesh_labeling.__main__ import build_parser
-from xaimesh_labeling.server import LabelingServiceServicer
+from xaimesh_labeling.server import LABEL_MAX_NEW_TOKENS, LabelingServiceServicer
 from xaimesh_runtime.client import make_channel
 from xaimesh_runtime.server import start_server
 from xaimesh_runtime.tensors import to_tensor
@@ -417,7 +417,7 @@ def test_no_key_means_model_server(start_labeling, downstream, configured):
     request = models.generate_requests[-1]
     assert request.model == "tiny-instruct" and request.WhichOneof("prompt") == "chat"
     assert [m.role for m in request.chat.messages] == ["system", "user"]
-    assert request.max_new_tokens == 32 and not request.do_sample
+    assert request.max_new_tokens == LABEL_MAX_NEW_TOKENS and not request.do_sample
 
 
 def test_model_server_backend_options(start_labeling, downstream):
@@ -505,6 +505,11 @@ def test_bad_requests(start_labeling, downstream, fake_llm):
         (label_request(k_examples=-1), "k_examples"),
         (label_request(max_concurrency=-2), "max_concurrency"),
         (label_request(openai_backend(fake_llm, timeout_seconds=-1)), "llm.openai.timeout_seconds"),
+        # enormous values are refused up front (2^31 retries of a refused connection ran for days)
+        (label_request(openai_backend(fake_llm, timeout_seconds=1e30)), "llm.openai.timeout_seconds"),
+        (label_request(openai_backend(fake_llm, max_retries=2 ** 31 - 1)), "llm.openai.max_retries"),
+        (label_request(k_examples=2 ** 31 - 1), "k_examples"),
+        (label_request(k_context=2 ** 31 - 1), "k_context"),
     ]
     for request, field in cases:
         with pytest.raises(grpc.RpcError) as err:
