@@ -201,7 +201,8 @@ def test_node_example_matches_python(mesh, node_modules):
     n_targets, n_elements = attribution["shape"]
     assert n_targets == len(attribution["target_elements"]) >= 1
     assert n_elements == len(attribution["input_elements"])
-    assert "".join(attribution["input_elements"][: attribution["num_prompt_elements"]]).strip() == TEXT.strip()
+    # Word elements are the words themselves, without the spaces between them.
+    assert attribution["input_elements"][: attribution["num_prompt_elements"]] == TEXT.split()
     node_scores = np.array([[np.nan if v is None else v for v in row] for row in attribution["scores"]], dtype=np.float64)
     n_prompt = attribution["num_prompt_elements"]
     assert np.isfinite(node_scores[:, :n_prompt]).all()
