@@ -41,6 +41,11 @@ from .errors import Cancelled, InvalidArgument
 SAMPLINGS = ("TOP", "QUANTILE", "RANDOM")
 CONTEXT_GRANULARITIES = ("TOKEN", "ALL_TOKENS")
 DEFAULT_K = 10
+#: Largest k / k_quantile and k_context a request may ask for: the examples
+#: of one concept travel in one message, which k = 2^31 rows with their
+#: context would blow far past any message size.
+MAX_K = 10_000
+MAX_K_CONTEXT = 1_000
 
 
 @dataclass
@@ -164,13 +169,15 @@ def top_examples(model, reader, concept_indices=None, k: int = DEFAULT_K, sampli
     optional ``texts`` / ``read_provenance`` / ``provenance_arrays``)."""
     sampling = normalize_sampling(sampling)
     k = int(k or 0)
-    if k < 0:
-        raise InvalidArgument(f"k must be >= 0, got {k}", field="k")
+    if k < 0 or k > MAX_K:
+        raise InvalidArgument(f"k must be between 0 and {MAX_K} (0 = {DEFAULT_K}), got {k}", field="k")
     k = k or DEFAULT_K
-    if int(k_context or 0) < 0:
-        raise InvalidArgument(f"k_context must be >= 0, got {k_context}", field="k_context")
-    if int(k_quantile or 0) < 0:
-        raise InvalidArgument(f"k_quantile must be >= 0, got {k_quantile}", field="k_quantile")
+    if not 0 <= int(k_context or 0) <= MAX_K_CONTEXT:
+        raise InvalidArgument(f"k_context must be between 0 and {MAX_K_CONTEXT}, got {k_context}",
+                              field="k_context")
+    if not 0 <= int(k_quantile or 0) <= MAX_K:
+        raise InvalidArgument(f"k_quantile must be between 0 and {MAX_K} (0 = k), got {k_quantile}",
+                              field="k_quantile")
     k_quantile = int(k_quantile or 0) or k
     if reader.n_features != model.hidden_size_:
         raise InvalidArgument(

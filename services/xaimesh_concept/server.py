@@ -36,7 +36,7 @@ from grpc_status import rpc_status
 from google.rpc import error_details_pb2
 
 from xaimesh.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
-from xaimesh_runtime.client import make_channel, remaining_timeout
+from xaimesh_runtime.client import connect, remaining_timeout
 from xaimesh_runtime.config import Downstream
 from xaimesh_runtime.errors import abort_with, map_errors
 from xaimesh_runtime.tensors import TensorError, iter_chunks, to_numpy, to_tensor
@@ -280,7 +280,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                 if isinstance(ms, grpc.Channel):
                     self._channel = ms
                 else:
-                    self._channel = make_channel(ms.address, token=ms.token, tls_ca=ms.tls_ca)
+                    self._channel = connect(ms)
             return model_pb2_grpc.ModelServiceStub(self._channel)
 
     def _abort_upstream(self, exc: grpc.RpcError, context: grpc.ServicerContext) -> None:

@@ -78,7 +78,7 @@ def new_id() -> str:
 
 
 def validate_id(id_: str, what: str = "id") -> str:
-    if not isinstance(id_, str) or not ID_PATTERN.match(id_):
+    if not isinstance(id_, str) or not ID_PATTERN.fullmatch(id_):  # match() lets "id\n" through
         raise InvalidArgument(
             f"invalid {what} {id_!r}: ids are 1-64 characters among letters, digits, '-' and '_', "
             "starting with a letter or digit", field=what)

@@ -179,12 +179,16 @@ class OpenAIChatLLM:
         self._rng_lock = threading.Lock()
         self._openai = openai
         # Local servers (vLLM, Ollama, llama.cpp) take any key; the client wants one.
-        self._client = openai.OpenAI(
-            api_key=secret.get() or "no-key",
-            base_url=base_url or DEFAULT_OPENAI_BASE_URL,
-            max_retries=0,
-            timeout=self.timeout_seconds,
-        )
+        try:
+            self._client = openai.OpenAI(
+                api_key=secret.get() or "no-key",
+                base_url=base_url or DEFAULT_OPENAI_BASE_URL,
+                max_retries=0,
+                timeout=self.timeout_seconds,
+            )
+        except Exception as exc:  # noqa: BLE001 - httpx.InvalidURL and friends: a bad base_url
+            raise LLMError(f"cannot use base_url {redact(str(base_url))[:200]!r}: {_short(exc)}",
+                           code="INVALID_ARGUMENT") from None
         self.base_url = strip_url_userinfo(str(self._client.base_url)).rstrip("/")
 
     # -- public -----------------------------------------------------------

@@ -45,6 +45,7 @@ import logging
 import math
 import random
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -84,6 +85,11 @@ DEFAULT_OPENAI_RETRIES = 4
 # service busy for hours (2^31 retries of a refused connection).
 MAX_OPENAI_TIMEOUT = 600.0
 MAX_OPENAI_RETRIES = 10
+# Examples shown to the LLM per concept (every one goes into one prompt) and
+# tokens of context each side: larger values are refused up front.
+MAX_K_EXAMPLES = 1_000
+MAX_K_CONTEXT = 1_000
+MAX_BASE_URL_CHARS = 2048
 # Model-server generation lengths: a label is at most 5 words; a scoring
 # answer is a JSON list of excerpt numbers.
 LABEL_MAX_NEW_TOKENS = 16  # a 1-5 word label; more only slows CPU generation
@@ -294,6 +300,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             return self._model_server_llm(backend.model_server, context, max_new_tokens, seed)
         if kind == "openai":
             oa = backend.openai
+            _check_base_url(oa.base_url, "llm.openai.base_url")
             key, base_url = self._openai_target(oa.base_url, meta_key)
             if not key and _norm_url(base_url) in ("", _norm_url(DEFAULT_OPENAI_BASE_URL)):
                 log.info("OpenAI backend requested without an API key (x-openai-api-key metadata or "
@@ -492,12 +499,12 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             raise RequestError("concept_model", "concept_model is required (\"conceptModels/{id}\")")
         if not request.activation_set:
             raise RequestError("activation_set", "activation_set is required (\"activationSets/{id}\")")
-        if request.k_examples < 0:
-            raise RequestError("k_examples", "k_examples must be >= 0 (0 = 20)")
-        if request.k_quantile < 0:
-            raise RequestError("k_quantile", "k_quantile must be >= 0")
-        if request.k_context < 0:
-            raise RequestError("k_context", "k_context must be >= 0")
+        if not 0 <= request.k_examples <= MAX_K_EXAMPLES:
+            raise RequestError("k_examples", f"k_examples must be between 0 and {MAX_K_EXAMPLES} (0 = 20)")
+        if not 0 <= request.k_quantile <= MAX_K_EXAMPLES:
+            raise RequestError("k_quantile", f"k_quantile must be between 0 and {MAX_K_EXAMPLES}")
+        if not 0 <= request.k_context <= MAX_K_CONTEXT:
+            raise RequestError("k_context", f"k_context must be between 0 and {MAX_K_CONTEXT}")
         if any(c < 0 for c in request.concept_indices):
             raise RequestError("concept_indices", "concept indices must be >= 0")
         concurrency = self._concurrency(request.max_concurrency, "max_concurrency")
@@ -550,10 +557,10 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
                 raise RequestError(f"methods[{i}]", "unknown scoring method: use DETECTION or FUZZING")
             methods.append(_METHODS[m])
         methods = list(dict.fromkeys(methods)) or [DETECTION, FUZZING]
-        if request.n_examples < 0:
-            raise RequestError("n_examples", "n_examples must be >= 0 (0 = 5)")
-        if request.k_context < 0:
-            raise RequestError("k_context", "k_context must be >= 0 (0 = 4)")
+        if not 0 <= request.n_examples <= MAX_K_EXAMPLES:
+            raise RequestError("n_examples", f"n_examples must be between 0 and {MAX_K_EXAMPLES} (0 = 5)")
+        if not 0 <= request.k_context <= MAX_K_CONTEXT:
+            raise RequestError("k_context", f"k_context must be between 0 and {MAX_K_CONTEXT} (0 = 4)")
         n_examples = request.n_examples or DEFAULT_SCORING_EXAMPLES
         k_context = request.k_context or DEFAULT_SCORING_CONTEXT
         concurrency = self._concurrency(request.max_concurrency, "max_concurrency")
@@ -603,6 +610,22 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
 
 # --------------------------------------------------------------------------
 # encoding
+
+
+def _check_base_url(url: str, field: str) -> None:
+    """A request's base_url is an http(s) URL of a sane length (empty = the default)."""
+    url = (url or "").strip()
+    if not url:
+        return
+    if len(url) > MAX_BASE_URL_CHARS:
+        raise RequestError(field, f"base_url is {len(url)} characters long; at most {MAX_BASE_URL_CHARS}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise RequestError(field, f"base_url is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RequestError(field, "base_url must be an http(s) URL such as http://localhost:8000/v1")
 
 
 def _label_message(result: ConceptLabelResult, examples: concept_pb2.ConceptExamples) -> labeling_pb2.ConceptLabel:

@@ -111,8 +111,10 @@ def make_channel(address: str, *, token: str | None = None, tls: bool = False,
 
 
 def connect(downstream: Downstream, **kwargs: Any) -> grpc.Channel:
-    """A channel to a service declared with ``parser.add_downstream``."""
-    return make_channel(downstream.address, token=downstream.token, tls_ca=downstream.tls_ca, **kwargs)
+    """A channel to a service declared with ``parser.add_downstream``
+    (TLS when it has a CA or a client certificate)."""
+    return make_channel(downstream.address, token=downstream.token, tls_ca=downstream.tls_ca,
+                        tls_cert=downstream.tls_cert, tls_key=downstream.tls_key, **kwargs)
 
 
 def remaining_timeout(context: grpc.ServicerContext | None, default: float | None = None, *,

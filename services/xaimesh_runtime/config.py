@@ -65,6 +65,9 @@ class Downstream:
     address: str
     token: str | None = dataclasses.field(default=None, repr=False)
     tls_ca: Path | None = None
+    # A client certificate for a downstream that requires mutual TLS.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 @dataclasses.dataclass
@@ -170,6 +173,7 @@ class ServerConfig:
                 "address": d.address,
                 "token": "***" if d.token else None,
                 "tls_ca": str(d.tls_ca) if d.tls_ca else None,
+                "tls_cert": str(d.tls_cert) if d.tls_cert else None,
             }
         return out
 
@@ -317,6 +321,9 @@ class ServiceArgumentParser(argparse.ArgumentParser):
                         help=f"bearer token for {what} (default: this server's --auth-token)")
         self.add_option(f"--{name}-tls-ca", type=Path,
                         help=f"CA certificate to reach {what} over TLS (default: plaintext)")
+        self.add_option(f"--{name}-tls-cert", type=Path,
+                        help=f"client certificate (PEM) for {what} when it requires mutual TLS")
+        self.add_option(f"--{name}-tls-key", type=Path, help=f"private key (PEM) of --{name}-tls-cert")
         self._downstreams[name] = (name.replace("-", "_"), f"--{name}")
 
     # -- resolution -----------------------------------------------------
@@ -389,8 +396,11 @@ class ServiceArgumentParser(argparse.ArgumentParser):
         downstreams = {}
         for name, (dest, _flag) in self._downstreams.items():
             token = getattr(extra, dest + "_token") or common.get("auth_token")
+            cert, key = getattr(extra, dest + "_tls_cert"), getattr(extra, dest + "_tls_key")
+            if (cert is None) != (key is None):
+                raise ConfigError(f"--{name}-tls-cert and --{name}-tls-key must be given together")
             downstreams[name] = Downstream(getattr(extra, dest + "_address"), token,
-                                           getattr(extra, dest + "_tls_ca"))
+                                           getattr(extra, dest + "_tls_ca"), cert, key)
         config = ServerConfig(service=self.service, options=extra,
                               secret_options=tuple(secrets), downstreams=downstreams, **common)
         return config.validate()

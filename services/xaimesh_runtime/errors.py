@@ -56,6 +56,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_ERROR_MAP: dict[type[BaseException], grpc.StatusCode] = {
     ValueError: grpc.StatusCode.INVALID_ARGUMENT,
     NotImplementedError: grpc.StatusCode.UNIMPLEMENTED,
+    # A request asked for more memory than the server has (numpy's
+    # "Unable to allocate 480 GiB..."): the caller can ask for less.
+    MemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 MAX_MESSAGE_CHARS = 2000
 
@@ -111,10 +114,17 @@ def code_for(exc: BaseException, mapping: Mapping[type[BaseException], grpc.Stat
     return None
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"  # torch's CUDA OOM
+
+
 def _message(exc: BaseException) -> str:
     # str(KeyError("x")) is "'x'": use the argument itself.
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         text = exc.args[0]
+    elif _is_out_of_memory(exc):
+        text = (f"not enough memory for this request ({str(exc).splitlines()[0] if str(exc) else 'out of memory'})"
+                "; ask for less work at once (fewer samples, steps or rows)")
     else:
         text = str(exc) or type(exc).__name__
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
@@ -146,6 +156,10 @@ def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
     if not context.is_active():
         raise exc  # client cancelled or deadline passed: nobody to tell
     code = code_for(exc, mapping)
+    if code is None and _is_out_of_memory(exc):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _is_out_of_memory(exc):
+        log.warning("%s: out of memory: %s", method, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if code is not None:
         abort_with(context, code, _message(exc), _exception_violations(exc))
     if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):

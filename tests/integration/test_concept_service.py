@@ -145,3 +145,98 @@ def test_sigkill_during_a_write_leaves_nothing_half_written(launcher, model_serv
     assert sorted(os.listdir(data_dir / "activation_sets")) == [kept.id]
     np.testing.assert_array_equal(listed[0].numpy(), small)
     mesh.close()
+
+
+def test_sigkill_amid_concurrent_writes_keeps_every_acknowledged_one(launcher, model_server, tmp_path):
+    """Writers upload sets and fit models until the concept-service is
+    SIGKILLed in the middle of their writes; after a restart every write
+    that was acknowledged is listed and intact (same rows, same dictionary),
+    and whatever else is listed is complete too (its reply was lost, not its
+    data); nothing is left in tmp/."""
+    import grpc
+
+    from xaimesh.v1 import concept_pb2, concept_pb2_grpc
+    from xaimesh_runtime.client import make_channel
+    from xaimesh_runtime.tensors import iter_chunks, to_numpy
+
+    data_dir = tmp_path / "concept-data"
+    concept = start_concept(launcher, model_server, data_dir)
+    stop = threading.Event()
+    acked_sets: dict[str, np.ndarray] = {}
+    acked_models: dict[str, np.ndarray | None] = {}
+    lock = threading.Lock()
+
+    def upload(stub, rows):
+        def requests():
+            yield concept_pb2.UploadActivationSetRequest(header=concept_pb2.UploadActivationSetHeader())
+            for chunk in iter_chunks(rows, 64 * 1024):
+                yield concept_pb2.UploadActivationSetRequest(chunk=chunk)
+        return stub.UploadActivationSet(requests(), timeout=30).set.name
+
+    def uploader(seed):
+        rng = np.random.default_rng(seed)
+        with make_channel(concept.address) as channel:
+            stub = concept_pb2_grpc.ConceptServiceStub(channel)
+            while not stop.is_set():
+                rows = rng.standard_normal((int(rng.integers(200, 3000)), 32)).astype(np.float32)
+                try:
+                    name = upload(stub, rows)
+                except grpc.RpcError:
+                    return  # the service is gone
+                with lock:
+                    acked_sets[name] = rows
+
+    def fitter():
+        with make_channel(concept.address) as channel:
+            stub = concept_pb2_grpc.ConceptServiceStub(channel)
+            try:
+                base = upload(stub, np.random.default_rng(99).standard_normal((500, 32)).astype(np.float32))
+                with lock:
+                    acked_sets[base] = None  # checked for presence only
+                while not stop.is_set():
+                    (*_, last) = stub.FitConceptModel(concept_pb2.FitConceptModelRequest(
+                        activation_set=base, method=concept_pb2.CONCEPT_METHOD_PCA, nb_concepts=4), timeout=30)
+                    name = last.model.name
+                    with lock:
+                        acked_models[name] = None
+                    chunks = list(stub.GetDictionary(concept_pb2.GetDictionaryRequest(concept_model=name),
+                                                     timeout=30))
+                    with lock:
+                        acked_models[name] = np.frombuffer(b"".join(c.chunk.data for c in chunks), np.float32)
+            except grpc.RpcError:
+                return
+
+    threads = [threading.Thread(target=uploader, args=(i,), daemon=True) for i in range(3)]
+    threads.append(threading.Thread(target=fitter, daemon=True))
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while (len(acked_sets) < 8 or len(acked_models) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    concept.stop(signal.SIGKILL)  # writes are in flight
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked_sets) >= 8 and len(acked_models) >= 2
+
+    concept = start_concept(launcher, model_server, data_dir)
+    assert os.listdir(data_dir / "tmp") == []
+    with make_channel(concept.address) as channel:
+        stub = concept_pb2_grpc.ConceptServiceStub(channel)
+        sets = {s.name: s for s in stub.ListActivationSets(concept_pb2.ListActivationSetsRequest(page_size=1000),
+                                                           timeout=10).sets}
+        models = {m.name for m in stub.ListConceptModels(concept_pb2.ListConceptModelsRequest(page_size=1000),
+                                                         timeout=10).models}
+        assert set(acked_sets) <= set(sets) and set(acked_models) <= models
+        for name, info in sets.items():  # acknowledged or not, every listed set reads back whole
+            rows = np.concatenate([to_numpy(r.rows) for r in stub.ReadActivationSet(
+                concept_pb2.ReadActivationSetRequest(name=name), timeout=30)])
+            assert rows.shape == tuple(info.shape)
+            if acked_sets.get(name) is not None:
+                np.testing.assert_array_equal(rows, acked_sets[name])
+        for name in models:
+            chunks = list(stub.GetDictionary(concept_pb2.GetDictionaryRequest(concept_model=name), timeout=30))
+            dictionary = np.frombuffer(b"".join(c.chunk.data for c in chunks), np.float32)
+            assert dictionary.size == 4 * 32
+            if acked_models.get(name) is not None:
+                np.testing.assert_array_equal(dictionary, acked_models[name])

@@ -5,6 +5,12 @@ without a hand-written generator per message: empty and huge strings,
 invalid UTF-8 in bytes fields, negative and enormous numbers, NaN / Inf,
 unknown enum values, unknown ids, deep nesting, and tensors whose dtype,
 shape and byte length disagree.
+
+``known`` (field name -> valid values) mixes real values into the fields of
+that name (a real model id, activation set, concept model, token ids...) so
+that requests get past the "not found" checks and reach the deeper
+validation: counts, ranges, shapes, enum values. For a repeated field, the
+known values are whole lists.
 """
 
 from __future__ import annotations
@@ -22,14 +28,14 @@ INT_TYPES = {F.TYPE_INT32, F.TYPE_INT64, F.TYPE_SINT32, F.TYPE_SINT64, F.TYPE_SF
 UINT_TYPES = {F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_FIXED32, F.TYPE_FIXED64}
 INT_BOUNDS = {F.TYPE_INT32: 31, F.TYPE_SINT32: 31, F.TYPE_SFIXED32: 31}
 
-hostile_text = st.one_of(
+short_hostile_text = st.one_of(
     st.just(""),
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12),
     st.sampled_from(["../../etc/passwd", "activationSets/../x", "conceptModels/", "models/none",
                      "\x00", "a/b", "nan", "-1", "9" * 30, " ", "\u202e\u0000", "8", "model.layers.99"]),
-    st.integers(10_000, 200_000).map(lambda n: "x" * n),
 )
+hostile_text = st.one_of(short_hostile_text, st.integers(10_000, 200_000).map(lambda n: "x" * n))
 
 
 def hostile_int(bits: int, unsigned: bool = False):
@@ -61,15 +67,16 @@ def hostile_tensor(draw):
     return tensor_pb2.Tensor(dtype=dtype, shape=shape, raw_contents=raw)
 
 
-def message_strategy(descriptor, depth: int = 0):
-    """Partial messages of `descriptor` with hostile field values."""
+def message_strategy(descriptor, depth: int = 0, known: dict | None = None):
+    """Partial messages of `descriptor` with hostile field values (real
+    values from `known` mixed into the fields of those names)."""
     if descriptor.full_name == "xaimesh.v1.Tensor":
         return hostile_tensor()
     if descriptor.full_name in ("google.protobuf.Any",):
         return st.just(None)
     fields = {}
     for field in descriptor.fields:
-        value = field_strategy(field, depth)
+        value = field_strategy(field, depth, known)
         if value is not None:
             fields[field.name] = value
     names = sorted(fields)
@@ -122,17 +129,86 @@ def scalar_strategy(field):
     return None
 
 
-def field_strategy(field, depth: int):
+def field_strategy(field, depth: int, known: dict | None = None):
     if field.type == F.TYPE_MESSAGE:
         if depth >= 3:
             return None
-        inner = st.deferred(lambda: message_strategy(field.message_type, depth + 1))
+        inner = st.deferred(lambda: message_strategy(field.message_type, depth + 1, known))
     else:
         inner = scalar_strategy(field)
     if inner is None:
         return None
     if field.is_repeated:
-        return st.one_of(st.lists(inner, max_size=4),
-                         st.lists(inner, min_size=200, max_size=300) if field.type != F.TYPE_MESSAGE
-                         else st.lists(inner, max_size=2))
-    return inner
+        # many items, or a few huge ones (not hundreds of huge ones: 60 MB of
+        # text is real work, not a hostile request)
+        many = short_hostile_text if field.type == F.TYPE_STRING else inner
+        strategy = st.one_of(st.lists(inner, max_size=4),
+                             st.lists(many, min_size=200, max_size=300) if field.type != F.TYPE_MESSAGE
+                             else st.lists(inner, max_size=2))
+    else:
+        strategy = inner
+    real = (known or {}).get(field.name)
+    if real and field.type != F.TYPE_MESSAGE:
+        # half the time a real value, so the request gets past "not found"
+        strategy = st.one_of(st.sampled_from(list(real)), strategy)
+    return strategy
+
+
+def field_paths(descriptor, max_depth: int = 3, _prefix: tuple = ()) -> list[tuple]:
+    """Every field reachable from `descriptor` (as a tuple of field
+    descriptors), maps and google.protobuf.Any excluded."""
+    out = []
+    for field in descriptor.fields:
+        if field.type == F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            continue
+        if field.type == F.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Any":
+            continue
+        path = (*_prefix, field)
+        out.append(path)
+        if (field.type == F.TYPE_MESSAGE and len(path) < max_depth
+                and field.message_type.full_name != "xaimesh.v1.Tensor"):
+            out += field_paths(field.message_type, max_depth, path)
+    return out
+
+
+def _set_path(message, path: tuple, value) -> None:
+    target = message
+    for field in path[:-1]:
+        if field.is_repeated:
+            items = getattr(target, field.name)
+            target = items[0] if len(items) else items.add()
+        else:
+            target = getattr(target, field.name)
+    field = path[-1]
+    if field.is_repeated:
+        items = getattr(target, field.name)
+        del items[:]
+        items.extend(v for v in value if v is not None)
+    elif field.type == F.TYPE_MESSAGE:
+        getattr(target, field.name).CopyFrom(value)
+    else:
+        setattr(target, field.name, value)
+
+
+def mutation_strategy(base, max_depth: int = 3, max_fields: int = 2):
+    """A valid request `base` with one or two of its fields (at any depth)
+    given a hostile value: the deep validation of every field is reached."""
+    paths = field_paths(base.DESCRIPTOR, max_depth)
+    values = {path: field_strategy(path[-1], len(path)) for path in paths}
+    paths = [p for p in paths if values[p] is not None]
+
+    @st.composite
+    def build(draw):
+        message = type(base)()
+        message.CopyFrom(base)
+        for path in draw(st.lists(st.sampled_from(paths), min_size=1, max_size=max_fields, unique=True)):
+            value = draw(values[path])
+            if value is None:
+                continue
+            try:
+                _set_path(message, path, value)
+            except (TypeError, ValueError):
+                continue  # a value the Python protobuf runtime itself refuses
+        return message
+
+    return build()

@@ -3,6 +3,25 @@
 Each request must end with a status a person can act on: OK for a request
 that happens to be valid, otherwise a non-OK code that is not UNKNOWN or
 INTERNAL, with a message; and the service must still answer health after.
+
+Requests also must not run on until the client gives up: a small request
+with an enormous count (2^31 perturbations, k, nb_concepts,
+max_iterations...) is refused up front, so DEADLINE_EXCEEDED (the
+per-request deadline is ``XAIMESH_FUZZ_DEADLINE`` s, default 20) fails the
+test too, unless the request itself carries more than
+``HEAVY_REQUEST_BYTES`` (hundreds of long texts are real work).
+
+Real resource names (a model id, an activation set, a concept model, token
+ids, an exported concept model) are mixed into the fields of those names
+(see ``hostile.message_strategy(known=...)``), so requests get past the
+"not found" checks and reach the deeper validation. Resources a request
+deleted are re-created before the next RPC is tried.
+
+``XAIMESH_FUZZ_EXAMPLES`` (default 30) requests per RPC;
+``XAIMESH_FUZZ_SEED`` draws another set of examples (default: the fixed,
+derandomized set); ``XAIMESH_FUZZ_SHRINK=1`` shrinks a failing request to a
+minimal one (off by default: each shrinking step is a real call, minutes). The tally of requests per service and status code is
+printed and written to ``.cache/reliability/hostile.json``.
 """
 
 from __future__ import annotations
@@ -10,19 +29,31 @@ from __future__ import annotations
 import collections
 import json
 import os
+import time
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from hostile import message_strategy
-from xaimesh.v1 import attribution_pb2, concept_pb2, labeling_pb2, model_pb2
+from hostile import _set_path, message_strategy, mutation_strategy
+from xaimesh.v1 import (attribution_pb2, concept_pb2, concept_pb2_grpc, labeling_pb2, model_pb2,
+                        model_pb2_grpc, tensor_pb2)
 from xaimesh_runtime.client import make_channel
 
 EXAMPLES = int(os.environ.get("XAIMESH_FUZZ_EXAMPLES", "30"))
+SEED = os.environ.get("XAIMESH_FUZZ_SEED")
+DEADLINE = float(os.environ.get("XAIMESH_FUZZ_DEADLINE", "20"))
+PHASES = [p for p in Phase if p != Phase.shrink or os.environ.get("XAIMESH_FUZZ_SHRINK") == "1"]
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
-TALLY: collections.Counter = collections.Counter()
+HEAVY_REQUEST_BYTES = 256 << 10
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / ".cache" / "reliability" / "hostile.json"
+
+# service -> status code name -> count; method -> slowest request (s)
+TALLY: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+SLOWEST: dict[str, float] = {}
 
 SERVICES = {
     "model": model_pb2.DESCRIPTOR.services_by_name["ModelService"],
@@ -30,45 +61,139 @@ SERVICES = {
     "concept": concept_pb2.DESCRIPTOR.services_by_name["ConceptService"],
     "labeling": labeling_pb2.DESCRIPTOR.services_by_name["LabelingService"],
 }
+TEXTS = ["The cat sat on the mat.", "Alice and Bob enter the bar, then Alice offers a drink to Bob.",
+         "Paris is the capital of France.", "Rain fell all night over the quiet town."]
+
+
+class Resources:
+    """Real names for the hostile requests, re-created when a request deleted them."""
+
+    def __init__(self, model_address: str):
+        self.model_address = model_address
+        self.concept_address: str | None = None
+        self.known: dict[str, list] = {}
+        self.set_name = self.model_name = ""
+
+    def model_known(self) -> dict[str, list]:
+        if not self.known:
+            with make_channel(self.model_address) as channel:
+                stub = model_pb2_grpc.ModelServiceStub(channel)
+                models = [m.model_id for m in stub.ListModels(model_pb2.ListModelsRequest(), timeout=30).models]
+                ids = list(stub.Tokenize(model_pb2.TokenizeRequest(texts=TEXTS[1:2]), timeout=30)
+                           .results[0].token_ids)
+            self.known = {
+                "model": ["", *models],
+                "texts": [TEXTS[:1], TEXTS],
+                "text": TEXTS[:2],
+                "split_points": [["1"], ["0", "2"], ["model.layers.1"]],
+                "input_ids": [ids, ids[:3]],
+                "ids": [ids],
+                "target_positions": [[len(ids) - 1], [1, 2]],
+                "target_classes": [[0], [1]],
+                "token_ids": [ids[:2]],
+            }
+        return self.known
+
+    def concept_known(self, concept_address: str) -> dict[str, list]:
+        known = dict(self.model_known())
+        with make_channel(concept_address) as channel:
+            stub = concept_pb2_grpc.ConceptServiceStub(channel)
+            if not self._exists(stub.GetActivationSet, concept_pb2.GetActivationSetRequest(name=self.set_name)):
+                (*_, last) = stub.CreateActivationSets(concept_pb2.CreateActivationSetsRequest(
+                    texts=TEXTS, split_points=["1"], granularity=tensor_pb2.GRANULARITY_TOKEN), timeout=60)
+                self.set_name = last.sets.sets[0].name
+            if not self._exists(stub.GetConceptModel, concept_pb2.GetConceptModelRequest(name=self.model_name)):
+                (*_, last) = stub.FitConceptModel(concept_pb2.FitConceptModelRequest(
+                    activation_set=self.set_name, method=concept_pb2.CONCEPT_METHOD_PCA, nb_concepts=3),
+                    timeout=60)
+                self.model_name = last.model.name
+            exported = b"".join(r.data for r in stub.ExportConceptModel(
+                concept_pb2.ExportConceptModelRequest(name=self.model_name), timeout=30))
+        known.update({
+            "name": [self.set_name, self.model_name],
+            "activation_set": [self.set_name],
+            "concept_model": [self.model_name],
+            "concept_models": [[self.model_name], [self.model_name, self.model_name]],
+            "concept_indices": [[0], [0, 2]],
+            "data": [exported, exported[: len(exported) // 2]],
+        })
+        return known
+
+    @staticmethod
+    def _exists(get, request) -> bool:
+        if not request.name:
+            return False
+        try:
+            get(request, timeout=30)
+            return True
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+
+
+# Each service's data memory is capped: a request that makes a service
+# allocate hundreds of GiB gets a MemoryError there instead of making the
+# kernel kill processes all over a shared machine.
+MEMORY_LIMIT_MB = 6144
 
 
 @pytest.fixture(scope="module")
-def mesh_processes(module_launcher, model_server, tmp_path_factory):
+def mesh_processes(module_launcher, tiny_lm_path, tiny_classifier_path, tmp_path_factory):
     """Service key -> address; services start on first use."""
-    addresses = {"model": model_server.address}
-    upstream = ["--model-server-address", model_server.address]
+    model = module_launcher.start("model", "--model", str(tiny_lm_path), "--model", str(tiny_classifier_path),
+                                  memory_limit_mb=MEMORY_LIMIT_MB)
+    addresses = {"model": model.address}
+    upstream = ["--model-server-address", model.address]
 
     def address(service: str) -> str:
         if service not in addresses:
             if service == "attribution":
                 args = upstream
             elif service == "concept":
-                args = upstream + ["--data-dir", str(tmp_path_factory.mktemp("concept-data"))]
+                args = upstream + ["--data-dir", str(tmp_path_factory.mktemp("concept-data")), "--device", "cpu"]
             else:
                 args = upstream + ["--concept-service-address", address("concept")]
-            addresses[service] = module_launcher.start(service, *args).address
+            addresses[service] = module_launcher.start(service, *args, memory_limit_mb=MEMORY_LIMIT_MB).address
         return addresses[service]
 
     return address
 
 
-def _invoke(channel, service_desc, method, request):
+@pytest.fixture(scope="module")
+def resources(mesh_processes) -> Resources:
+    return Resources(mesh_processes("model"))
+
+
+def _invoke(channel, service_desc, method, request, repeat: int = 2, timeout: float = DEADLINE,
+            max_events: int | None = 200):
+    """Send `request` (`repeat` times on a client stream) and read the whole
+    answer; a stream is cancelled after `max_events` messages."""
     path = f"/{service_desc.full_name}/{method.name}"
     out_cls = method.output_type._concrete_class
     serialize, deserialize = (lambda m: m.SerializeToString()), out_cls.FromString
     if method.client_streaming:
         call = (channel.stream_stream if method.server_streaming else channel.stream_unary)(
             path, request_serializer=serialize, response_deserializer=deserialize)
-        result = call(iter([request, request]), timeout=30)
+        result = call(iter([request] * repeat), timeout=timeout)
     else:
         call = (channel.unary_stream if method.server_streaming else channel.unary_unary)(
             path, request_serializer=serialize, response_deserializer=deserialize)
-        result = call(request, timeout=30)
+        result = call(request, timeout=timeout)
     if method.server_streaming:
         for n, _ in enumerate(result):
-            if n > 200:
+            if max_events is not None and n > max_events:
                 result.cancel()
                 break
+
+
+def _check_code(key: str, error: grpc.RpcError, request) -> None:
+    code = error.code()
+    assert code not in FORBIDDEN, f"{key}: {code.name}: {error.details()}\nrequest: {request}"[:3000]
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        assert request.ByteSize() > HEAVY_REQUEST_BYTES, (
+            f"{key}: a {request.ByteSize()}-byte request ran past the {DEADLINE:g} s deadline instead of "
+            f"being refused up front\nrequest: {request}")[:3000]
 
 
 def _cases():
@@ -78,25 +203,35 @@ def _cases():
 
 
 @pytest.mark.parametrize("service, method_name", list(_cases()))
-def test_hostile_requests_get_actionable_statuses(mesh_processes, service, method_name):
+def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, service, method_name):
     desc = SERVICES[service]
     method = desc.methods_by_name[method_name]
-    channel = make_channel(mesh_processes(service))
+    address = mesh_processes(service)
+    known = (resources.model_known() if service in ("model", "attribution")
+             else resources.concept_known(mesh_processes("concept")))
+    channel = make_channel(address)
+    tally = TALLY[service]
+    key = f"{service}.{method_name}"
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(message_strategy(method.input_type))
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=SEED is None,
+              suppress_health_check=list(HealthCheck), phases=PHASES)
+    @given(message_strategy(method.input_type, known=known))
     def check(request):
-        TALLY["requests"] += 1
+        tally["requests"] += 1
+        started = time.monotonic()
         try:
             _invoke(channel, desc, method, request)
-            TALLY["OK"] += 1
+            tally["OK"] += 1
         except grpc.RpcError as error:
             code = error.code()
-            TALLY[code.name] += 1
-            assert code not in FORBIDDEN, f"{method_name}: {code.name}: {error.details()}\nrequest: {request}"[:3000]
-            assert code == grpc.StatusCode.CANCELLED or error.details(), f"{method_name}: {code.name} without a message"
+            tally[code.name] += 1
+            _check_code(key, error, request)
+            assert code == grpc.StatusCode.CANCELLED or error.details(), f"{key}: {code.name} without a message"
+        finally:
+            SLOWEST[key] = max(SLOWEST.get(key, 0.0), time.monotonic() - started)
 
+    if SEED is not None:
+        check = seed(int(SEED))(check)
     try:
         check()
     finally:
@@ -105,6 +240,239 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, service, metho
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+# The attribution-service does not bound these counts yet (reported; its
+# code is being finished): Sobol / IG allocate [n, d] arrays up front (IG
+# with n_steps 2^31 needed 23 GiB and was killed by the kernel), KernelShap
+# runs until the deadline, EvaluateAttributions
+# with n_steps 873748 too. Not run by default: they would burn the CPU and
+# memory of the whole test run. XAIMESH_CHECK_ATTRIBUTION_LIMITS=1 runs them.
+ATTRIBUTION_UNBOUNDED = pytest.mark.xfail(
+    run=os.environ.get("XAIMESH_CHECK_ATTRIBUTION_LIMITS") == "1", strict=False,
+    reason="attribution-service: enormous counts not refused up front yet (reported)")
+
+
+# RPCs whose valid request is mutated one or two fields at a time.
+MUTATED = {
+    "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations"],
+    "attribution": ["Explain", "EvaluateAttributions"],
+    "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
+                "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
+                "GetTopExamples", "ImportConceptModel"],
+    "labeling": ["LabelConcepts", "ScoreLabels"],
+}
+
+
+def valid_request(resources: Resources, concept_address, attribution_address, service: str, method: str):
+    """A valid request of `method`, built with the real resources."""
+    k = resources.model_known() if service in ("model", "attribution") else resources.concept_known(concept_address())
+    ids, lm = k["input_ids"][0], k["model"][1]
+    m, c, a, t = model_pb2, concept_pb2, attribution_pb2, tensor_pb2
+    if service == "model":
+        return {
+            "Tokenize": lambda: m.TokenizeRequest(texts=TEXTS),
+            "Detokenize": lambda: m.DetokenizeRequest(sequences=[m.TokenIds(ids=ids)]),
+            "Score": lambda: m.ScoreRequest(model=lm, input_ids=ids, target_positions=[len(ids) - 1]),
+            "ComputeGradients": lambda: m.ComputeGradientsRequest(
+                model=lm, input_ids=ids, target_positions=[len(ids) - 1],
+                samples=m.EmbeddingSamples(alphas=[0.5, 1.0])),
+            "Generate": lambda: m.GenerateRequest(model=lm, text="Hello", max_new_tokens=4),
+            "StreamActivations": lambda: m.StreamActivationsRequest(model=lm, texts=TEXTS, split_points=["1"]),
+        }[method]()
+    if service == "attribution":
+        explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
+            a.ExplainInput(text=TEXTS[1], targets=a.Targets(text=" Bob smiles."))])
+        if method == "Explain":
+            return explain
+        with make_channel(attribution_address()) as channel:
+            from xaimesh.v1 import attribution_pb2_grpc
+
+            stub = attribution_pb2_grpc.AttributionServiceStub(channel)
+            attributions = [e.result.attribution for e in stub.Explain(explain, timeout=60)
+                            if e.WhichOneof("event") == "result"]
+        return a.EvaluateAttributionsRequest(model=lm, metric=a.ATTRIBUTION_METRIC_DELETION,
+                                             attributions=attributions[:1], n_random_orders=2)
+    source = c.ActivationSource(activation_set=c.ActivationSetRange(name=resources.set_name))
+    msg_server = labeling_pb2.LlmBackend(model_server=labeling_pb2.ModelServerBackend(max_new_tokens=4))
+    return {
+        "CreateActivationSets": lambda: c.CreateActivationSetsRequest(texts=TEXTS[:2], split_points=["1"]),
+        "ListActivationSets": lambda: c.ListActivationSetsRequest(page_size=10),
+        "ReadActivationSet": lambda: c.ReadActivationSetRequest(name=resources.set_name, include_provenance=True),
+        "FitConceptModel": lambda: c.FitConceptModelRequest(
+            activation_set=resources.set_name, method=c.CONCEPT_METHOD_PCA, nb_concepts=3),
+        "ListConceptModels": lambda: c.ListConceptModelsRequest(page_size=10),
+        "Encode": lambda: c.EncodeRequest(concept_model=resources.model_name, source=source),
+        "Decode": lambda: c.DecodeRequest(concept_model=resources.model_name, codes=t.Tensor(
+            dtype=t.DATA_TYPE_FLOAT32, shape=[2, 3], raw_contents=bytes(24))),
+        "GetDictionary": lambda: c.GetDictionaryRequest(concept_model=resources.model_name),
+        "ComputeConceptMetrics": lambda: c.ComputeConceptMetricsRequest(
+            concept_models=[resources.model_name], source=source),
+        "GetTopExamples": lambda: c.GetTopExamplesRequest(
+            concept_model=resources.model_name, activation_set=resources.set_name, k=3, k_context=2),
+        "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
+        "LabelConcepts": lambda: labeling_pb2.LabelConceptsRequest(
+            concept_model=resources.model_name, activation_set=resources.set_name, concept_indices=[0],
+            k_examples=3, llm=msg_server),
+        "ScoreLabels": lambda: labeling_pb2.ScoreLabelsRequest(
+            concept_model=resources.model_name, activation_set=resources.set_name, n_examples=2,
+            labels=[labeling_pb2.LabelToScore(concept_index=0, label="cats")], scorer=msg_server),
+    }[method]()
+
+
+def _mutated_cases():
+    for service, methods in MUTATED.items():
+        for method in methods:
+            marks = [ATTRIBUTION_UNBOUNDED] if (service, method) == ("attribution", "EvaluateAttributions") else []
+            yield pytest.param(service, method, id=f"{service}.{method}", marks=marks)
+
+
+@pytest.mark.parametrize("service, method_name", list(_mutated_cases()))
+def test_one_hostile_field_in_a_valid_request(mesh_processes, resources, service, method_name):
+    """A valid request with one or two fields (at any depth) made hostile:
+    enormous counts, negative sizes, NaN, unknown enums... reach the
+    validation of that field instead of stopping at "not found"."""
+    desc = SERVICES[service]
+    method = desc.methods_by_name[method_name]
+    base = valid_request(resources, lambda: mesh_processes("concept"), lambda: mesh_processes("attribution"),
+                         service, method_name)
+    channel = make_channel(mesh_processes(service))
+    tally = TALLY[service]
+    key = f"{service}.{method_name}"
+    _invoke(channel, desc, method, base, repeat=1)  # the base itself is valid
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=SEED is None,
+              suppress_health_check=list(HealthCheck), phases=PHASES)
+    @given(mutation_strategy(base))
+    def check(request):
+        tally["requests"] += 1
+        started = time.monotonic()
+        try:
+            _invoke(channel, desc, method, request, repeat=1)
+            tally["OK"] += 1
+        except grpc.RpcError as error:
+            code = error.code()
+            tally[code.name] += 1
+            _check_code(key, error, request)
+            assert code == grpc.StatusCode.CANCELLED or error.details(), f"{key}: {code.name} without a message"
+        finally:
+            SLOWEST[key] = max(SLOWEST.get(key, 0.0), time.monotonic() - started)
+
+    if SEED is not None:
+        check = seed(int(SEED))(check)
+    try:
+        check()
+    finally:
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        channel.close()
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+INT32_MAX, INT64_MAX = 2 ** 31 - 1, 2 ** 63 - 1
+CLOSED_PORT_URL = "http://127.0.0.1:9/v1"  # connection refused at once
+# (service, method, {field path: value}): a count asking for absurd work.
+ENORMOUS = [
+    ("model", "Generate", {"max_new_tokens": INT32_MAX}),
+    ("model", "Generate", {"top_k": INT32_MAX, "do_sample": True}),
+    ("model", "StreamActivations", {"max_length": INT32_MAX}),
+    ("model", "StreamActivations", {"chunk_bytes": INT32_MAX}),
+    ("model", "Score", {"target_positions": [INT64_MAX]}),
+    ("model", "ComputeGradients", {"samples.alphas": [0.5] * 100_000}),
+    ("attribution", "Explain", {"parameters.n_perturbations": INT32_MAX}),
+    ("attribution", "Explain", {"method": 3, "parameters.n_perturbations": INT32_MAX}),
+    ("attribution", "Explain", {"method": 4, "parameters.n_perturbations": INT32_MAX}),
+    ("attribution", "Explain", {"method": 7, "parameters.n_steps": INT32_MAX}),
+    ("attribution", "Explain", {"parameters.batch_size": INT32_MAX}),
+    ("attribution", "Explain", {"parameters.window": INT32_MAX}),
+    ("attribution", "Explain", {"inputs.targets.max_new_tokens": INT32_MAX}),
+    ("attribution", "EvaluateAttributions", {"n_steps": INT32_MAX}),
+    ("attribution", "EvaluateAttributions", {"n_random_orders": INT32_MAX}),
+    ("attribution", "EvaluateAttributions", {"batch_size": INT32_MAX}),
+    ("concept", "FitConceptModel", {"nb_concepts": INT32_MAX}),
+    ("concept", "FitConceptModel", {"method": 1, "options.max_iterations": INT32_MAX,
+                                    "options.tolerance": 1e-30}),
+    ("concept", "FitConceptModel", {"method": 11, "options.epochs": INT32_MAX}),
+    ("concept", "FitConceptModel", {"method": 11, "nb_concepts": INT32_MAX}),
+    ("concept", "FitConceptModel", {"method": 10, "nb_concepts": INT32_MAX}),
+    ("concept", "FitConceptModel", {"method": 11, "options.batch_size": INT32_MAX}),
+    ("concept", "FitConceptModel", {"method": 12, "options.top_k": INT32_MAX}),
+    ("concept", "FitConceptModel", {"method": 7, "nb_concepts": 100_000}),
+    ("concept", "GetTopExamples", {"k": INT32_MAX}),
+    ("concept", "GetTopExamples", {"k_quantile": INT32_MAX, "sampling": 2}),
+    ("concept", "GetTopExamples", {"k_context": INT32_MAX}),
+    ("concept", "GetTopExamples", {"concept_indices": [INT32_MAX]}),
+    ("concept", "ReadActivationSet", {"chunk_bytes": INT32_MAX}),
+    ("concept", "ListActivationSets", {"page_size": INT32_MAX}),
+    ("concept", "Encode", {"chunk_bytes": INT32_MAX}),
+    ("labeling", "LabelConcepts", {"k_examples": INT32_MAX}),
+    ("labeling", "LabelConcepts", {"k_context": INT32_MAX, "k_quantile": INT32_MAX}),
+    ("labeling", "LabelConcepts", {"max_concurrency": INT32_MAX}),
+    ("labeling", "LabelConcepts", {"llm.model_server.max_new_tokens": INT32_MAX}),
+    ("labeling", "LabelConcepts", {"llm.openai.base_url": CLOSED_PORT_URL, "llm.openai.max_retries": INT32_MAX}),
+    ("labeling", "LabelConcepts", {"llm.openai.base_url": CLOSED_PORT_URL, "llm.openai.timeout_seconds": 1e30}),
+    ("labeling", "LabelConcepts", {"llm.openai.base_url": CLOSED_PORT_URL, "llm.openai.max_tokens": INT32_MAX,
+                                   "llm.openai.max_retries": -1}),
+    ("labeling", "ScoreLabels", {"n_examples": INT32_MAX}),
+    ("labeling", "ScoreLabels", {"k_context": INT32_MAX}),
+    ("labeling", "ScoreLabels", {"max_concurrency": INT32_MAX}),
+]
+ENORMOUS_DEADLINE = 15.0
+
+
+def _field_path(descriptor, dotted: str) -> tuple:
+    path, d = [], descriptor
+    for name in dotted.split("."):
+        field = d.fields_by_name[name]
+        path.append(field)
+        d = field.message_type
+    return tuple(path)
+
+
+def _enormous_cases():
+    for s, m, f in ENORMOUS:
+        marks = [ATTRIBUTION_UNBOUNDED] if s == "attribution" and not (
+            m == "Explain" and f == {"parameters.n_perturbations": INT32_MAX}) else []
+        yield pytest.param(s, m, f, marks=marks,
+                           id=f"{s}.{m}:" + ",".join(f"{k}={str(v)[:12]}" for k, v in f.items()))
+
+
+@pytest.mark.parametrize("service, method_name, fields", list(_enormous_cases()))
+def test_enormous_counts_are_refused_up_front(mesh_processes, resources, service, method_name, fields):
+    """A count that asks for absurd work is refused (INVALID_ARGUMENT /
+    RESOURCE_EXHAUSTED) or clamped to what exists, at once: never run
+    until the client's deadline."""
+    desc = SERVICES[service]
+    method = desc.methods_by_name[method_name]
+    request = valid_request(resources, lambda: mesh_processes("concept"), lambda: mesh_processes("attribution"),
+                            service, method_name)
+    for dotted, value in fields.items():
+        _set_path(request, _field_path(method.input_type, dotted), value)
+    key = f"{service}.{method_name}"
+    TALLY[service]["requests"] += 1
+    started = time.monotonic()
+    with make_channel(mesh_processes(service)) as channel:
+        try:
+            _invoke(channel, desc, method, request, repeat=1, timeout=ENORMOUS_DEADLINE, max_events=None)
+            code, details = grpc.StatusCode.OK, ""
+        except grpc.RpcError as error:
+            code, details = error.code(), error.details()
+    elapsed = time.monotonic() - started
+    TALLY[service][code.name] += 1
+    SLOWEST[key] = max(SLOWEST.get(key, 0.0), elapsed)
+    print(f"  {key} {fields}: {code.name} in {elapsed:.2f} s: {details[:160]}")
+    assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION), (code, details)
+    assert elapsed < ENORMOUS_DEADLINE / 2, f"took {elapsed:.1f} s: {code.name} {details}"
+
+
 def test_report_how_many_requests_were_tried():
-    print("hostile requests tried:", json.dumps(dict(TALLY), sort_keys=True))
-    assert TALLY["requests"] >= EXAMPLES
+    report = {"examples_per_rpc": EXAMPLES, "deadline_s": DEADLINE,
+              "services": {s: dict(sorted(c.items())) for s, c in TALLY.items()},
+              "total_requests": sum(c["requests"] for c in TALLY.values()),
+              "slowest_s": {k: round(v, 3) for k, v in sorted(SLOWEST.items(), key=lambda kv: -kv[1])[:8]}}
+    print("\nhostile requests tried, per service and status code:")
+    for service, counts in report["services"].items():
+        codes = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "requests")
+        print(f"  {service:<12} {counts.get('requests', 0):>5} requests: {codes}")
+    print(f"  total {report['total_requests']}; slowest: {report['slowest_s']}")
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2))
+    assert report["total_requests"] >= EXAMPLES

@@ -22,11 +22,12 @@ class ServiceClient:
     """
 
     def __init__(self, service: str, address: str, stub_class, *, token: str | None = None,
-                 tls_ca: str | None = None, timeout: float | None = None):
+                 tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+                 timeout: float | None = None):
         self.service = service
         self.address = address
         self.timeout = timeout
-        self.channel = make_channel(address, token=token, tls_ca=tls_ca)
+        self.channel = make_channel(address, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         self.stub = stub_class(self.channel)
 
     def call(self, method: str, request, *, timeout: float | None = None):

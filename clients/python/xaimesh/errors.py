@@ -93,11 +93,28 @@ def _field_violations(error: grpc.RpcError) -> list[FieldViolation]:
     return out
 
 
+def _sent_by_the_service(error: grpc.RpcError) -> bool:
+    """True when the service itself ended the call with a rich status (its
+    own message), false for a status made by the client's gRPC library
+    (connection refused or reset: the service is not there)."""
+    try:
+        from grpc_status import rpc_status
+
+        return rpc_status.from_call(error) is not None
+    except Exception:  # not a call, or an inconsistent status trailer
+        return False
+
+
 def from_rpc_error(error: grpc.RpcError, service: str, address: str = "") -> XaimeshError:
-    """Turns a grpc.RpcError into the matching XaimeshError subclass."""
+    """Turns a grpc.RpcError into the matching XaimeshError subclass.
+
+    UNAVAILABLE made by the client's gRPC library means the service itself
+    is unreachable, and the message says so with its address; UNAVAILABLE
+    sent by the service means something behind it is (the service's
+    message names it, e.g. "the model-server at ... is unavailable")."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if code == grpc.StatusCode.UNAVAILABLE and not _sent_by_the_service(error):
         where = f" at {address}" if address else ""
         message = f"{service}{where} is unavailable ({message}); is it running?"
         service_label = ""

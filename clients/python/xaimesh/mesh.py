@@ -31,6 +31,7 @@ SERVICE_NAMES = {
 def connect(model_server: str | None = None, *, attribution: str | None = None,
             concept: str | None = None, labeling: str | None = None,
             token: str | None = None, tls_ca: str | None = None,
+            tls_cert: str | None = None, tls_key: str | None = None,
             timeout: float | None = None, local: bool | None = None,
             models: list[str] | None = None, wait_seconds: float = 600.0) -> Mesh:
     """Connects to the xaimesh services.
@@ -42,20 +43,25 @@ def connect(model_server: str | None = None, *, attribution: str | None = None,
     ports, stopped when the program exits. `models` (local stack only) are
     the model-server's models (default: the embedded SmolLM2-135M-Instruct).
     `token` / XAIMESH_AUTH_TOKEN is sent as a bearer token; `tls_ca` /
-    XAIMESH_TLS_CA turns TLS on.
+    XAIMESH_TLS_CA turns TLS on; `tls_cert` and `tls_key` /
+    XAIMESH_TLS_CERT and XAIMESH_TLS_KEY (PEM paths) are the client
+    certificate for services that require mutual TLS.
     """
     given = {"model": model_server, "attribution": attribution, "concept": concept, "labeling": labeling}
     addresses = {key: value or os.environ.get(env) for key, (env, _) in SERVICES.items()
                  for value in [given[key]] if value or os.environ.get(env)}
     token = token or os.environ.get("XAIMESH_AUTH_TOKEN")
     tls_ca = tls_ca or os.environ.get("XAIMESH_TLS_CA")
+    tls_cert = tls_cert or os.environ.get("XAIMESH_TLS_CERT")
+    tls_key = tls_key or os.environ.get("XAIMESH_TLS_KEY")
     stack = None
     if local or (local is None and not addresses):
         from xaimesh.local_stack import LocalStack
 
         stack = LocalStack(models=models, token=token)
         addresses = stack.start(wait_seconds=wait_seconds)
-    mesh = Mesh(addresses, token=token, tls_ca=tls_ca, timeout=timeout, stack=stack)
+    mesh = Mesh(addresses, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, timeout=timeout,
+                stack=stack)
     mesh.check(wait_seconds=wait_seconds if stack is None else 5.0)
     return mesh
 
@@ -63,9 +69,11 @@ def connect(model_server: str | None = None, *, attribution: str | None = None,
 class Mesh:
     """Clients of the running services. Use `connect()` to make one."""
 
-    def __init__(self, addresses: dict[str, str], *, token=None, tls_ca=None, timeout=None, stack=None):
+    def __init__(self, addresses: dict[str, str], *, token=None, tls_ca=None, tls_cert=None, tls_key=None,
+                 timeout=None, stack=None):
         self.addresses = dict(addresses)
-        self._options = {"token": token, "tls_ca": tls_ca, "timeout": timeout}
+        self._options = {"token": token, "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key,
+                         "timeout": timeout}
         self._clients: dict[str, ServiceClient] = {}
         self.stack = stack
 
@@ -89,7 +97,8 @@ class Mesh:
         for key, address in self.addresses.items():
             try:
                 wait_for_health(address, timeout=wait_seconds, token=self._options["token"],
-                                tls_ca=self._options["tls_ca"])
+                                tls_ca=self._options["tls_ca"], tls_cert=self._options["tls_cert"],
+                                tls_key=self._options["tls_key"])
             except Exception as error:  # report every unreachable service at once
                 down.append(f"{SERVICE_NAMES[key]} at {address} ({error})")
         if down:

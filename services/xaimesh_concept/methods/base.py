@@ -146,6 +146,12 @@ class ConceptMethod:
     nonnegative_codes: ClassVar[bool] = False
 
     COMMON_OPTIONS: ClassVar[dict[str, Any]] = {"seed": 0, "standardize": False}
+    #: Upper bounds of the counts a request may ask for: past them a fit would
+    #: run for days or allocate more than any machine has, so it is refused
+    #: up front instead of running until the caller's deadline.
+    MAX_NB_CONCEPTS: ClassVar[int] = 1 << 16
+    MAX_COUNTS: ClassVar[dict[str, int]] = {"max_iterations": 1_000_000, "epochs": 1_000_000,
+                                            "batch_size": 1 << 16, "top_k": 1 << 16}
 
     def __init__(self, nb_concepts: int, **options):
         allowed = {**self.COMMON_OPTIONS, **self.OPTIONS}
@@ -163,6 +169,9 @@ class ConceptMethod:
                                   field="nb_concepts") from None
         if nb_concepts < 1 and not getattr(self, "_nb_concepts_auto", False):
             raise InvalidArgument(f"nb_concepts must be >= 1, got {nb_concepts}", field="nb_concepts")
+        if nb_concepts > self.MAX_NB_CONCEPTS:
+            raise InvalidArgument(f"nb_concepts must be at most {self.MAX_NB_CONCEPTS}, got {nb_concepts}",
+                                  field="nb_concepts")
         self.nb_concepts = nb_concepts
         params = {}
         for key, default in allowed.items():
@@ -197,6 +206,9 @@ class ConceptMethod:
         for key in ("max_iterations", "epochs", "batch_size", "top_k"):
             if key in p and p[key] < 1:
                 raise InvalidArgument(f"{key} must be >= 1, got {p[key]}", field=f"options.{key}")
+            if key in p and p[key] > self.MAX_COUNTS[key]:
+                raise InvalidArgument(f"{key} must be at most {self.MAX_COUNTS[key]}, got {p[key]}",
+                                      field=f"options.{key}")
         for key in ("tolerance", "learning_rate", "l1_coefficient", "alpha", "jump_threshold",
                     "jump_bandwidth"):
             if key in p and (not math.isfinite(p[key]) or p[key] < 0):

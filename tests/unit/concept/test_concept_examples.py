@@ -139,6 +139,10 @@ def test_validation_and_cancel(tmp_path):
         top_examples(model, reader, [3])
     with pytest.raises(InvalidArgument, match="k must be"):
         top_examples(model, reader, [0], k=-1)
+    for field in ("k", "k_quantile", "k_context"):  # enormous values: refused up front
+        with pytest.raises(InvalidArgument, match=f"{field} must be between") as error:
+            top_examples(model, reader, [0], **{field: 2 ** 31 - 1})
+        assert error.value.field == field
     with pytest.raises(InvalidArgument, match="sampling"):
         top_examples(model, reader, [0], sampling="BEST")
     other = build_method("NEURONS_AS_CONCEPTS", 0).fit(np.zeros((3, 4), np.float32))

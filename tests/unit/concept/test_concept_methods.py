@@ -259,6 +259,14 @@ def test_validation_messages(X):
         build_method("SAE_TOPK", 4, {"top_k": 8, "device": "cpu"})
     with pytest.raises(InvalidArgument, match="unknown fit option"):
         build_method("PCA", 2, {"bogus": 1})
+    # enormous counts are refused up front, not run for days (or allocated)
+    with pytest.raises(InvalidArgument, match="nb_concepts must be at most 65536"):
+        build_method("SAE_VANILLA", 2 ** 31 - 1, {"device": "cpu"})
+    for option, method in (("max_iterations", "SEMI_NMF"), ("epochs", "SAE_VANILLA"),
+                           ("batch_size", "SAE_VANILLA"), ("top_k", "SAE_TOPK")):
+        with pytest.raises(InvalidArgument, match=f"{option} must be at most") as error:
+            build_method(method, 4, {option: 2 ** 31 - 1, "device": "cpu"})
+        assert error.value.field == f"options.{option}"
     with pytest.raises(InvalidArgument, match="CUDA is not available|cuda"):
         import torch
         if torch.cuda.is_available():

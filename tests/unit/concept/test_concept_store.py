@@ -116,7 +116,7 @@ def test_crash_midway_leaves_nothing_visible_and_temp_is_cleaned(tmp_path, monke
 
 def test_ids_and_path_traversal_are_rejected(tmp_path):
     st = Store(tmp_path)
-    for bad in ["../x", "a/b", "/etc", ".", "..", "", "a b", "x" * 65, "a\\b", "\x00"]:
+    for bad in ["../x", "a/b", "/etc", ".", "..", "", "a b", "x" * 65, "a\\b", "\x00", "abc\n"]:
         with pytest.raises(InvalidArgument):
             st.get_activation_set(bad)
         with pytest.raises(InvalidArgument):

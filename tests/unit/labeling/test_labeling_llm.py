@@ -49,6 +49,12 @@ def test_missing_key_for_official_endpoint_is_unauthenticated():
     assert err.value.code == "UNAUTHENTICATED"
 
 
+def test_a_base_url_the_http_client_refuses_is_invalid_argument():
+    with pytest.raises(LLMError) as err:  # httpx.InvalidURL: was an unexpected error (INTERNAL)
+        OpenAIChatLLM("gpt-test", KEY, base_url="http://x/" + "x" * 70_000)
+    assert err.value.code == "INVALID_ARGUMENT" and "base_url" in str(err.value) and KEY not in str(err.value)
+
+
 def test_429_then_success_is_retried_honouring_retry_after(fake_openai):
     fake_openai.fail_429(2, retry_after="3")
     sleeps = Sleeps()

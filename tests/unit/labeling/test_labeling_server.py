@@ -509,6 +509,9 @@ def test_bad_requests(start_labeling, downstream, fake_llm):
         (label_request(openai_backend(fake_llm, timeout_seconds=1e30)), "llm.openai.timeout_seconds"),
         (label_request(openai_backend(fake_llm, max_retries=2 ** 31 - 1)), "llm.openai.max_retries"),
         (label_request(k_examples=2 ** 31 - 1), "k_examples"),
+        # a base_url httpx refuses (longer than 64 KiB) was an INTERNAL error
+        (label_request(openai_backend(fake_llm, base_url="http://x/" + "x" * 70_000)), "llm.openai.base_url"),
+        (label_request(openai_backend(fake_llm, base_url="../../etc/passwd")), "llm.openai.base_url"),
         (label_request(k_context=2 ** 31 - 1), "k_context"),
     ]
     for request, field in cases:

@@ -51,6 +51,8 @@ class EchoServicer:
             raise UnknownThing("model 'gpt5' is not loaded")
         if kind == "keyerror":
             raise KeyError("raw dict miss")  # not in the mapping: INTERNAL
+        if kind == "memory":  # numpy's error for an enormous array
+            raise MemoryError("Unable to allocate 480. GiB for an array with shape (2147483647, 30)")
         if kind == "abort":
             abort_with(context, grpc.StatusCode.FAILED_PRECONDITION, "fit the model first",
                        {"concept_model": "not fitted"})

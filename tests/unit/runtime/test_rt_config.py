@@ -126,6 +126,19 @@ def test_downstreams_default_to_own_token():
         c.downstream("concept")
 
 
+def test_downstream_client_certificate_for_mutual_tls(tmp_path):
+    def extra(p):
+        p.add_downstream("model-server", default="127.0.0.1:50051")
+
+    c = parse(["--model-server-tls-ca", "ca.pem", "--model-server-tls-cert", "client.pem"],
+              {"XAIMESH_MODEL_SERVER_TLS_KEY": "client.key"}, service="concept", extra=extra)
+    d = c.downstream("model-server")
+    assert (str(d.tls_ca), str(d.tls_cert), str(d.tls_key)) == ("ca.pem", "client.pem", "client.key")
+    assert c.describe()["downstream.model-server"]["tls_cert"] == "client.pem"
+    with pytest.raises(ConfigError, match="must be given together"):
+        parse(["--model-server-tls-cert", "client.pem"], {}, service="concept", extra=extra)
+
+
 def test_dataclass_defaults_and_paths(tmp_path):
     c = ServerConfig(service="x", data_dir=str(tmp_path)).validate()
     assert (c.host, c.port, c.metrics_port) == ("127.0.0.1", 0, -1)

@@ -156,6 +156,10 @@ def test_error_mapping(start_echo, caplog):
             ref = details.split("ref ")[1][:12]
             assert ref in caplog.text and hidden in caplog.text  # the traceback stays in the server log
         assert "Traceback" in caplog.text
+        # a request that asks for more memory than there is: RESOURCE_EXHAUSTED, not INTERNAL
+        code, details, _ = _error(channel, "memory")
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details.startswith("not enough memory for this request (Unable to allocate 480. GiB")
 
         with pytest.raises(grpc.RpcError) as info:
             channel.stream_unary(f"/{SERVICE}/Join")(iter([b"ok", b"bad"]), timeout=5)
