@@ -227,7 +227,16 @@ def resolve_method(method: Any) -> MethodInfo:
 # ------------------------------------------------------------------ parameters
 
 
-def _int(params: dict, name: str, default: int, *, minimum: int | None = 1, prefix: str = "parameters.") -> int:
+# Upper bounds of counts: a request above them is refused up front instead of
+# running for hours or allocating more memory than the machine has. Sobol
+# scores n_perturbations * (elements + 2) rows, hence its own bound.
+MAXIMUMS = {"n_perturbations": 65_536, "n_steps": 10_000, "batch_size": 4_096, "window": 10_000,
+            "n_random_orders": 1_000}
+SOBOL_MAX_PERTURBATIONS = 8_192
+
+
+def _int(params: dict, name: str, default: int, *, minimum: int | None = 1, prefix: str = "parameters.",
+         maximum: int | None = None) -> int:
     v = params.get(name)
     if v is None:
         return default
@@ -239,6 +248,9 @@ def _int(params: dict, name: str, default: int, *, minimum: int | None = 1, pref
         raise InvalidArgument(f"{name} must be an integer, got {v!r}", field=f"{prefix}{name}") from None
     if minimum is not None and iv < minimum:
         raise InvalidArgument(f"{name} must be >= {minimum}, got {iv}", field=f"{prefix}{name}")
+    maximum = maximum if maximum is not None else MAXIMUMS.get(name)
+    if maximum is not None and iv > maximum:
+        raise InvalidArgument(f"{name} must be <= {maximum}, got {iv}: ask for fewer", field=f"{prefix}{name}")
     return iv
 
 
@@ -345,7 +357,8 @@ def resolve_parameters(method: Any, params: dict | None, desc: ModelDescription 
         if name == "occlusion":
             out["window"] = _int(params, "window", d["window"])
         else:
-            out["n_perturbations"] = _int(params, "n_perturbations", d["n_perturbations"])
+            out["n_perturbations"] = _int(params, "n_perturbations", d["n_perturbations"],
+                                          maximum=SOBOL_MAX_PERTURBATIONS if name == "sobol" else None)
         if name in ("lime", "kernel_shap"):
             out["regularization"] = _float(params, "regularization", d["regularization"], nonneg=True)
         if name == "lime":
@@ -823,6 +836,9 @@ def evaluate(
         n_rand = 10
     elif not _is_int(n_random_orders):
         raise InvalidArgument(f"n_random_orders must be an integer, got {n_random_orders!r}", field="n_random_orders")
+    elif int(n_random_orders) > MAXIMUMS["n_random_orders"]:
+        raise InvalidArgument(f"n_random_orders must be <= {MAXIMUMS['n_random_orders']}, got {n_random_orders}",
+                              field="n_random_orders")
     else:
         n_rand = max(0, int(n_random_orders))
     repl = _replacement({"replacement": replacement}, desc, prefix="")

@@ -240,17 +240,6 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, ser
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-# The attribution-service does not bound these counts yet (reported; its
-# code is being finished): Sobol / IG allocate [n, d] arrays up front (IG
-# with n_steps 2^31 needed 23 GiB and was killed by the kernel), KernelShap
-# runs until the deadline, EvaluateAttributions
-# with n_steps 873748 too. Not run by default: they would burn the CPU and
-# memory of the whole test run. XAIMESH_CHECK_ATTRIBUTION_LIMITS=1 runs them.
-ATTRIBUTION_UNBOUNDED = pytest.mark.xfail(
-    run=os.environ.get("XAIMESH_CHECK_ATTRIBUTION_LIMITS") == "1", strict=False,
-    reason="attribution-service: enormous counts not refused up front yet (reported)")
-
-
 # RPCs whose valid request is mutated one or two fields at a time.
 MUTATED = {
     "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations"],
@@ -321,8 +310,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
 def _mutated_cases():
     for service, methods in MUTATED.items():
         for method in methods:
-            marks = [ATTRIBUTION_UNBOUNDED] if (service, method) == ("attribution", "EvaluateAttributions") else []
-            yield pytest.param(service, method, id=f"{service}.{method}", marks=marks)
+            yield pytest.param(service, method, id=f"{service}.{method}")
 
 
 @pytest.mark.parametrize("service, method_name", list(_mutated_cases()))
@@ -428,9 +416,7 @@ def _field_path(descriptor, dotted: str) -> tuple:
 
 def _enormous_cases():
     for s, m, f in ENORMOUS:
-        marks = [ATTRIBUTION_UNBOUNDED] if s == "attribution" and not (
-            m == "Explain" and f == {"parameters.n_perturbations": INT32_MAX}) else []
-        yield pytest.param(s, m, f, marks=marks,
+        yield pytest.param(s, m, f,
                            id=f"{s}.{m}:" + ",".join(f"{k}={str(v)[:12]}" for k, v in f.items()))
 
 
