@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast node-test lint protos protos-check bench clean
+.PHONY: venv demo test test-fast soak node-test lint protos protos-check bench clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ lint: venv
 
 test: venv lint node-test
 	$(PY) -m pytest -q tests
+
+# The 60 s mixed-load test (XAIMESH_SOAK_SECONDS); CI runs it after `make test`.
+soak: venv
+	$(PY) -m pytest -q -s -m soak tests/reliability
 
 node-test:
 	cd clients/node && npm ci --no-audit --no-fund --silent && npm test --silent
