@@ -9,12 +9,9 @@ from tests.fixtures.services import (  # noqa: F401  (pytest fixtures)
 import pytest
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "soak: long load tests (XAIMESH_SOAK_SECONDS); run with `pytest -m soak`")
-
-
 def pytest_collection_modifyitems(config, items):
-    """Soak tests run only when asked for (`-m soak`), never in the normal suite."""
+    """Soak tests run only when asked for (`-m soak`), never in the normal
+    suite, even when `-m "not slow"` replaces the default `-m 'not soak'`."""
     if "soak" in (config.getoption("markexpr", "") or ""):
         return
     skip = pytest.mark.skip(reason="soak test: run with `pytest -m soak`")

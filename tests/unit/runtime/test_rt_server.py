@@ -279,6 +279,7 @@ def test_remaining_timeout_inside_a_call(start_echo):
     handle = start_echo(servicer=Probe())
     with make_channel(handle.address) as channel:
         channel.unary_unary(f"/{SERVICE}/Echo")(b"", timeout=3)
-        assert 2 < seen["t"] <= 3
+        # the wire carries the timeout rounded to a unit, so the server may see a hair more than 3 s
+        assert 2 < seen["t"] <= 3.1
         channel.unary_unary(f"/{SERVICE}/Echo")(b"")
         assert seen["t"] == -1.0
