@@ -10,7 +10,7 @@ of the last run, written to ``.cache/reliability/faults.json``):
 * after a restart on the same port, the same SDK objects (and the
   concept-service's own channel to the model-server) work again, with no
   reconnect code;
-* a cancelled activation pull or fit stops the work within one batch (the
+* a cancelled activation pull, fit or attribution stops the work within one batch (the
   model-server's queue is empty and its CPU idle, a small call is served
   at once), and a short client deadline ends the model-server's call too;
 * LLM endpoint failures (429 storm, 500s, timeouts, malformed JSON) are
@@ -247,6 +247,40 @@ def test_cancelling_a_fit_frees_the_concept_service(stack):
     assert not [m for m in stub.ListConceptModels(concept_pb2.ListConceptModelsRequest(), timeout=10).models
                 if m.activation_set == name]
     record(fit_cancel_freed_s=freed)
+    channel.close()
+
+
+@pytest.fixture(scope="module")
+def attribution(module_launcher, stack):
+    model, _ = stack
+    return module_launcher.start("attribution", "--model-server-address", model.address)
+
+
+@pytest.mark.parametrize("method, parameters", [
+    # the largest n_steps the service accepts: its quadrature rule alone once took minutes
+    ("ATTRIBUTION_METHOD_INTEGRATED_GRADIENTS", {"n_steps": 10_000, "batch_size": 4}),
+    ("ATTRIBUTION_METHOD_KERNEL_SHAP", {"n_perturbations": 20_000, "batch_size": 4}),
+])
+def test_cancelling_an_attribution_frees_it_and_the_model_server(stack, attribution, method, parameters):
+    from xaimesh.v1 import attribution_pb2 as apb
+    from xaimesh.v1 import attribution_pb2_grpc
+
+    model, _ = stack
+    channel = make_channel(attribution.address)
+    stub = attribution_pb2_grpc.AttributionServiceStub(channel)
+    call = stub.Explain(apb.ExplainRequest(
+        method=apb.AttributionMethod.Value(method), parameters=apb.MethodParameters(**parameters),
+        inputs=[apb.ExplainInput(text=SENTENCE, targets=apb.Targets(text=" Bob smiles."))]), timeout=120)
+    for event in call:  # work under way: its first batch is done
+        if event.WhichOneof("event") == "progress" and event.progress.done > 0:
+            break
+    cancelled = time.monotonic()
+    call.cancel()
+    for process in (attribution, model):
+        _wait_idle(process)
+    freed = time.monotonic() - cancelled
+    assert metric(model.metrics_port, "xaimesh_queue_depth", queue="model") == 0
+    record(**{f"explain_cancel_freed_s_{method.removeprefix('ATTRIBUTION_METHOD_').lower()}": freed})
     channel.close()
 
 

@@ -128,3 +128,16 @@ def test_gauss_legendre_matches_captum_rule():
     a, w = gauss_legendre(7)
     np.testing.assert_allclose(a, alphas(7))
     np.testing.assert_allclose(w, steps(7))
+
+
+def test_gauss_legendre_is_exact_and_quick_at_the_largest_n_steps():
+    # numpy's leggauss agrees where it is affordable
+    a, w = gauss_legendre(300)
+    x, v = np.polynomial.legendre.leggauss(300)
+    np.testing.assert_allclose(a, 0.5 * (1 + x), atol=1e-14)
+    np.testing.assert_allclose(w, 0.5 * v, atol=1e-14)
+    # at the service's n_steps bound the rule still integrates polynomials exactly on [0, 1]
+    a, w = gauss_legendre(10_000)
+    assert np.all(np.diff(a) > 0) and a[0] > 0 and a[-1] < 1
+    for k in (0, 1, 3, 7):
+        assert abs((w * a**k).sum() - 1.0 / (k + 1)) < 1e-12
