@@ -10,7 +10,7 @@ Every upstream call carries the time the incoming call has left
 cancels, so a cancelled or expired explanation stops at once instead of
 finishing its current model-server request.
 
-Upstream failures become `UpstreamError`, which keeps the model-server's
+Upstream failures become the runtime's `DownstreamError`, which keeps the model-server's
 status code (INVALID_ARGUMENT stays INVALID_ARGUMENT, with its field
 violations) — except that UNAVAILABLE says which address could not be
 reached, and codes that describe this service's own credentials or
@@ -28,12 +28,13 @@ import grpc
 import numpy as np
 
 from xaimesh.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_runtime.errors import DownstreamError, downstream_error
 from xaimesh_runtime.tensors import to_numpy, to_tensor
 
 from .backend import EmbeddingSamples, ModelDescription, Replacement, Segment, Tokenized
 from .errors import Cancelled
 
-__all__ = ["GrpcModelBackend", "UpstreamError", "upstream_error"]
+__all__ = ["GrpcModelBackend"]
 
 UPSTREAM = "model-server"
 
@@ -41,60 +42,6 @@ _TASKS = {
     model_pb2.MODEL_TASK_CAUSAL_LM: "causal_lm",
     model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION: "sequence_classification",
 }
-
-# Codes that say something about this service's own setup, not the caller's request.
-_OWN_FAULT = {
-    grpc.StatusCode.UNAUTHENTICATED: "rejected this service's credentials (check --model-server-token)",
-    grpc.StatusCode.PERMISSION_DENIED: "refused this service's credentials (check --model-server-token)",
-    grpc.StatusCode.UNIMPLEMENTED: "does not implement the call (version mismatch?)",
-}
-
-
-class UpstreamError(Exception):
-    """A model-server call failed. `code` is the grpc.StatusCode to report,
-    `field_violations` the model-server's BadRequest violations."""
-
-    def __init__(self, code: grpc.StatusCode, message: str,
-                 field_violations: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field_violations = list(field_violations)
-
-    def __str__(self) -> str:
-        return f"{self.code.name}: {self.message}"
-
-
-def _violations(error: grpc.RpcError) -> list[tuple[str, str]]:
-    try:
-        from google.rpc import error_details_pb2
-        from grpc_status import rpc_status
-
-        status = rpc_status.from_call(error)
-    except Exception:  # noqa: BLE001 - no rich status
-        return []
-    out: list[tuple[str, str]] = []
-    for detail in getattr(status, "details", ()) or ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            out += [(v.field, v.description) for v in bad.field_violations]
-    return out
-
-
-def upstream_error(error: grpc.RpcError, address: str, method: str) -> UpstreamError:
-    """The `UpstreamError` of a failed model-server call."""
-    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-    details = (error.details() if hasattr(error, "details") else "") or ""
-    where = f"{UPSTREAM} at {address}" if address else UPSTREAM
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return UpstreamError(code, f"{where} is unavailable ({details}); is it running?")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return UpstreamError(code, f"the deadline passed while waiting for the {where} ({method})")
-    if code in _OWN_FAULT:
-        return UpstreamError(grpc.StatusCode.INTERNAL, f"{where} {_OWN_FAULT[code]}: {details}")
-    return UpstreamError(code, f"{UPSTREAM}: {details or code.name}", _violations(error))
-
 
 def _enum(enum_type: Any, prefix: str, value: str) -> int:
     return enum_type.Value(prefix + value.upper())
@@ -149,7 +96,7 @@ class GrpcModelBackend:
     def _call(self, method: str, request: Any) -> Any:
         timeout = self.timeout_fn()
         if timeout is not None and timeout <= 0:
-            raise UpstreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+            raise DownstreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                 f"the deadline passed before calling the {UPSTREAM} ({method})")
         with self._lock:
             if self._cancelled:
@@ -164,7 +111,7 @@ class GrpcModelBackend:
         except grpc.RpcError as error:
             if self._cancelled and error.code() == grpc.StatusCode.CANCELLED:
                 raise Cancelled("the attribution was cancelled") from None
-            raise upstream_error(error, self.address, method) from None
+            raise downstream_error(error, UPSTREAM, self.address, method) from None
         finally:
             with self._lock:
                 self._in_flight.discard(future)

@@ -44,13 +44,13 @@ import numpy as np
 from xaimesh.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import connect, remaining_timeout, wait_for_health
 from xaimesh_runtime.config import Downstream
-from xaimesh_runtime.errors import abort_with, map_errors, status_for_item
+from xaimesh_runtime.errors import DownstreamError, map_errors, status_for_item
 from xaimesh_runtime.tensors import TensorError, to_numpy, to_tensor
 
 from .backend import ModelBackend, Segment
 from .errors import AttributionError, Cancelled, FailedPrecondition, InvalidArgument
 from .explainer import ATTRIBUTION_GRANULARITIES, evaluate, explain, list_methods, resolve_method, resolve_parameters
-from .model_client import GrpcModelBackend, UpstreamError
+from .model_client import GrpcModelBackend
 from .options import Aggregation, Granularity, InferenceMode, Metric, parse
 from .results import AttributionResult, MetricCurve, MetricResult
 
@@ -367,9 +367,8 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         parse(Aggregation, int(request.aggregation), field="aggregation")
         parse(InferenceMode, int(request.inference_mode), field="inference_mode")
         params = parameters_dict(request.parameters)
-        with self._upstream_errors(context):
-            backend = self.backend_factory(request.model, context)
-            desc = backend.describe()
+        backend = self.backend_factory(request.model, context)
+        desc = backend.describe()
         resolve_parameters(info, params, desc)  # request-level checks before any work
 
         def work(index: int, progress: Callable, should_stop: Callable) -> attribution_pb2.ExplainResponse:
@@ -411,9 +410,8 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         parse(InferenceMode, int(request.inference_mode), field="inference_mode")
         replacement = ({sub.name: _scalar(sub, v) for sub, v in request.replacement.ListFields()}
                        if request.HasField("replacement") else None)
-        with self._upstream_errors(context):
-            backend = self.backend_factory(request.model, context)
-            desc = backend.describe()
+        backend = self.backend_factory(request.model, context)
+        desc = backend.describe()
 
         def work(index: int, progress: Callable, should_stop: Callable) -> attribution_pb2.EvaluateAttributionsResponse:
             attribution = attribution_from_proto(request.attributions[index], index)
@@ -437,20 +435,6 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
                              item_error, progress)
 
     # ------------------------------------------------------------ job machinery
-
-    class _upstream_errors:
-        """Context manager: an UpstreamError ends the call with its own code."""
-
-        def __init__(self, context: grpc.ServicerContext) -> None:
-            self.context = context
-
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(self, kind: Any, error: Any, tb: Any) -> bool:
-            if isinstance(error, UpstreamError):
-                abort_with(self.context, error.code, error.message, error.field_violations)
-            return False
 
     def _item_field(self, kind: str, list_name: str, index: int, field: str | None) -> str | None:
         """The request-relative field of an item problem, or None when the
@@ -516,7 +500,7 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
                             return
                         code = ERRORS.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
                         response = item_error(index, status_for_item(code, exc.message, [(field, exc.message)]))
-                    except UpstreamError as exc:
+                    except DownstreamError as exc:
                         if exc.code not in ITEM_CODES:
                             events.put(_Fatal(exc))
                             return
@@ -544,10 +528,7 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
                 if event is _END:
                     return
                 if isinstance(event, _Fatal):
-                    error = event.error
-                    if isinstance(error, UpstreamError):
-                        abort_with(context, error.code, error.message, error.field_violations)
-                    raise error
+                    raise event.error
                 yield event
         finally:
             if worker.is_alive():

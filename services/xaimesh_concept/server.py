@@ -32,13 +32,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
-from google.rpc import error_details_pb2
 
 from xaimesh.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import connect, remaining_timeout
 from xaimesh_runtime.config import Downstream
-from xaimesh_runtime.errors import abort_with, map_errors
+from xaimesh_runtime.errors import downstream_error, map_errors
 from xaimesh_runtime.tensors import TensorError, iter_chunks, to_numpy, to_tensor
 
 from .common import LogEntry, Progress, Provenance
@@ -62,13 +60,6 @@ ERRORS: dict[type[BaseException], grpc.StatusCode] = {
     Cancelled: grpc.StatusCode.CANCELLED,
 }
 
-# Codes of a failed model-server call that describe our own configuration,
-# not the caller's request.
-_UPSTREAM_OVERRIDES = {
-    grpc.StatusCode.UNAUTHENTICATED: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.PERMISSION_DENIED: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNIMPLEMENTED: grpc.StatusCode.INTERNAL,
-}
 # A limit on the bytes of an imported concept model.
 MAX_IMPORT_BYTES = 4 << 30
 
@@ -283,38 +274,6 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                     self._channel = connect(ms)
             return model_pb2_grpc.ModelServiceStub(self._channel)
 
-    def _abort_upstream(self, exc: grpc.RpcError, context: grpc.ServicerContext) -> None:
-        """End the call with the model-server's error (never returns when the
-        caller is still there)."""
-        if not context.is_active():
-            raise Cancelled("the call was cancelled") from None
-        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-        details = (exc.details() if hasattr(exc, "details") else "") or code.name
-        violations: list[tuple[str, str]] = []
-        try:
-            status = rpc_status.from_call(exc)
-        except Exception:  # noqa: BLE001 - no rich status
-            status = None
-        if status is not None:
-            for detail in status.details:
-                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    violations += [(v.field, v.description) for v in bad.field_violations]
-        where = self.model_server_address
-        if code == grpc.StatusCode.UNAVAILABLE:
-            message = (f"the model-server at {where} is unavailable ({details}); is it running? "
-                       "(the concept-service reaches it through --model-server-address / "
-                       "XAIMESH_MODEL_SERVER)")
-        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            message = f"model-server at {where}: deadline exceeded while pulling activations ({details})"
-        elif code in _UPSTREAM_OVERRIDES:
-            message = f"the model-server at {where} refused the concept-service's call: {code.name}: {details}"
-        else:
-            message = f"model-server: {details}"
-        log.warning("model-server call failed: %s %s", code.name, details)
-        abort_with(context, _UPSTREAM_OVERRIDES.get(code, code), message, violations)
-
     # =====================================================================
     # activation sets
     # =====================================================================
@@ -375,7 +334,9 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                     elif kind == "summary":
                         summary = event.summary
             except grpc.RpcError as exc:
-                self._abort_upstream(exc, context)
+                if not context.is_active():
+                    raise Cancelled("the call was cancelled") from None
+                raise downstream_error(exc, "model-server", self.model_server_address, "StreamActivations") from None
             if not writers:
                 raise InvalidArgument("the model-server sent no activations header", field="split_points")
             for i, sp in enumerate(order):

@@ -67,8 +67,10 @@ class CallableLLM:
     """Wraps ``fn(messages) -> str``.
 
     Exceptions from ``fn`` become ``LLMError``: a ``LabelingError`` keeps its
-    code; an exception with a gRPC-like ``code()`` (``grpc.RpcError``) keeps
-    that status name and its ``details()``; anything else is UNKNOWN.
+    code; the runtime's ``DownstreamError`` (a ``code`` attribute) keeps its
+    status name and message, an exception with a gRPC-like ``code()``
+    (``grpc.RpcError``) its status name and ``details()``; anything else is
+    UNKNOWN.
     """
 
     def __init__(self, fn: Callable[[list[dict[str, str]]], str], description: str) -> None:
@@ -103,6 +105,9 @@ class CallableLLM:
 
 def _describe_foreign_error(exc: BaseException) -> tuple[str, str]:
     code_fn = getattr(exc, "code", None)
+    name = getattr(code_fn, "name", None)
+    if isinstance(name, str) and name and not callable(code_fn):  # the runtime's DownstreamError: names the service
+        return name, f"{name}: {getattr(exc, 'message', exc)}"
     if callable(code_fn):
         try:
             status = code_fn()

@@ -55,7 +55,7 @@ import numpy as np
 from xaimesh.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
 from xaimesh.v1 import tensor_pb2
 from xaimesh_runtime import metrics
-from xaimesh_runtime.client import connect, remaining_timeout
+from xaimesh_runtime.client import connect, downstream_stub, remaining_timeout
 from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.errors import abort_with, map_errors, status_for_item
 from xaimesh_runtime.logging_setup import register_secret
@@ -90,6 +90,9 @@ MAX_OPENAI_RETRIES = 10
 MAX_K_EXAMPLES = 1_000
 MAX_K_CONTEXT = 1_000
 MAX_BASE_URL_CHARS = 2048
+# The most tokens a request may let the LLM write per answer (OpenAI
+# max_tokens, model-server max_new_tokens): labels and scores need far fewer.
+MAX_GENERATED_TOKENS = 4096
 # Model-server generation lengths: a label is at most 5 words; a scoring
 # answer is a JSON list of excerpt numbers.
 LABEL_MAX_NEW_TOKENS = 16  # a 1-5 word label; more only slows CPU generation
@@ -271,11 +274,15 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
                 self._channels[name] = channel
             return channel
 
+    def _stub(self, stub_class: Any, service: str) -> Any:
+        """A stub whose errors name the service and its address."""
+        return downstream_stub(stub_class(self._channel(service)), service, self.config.downstream(service).address)
+
     def _concepts(self) -> concept_pb2_grpc.ConceptServiceStub:
-        return concept_pb2_grpc.ConceptServiceStub(self._channel("concept-service"))
+        return self._stub(concept_pb2_grpc.ConceptServiceStub, "concept-service")
 
     def _models(self) -> model_pb2_grpc.ModelServiceStub:
-        return model_pb2_grpc.ModelServiceStub(self._channel("model-server"))
+        return self._stub(model_pb2_grpc.ModelServiceStub, "model-server")
 
     # -- LLM backends ---------------------------------------------------------
 
@@ -332,8 +339,10 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             raise RequestError("llm.openai.max_retries",
                                f"max_retries must be at most {MAX_OPENAI_RETRIES} (0 = {DEFAULT_OPENAI_RETRIES}, "
                                f"negative = none), got {oa.max_retries}")
-        if oa.max_tokens < 0:
-            raise RequestError("llm.openai.max_tokens", "max_tokens must be >= 0 (0 = the endpoint's default)")
+        if not 0 <= oa.max_tokens <= MAX_GENERATED_TOKENS:
+            raise RequestError("llm.openai.max_tokens",
+                               f"max_tokens must be between 0 and {MAX_GENERATED_TOKENS} (0 = the endpoint's "
+                               f"default; a label is a few words), got {oa.max_tokens}")
         if not math.isfinite(oa.temperature) or oa.temperature < 0:
             raise RequestError("llm.openai.temperature", "temperature must be >= 0")
         # 0 = the default (4); a negative value = no retries.
@@ -351,8 +360,10 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
 
     def _model_server_llm(self, ms: labeling_pb2.ModelServerBackend, context: grpc.ServicerContext,
                           default_max_new_tokens: int, seed: int) -> Any:
-        if ms.max_new_tokens < 0:
-            raise RequestError("llm.model_server.max_new_tokens", "max_new_tokens must be >= 0")
+        if not 0 <= ms.max_new_tokens <= MAX_GENERATED_TOKENS:
+            raise RequestError("llm.model_server.max_new_tokens",
+                               f"max_new_tokens must be between 0 and {MAX_GENERATED_TOKENS} (0 = "
+                               f"{default_max_new_tokens}; a label is a few words), got {ms.max_new_tokens}")
         if not math.isfinite(ms.temperature) or ms.temperature < 0:
             raise RequestError("llm.model_server.temperature", "temperature must be >= 0")
         stub = self._models()

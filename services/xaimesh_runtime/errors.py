@@ -37,11 +37,15 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from .config import env_name
+
 __all__ = [
     "DEFAULT_ERROR_MAP",
+    "DownstreamError",
     "FieldViolations",
     "abort_with",
     "code_for",
+    "downstream_error",
     "make_status",
     "map_errors",
     "status_for_item",
@@ -140,13 +144,62 @@ def _exception_violations(exc: BaseException) -> list[tuple[str, str]]:
     return []
 
 
-# A downstream call failed. Forward its code, except those that describe our
-# own credentials or configuration rather than the caller's request.
-_DOWNSTREAM_OVERRIDES = {
-    grpc.StatusCode.UNAUTHENTICATED: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.PERMISSION_DENIED: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNIMPLEMENTED: grpc.StatusCode.INTERNAL,
+# Codes of a failed downstream call that say something about this service's
+# own credentials or configuration, not the caller's request: INTERNAL.
+_OWN_FAULT = {
+    grpc.StatusCode.UNAUTHENTICATED: "rejected this service's credentials (check --{service}-token)",
+    grpc.StatusCode.PERMISSION_DENIED: "refused this service's credentials (check --{service}-token)",
+    grpc.StatusCode.UNIMPLEMENTED: "does not implement the call (version mismatch?)",
 }
+
+
+class DownstreamError(Exception):
+    """A call to another service of the mesh failed. ``code`` is the status
+    to report, ``message`` names that service and its address so the caller
+    knows which one went away, ``field_violations`` are its BadRequest
+    violations (fields of the downstream request)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 field_violations: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field_violations = list(field_violations)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+def _call_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    try:
+        status = rpc_status.from_call(error)
+    except Exception:  # noqa: BLE001 - no rich status
+        return []
+    out: list[tuple[str, str]] = []
+    for detail in getattr(status, "details", ()) or ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out += [(v.field, v.description) for v in bad.field_violations]
+    return out
+
+
+def downstream_error(error: grpc.RpcError, service: str, address: str = "", doing: str = "") -> DownstreamError:
+    """The :class:`DownstreamError` of a failed call to ``service`` (a name
+    declared with ``add_downstream``, e.g. "model-server") at ``address``;
+    ``doing`` says what the call was for (e.g. "Score")."""
+    code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = (error.details() if callable(getattr(error, "details", None)) else "") or ""
+    where = f"the {service} at {address}" if address else f"the {service}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        reached = f" (this service reaches it through --{service}-address / {env_name(service)})" if address else ""
+        return DownstreamError(code, f"{where} is unavailable ({details}); is it running?{reached}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DownstreamError(code, f"the deadline passed while waiting for {where}" + (f" ({doing})" if doing else ""))
+    if code in _OWN_FAULT:
+        return DownstreamError(grpc.StatusCode.INTERNAL,
+                               f"{where} {_OWN_FAULT[code].format(service=service)}: {details}")
+    return DownstreamError(code, f"{service}: {details or code.name}", _call_violations(error))
 
 
 def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
@@ -163,10 +216,11 @@ def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
     if code is not None:
         abort_with(context, code, _message(exc), _exception_violations(exc))
     if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
-        downstream = exc.code()
-        code = _DOWNSTREAM_OVERRIDES.get(downstream, downstream)
-        log.warning("%s: downstream call failed: %s %s", method, downstream.name, exc.details())
-        abort_with(context, code, f"downstream call failed: {downstream.name}: {exc.details()}")
+        # a stub that is not a downstream_stub: the service is not known by name
+        exc = downstream_error(exc, "service this one calls")
+    if isinstance(exc, DownstreamError):
+        log.warning("%s: downstream call failed: %s", method, exc)
+        abort_with(context, exc.code, exc.message, exc.field_violations)
     ref = uuid.uuid4().hex[:12]
     log.error("%s: unexpected %s (ref %s)", method, type(exc).__name__, ref, exc_info=exc)
     abort_with(context, grpc.StatusCode.INTERNAL, f"internal error (ref {ref}); see the server log")

@@ -135,7 +135,7 @@ def test_a_wrong_downstream_token_is_reported_as_the_service_configuration(launc
                 concept_pb2.CreateActivationSetsRequest(texts=TEXTS, split_points=["1"]), timeout=30))
     # not the caller's credentials that are wrong: not UNAUTHENTICATED
     assert error.value.code() != grpc.StatusCode.UNAUTHENTICATED
-    assert "refused the concept-service's call" in error.value.details()
+    assert "rejected this service's credentials (check --model-server-token)" in error.value.details()
     assert "not-the-model-token" not in error.value.details() + concept.log()
 
 

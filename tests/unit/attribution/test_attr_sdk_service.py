@@ -14,7 +14,7 @@ from xaimesh.errors import InvalidArgumentError
 from xaimesh.mesh import Mesh, RemoteModel
 from xaimesh.v1 import model_pb2
 from xaimesh_attribution import evaluate, explain
-from xaimesh_attribution.model_client import UpstreamError
+from xaimesh_runtime.errors import DownstreamError
 from xaimesh_attribution.results import AttributionResult
 from xaimesh_attribution.server import AttributionServicer
 from xaimesh_runtime.config import ServerConfig
@@ -30,7 +30,7 @@ def mesh(lm_backend, clf_backend):
 
     def factory(model_id, context):
         if model_id not in backends:
-            raise UpstreamError(grpc.StatusCode.NOT_FOUND, f"model-server: no model {model_id!r}")
+            raise DownstreamError(grpc.StatusCode.NOT_FOUND, f"model-server: no model {model_id!r}")
         return backends[model_id]
 
     servicer = AttributionServicer(backend_factory=factory)

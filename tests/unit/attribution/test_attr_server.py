@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from xaimesh.v1 import attribution_pb2 as apb
 from xaimesh.v1 import attribution_pb2_grpc, model_pb2, tensor_pb2
 from xaimesh_attribution import evaluate, explain
-from xaimesh_attribution.model_client import UpstreamError
+from xaimesh_runtime.errors import DownstreamError
 from xaimesh_attribution.server import AttributionServicer, attribution_from_proto
 from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.server import start_server
@@ -70,7 +70,7 @@ def service(lm_backend, clf_backend):
     def factory(model_id, context):
         inner = {"": lm_backend, "tiny-lm": lm_backend, "tiny-clf": clf_backend}.get(model_id)
         if inner is None:
-            raise UpstreamError(grpc.StatusCode.NOT_FOUND, f"model-server: model {model_id!r} is not loaded")
+            raise DownstreamError(grpc.StatusCode.NOT_FOUND, f"model-server: model {model_id!r} is not loaded")
         backend = CountingBackend(inner, state.delay)
         state.backends.append(backend)
         return backend

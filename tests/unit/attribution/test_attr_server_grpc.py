@@ -18,10 +18,10 @@ from xaimesh.v1 import attribution_pb2 as apb
 from xaimesh.v1 import attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_attribution import Replacement, explain
 from xaimesh_attribution.errors import Cancelled
-from xaimesh_attribution.model_client import GrpcModelBackend, UpstreamError
+from xaimesh_attribution.model_client import GrpcModelBackend
 from xaimesh_attribution.server import AttributionServicer
 from xaimesh_runtime.config import Downstream, ServerConfig
-from xaimesh_runtime.errors import abort_with
+from xaimesh_runtime.errors import DownstreamError, abort_with
 from xaimesh_runtime.server import start_server
 
 PROMPT = "Alice and Bob enter the bar."
@@ -198,14 +198,14 @@ def test_deadline_is_forwarded(fake):
     seen = fake.servicer.time_remaining
     assert len(seen) == 2 and all(r is not None and 3.0 < r <= 5.1 for r in seen)
     expired = GrpcModelBackend(fake.channel, "", lambda: 0.0, address=fake.address)
-    with pytest.raises(UpstreamError) as info:
+    with pytest.raises(DownstreamError) as info:
         expired.describe()
     assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def test_upstream_invalid_argument_keeps_code_and_fields(fake):
     backend = GrpcModelBackend(fake.channel, "fake", lambda: None, address=fake.address)
-    with pytest.raises(UpstreamError) as info:
+    with pytest.raises(DownstreamError) as info:
         backend.tokenize("bad")
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.field_violations == [("texts[0]", "no")]
@@ -217,7 +217,7 @@ def test_unavailable_names_the_address():
     channel = grpc.insecure_channel(address)
     try:
         backend = GrpcModelBackend(channel, "", lambda: 5.0, address=address)
-        with pytest.raises(UpstreamError) as info:
+        with pytest.raises(DownstreamError) as info:
             backend.describe()
         assert info.value.code == grpc.StatusCode.UNAVAILABLE
         assert f"model-server at {address} is unavailable" in info.value.message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 import urllib.request
 from concurrent import futures
@@ -513,6 +514,9 @@ def test_bad_requests(start_labeling, downstream, fake_llm):
         (label_request(openai_backend(fake_llm, base_url="http://x/" + "x" * 70_000)), "llm.openai.base_url"),
         (label_request(openai_backend(fake_llm, base_url="../../etc/passwd")), "llm.openai.base_url"),
         (label_request(k_context=2 ** 31 - 1), "k_context"),
+        (label_request(openai_backend(fake_llm, max_tokens=2 ** 31 - 1)), "llm.openai.max_tokens"),
+        (label_request(labeling_pb2.LlmBackend(model_server=labeling_pb2.ModelServerBackend(
+            max_new_tokens=2 ** 31 - 1))), "llm.model_server.max_new_tokens"),
     ]
     for request, field in cases:
         with pytest.raises(grpc.RpcError) as err:
@@ -533,6 +537,18 @@ def test_bad_requests(start_labeling, downstream, fake_llm):
         run_labels(handle, label_request(openai_backend(fake_llm)), key=KEY)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "provenance" in err.value.details()
     assert not fake_llm.requests
+
+
+def test_an_unreachable_concept_service_is_named(start_labeling, fake_llm):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{s.getsockname()[1]}"
+    handle = start_labeling("--concept-service-address", nowhere)
+    with pytest.raises(grpc.RpcError) as err:
+        run_labels(handle, label_request(openai_backend(fake_llm)), key=KEY)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"the concept-service at {nowhere} is unavailable" in err.value.details()
+    assert "XAIMESH_CONCEPT_SERVICE" in err.value.details()
 
 
 def test_official_endpoint_without_key_falls_back_and_bad_key_is_per_concept(start_labeling, fake_llm):
