@@ -33,19 +33,11 @@ from xaimesh_runtime.tensors import to_numpy, to_tensor
 
 from .backend import EmbeddingSamples, ModelDescription, Replacement, Segment, Tokenized
 from .errors import Cancelled
+from .options import BaselineKind, InferenceMode, ReplacementPolicy, Task, from_proto, to_proto
 
 __all__ = ["GrpcModelBackend"]
 
 UPSTREAM = "model-server"
-
-_TASKS = {
-    model_pb2.MODEL_TASK_CAUSAL_LM: "causal_lm",
-    model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION: "sequence_classification",
-}
-
-def _enum(enum_type: Any, prefix: str, value: str) -> int:
-    return enum_type.Value(prefix + value.upper())
-
 
 def _floats(t: tensor_pb2.Tensor, field: str) -> np.ndarray:
     return to_numpy(t, field=field).astype(np.float32, copy=False)
@@ -128,7 +120,7 @@ class GrpcModelBackend:
 
             self._description = ModelDescription(
                 model_id=info.model_id,
-                task=_TASKS.get(info.task, "causal_lm"),
+                task=from_proto(Task, info.task) or Task.CAUSAL_LM.value,
                 labels=list(info.labels),
                 max_sequence_length=int(info.max_sequence_length),
                 bos_token_id=special(sp.bos_token, sp.bos_token_id),
@@ -171,11 +163,11 @@ class GrpcModelBackend:
             model=self.model_id,
             input_ids=[int(i) for i in input_ids],
             replacement=model_pb2.Replacement(
-                policy=_enum(model_pb2.ReplacementPolicy, "REPLACEMENT_POLICY_", replacement.policy),
+                policy=to_proto(ReplacementPolicy, replacement.policy),
                 token_id=int(replacement.token_id)),
             target_positions=[int(p) for p in target_positions or ()],
             target_classes=[int(c) for c in target_classes or ()],
-            inference_mode=_enum(tensor_pb2.InferenceMode, "INFERENCE_MODE_", inference_mode),
+            inference_mode=to_proto(InferenceMode, inference_mode),
         )
         if keep_mask is not None:
             request.keep_mask.CopyFrom(to_tensor(np.ascontiguousarray(keep_mask, dtype=bool)))
@@ -186,7 +178,7 @@ class GrpcModelBackend:
                   target_classes: Sequence[int] | None = None, inference_mode: str = "logits",
                   samples: EmbeddingSamples, outputs: Sequence[str] = ("dot_delta",)) -> dict[str, np.ndarray]:
         spec = model_pb2.EmbeddingSamples(
-            baseline=model_pb2.Baseline(kind=_enum(model_pb2.BaselineKind, "BASELINE_KIND_", samples.baseline_kind),
+            baseline=model_pb2.Baseline(kind=to_proto(BaselineKind, samples.baseline_kind),
                                         token_id=int(samples.baseline_token_id)),
             alphas=[float(a) for a in samples.alphas],
             noise_stddev=float(samples.noise_stddev),
@@ -199,9 +191,9 @@ class GrpcModelBackend:
             input_ids=[int(i) for i in input_ids],
             target_positions=[int(p) for p in target_positions or ()],
             target_classes=[int(c) for c in target_classes or ()],
-            inference_mode=_enum(tensor_pb2.InferenceMode, "INFERENCE_MODE_", inference_mode),
+            inference_mode=to_proto(InferenceMode, inference_mode),
             samples=spec,
-            outputs=[_enum(model_pb2.GradientOutput, "GRADIENT_OUTPUT_", o) for o in outputs],
+            outputs=[model_pb2.GradientOutput.Value("GRADIENT_OUTPUT_" + o.upper()) for o in outputs],
         )
         response = self._call("ComputeGradients", request)
         out = {"scores": _floats(response.scores, "scores")}

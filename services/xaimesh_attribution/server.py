@@ -51,7 +51,7 @@ from .backend import ModelBackend, Segment
 from .errors import AttributionError, Cancelled, FailedPrecondition, InvalidArgument
 from .explainer import ATTRIBUTION_GRANULARITIES, evaluate, explain, list_methods, resolve_method, resolve_parameters
 from .model_client import GrpcModelBackend
-from .options import Aggregation, Granularity, InferenceMode, Metric, parse
+from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
 from .results import AttributionResult, MetricCurve, MetricResult
 
 __all__ = ["SERVICE_NAME", "AttributionServicer", "BackendFactory"]
@@ -73,27 +73,7 @@ _ITEM_FIELDS = {"explain": ("text", "targets"), "evaluate": ("attribution", "att
 # (model_id, context) -> the backend one call uses.
 BackendFactory = Callable[[str, grpc.ServicerContext], ModelBackend]
 
-_TASK_NUMBERS = {"causal_lm": model_pb2.MODEL_TASK_CAUSAL_LM,
-                 "sequence_classification": model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION}
-_TASK_NAMES = {v: k for k, v in _TASK_NUMBERS.items()}
-_METRIC_NUMBERS = {"deletion": attribution_pb2.ATTRIBUTION_METRIC_DELETION,
-                   "insertion": attribution_pb2.ATTRIBUTION_METRIC_INSERTION}
-
-
 # --------------------------------------------------------------------------- proto <-> logic
-
-
-def _enum_number(enum_type: Any, prefix: str, name: str) -> int:
-    return enum_type.Value(prefix + name.upper()) if name else 0
-
-
-def _enum_name(enum_type: Any, prefix: str, number: int) -> str:
-    if not number:
-        return ""
-    try:
-        return enum_type.Name(number)[len(prefix):].lower()
-    except ValueError:
-        return ""
 
 
 def _scalar(fd: Any, value: Any) -> Any:
@@ -125,12 +105,12 @@ def attribution_to_proto(r: AttributionResult) -> attribution_pb2.Attribution:
     info = resolve_method(r.method)
     return attribution_pb2.Attribution(
         model=r.model,
-        task=_TASK_NUMBERS.get(r.task, 0),
+        task=to_proto(Task, r.task),
         method=info.proto_number,
         parameters_json=r.parameters_json,
-        granularity=_enum_number(tensor_pb2.Granularity, "GRANULARITY_", r.granularity),
-        aggregation=_enum_number(tensor_pb2.Aggregation, "AGGREGATION_", r.aggregation),
-        inference_mode=_enum_number(tensor_pb2.InferenceMode, "INFERENCE_MODE_", r.inference_mode),
+        granularity=to_proto(Granularity, r.granularity),
+        aggregation=to_proto(Aggregation, r.aggregation),
+        inference_mode=to_proto(InferenceMode, r.inference_mode),
         input_elements=[_segment_proto(s) for s in r.input_elements],
         num_prompt_elements=r.num_prompt_elements,
         target_elements=list(r.target_elements),
@@ -163,12 +143,12 @@ def attribution_from_proto(a: attribution_pb2.Attribution, index: int) -> Attrib
             raise InvalidArgument(f"unknown attribution method {a.method}", field=f"{where}.method") from None
     return AttributionResult(
         model=a.model,
-        task=_TASK_NAMES.get(a.task, ""),
+        task=from_proto(Task, a.task),
         method=method,
         parameters=parameters if isinstance(parameters, dict) else {},
-        granularity=_enum_name(tensor_pb2.Granularity, "GRANULARITY_", a.granularity),
-        aggregation=_enum_name(tensor_pb2.Aggregation, "AGGREGATION_", a.aggregation),
-        inference_mode=_enum_name(tensor_pb2.InferenceMode, "INFERENCE_MODE_", a.inference_mode),
+        granularity=from_proto(Granularity, a.granularity),
+        aggregation=from_proto(Aggregation, a.aggregation),
+        inference_mode=from_proto(InferenceMode, a.inference_mode),
         input_elements=[Segment(s.text, s.start_char, s.end_char, s.start_token, s.end_token)
                         for s in a.input_elements],
         num_prompt_elements=int(a.num_prompt_elements),
@@ -189,7 +169,7 @@ def _curve_proto(c: MetricCurve) -> attribution_pb2.MetricCurve:
 
 def metric_result_to_proto(index: int, m: MetricResult) -> attribution_pb2.AttributionMetricResult:
     out = attribution_pb2.AttributionMetricResult(
-        input_index=index, metric=_METRIC_NUMBERS[m.metric], curve=_curve_proto(m.curve),
+        input_index=index, metric=to_proto(Metric, m.metric), curve=_curve_proto(m.curve),
         per_target_scores=to_tensor(np.ascontiguousarray(m.per_target_scores, dtype=np.float32)))
     if m.random_curve is not None:
         out.random_curve.CopyFrom(_curve_proto(m.random_curve))
@@ -342,7 +322,7 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
             attribution_pb2.MethodInfo(
                 method=m.proto_number, family=m.family, description=m.description,
                 defaults_json=json.dumps(m.defaults, sort_keys=True),
-                granularities=[_enum_number(tensor_pb2.Granularity, "GRANULARITY_", g) for g in m.granularities])
+                granularities=[to_proto(Granularity, g) for g in m.granularities])
             for m in list_methods()
         ]
         return attribution_pb2.ListMethodsResponse(methods=methods)

@@ -351,3 +351,20 @@ def test_metrics_over_a_fake_client():
     auc, detailed = Insertion(model, show_progress=False).evaluate(out)
     assert auc == pytest.approx(0.6) and detailed.random_auc is None and detailed[0].beats_random is None
     assert client.calls[-1][1].n_random_orders == 0  # the service default (10)
+
+
+def test_sdk_options_name_every_proto_value():
+    """The SDK's documented option enums and the contract agree: every proto
+    value has a member (the activation-only granularities excepted) and every
+    member a proto value, so neither side can drift."""
+    from xaimesh.attributions import options
+
+    activation_only = {"SAMPLE", "CLS_TOKEN"}
+    for enum, (proto_enum, prefix) in options._PROTO.items():
+        proto = {v.name[len(prefix):] for v in proto_enum.DESCRIPTOR.values if v.number != 0}
+        if enum is options.Granularity:
+            proto -= activation_only
+        assert {m.name for m in enum} == proto, enum.__name__
+        assert all(m.value == m.name.lower() for m in enum), enum.__name__
+        for m in enum:
+            assert options.from_proto_enum(enum, options.to_proto_enum(enum, m, "x")) == m.value
