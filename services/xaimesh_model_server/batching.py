@@ -10,8 +10,9 @@ order) that does one forward pass.
 - `DirectExecutor` packs one caller's items in the calling thread.
 - `DynamicBatcher` owns one worker thread per model (torch runs one forward
   at a time anyway) and coalesces the items of many concurrent callers:
-  items of the same kind and a similar length (length buckets whose bounds
-  grow by sqrt(2)) go into one forward, bounded by a token budget
+  items of the same kind and a similar length (the same length up to 16
+  tokens, above that length classes whose bounds grow by 2^(1/8), so padding
+  adds at most 9 %) go into one forward, bounded by a token budget
   (`max_batch_tokens`, counted as padded tokens: longest item x items) and
   `max_batch_size`; a batch that is not full waits at most `max_wait_s` after
   its oldest item arrived for more items. Batches are formed oldest item
@@ -57,25 +58,36 @@ _CALL_KIND = "__call__"
 _POLL_S = 0.05
 
 
+# Padded positions are not free on any device (on a 2-core CPU, layer-8
+# activations of 200 texts of 6-12 tokens: 2.74 s batched in arrival order,
+# 1.84 s batched by exact length), so items of one forward have the same
+# length where lengths are short and within 2^(1/8) of each other above.
+_EXACT_UP_TO = 16
+_CLASSES_PER_OCTAVE = 8
+
+
 def length_bucket(length: int) -> int:
-    """Length class: lengths up to 32 share bucket 0; above, bounds grow by sqrt(2)."""
-    if length <= 32:
-        return 0
-    return int(2 * math.log2(length)) - 9
+    """Length class: the length itself up to 16 tokens; above, classes whose
+    bounds grow by 2^(1/8) (padding adds at most 9 %)."""
+    if length <= _EXACT_UP_TO:
+        return length
+    return _EXACT_UP_TO + 1 + int(_CLASSES_PER_OCTAVE * math.log2(length / _EXACT_UP_TO))
 
 
 def plan_batches(
     lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int
 ) -> list[list[int]]:
-    """Indices grouped into batches: sorted by length, each batch's padded size
-    (longest x count) within the budget (a single longer item goes alone)."""
+    """Indices grouped into batches: sorted by length, one length class per
+    batch, each batch's padded size (longest x count) within the budget (a
+    single longer item goes alone)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
     for i in order:
         size = max(longest, lengths[i])
-        if current and (size * (len(current) + 1) > max_batch_tokens or len(current) >= max_batch_size):
+        if current and (size * (len(current) + 1) > max_batch_tokens or len(current) >= max_batch_size
+                        or length_bucket(lengths[i]) != length_bucket(lengths[current[0]])):
             batches.append(current)
             current, longest = [], 0
             size = lengths[i]

@@ -53,8 +53,16 @@ def test_plan_batches_and_buckets():
     for b in batches:
         assert max([5, 50, 5, 40, 5][i] for i in b) * len(b) <= 100
     assert plan_batches([500], 100, 10) == [[0]]  # a long item goes alone
-    assert length_bucket(1) == length_bucket(32) == 0
-    assert length_bucket(33) != length_bucket(100) != length_bucket(1000)
+    # one class per length up to 16, then classes at most 2^(1/8) wide, increasing
+    buckets = [length_bucket(n) for n in range(1, 5000)]
+    assert buckets[:16] == list(range(1, 17)) and buckets == sorted(buckets)
+    for b in set(buckets):
+        members = [n for n in range(1, 5000) if length_bucket(n) == b]
+        assert max(members) <= 2 ** (1 / 8) * min(members) + 1e-9
+    # a batch holds one length class: no item padded by more than that
+    lengths = [6, 12, 7, 6, 12, 40, 41, 9]
+    for b in plan_batches(lengths, max_batch_tokens=1000, max_batch_size=100):
+        assert len({length_bucket(lengths[i]) for i in b}) == 1
 
 
 def test_concurrent_callers_are_merged_and_ordered():
