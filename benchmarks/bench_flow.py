@@ -73,7 +73,7 @@ def run(mesh, model_path, floors: dict[str, float]) -> tuple[list[Row], dict]:
 
     activations_s, _ = best_of(get_activations)
     rows.append(Row(f"get_activations, 200 texts, layer 8 ({activations.shape[0]} rows) stored in the concept-service",
-                    floors.get("activations"), activations_s, notes=["floor = bare forwards stopped at layer 8"]))
+                    floors.get("activations"), activations_s, notes=["floor = bare forwards stopped at layer 8, texts of one length per batch"]))
 
     concepts = SemiNMFConcepts(split_model, nb_concepts=20, seed=0)
     fit_s, _ = best_of(lambda: concepts.fit(activations), repeat=1)

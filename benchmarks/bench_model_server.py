@@ -4,8 +4,8 @@
    the model-server's Score RPC vs the same 100 forwards (batch 25) in bare
    torch in one process.
 2. Layer-8 activations (TOKEN rows) of 200 short texts: the model-server's
-   StreamActivations through the SDK vs bare torch padded batches stopped at
-   layer 8 by a hook.
+   StreamActivations through the SDK vs bare torch stopped at layer 8 by a
+   hook, in the batches the model-server forms (one token length each).
 """
 
 from __future__ import annotations
@@ -97,22 +97,28 @@ def bench_activations(mesh, model_path) -> Row:
         captured["h"] = output[0] if isinstance(output, tuple) else output
         raise Stop
 
+    # The same forward passes as the model-server: texts of one token length
+    # per batch (no padding), at most 64 per batch; rows back in input order.
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    batches = [[i for i in order if lengths[i] == n] for n in sorted(set(lengths))]
+    batches = [b[start:start + 64] for b in batches for start in range(0, len(b), 64)]
+
     def bare():
-        rows = []
+        rows: dict[int, torch.Tensor] = {}
         handle = layer.register_forward_hook(hook)
         try:
             with torch.inference_mode():
-                for start in range(0, len(texts), 64):
-                    enc = tokenizer(texts[start:start + 64], add_special_tokens=False, padding=True,
-                                    return_tensors="pt")
+                for batch in batches:
+                    enc = tokenizer([texts[i] for i in batch], add_special_tokens=False, return_tensors="pt")
                     try:
                         model.model(**enc)
                     except Stop:
                         pass
-                    rows.append(captured["h"][enc["attention_mask"].bool()])
+                    rows.update(zip(batch, captured["h"]))
         finally:
             handle.remove()
-        return torch.cat(rows)
+        return torch.cat([rows[i] for i in range(len(texts))])
 
     remote = mesh.model()
 

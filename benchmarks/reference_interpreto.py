@@ -32,7 +32,7 @@ from benchmarks.common import SEED_PROMPT, SEED_TARGET, best_of, sample_texts  #
 
 N_PERTURBATIONS = 100
 ATTRIBUTION_BATCH = 25  # same batch as the bare-torch floor of the Score benchmark
-ACTIVATION_BATCH = 64  # same batch as the bare-torch floor of the activations benchmark
+ACTIVATION_BATCH = 64  # the largest batch of the bare-torch floor of the activations benchmark
 LAYER = 8
 N_CONCEPTS = 20
 

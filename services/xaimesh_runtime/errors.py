@@ -147,8 +147,8 @@ def _exception_violations(exc: BaseException) -> list[tuple[str, str]]:
 # Codes of a failed downstream call that say something about this service's
 # own credentials or configuration, not the caller's request: INTERNAL.
 _OWN_FAULT = {
-    grpc.StatusCode.UNAUTHENTICATED: "rejected this service's credentials (check --{service}-token)",
-    grpc.StatusCode.PERMISSION_DENIED: "refused this service's credentials (check --{service}-token)",
+    grpc.StatusCode.UNAUTHENTICATED: "rejected this service's credentials",
+    grpc.StatusCode.PERMISSION_DENIED: "refused this service's credentials",
     grpc.StatusCode.UNIMPLEMENTED: "does not implement the call (version mismatch?)",
 }
 
@@ -190,15 +190,17 @@ def downstream_error(error: grpc.RpcError, service: str, address: str = "", doin
     ``doing`` says what the call was for (e.g. "Score")."""
     code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
     details = (error.details() if callable(getattr(error, "details", None)) else "") or ""
+    # Only a named downstream (with its address) has settings to point at.
     where = f"the {service} at {address}" if address else f"the {service}"
     if code == grpc.StatusCode.UNAVAILABLE:
         reached = f" (this service reaches it through --{service}-address / {env_name(service)})" if address else ""
         return DownstreamError(code, f"{where} is unavailable ({details}); is it running?{reached}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DownstreamError(code, f"the deadline passed while waiting for {where}" + (f" ({doing})" if doing else ""))
+        return DownstreamError(code, f"the deadline passed while waiting for {where}"
+                               + (f" ({doing})" if doing else ""))
     if code in _OWN_FAULT:
-        return DownstreamError(grpc.StatusCode.INTERNAL,
-                               f"{where} {_OWN_FAULT[code].format(service=service)}: {details}")
+        check = f" (check --{service}-token)" if address and code != grpc.StatusCode.UNIMPLEMENTED else ""
+        return DownstreamError(grpc.StatusCode.INTERNAL, f"{where} {_OWN_FAULT[code]}{check}: {details}")
     return DownstreamError(code, f"{service}: {details or code.name}", _call_violations(error))
 
 
