@@ -209,7 +209,7 @@ def build_detection(item: ScoringInput, n: int, rng: random.Random) -> tuple[lis
         raise FailedPreconditionError(f"concept {item.concept_index}: no activating examples to score with")
     if not neg:
         raise FailedPreconditionError(
-            f"concept {item.concept_index}: no non-activating examples (the concept is active on every row?)")
+            f"concept {item.concept_index}: no non-activating examples (no row searched where the concept is quiet)")
     shown = [(ex, True) for ex in pos] + [(ex, False) for ex in neg]
     rng.shuffle(shown)
     texts = [example_text(ex, highlight=False) for ex, _ in shown]

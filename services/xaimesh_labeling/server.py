@@ -10,8 +10,10 @@ never activate get ``has_label = false`` without an LLM call.
 
 ``ScoreLabels``: per label, activating examples are the concept's top rows
 (``GetTopExamples`` TOP, ``2 * n_examples`` of them, with context) and
-non-activating examples are rows where the concept's code is exactly 0,
-with a context cut short before any token where it is active, found in a
+non-activating examples are rows where the concept is quiet (its code at
+most a tenth of its top activation: exactly 0 for sparse concepts, the
+weakest rows of dense ones such as SemiNMF or PCA codes), with a context
+cut short before any token where it is not quiet, found in a
 few seeded random windows of contiguous rows of the set (one
 ``Encode`` and one ``ReadActivationSet`` per window, shared by every label;
 the windows' own neighbouring rows give them context too). Scores stream
@@ -104,7 +106,10 @@ CONTROL_TIMEOUT = 60.0
 DEFAULT_SCORING_EXAMPLES = 5
 # ScoreLabels k_context 0 = this many tokens each side (fuzzing needs context).
 DEFAULT_SCORING_CONTEXT = 4
-# Non-activating rows: windows of contiguous rows, searched for zero codes.
+# Non-activating rows: windows of contiguous rows, searched for rows where
+# the concept is quiet: its code at most this fraction of its top activation
+# (dense concept codes are rarely exactly 0).
+QUIET_FRACTION = 0.1
 NEGATIVE_WINDOW_ROWS = 64
 NEGATIVE_MAX_WINDOWS = 8
 NEGATIVE_MIN_ROWS = 256
@@ -447,12 +452,14 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             call.cancel()
         return out
 
-    def _non_activating(self, concept_model: str, aset: concept_pb2.ActivationSet, concepts: Sequence[int],
+    def _non_activating(self, concept_model: str, aset: concept_pb2.ActivationSet, quiet: dict[int, float],
                         n_examples: int, k_context: int, seed: int, context: grpc.ServicerContext
                         ) -> dict[int, list[ConceptExample]]:
-        """Per concept, up to ``2 * n_examples`` distinct rows where its code is
-        exactly 0 (on the row and on every context token shown with it), from
-        seeded random windows of the set."""
+        """Per concept of ``quiet`` (concept -> the code at or below which it
+        is quiet), up to ``2 * n_examples`` distinct rows where it is quiet
+        (on the row and on every context token shown with it), from seeded
+        random windows of the set."""
+        concepts = sorted(quiet)
         n_rows = int(aset.shape[0]) if aset.shape else 0
         name = aset.name
         target = min(n_rows, max(NEGATIVE_MIN_ROWS, NEGATIVE_ROWS_PER_EXAMPLE * n_examples))
@@ -481,11 +488,11 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             for c in concepts:
                 if len(out[c]) >= want or c >= codes.shape[1]:
                     continue
-                zero = [int(i) for i in np.flatnonzero(codes[:, c] == 0)]
-                rng.shuffle(zero)
-                for r in zero:
-                    ex = _negative_example(prov, codes[:, c], r, k_context, token_level)
-                    if any(t.activation != 0 for t in ex.context):
+                rows = [int(i) for i in np.flatnonzero(codes[:, c] <= quiet[c])]
+                rng.shuffle(rows)
+                for r in rows:
+                    ex = _negative_example(prov, codes[:, c], r, k_context, token_level, quiet[c])
+                    if any(t.activation > quiet[c] for t in ex.context):
                         continue  # the concept fires next to it: not a clean negative
                     key = "".join(t.text for t in ex.context) if ex.context else ex.text
                     if not key.strip() or key in seen[c]:
@@ -592,7 +599,9 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
                 else:
                     activating[item.concept_index] = [_example(e) for e in item.examples]
             yield labeling_pb2.ScoreLabelsResponse(progress=_progress("non-activating examples", 0, 1))
-            negatives = self._non_activating(request.concept_model, aset, concepts, n_examples, k_context,
+            quiet = {c: QUIET_FRACTION * max([e.activation for e in activating.get(c, [])] + [0.0])
+                     for c in concepts}
+            negatives = self._non_activating(request.concept_model, aset, quiet, n_examples, k_context,
                                              request.seed, context)
             yield labeling_pb2.ScoreLabelsResponse(progress=_progress("non-activating examples", 1, 1))
             inputs = [ScoringInput(int(item.concept_index), item.label,
@@ -667,18 +676,18 @@ def _score_message(result: LabelScoreResult) -> labeling_pb2.LabelScore:
 
 
 def _negative_example(prov: Sequence[Any], codes: np.ndarray, r: int, k_context: int,
-                      token_level: bool) -> ConceptExample:
-    """Row ``r`` of a window as an example (activation 0), with up to
-    ``k_context`` neighbouring rows of the same sample on each side (inside
-    the window) as context, as the concept-service builds them, except that
-    the context stops before any token where the concept is active: a
+                      token_level: bool, threshold: float) -> ConceptExample:
+    """Row ``r`` of a window as an example, with up to ``k_context``
+    neighbouring rows of the same sample on each side (inside the window) as
+    context, as the concept-service builds them, except that the context
+    stops before any token where the concept's code is above ``threshold``: a
     non-activating excerpt must not contain the concept."""
     p = prov[r]
     context: tuple[ContextToken, ...] = ()
     if k_context > 0:
         if token_level:
             def quiet(j: int) -> bool:
-                return prov[j].sample_index == p.sample_index and codes[j] == 0
+                return prov[j].sample_index == p.sample_index and codes[j] <= threshold
 
             lo = r
             while lo > 0 and r - lo < k_context and quiet(lo - 1):
@@ -688,7 +697,7 @@ def _negative_example(prov: Sequence[Any], codes: np.ndarray, r: int, k_context:
                 hi += 1
             context = tuple(ContextToken(prov[j].text, j == r, float(codes[j])) for j in range(lo, hi + 1))
         else:
-            context = (ContextToken(p.text, True, 0.0),)
-    return ConceptExample(text=p.text, activation=0.0, normalized_activation=0.0, context=context,
+            context = (ContextToken(p.text, True, float(codes[r])),)
+    return ConceptExample(text=p.text, activation=float(codes[r]), normalized_activation=0.0, context=context,
                           sample_index=int(p.sample_index), token_start=int(p.token_start),
                           token_end=int(p.token_end))

@@ -107,7 +107,7 @@ def test_labels_from_an_openai_compatible_endpoint(fitted, stack):
         accuracies = [d.balanced_accuracy for d in scores.details if d.error is None]
         assert accuracies and all(0.0 <= a <= 1.0 for a in accuracies)
         assert {d.method for d in scores.details} == {"detection", "fuzzing"}
-        for d in scores.details:  # a concept active on every row cannot be scored by detection
+        for d in scores.details:  # a concept never quiet on the rows searched cannot be scored by detection
             assert d.error is None or d.error.code == "FAILED_PRECONDITION", d.error
         if scores.mean_detection is not None:
             assert 0.0 <= scores.mean_detection <= 1.0

@@ -85,7 +85,7 @@ class Report:
     def add_attributions(self, attributions, heading: str = "Attributions") -> Report:
         from xaimesh.attributions import plot_attributions
 
-        return self.add_html(heading, plot_attributions(attributions).html())
+        return self.add_html(heading, plot_attributions(attributions, show=False).html())
 
     def add_metric_curves(self, detailed, heading: str | None = None) -> Report:
         """Deletion / Insertion curves of each output against the random-order baseline."""

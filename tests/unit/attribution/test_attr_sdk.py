@@ -368,3 +368,17 @@ def test_sdk_options_name_every_proto_value():
         assert all(m.value == m.name.lower() for m in enum), enum.__name__
         for m in enum:
             assert options.from_proto_enum(enum, options.to_proto_enum(enum, m, "x")) == m.value
+
+
+def test_report_with_attributions_prints_nothing_and_is_standalone(tmp_path, capsys):
+    from xaimesh.report import Report
+
+    out = generation_output()
+    report = Report("a <report>").add_attributions([out], heading="KernelShap attributions")
+    report.add_metrics({"MSE": 1.5, "Sparsity": 0.25})
+    assert capsys.readouterr().out == ""  # the page holds the view: nothing printed to the terminal
+    page = report.save(tmp_path / "r.html").read_text(encoding="utf-8")
+    _self_contained(page)
+    assert page.startswith("<!DOCTYPE html>") and "a &lt;report&gt;" in page
+    assert "KernelShap attributions" in page and "&lt;b&gt;Bob&lt;/b&gt;" in page
+    assert ">1.5000<" in page and ">0.2500<" in page

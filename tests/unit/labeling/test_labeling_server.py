@@ -620,6 +620,25 @@ def test_scoring_with_a_perfect_scorer(start_labeling, downstream, fake_llm):
     assert stages[0] == "examples" and stages[-1] == "scoring"
 
 
+def test_dense_concepts_are_scored_against_their_quiet_rows(start_labeling, downstream, fake_llm, monkeypatch):
+    """Codes that are never exactly 0 (SemiNMF, PCA): the non-activating
+    examples are the rows where the concept is at most a tenth of its top."""
+    import sys
+
+    dense = CODES + np.float32(0.05)
+    monkeypatch.setattr(sys.modules[__name__], "CODES", dense)
+    handle = start_labeling()
+    scores, summary, _ = run_scores(handle, score_request(
+        openai_backend(fake_llm), [(0, "Animals")], n_examples=3, seed=5), key=KEY)
+    for s in scores:
+        assert not s.HasField("error"), s.error.message
+        assert s.balanced_accuracy == pytest.approx(1.0)
+    (detection,) = [r.messages[-1]["content"] for r in fake_llm.requests
+                    if "placed at random" not in r.messages[0]["content"]]
+    excerpts = re.findall(r"^\d+\. (.*)$", detection, re.M)
+    assert sum(any(a in e for a in ANIMALS) for e in excerpts) == 3 and len(excerpts) == 6
+
+
 def test_scoring_methods_errors_and_model_server_scorer(start_labeling, downstream):
     _, models, _ = downstream
     handle = start_labeling()

@@ -452,7 +452,8 @@ class LLMLabels(_Base):
         ``labels``: ``{concept_index: label}`` (``None`` labels are skipped),
         pairs ``(concept_index, label)``, or ``None`` = the last
         :meth:`interpret`. ``methods``: "detection" (tell activating from
-        non-activating excerpts) and / or "fuzzing" (tell true highlights from
+        non-activating excerpts: rows where the concept is at most a tenth of
+        its top activation) and / or "fuzzing" (tell true highlights from
         random ones). ``n_examples`` excerpts of each kind per label;
         ``k_context`` tokens of context (default: this labeller's, else 4).
         """
@@ -519,7 +520,8 @@ class LLMLabels(_Base):
         failed = [d for d in details if d.error is not None]
         if failed:
             shown = "; ".join(f"concept {d.concept_index} {d.method}: {d.error}" for d in failed[:3])
-            log.warning("%d of %d scores failed: %s", len(failed), len(details), shown)
+            more = f"; and {len(failed) - 3} more (see .details)" if len(failed) > 3 else ""
+            log.warning("%d of %d scores failed: %s%s", len(failed), len(details), shown, more)
         return LabelScores(scores=scores, details=details, mean_detection=_nan_to_none(summary.mean_detection),
                            mean_fuzzing=_nan_to_none(summary.mean_fuzzing), scorer=summary.scorer,
                            scorer_is_labeller=summary.scorer_is_labeller)
