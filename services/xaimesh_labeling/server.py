@@ -98,7 +98,16 @@ MAX_GENERATED_TOKENS = 4096
 # Model-server generation lengths: a label is at most 5 words; a scoring
 # answer is a JSON list of excerpt numbers.
 LABEL_MAX_NEW_TOKENS = 16  # a 1-5 word label; more only slows CPU generation
-SCORE_MAX_NEW_TOKENS = 64
+
+
+def score_max_new_tokens(n_examples: int) -> int:
+    """Enough for the longest answer to a scoring question on ``2 *
+    n_examples`` excerpts, "[1, 2, ..., 2n]" at a token a digit, comma and
+    space (plus 8 to spare), and no more: small local models ramble to the
+    limit."""
+    longest = 2 + sum(len(str(i)) + 2 for i in range(1, 2 * n_examples + 1))
+    return min(MAX_GENERATED_TOKENS, longest + 8)
+
 # No caller deadline: bound each model-server generation anyway.
 GENERATE_TIMEOUT = 600.0
 CONTROL_TIMEOUT = 60.0
@@ -583,7 +592,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
         k_context = request.k_context or DEFAULT_SCORING_CONTEXT
         concurrency = self._concurrency(request.max_concurrency, "max_concurrency")
         scorer = self.build_llm(request.scorer if request.HasField("scorer") else None, context,
-                                max_new_tokens=SCORE_MAX_NEW_TOKENS, seed=request.seed)
+                                max_new_tokens=score_max_new_tokens(n_examples), seed=request.seed)
         try:
             description = scorer.describe()
             aset = self._check_activation_set(request.activation_set, context)

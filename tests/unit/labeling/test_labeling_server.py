@@ -24,7 +24,7 @@ from tests.fixtures.fake_openai import FakeHTTPError, FakeOpenAIServer
 from xaimesh.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
 from xaimesh.v1 import tensor_pb2
 from xaimesh_labeling.__main__ import build_parser
-from xaimesh_labeling.server import LABEL_MAX_NEW_TOKENS, LabelingServiceServicer
+from xaimesh_labeling.server import LABEL_MAX_NEW_TOKENS, LabelingServiceServicer, score_max_new_tokens
 from xaimesh_runtime.client import make_channel
 from xaimesh_runtime.server import start_server
 from xaimesh_runtime.tensors import to_tensor
@@ -653,7 +653,8 @@ def test_scoring_methods_errors_and_model_server_scorer(start_labeling, downstre
     assert np.isnan(by[3].balanced_accuracy)
     assert summary.scorer == "model-server:tiny-instruct" and not summary.scorer_is_labeller
     assert summary.mean_detection == pytest.approx(1.0) and np.isnan(summary.mean_fuzzing)
-    assert models.generate_requests[-1].max_new_tokens == 64
+    # room for "[1, 2, ..., 10]" (the 10 excerpts of the default 5 + 5), no more
+    assert models.generate_requests[-1].max_new_tokens == score_max_new_tokens(5) == 41
     with pytest.raises(grpc.RpcError) as err:
         run_scores(handle, score_request(None, []))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _violations(err.value) == ["labels"]
