@@ -79,7 +79,11 @@ API_KEY_METADATA = "x-openai-api-key"
 
 DEFAULT_OPENAI_MODEL = "gpt-4.1-nano"
 DEFAULT_K_EXAMPLES = 20
+# Concurrent LLM calls of one request (max_concurrency 0): an endpoint's
+# rate limits suit a few; the model-server decodes concurrent calls in one
+# batch, so it gets as many as it batches.
 DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_MODEL_SERVER_CONCURRENCY = 16
 DEFAULT_MAX_CONCURRENCY_CAP = 16
 DEFAULT_OPENAI_TIMEOUT = 30.0
 DEFAULT_OPENAI_RETRIES = 4
@@ -192,6 +196,11 @@ class _CountedLLM:
     def __init__(self, llm: LLM, backend: str) -> None:
         self._llm = llm
         self._backend = backend
+
+    @property
+    def backend(self) -> str:
+        """"openai" or "model-server"."""
+        return self._backend
 
     def describe(self) -> str:
         return self._llm.describe()
@@ -514,10 +523,16 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
 
     # -- RPCs -----------------------------------------------------------------
 
-    def _concurrency(self, requested: int, field: str) -> int:
+    @staticmethod
+    def _check_concurrency(requested: int, field: str) -> None:
         if requested < 0:
-            raise RequestError(field, "max_concurrency must be >= 0 (0 = 4)")
-        return min(requested or DEFAULT_MAX_CONCURRENCY, self._max_concurrency)
+            raise RequestError(field, f"max_concurrency must be >= 0 (0 = {DEFAULT_MAX_CONCURRENCY} for an OpenAI "
+                                      f"endpoint, {DEFAULT_MODEL_SERVER_CONCURRENCY} for the model-server)")
+
+    def _concurrency(self, requested: int, llm: Any) -> int:
+        default = (DEFAULT_MODEL_SERVER_CONCURRENCY if getattr(llm, "backend", "") == "model-server"
+                   else DEFAULT_MAX_CONCURRENCY)
+        return min(requested or default, self._max_concurrency)
 
     @map_errors()
     @_with_labeling_errors
@@ -534,9 +549,10 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             raise RequestError("k_context", f"k_context must be between 0 and {MAX_K_CONTEXT}")
         if any(c < 0 for c in request.concept_indices):
             raise RequestError("concept_indices", "concept indices must be >= 0")
-        concurrency = self._concurrency(request.max_concurrency, "max_concurrency")
+        self._check_concurrency(request.max_concurrency, "max_concurrency")
         llm = self.build_llm(request.llm if request.HasField("llm") else None, context,
                              max_new_tokens=LABEL_MAX_NEW_TOKENS, seed=request.seed)
+        concurrency = self._concurrency(request.max_concurrency, llm)
         try:
             description = llm.describe()
             self._check_activation_set(request.activation_set, context)
@@ -590,9 +606,10 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             raise RequestError("k_context", f"k_context must be between 0 and {MAX_K_CONTEXT} (0 = 4)")
         n_examples = request.n_examples or DEFAULT_SCORING_EXAMPLES
         k_context = request.k_context or DEFAULT_SCORING_CONTEXT
-        concurrency = self._concurrency(request.max_concurrency, "max_concurrency")
+        self._check_concurrency(request.max_concurrency, "max_concurrency")
         scorer = self.build_llm(request.scorer if request.HasField("scorer") else None, context,
                                 max_new_tokens=score_max_new_tokens(n_examples), seed=request.seed)
+        concurrency = self._concurrency(request.max_concurrency, scorer)
         try:
             description = scorer.describe()
             aset = self._check_activation_set(request.activation_set, context)

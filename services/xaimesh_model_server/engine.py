@@ -382,6 +382,8 @@ def run_rows(loaded: LoadedModel, kind: Hashable, payloads: list[Any], *, limits
         if name == "act":
             with torch.inference_mode():
                 return _run_act(loaded, kind[1], kind[2], payloads)
+    if name == "gen":  # takes loaded.lock itself
+        return _run_generate(loaded, payloads)
     raise ValueError(f"unknown work kind {kind!r}")
 
 
@@ -1014,43 +1016,109 @@ def generate(
     top_k = int(top_k) if top_k and top_k > 0 else 0
     eos = _eos_ids(loaded)
 
-    def work() -> GenerationResult:
-        with loaded.lock, torch.inference_mode():
-            return _generate_loop(loaded, ids, min(max_new, room), do_sample, temperature, top_p, top_k, seed, eos, is_active)
+    item = _GenItem(ids, min(max_new, room), do_sample, temperature, top_p, top_k, int(seed), eos, is_active)
+    # Every prompt length shares one batch (left padding): the length the
+    # executor sees is 1, and GENERATE_MAX_BATCH bounds a batch instead.
+    (result,) = get_executor(loaded, executor, limits).run(("gen",), [item], [1], is_active=is_active)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
-    return get_executor(loaded, executor, limits).call(work, is_active=is_active)
+
+# Concurrent Generate calls decode together: one forward per step reads the
+# weights once for every sequence (on a 2-core CPU, decoding is bound by
+# reading them).
+GENERATE_MAX_BATCH = 16
 
 
-def _generate_loop(loaded, ids, max_new, do_sample, temperature, top_p, top_k, seed, eos, is_active) -> GenerationResult:
+@dataclass
+class _GenItem:
+    ids: torch.Tensor
+    max_new: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    eos: set[int]
+    is_active: Any
+
+
+def _run_generate(loaded: LoadedModel, items: list[_GenItem]) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(items), GENERATE_MAX_BATCH):
+        out.extend(_generate_batch(loaded, items[start:start + GENERATE_MAX_BATCH]))
+    return out
+
+
+def _generate_batch(loaded: LoadedModel, items: list[_GenItem]) -> list[Any]:
+    """Greedy or sampled decoding of several prompts at once: left-padded
+    prefill, then one forward per step for the sequences still going. Each
+    has its own sampling generator, EOS ids and length limit, so its tokens
+    are those it would get alone (up to float rounding of batched kernels).
+    A sequence whose caller went away gets `Cancelled` as its result."""
     from .errors import Cancelled
 
     params = _forward_params(loaded)
     cache_kw = "cache" if "cache" in params else "past_key_values"
-    gen = torch.Generator().manual_seed(int(seed))
-    model = loaded.model
     kwargs: dict[str, Any] = {"use_cache": True}
     if "logits_to_keep" in params:
         kwargs["logits_to_keep"] = 1
-    out = model(input_ids=ids.unsqueeze(0).to(loaded.device), **kwargs)
-    new: list[int] = []
-    finish = "length"
-    for step in range(max_new):
-        nxt = _sample_next(out.logits[0, -1], do_sample, temperature, top_p, top_k, gen)
-        if nxt in eos:
-            finish = "eos"
-            break
-        new.append(nxt)
-        if step == max_new - 1:
-            break
-        if is_active is not None and not is_active():
-            raise Cancelled("the call was cancelled by the client")
-        cache = getattr(out, "cache", None)
-        if cache is None:
-            cache = getattr(out, "past_key_values", None)
-        out = model(input_ids=torch.tensor([[nxt]], device=loaded.device), **{cache_kw: cache}, **kwargs)
-    with tokenizer_lock:
-        text = loaded.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    return GenerationResult(text, new, [int(i) for i in ids], finish)
+    device = loaded.device
+    batch = len(items)
+    lengths = [int(it.ids.shape[0]) for it in items]
+    longest = max(lengths)
+    input_ids = torch.full((batch, longest), _pad_id(loaded), dtype=torch.long)
+    mask = torch.zeros(batch, longest, dtype=torch.long)
+    for i, it in enumerate(items):
+        input_ids[i, longest - lengths[i]:] = it.ids
+        mask[i, longest - lengths[i]:] = 1
+    if batch > 1:  # a lone prompt runs exactly as before batching existed
+        kwargs["attention_mask"] = mask.to(device)
+        kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+    gens = [torch.Generator().manual_seed(it.seed) for it in items]
+    new: list[list[int]] = [[] for _ in items]
+    finish = ["length"] * batch
+    done = [False] * batch
+    cancelled = [False] * batch
+    position = torch.tensor(lengths, dtype=torch.long)
+    with loaded.lock, torch.inference_mode():
+        out = loaded.model(input_ids=input_ids.to(device), **kwargs)
+        while True:
+            step_ids = []
+            for i, it in enumerate(items):
+                if not done[i]:
+                    nxt = _sample_next(out.logits[i, -1], it.do_sample, it.temperature, it.top_p, it.top_k,
+                                       gens[i])
+                    if nxt in it.eos:
+                        finish[i], done[i] = "eos", True
+                    else:
+                        new[i].append(nxt)
+                        done[i] = len(new[i]) >= it.max_new
+                    if not done[i] and it.is_active is not None and not it.is_active():
+                        cancelled[i] = done[i] = True
+                step_ids.append(new[i][-1] if new[i] else _pad_id(loaded))
+            if all(done):
+                break
+            cache = getattr(out, "cache", None)
+            if cache is None:
+                cache = getattr(out, "past_key_values", None)
+            if batch > 1:
+                kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones(batch, 1, dtype=torch.long,
+                                                                                           device=device)], dim=1)
+                kwargs["position_ids"] = position.unsqueeze(1).to(device)
+            position = position + 1  # not in place: position_ids above is a view of it (.to on its own device)
+            out = loaded.model(input_ids=torch.tensor(step_ids, device=device).unsqueeze(1),
+                               **{cache_kw: cache}, **kwargs)
+    results: list[Any] = []
+    for i, it in enumerate(items):
+        if cancelled[i]:
+            results.append(Cancelled("the call was cancelled by the client"))
+            continue
+        with tokenizer_lock:
+            text = loaded.tokenizer.decode(new[i], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        results.append(GenerationResult(text, new[i], [int(t) for t in it.ids], finish[i]))
+    return results
 
 
 # --------------------------------------------------------------------------- activations

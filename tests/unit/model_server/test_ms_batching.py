@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from xaimesh_model_server import engine
 from xaimesh_model_server.batching import DirectExecutor, DynamicBatcher, length_bucket, plan_batches
@@ -220,6 +221,57 @@ def test_generate_through_batcher(lm):
     with engine.make_dynamic_batcher(lm) as batcher:
         a = engine.generate(lm, token_ids=[5, 6], max_new_tokens=3, executor=batcher)
     assert a == engine.generate(lm, token_ids=[5, 6], max_new_tokens=3)
+
+
+def test_concurrent_generations_decode_together_with_their_own_results(lm):
+    """Prompts of different lengths, greedy and seeded sampling, decoded in
+    one batch: each gets the tokens it gets alone."""
+    requests = [dict(token_ids=[5, 6], max_new_tokens=6),
+                dict(token_ids=[7, 8, 9, 10, 11, 12, 13], max_new_tokens=3),
+                dict(token_ids=[5, 6, 7, 8], max_new_tokens=5, do_sample=True, seed=4, temperature=1.5),
+                dict(text="The capital of France is", max_new_tokens=8)]
+    alone = [engine.generate(lm, **r) for r in requests]
+    stats = []
+    gate = threading.Event()
+    with engine.make_dynamic_batcher(lm, max_wait_s=0.5, on_batch=stats.append) as batcher:
+        def call(r):
+            def run():
+                gate.wait(5)
+                return engine.generate(lm, executor=batcher, **r)
+            return run
+
+        threads_out = []
+        waiter = threading.Thread(target=lambda: threads_out.extend(_threads([call(r) for r in requests])))
+        waiter.start()
+        gate.set()
+        waiter.join(30)
+    assert threads_out == alone
+    assert [s.items for s in stats if s.kind == "gen"] == [4]  # one batch: one forward per step for all
+
+
+def test_batched_decoding_feeds_each_sequence_its_own_positions(lm):
+    seen = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda _m, _args, kwargs: seen.append(kwargs["position_ids"].clone()), with_kwargs=True)
+    try:
+        items = [engine._GenItem(torch.tensor(ids), 3, False, 1.0, 1.0, 0, 0, set(), None)
+                 for ids in ([5, 6], [7, 8, 9, 10, 11])]
+        engine._run_generate(lm, items)
+    finally:
+        hook.remove()
+    prefill, *steps = seen
+    assert prefill.tolist() == [[0, 0, 0, 0, 1], [0, 1, 2, 3, 4]]  # left padding
+    assert [p.tolist() for p in steps] == [[[2], [5]], [[3], [6]]]
+
+
+def test_a_cancelled_generation_leaves_the_others_in_its_batch(lm):
+    active = {"go": True}
+    items = [engine._GenItem(torch.tensor(ids), 6, False, 1.0, 1.0, 0, 0, set(), is_active)
+             for ids, is_active in (([5, 6], None), ([7, 8, 9], lambda: active["go"]))]
+    active["go"] = False
+    kept, cancelled = engine._run_generate(lm, items)
+    assert kept == engine.generate(lm, token_ids=[5, 6], max_new_tokens=6)
+    assert isinstance(cancelled, Cancelled)
 
 
 def test_attach_and_registry_close(lm):

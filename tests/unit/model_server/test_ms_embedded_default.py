@@ -42,3 +42,19 @@ def test_embedded_default_generates_and_scores(smollm):
         scores[word] = engine.score(smollm, ids, target_positions=[len(ids) - 1], inference_mode="LOG_SOFTMAX")[0, 0]
     assert scores[" Paris"] > scores[" London"] + 1.0
     assert np.exp(scores[" Paris"]) > 0.3
+
+
+def test_batched_generation_matches_one_at_a_time(smollm):
+    """Prompts of different lengths decoded in one batch get the tokens they
+    get alone (left padding, per-sequence positions)."""
+    import torch
+
+    from xaimesh_model_server import engine
+
+    chats = [[{"role": "user", "content": text}] for text in (
+        "What is the capital of France?", "Name three colours.",
+        "Write one sentence about cats and dogs who live together in a small house by the sea.")]
+    alone = [engine.generate(smollm, messages=c, max_new_tokens=12) for c in chats]
+    items = [engine._GenItem(torch.tensor(a.prompt_token_ids), 12, False, 1.0, 1.0, 0, 0,
+                             engine._eos_ids(smollm), None) for a in alone]
+    assert engine._run_generate(smollm, items) == alone
