@@ -10,7 +10,7 @@ from ._pool import run_bounded
 from .errors import LabelingError
 from .examples import ConceptExample, ConceptExamples, ErrorInfo
 from .llm import LLM
-from .prompts import build_label_messages, clean_label, render_prompt
+from .prompts import build_label_messages, clean_label, instructions_of, render_prompt
 from .redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _label_one(c: ConceptExamples, llm: LLM, description: str, system_prompt: st
     raw = ""
     try:
         raw = llm.complete(messages)
-        label = clean_label(raw)
+        label = clean_label(raw, instructions=instructions_of(messages))
     except Exception as exc:  # noqa: BLE001 - one concept's failure stays its own
         info = error_info(exc)
         logger.warning("concept %d: labelling failed: %s: %s", c.concept_index, info.code, info.message)

@@ -174,20 +174,58 @@ def _truncate_words(s: str, max_words: int) -> str:
     return s.strip(_EDGE_PUNCT).strip(_QUOTES).strip(_EDGE_PUNCT)
 
 
-def clean_label(raw: str, max_words: int = MAX_LABEL_WORDS) -> str:
+_WORD = re.compile(r"[a-z0-9]+")
+# A label of at least ECHO_MIN_WORDS words, ECHO_SHARE of them or more
+# from the instructions, is the instructions repeated (small models do it:
+# "active, each with its activation", "active, and it responds to"), not a
+# pattern found in the excerpts.
+ECHO_MIN_WORDS = 3
+ECHO_SHARE = 0.8
+
+
+def instructions_of(messages: Sequence[dict[str, str]]) -> str:
+    """The instructions of a labelling conversation from
+    :func:`build_label_messages`: the system prompt and the user message's
+    first and last paragraphs (the excerpts between them left out)."""
+    parts = []
+    for m in messages:
+        if m["role"] == "system":
+            parts.append(m["content"])
+        elif m["role"] == "user":
+            paragraphs = m["content"].split("\n\n")
+            parts += [paragraphs[0], paragraphs[-1]]
+    return "\n".join(parts)
+
+
+def _is_echo(label: str, instructions: str) -> bool:
+    words = _WORD.findall(label.lower())
+    known = set(_WORD.findall(instructions.lower()))
+    return len(words) >= ECHO_MIN_WORDS and sum(w in known for w in words) >= ECHO_SHARE * len(words)
+
+
+def clean_label(raw: str, max_words: int = MAX_LABEL_WORDS, instructions: str = "") -> str:
     """The label in an LLM answer: drops reasoning blocks, preamble lines
     ("Here is the label:"), markdown, "Label:" prefixes, quotes, << >> and
     trailing punctuation; keeps the first usable line and at most
-    ``max_words`` words. Raises ``LabelParseError`` when nothing is left."""
+    ``max_words`` words. A line that only repeats ``instructions`` (see
+    ``ECHO_MIN_WORDS``) is not usable. Raises ``LabelParseError`` when
+    nothing is left."""
     text = _THINK.sub("", raw or "")
     lines = [ln for ln in text.splitlines() if ln.strip()]
+    echoed = False
     for i, line in enumerate(lines):
         is_last = i == len(lines) - 1
         # A line that only introduces the answer ("Sure! Here is a label:").
         if line.rstrip().endswith(":") and not is_last:
             continue
         label = _truncate_words(_clean_line(line), max_words)
+        if label and instructions and _is_echo(label, instructions):
+            echoed = True
+            continue
         if label:
             return label
     shown = " ".join((raw or "").split())[:80]
+    if echoed:
+        raise LabelParseError(redact(f"the LLM repeated the instructions instead of naming a pattern "
+                                     f"(answer: {shown!r}); a larger model labels better"))
     raise LabelParseError(redact(f"the LLM returned no usable label (answer: {shown!r})"))

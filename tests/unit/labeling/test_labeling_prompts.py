@@ -8,6 +8,7 @@ from xaimesh_labeling.prompts import (
     build_label_messages,
     clean_label,
     example_text,
+    instructions_of,
     render_prompt,
     render_tokens,
 )
@@ -99,3 +100,19 @@ def test_clean_label_drops_an_echoed_activation_score():
 
     assert clean_label("[10] application") == "application"
     assert clean_label("1. [7] **Label:** happy feelings.") == "happy feelings"
+
+
+def test_a_label_that_repeats_the_instructions_is_not_a_label():
+    examples = [ConceptExample(text=" day", activation=3.0, normalized_activation=1.0),
+                ConceptExample(text=" morning", activation=2.0, normalized_activation=0.7)]
+    instructions = instructions_of(build_label_messages(examples))
+    assert "day" not in instructions.split()  # the excerpts are left out
+    # what SmolLM2-135M answered for two concepts of the seed demo
+    for raw in ("active, each with its activation", "active, and it responds to"):
+        with pytest.raises(LabelParseError, match="repeated the instructions"):
+            clean_label(raw, instructions=instructions)
+    # a later line that names a pattern is taken; short labels made of instruction words stay
+    assert clean_label("active, each with its activation\nTimes of day", instructions=instructions) == "Times of day"
+    assert clean_label("grammatical role", instructions=instructions) == "grammatical role"
+    assert clean_label("days of the week", instructions=instructions) == "days of the week"
+    assert clean_label("active, each with its activation") == "active, each with its activation"  # no instructions given
