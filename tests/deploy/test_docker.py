@@ -279,8 +279,6 @@ def test_slim_extras_do_not_pull_torch(extra):
 def test_slim_image_install_steps(dockerfile, module, tmp_path):
     """Replays the image's pip install commands in a fresh venv: the console
     script and the service package must work without torch."""
-    if not (ROOT / "services" / module).is_dir() or not (ROOT / "services" / "xaimesh_runtime").is_dir():
-        pytest.skip(f"services/{module} or services/xaimesh_runtime is not in the tree yet")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     bin_dir = venv / "bin"

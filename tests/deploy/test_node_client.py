@@ -9,7 +9,6 @@ themselves (`npm test` in clients/node) run without any service.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -31,16 +30,6 @@ TEXT = "Alice and Bob enter the bar, "
 TARGET = "then Alice offers a drink to Bob."
 LAYER = "1"
 
-
-def _services_available() -> bool:
-    try:
-        importlib.import_module("xaimesh_attribution.server")
-    except ImportError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _services_available(), reason="services not available")
 
 
 def _free_port() -> int:

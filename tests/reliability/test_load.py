@@ -3,7 +3,7 @@
 ``test_mixed_load_quick`` (10 s, in the normal suite) and ``test_mixed_load_soak``
 (``XAIMESH_SOAK_SECONDS``, default 60; ``pytest -m soak``): 16 concurrent
 clients, each with its own SDK mesh, mix Score, StreamActivations, concept
-Encode and, when the attribution-service is importable, Explain. The only
+Encode and attribution Explain. The only
 failure allowed is RESOURCE_EXHAUSTED back-pressure, which clients retry
 with backoff. p50 / p99 latency, throughput and the RSS growth of every
 service process are printed and written to ``.cache/reliability/load-*.json``.
@@ -16,7 +16,6 @@ queue never grows past the bound, and it serves normally after the flood.
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import os
 import random
@@ -33,7 +32,6 @@ from xaimesh_runtime.client import make_channel
 from xaimesh_runtime.tensors import to_tensor
 
 CLIENTS = 16
-HAVE_ATTRIBUTION = importlib.util.find_spec("xaimesh_attribution.server") is not None
 TEXTS = ["The cat sat on the mat.", "Alice and Bob enter the bar, then Alice offers a drink to Bob.",
          "Paris is the capital of France.", "Rain fell all night over the quiet town.",
          "Gradient descent follows the slope downhill.", "Seven plus five makes twelve."]
@@ -49,9 +47,8 @@ def load_stack(module_launcher, tiny_lm_path, tmp_path_factory):
     model = module_launcher.start("model", "--model", str(tiny_lm_path))
     concept = module_launcher.start("concept", "--model-server-address", model.address, "--data-dir",
                                     str(tmp_path_factory.mktemp("concept-data")), "--device", "cpu")
-    services = {"model": model, "concept": concept}
-    if HAVE_ATTRIBUTION:
-        services["attribution"] = module_launcher.start("attribution", "--model-server-address", model.address)
+    attribution = module_launcher.start("attribution", "--model-server-address", model.address)
+    services = {"model": model, "concept": concept, "attribution": attribution}
     with make_channel(concept.address) as channel:
         stub = concept_pb2_grpc.ConceptServiceStub(channel)
         (*_, last) = stub.CreateActivationSets(concept_pb2.CreateActivationSetsRequest(
@@ -74,7 +71,7 @@ class Client:
         self.model = self.mesh.model()
         self.ids = self.model.tokenizer.encode(TEXTS[1])
         self.aset, self.concept_model = aset, concept_model
-        self.ops = ["score", "activations", "encode"] + (["explain"] if "attribution" in services else [])
+        self.ops = ["score", "activations", "encode", "explain"]
 
     def score(self):
         mask = np.random.default_rng(self.rng.randrange(1 << 30)).random((16, len(self.ids))) < 0.7

@@ -5,7 +5,6 @@ of logs / errors / metrics / data, path-traversal ids, request size limits.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 
@@ -25,7 +24,6 @@ TOKENS = {"model": "model-token-3f9a", "concept": "concept-token-77c1", "labelin
           "attribution": "attribution-token-5d48"}
 TEXTS = ["The cat sat on the mat.", "Alice and Bob enter the bar, then Alice offers a drink to Bob.",
          "Paris is the capital of France.", "Rain fell all night over the quiet town."]
-HAVE_ATTRIBUTION = importlib.util.find_spec("xaimesh_attribution.server") is not None
 OPEN_KEY = "sk-proj-LEAKCANARY-" + "9c1e5f0a7b3d" * 3
 
 
@@ -51,12 +49,10 @@ def secured(module_launcher, tiny_lm_path, tmp_path_factory):
         "labeling", "--auth-token", TOKENS["labeling"], "--model-server-address", model.address,
         "--model-server-token", TOKENS["model"], "--concept-service-address", concept.address,
         "--concept-service-token", TOKENS["concept"], env={"XAIMESH_OPENAI_API_KEY": ""})
-    services = {"model": model, "concept": concept, "labeling": labeling}
-    if HAVE_ATTRIBUTION:
-        services["attribution"] = module_launcher.start(
-            "attribution", "--auth-token", TOKENS["attribution"], "--model-server-address", model.address,
-            "--model-server-token", TOKENS["model"])
-    return services
+    attribution = module_launcher.start(
+        "attribution", "--auth-token", TOKENS["attribution"], "--model-server-address", model.address,
+        "--model-server-token", TOKENS["model"])
+    return {"model": model, "concept": concept, "labeling": labeling, "attribution": attribution}
 
 
 def _probe(service: str, channel) -> None:
@@ -76,8 +72,6 @@ def _probe(service: str, channel) -> None:
 
 @pytest.mark.parametrize("service", ["model", "concept", "labeling", "attribution"])
 def test_every_service_requires_its_token_and_leaves_health_open(secured, service):
-    if service not in secured:
-        pytest.skip("xaimesh_attribution.server is not importable")
     address = secured[service].address
     others = [t for s, t in TOKENS.items() if s != service]
     for token in (None, "wrong-token", others[0], TOKENS[service] + "x"):
@@ -117,13 +111,12 @@ def test_calls_between_services_carry_the_downstream_tokens(secured):
     assert labels  # labeling -> concept and labeling -> model (Generate) with their tokens
     for label in labels:
         assert not label.HasField("error") or label.error.code != grpc.StatusCode.UNAUTHENTICATED.value[0]
-    if "attribution" in secured:
-        with make_channel(secured["attribution"].address, token=TOKENS["attribution"]) as channel:
-            events = list(attribution_pb2_grpc.AttributionServiceStub(channel).Explain(
-                attribution_pb2.ExplainRequest(method=attribution_pb2.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
-                    attribution_pb2.ExplainInput(text=TEXTS[1], targets=attribution_pb2.Targets(text=" Bob"))]),
-                timeout=60))
-        assert [e for e in events if e.WhichOneof("event") == "result"]
+    with make_channel(secured["attribution"].address, token=TOKENS["attribution"]) as channel:
+        events = list(attribution_pb2_grpc.AttributionServiceStub(channel).Explain(
+            attribution_pb2.ExplainRequest(method=attribution_pb2.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
+                attribution_pb2.ExplainInput(text=TEXTS[1], targets=attribution_pb2.Targets(text=" Bob"))]),
+            timeout=60))
+    assert [e for e in events if e.WhichOneof("event") == "result"]
 
 
 def test_a_wrong_downstream_token_is_reported_as_the_service_configuration(launcher, secured, tmp_path):

@@ -21,6 +21,7 @@ configured OpenAI key or endpoint when it has one, else the model-server.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import os
@@ -38,20 +39,20 @@ DEFAULT_OPENAI_MODEL = "gpt-4.1-nano"
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
 
 
-class LLMInterface:
+class LLMInterface(abc.ABC):
     """Base class: a description of an LLM backend of the labeling-service."""
 
+    @abc.abstractmethod
     def to_proto(self) -> labeling_pb2.LlmBackend:
         """The ``LlmBackend`` message sent to the service."""
-        raise NotImplementedError
 
     def metadata(self) -> list[tuple[str, str]]:
         """Call metadata to send with the request (the API key, if any)."""
         return []
 
+    @abc.abstractmethod
     def describe(self) -> str:
         """What the service will report as ``llm`` (best guess, client side)."""
-        raise NotImplementedError
 
 
 class ModelServerLLM(LLMInterface):
