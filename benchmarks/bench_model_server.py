@@ -44,8 +44,8 @@ def _masks(tokenizer, ids, prompt_len):
 
 
 def bench_score(mesh, model_path) -> Row:
-    from xaimesh.v1 import model_pb2, tensor_pb2
-    from xaimesh_runtime.tensors import to_tensor
+    from xaimesh_contracts.v1 import model_pb2, tensor_pb2
+    from xaimesh_contracts.tensors import to_tensor
 
     model, tokenizer = _load_bare(model_path)
     prompt_ids = tokenizer(SEED_PROMPT, add_special_tokens=False)["input_ids"]
@@ -76,7 +76,7 @@ def bench_score(mesh, model_path) -> Row:
 
     floor, _ = best_of(bare)
     xaimesh_s, _ = best_of(served)
-    from xaimesh_runtime.tensors import to_numpy
+    from xaimesh_contracts.tensors import to_numpy
 
     gap = float(np.abs(to_numpy(served().scores) - bare().numpy()).max())
     return Row(f"Score {N_PERTURBATIONS} perturbations of the seed prompt+target ({len(ids)} tokens)", floor,

@@ -17,7 +17,7 @@ service never holds a model: everything model-related goes through a
 """
 
 from .backend import EmbeddingSamples, ModelBackend, ModelDescription, Replacement, Segment, Tokenized
-from .errors import AttributionError, Cancelled, FailedPrecondition, InvalidArgument
+from xaimesh_runtime.errors import ServiceError, Cancelled, FailedPrecondition, InvalidArgument
 from .explainer import MethodInfo, evaluate, explain, list_methods, resolve_parameters
 from .results import AttributionResult, MetricCurve, MetricResult
 
@@ -28,7 +28,7 @@ __all__ = [
     "Segment",
     "Replacement",
     "EmbeddingSamples",
-    "AttributionError",
+    "ServiceError",
     "InvalidArgument",
     "FailedPrecondition",
     "Cancelled",

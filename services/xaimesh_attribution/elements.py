@@ -44,7 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import Segment, Tokenized
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 from .options import Granularity, InferenceMode, Task
 
 

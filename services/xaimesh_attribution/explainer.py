@@ -23,7 +23,7 @@ from . import metrics as metrics_mod
 from . import perturbation as pert
 from .backend import ModelBackend, ModelDescription, Replacement, Tokenized
 from .elements import Problem, build_problem, classification_problem, generation_problem
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 from .options import (
     Aggregation,
     BaselineKind,

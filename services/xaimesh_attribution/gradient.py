@@ -37,7 +37,7 @@ from scipy.special import roots_legendre
 
 from .backend import EmbeddingSamples, ModelBackend
 from .elements import Problem
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 from .options import Aggregation, GradientReduction, InferenceMode
 from .scoring import ProgressFn, StopFn, check_stop
 

@@ -27,12 +27,12 @@ from typing import Any
 import grpc
 import numpy as np
 
-from xaimesh.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.errors import DownstreamError, downstream_error
-from xaimesh_runtime.tensors import to_numpy, to_tensor
+from xaimesh_contracts.tensors import to_numpy, to_tensor
 
 from .backend import EmbeddingSamples, ModelDescription, Replacement, Segment, Tokenized
-from .errors import Cancelled
+from xaimesh_runtime.errors import Cancelled
 from .options import BaselineKind, InferenceMode, ReplacementPolicy, Task, from_proto, to_proto
 
 __all__ = ["GrpcModelBackend"]

@@ -14,9 +14,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, TypeVar
 
-from xaimesh.v1 import attribution_pb2, model_pb2, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2, model_pb2, tensor_pb2
 
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 # enum -> (proto enum, proto name prefix); filled by _from_proto
 _PROTO: dict[type[Enum], tuple[Any, str]] = {}

@@ -35,7 +35,7 @@ import numpy as np
 
 from .backend import ModelBackend, Replacement
 from .elements import Problem
-from .errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from .options import InferenceMode
 
 ProgressFn = Callable[[int, int, str], None]

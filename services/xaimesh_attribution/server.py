@@ -41,14 +41,14 @@ from typing import Any
 import grpc
 import numpy as np
 
-from xaimesh.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import connect, remaining_timeout, wait_for_health
 from xaimesh_runtime.config import Downstream
 from xaimesh_runtime.errors import DownstreamError, map_errors, status_for_item
-from xaimesh_runtime.tensors import TensorError, to_numpy, to_tensor
+from xaimesh_contracts.tensors import TensorError, to_numpy, to_tensor
 
 from .backend import ModelBackend, Segment
-from .errors import AttributionError, Cancelled, FailedPrecondition, InvalidArgument
+from xaimesh_runtime.errors import ServiceError, Cancelled, FailedPrecondition, InvalidArgument
 from .explainer import ATTRIBUTION_GRANULARITIES, evaluate, explain, list_methods, resolve_method, resolve_parameters
 from .model_client import GrpcModelBackend
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
@@ -60,11 +60,6 @@ log = logging.getLogger("xaimesh_attribution.server")
 
 SERVICE_NAME = "xaimesh.v1.AttributionService"
 
-ERRORS = {
-    Cancelled: grpc.StatusCode.CANCELLED,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-}
 # Model-server codes that describe one item (its text, targets...) rather than the service.
 ITEM_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION}
 # Fields of an InvalidArgument that concern one item; any other field is the request's.
@@ -315,7 +310,7 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
 
     # ------------------------------------------------------------ ListMethods
 
-    @map_errors(ERRORS)
+    @map_errors()
     def ListMethods(self, request: attribution_pb2.ListMethodsRequest,
                     context: grpc.ServicerContext) -> attribution_pb2.ListMethodsResponse:
         methods = [
@@ -329,7 +324,7 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
 
     # ------------------------------------------------------------ Explain
 
-    @map_errors(ERRORS)
+    @map_errors()
     def Explain(self, request: attribution_pb2.ExplainRequest,
                 context: grpc.ServicerContext) -> Iterator[attribution_pb2.ExplainResponse]:
         if not request.inputs:
@@ -371,7 +366,7 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
 
     # ------------------------------------------------------------ EvaluateAttributions
 
-    @map_errors(ERRORS)
+    @map_errors()
     def EvaluateAttributions(self, request: attribution_pb2.EvaluateAttributionsRequest,
                              context: grpc.ServicerContext) -> Iterator[attribution_pb2.EvaluateAttributionsResponse]:
         metric = parse(Metric, int(request.metric), field="metric")
@@ -473,13 +468,12 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
                         response = work(index, on_progress, should_stop)
                     except Cancelled:
                         return
-                    except AttributionError as exc:
+                    except ServiceError as exc:
                         field = self._item_field(kind, list_name, index, exc.field)
                         if field is None:
                             events.put(_Fatal(exc))
                             return
-                        code = ERRORS.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
-                        response = item_error(index, status_for_item(code, exc.message, [(field, exc.message)]))
+                        response = item_error(index, status_for_item(exc.code, exc.message, [(field, exc.message)]))
                     except DownstreamError as exc:
                         if exc.code not in ITEM_CODES:
                             events.put(_Fatal(exc))

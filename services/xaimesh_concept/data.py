@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 #: Default size of one chunk read from a source, in bytes.
 DEFAULT_CHUNK_BYTES = 32 << 20

@@ -36,7 +36,7 @@ import numpy as np
 
 from .common import Progress, Provenance
 from .data import rows_per_chunk
-from .errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 SAMPLINGS = ("TOP", "QUANTILE", "RANDOM")
 CONTEXT_GRANULARITIES = ("TOKEN", "ALL_TOKENS")

@@ -46,7 +46,7 @@ import numpy as np
 
 from .common import Progress
 from .data import as_source, rows_per_chunk
-from .errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 PER_MODEL_METRICS = ("MSE", "FROBENIUS", "EXPLAINED_VARIANCE", "SPARSITY", "SPARSITY_RATIO", "L0",
                      "DEAD_CONCEPTS", "FID")

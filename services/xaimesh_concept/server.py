@@ -33,32 +33,25 @@ from typing import Any
 
 import grpc
 
-from xaimesh.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import connect, remaining_timeout
 from xaimesh_runtime.config import Downstream
 from xaimesh_runtime.errors import downstream_error, map_errors
-from xaimesh_runtime.tensors import TensorError, iter_chunks, to_numpy, to_tensor
+from xaimesh_contracts.tensors import TensorError, iter_chunks, to_numpy, to_tensor
 
 from .common import LogEntry, Progress, Provenance
-from .errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
+from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
 from .methods import FIT_OPTION_FIELDS
 from .store import ActivationSetInfo, ConceptModelInfo
 from .workspace import MAX_MESSAGE_BYTES, ConceptWorkspace, SetRange
 
-__all__ = ["ConceptServicer", "ERRORS", "SERVICE_NAME"]
+__all__ = ["ConceptServicer", "SERVICE_NAME"]
 
 log = logging.getLogger("xaimesh_concept.server")
 
 SERVICE_NAME = concept_pb2.DESCRIPTOR.services_by_name["ConceptService"].full_name
 MODEL_SERVER = "model-server"
 
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    TensorError: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    Cancelled: grpc.StatusCode.CANCELLED,
-}
 
 # A limit on the bytes of an imported concept model.
 MAX_IMPORT_BYTES = 4 << 30
@@ -145,9 +138,9 @@ def _source(request_source: concept_pb2.ActivationSource, *, required: bool = Tr
 
 
 def _rpc(fn):
-    """map_errors(ERRORS), and for streams: once the caller is gone
+    """map_errors(), and for streams: once the caller is gone
     (cancelled, deadline passed) end quietly instead of logging a traceback."""
-    mapped = map_errors(ERRORS)(fn)
+    mapped = map_errors()(fn)
     if not inspect.isgeneratorfunction(fn):
         return mapped
 

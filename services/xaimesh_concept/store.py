@@ -52,7 +52,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .common import Provenance
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SETS_COLLECTION = "activationSets"

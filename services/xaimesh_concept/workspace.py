@@ -25,7 +25,7 @@ from . import examples as _examples
 from . import metrics as _metrics
 from .common import LogEntry, Progress, Provenance
 from .data import ArraySource, RangeSource, check_finite, rows_per_chunk
-from .errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from .methods import ConceptMethod, build_method, method_class, resolve_device
 from .store import (MODELS_COLLECTION, SETS_COLLECTION, ActivationSetInfo, ActivationSetReader,
                     ActivationSetWriter, ConceptModelInfo, Store, parse_name)

@@ -1,18 +1,11 @@
 """labeling-service logic: LLM-written concept labels and their scoring.
 
 Plain modules, no gRPC: ``server.py`` (the adapter) decodes requests, calls
-these and maps ``errors.LabelingError.code`` (a gRPC status code name) to
-statuses.
+these and maps the ``code`` of each ``ServiceError`` to a status.
 """
 
-from .errors import (
-    CancelledError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    LabelingError,
-    LabelParseError,
-    LLMError,
-)
+from .errors import LabelParseError, LLMError
+from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument, ServiceError
 from .examples import ConceptExample, ConceptExamples, ContextToken, ErrorInfo
 from .labeling import ConceptLabelResult, label_concepts
 from .llm import LLM, CallableLLM, OpenAIChatLLM
@@ -30,10 +23,10 @@ from .scoring import (
 from .redaction import Secret
 
 __all__ = [
-    "CallableLLM", "CancelledError", "ConceptExample", "ConceptExamples", "ConceptLabelResult",
+    "CallableLLM", "Cancelled", "ConceptExample", "ConceptExamples", "ConceptLabelResult",
     "ContextToken", "DEFAULT_SYSTEM_PROMPT", "DETECTION", "ErrorInfo", "FUZZING",
-    "FailedPreconditionError", "InvalidArgumentError", "LLM", "LLMError", "LabelParseError",
-    "LabelScoreResult", "LabelScoresSummary", "LabelingError", "OpenAIChatLLM", "ScoringInput",
+    "FailedPrecondition", "InvalidArgument", "LLM", "LLMError", "LabelParseError",
+    "LabelScoreResult", "LabelScoresSummary", "ServiceError", "OpenAIChatLLM", "ScoringInput",
     "Secret", "balanced_accuracy", "build_label_messages", "clean_label", "label_concepts",
     "render_prompt", "score_labels", "summarize_scores",
 ]

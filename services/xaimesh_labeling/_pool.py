@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from .errors import CancelledError
+from xaimesh_runtime.errors import Cancelled
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,7 +24,7 @@ def run_bounded(
     yields each result as soon as it is ready (completion order). ``fn`` should
     not raise; if it does, the exception propagates to the consumer. When
     ``should_stop()`` turns true, nothing new starts, queued work is dropped
-    and ``CancelledError`` is raised (calls already running finish in the
+    and ``Cancelled`` is raised (calls already running finish in the
     background, their results discarded). Closing the iterator early does the
     same without raising."""
     if max_concurrency < 1:
@@ -37,7 +37,7 @@ def run_bounded(
     try:
         while True:
             if stop():
-                raise CancelledError("labeling was cancelled")
+                raise Cancelled("labeling was cancelled")
             while not exhausted and len(in_flight) < max_concurrency:
                 try:
                     item = next(pending_items)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from ._pool import run_bounded
-from .errors import LabelingError
+from xaimesh_runtime.errors import ServiceError
 from .examples import ConceptExample, ConceptExamples, ErrorInfo
 from .llm import LLM
 from .prompts import build_label_messages, clean_label, instructions_of, render_prompt
@@ -35,8 +35,8 @@ class ConceptLabelResult:
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
-    if isinstance(exc, LabelingError):
-        return ErrorInfo(exc.code, redact(exc.message))
+    if isinstance(exc, ServiceError):
+        return ErrorInfo(exc.code.name, redact(exc.message))
     return ErrorInfo("INTERNAL", redact(f"{type(exc).__name__}: {exc}"))
 
 
@@ -56,7 +56,7 @@ def label_concepts(
     - A failure for one concept (LLM error, unusable answer) is that concept's
       ``error``; the others are unaffected.
     - ``progress(done, total)`` is called after each result; ``should_stop()``
-      is polled and, once true, ends the run with ``CancelledError``.
+      is polled and, once true, ends the run with ``Cancelled``.
     """
     concepts = list(concepts)
     total = len(concepts)

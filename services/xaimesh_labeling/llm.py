@@ -23,7 +23,8 @@ import threading
 import time
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-from .errors import LabelingError, LLMError
+from .errors import LLMError
+from xaimesh_runtime.errors import ServiceError
 from .redaction import Secret, redact, register, strip_url_userinfo
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def validate_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
 class CallableLLM:
     """Wraps ``fn(messages) -> str``.
 
-    Exceptions from ``fn`` become ``LLMError``: a ``LabelingError`` keeps its
+    Exceptions from ``fn`` become ``LLMError``: a ``ServiceError`` keeps its
     code; the runtime's ``DownstreamError`` (a ``code`` attribute) keeps its
     status name and message, an exception with a gRPC-like ``code()``
     (``grpc.RpcError``) its status name and ``details()``; anything else is
@@ -89,7 +90,7 @@ class CallableLLM:
         msgs = validate_messages(messages)
         try:
             out = self._fn(msgs)
-        except LabelingError:
+        except ServiceError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped below
             code, detail = _describe_foreign_error(exc)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ._pool import run_bounded
-from .errors import FailedPreconditionError, InvalidArgumentError, LabelParseError
+from .errors import LabelParseError
+from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 from .examples import ConceptExample, ContextToken, ErrorInfo
 from .labeling import error_info
 from .llm import LLM
@@ -206,9 +207,9 @@ def build_detection(item: ScoringInput, n: int, rng: random.Random) -> tuple[lis
     pos = _sample(rng, item.activating, n)
     neg = _sample(rng, item.non_activating, n)
     if not pos:
-        raise FailedPreconditionError(f"concept {item.concept_index}: no activating examples to score with")
+        raise FailedPrecondition(f"concept {item.concept_index}: no activating examples to score with")
     if not neg:
-        raise FailedPreconditionError(
+        raise FailedPrecondition(
             f"concept {item.concept_index}: no non-activating examples (no row searched where the concept is quiet)")
     shown = [(ex, True) for ex in pos] + [(ex, False) for ex in neg]
     rng.shuffle(shown)
@@ -246,7 +247,7 @@ def _is_active(token: ContextToken) -> bool:
 def build_fuzzing(item: ScoringInput, n: int, rng: random.Random) -> tuple[list[dict[str, str]], list[bool]]:
     usable = [ex for ex in item.activating if ex.context and any(t.highlighted for t in ex.context)]
     if not usable:
-        raise FailedPreconditionError(
+        raise FailedPrecondition(
             f"concept {item.concept_index}: fuzzing needs activating examples with context tokens "
             "(k_context > 0)")
     true_ex = _sample(rng, usable, n)
@@ -267,7 +268,7 @@ def build_fuzzing(item: ScoringInput, n: int, rng: random.Random) -> tuple[list[
         shown.append((render_tokens(ex.context, highlighted=flags), False))
         fakes += 1
     if fakes == 0:
-        raise FailedPreconditionError(
+        raise FailedPrecondition(
             f"concept {item.concept_index}: no example has room for a random highlight; "
             "fuzzing needs more context (k_context > 0)")
     rng.shuffle(shown)
@@ -298,13 +299,13 @@ def score_labels(
     """Scores every (label, method) pair with ``scorer``; yields results as
     they complete. A failure is that pair's ``error``; the rest go on.
     ``progress(done, total)`` after each result; ``should_stop()`` ends the
-    run with ``CancelledError``."""
+    run with ``Cancelled``."""
     methods = list(dict.fromkeys(methods or METHODS))
     for m in methods:
         if m not in _BUILDERS:
-            raise InvalidArgumentError(f"unknown scoring method {m!r}: expected one of {METHODS}")
+            raise InvalidArgument(f"unknown scoring method {m!r}: expected one of {METHODS}")
     if n_examples < 1:
-        raise InvalidArgumentError("n_examples must be >= 1")
+        raise InvalidArgument("n_examples must be >= 1")
     jobs = [(item, m) for item in inputs for m in methods]
     total = len(jobs)
     done = 0
@@ -324,7 +325,7 @@ def _score_one(item: ScoringInput, method: str, scorer: LLM, n: int, seed: int) 
     result = LabelScoreResult(item.concept_index, label, method, None, 0)
     try:
         if not label:
-            raise InvalidArgumentError(f"concept {item.concept_index}: the label is empty")
+            raise InvalidArgument(f"concept {item.concept_index}: the label is empty")
         messages, truth = _BUILDERS[method](item, n, _rng(seed, item.concept_index, method))
         result.prompt, result.truth, result.n_examples = render_prompt(messages), truth, len(truth)
         result.answer = scorer.complete(messages)

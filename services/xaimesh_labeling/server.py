@@ -54,16 +54,16 @@ from typing import Any
 import grpc
 import numpy as np
 
-from xaimesh.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
-from xaimesh.v1 import tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
+from xaimesh_contracts.v1 import tensor_pb2
 from xaimesh_runtime import metrics
 from xaimesh_runtime.client import connect, downstream_stub, remaining_timeout
 from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.errors import abort_with, map_errors, status_for_item
 from xaimesh_runtime.logging_setup import register_secret
-from xaimesh_runtime.tensors import to_numpy
+from xaimesh_contracts.tensors import to_numpy
 
-from .errors import CancelledError, LabelingError
+from xaimesh_runtime.errors import Cancelled, InvalidArgument, ServiceError
 from .examples import ConceptExample, ConceptExamples, ContextToken, ErrorInfo
 from .labeling import ConceptLabelResult, label_concepts
 from .llm import DEFAULT_OPENAI_BASE_URL, LLM, CallableLLM, OpenAIChatLLM
@@ -140,12 +140,12 @@ LLM_CALLS = metrics.counter("xaimesh_labeling_llm_calls_total",
                             ["backend", "outcome"])
 
 
-class RequestError(ValueError):
-    """A request field is wrong: INVALID_ARGUMENT with a BadRequest violation."""
+class RequestError(InvalidArgument):
+    """A request field is wrong: INVALID_ARGUMENT with a BadRequest violation
+    (the field first, as the request checks read best that way)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 # --------------------------------------------------------------------------
@@ -208,8 +208,8 @@ class _CountedLLM:
     def complete(self, messages: Sequence[dict]) -> str:
         try:
             out = self._llm.complete(messages)
-        except LabelingError as exc:
-            LLM_CALLS.labels(self._backend, exc.code).inc()
+        except ServiceError as exc:
+            LLM_CALLS.labels(self._backend, exc.code.name).inc()
             raise
         except Exception:
             LLM_CALLS.labels(self._backend, "UNKNOWN").inc()
@@ -224,27 +224,6 @@ class _CountedLLM:
 
     def __repr__(self) -> str:
         return f"_CountedLLM({self._llm!r})"
-
-
-def _with_labeling_errors(fn: Callable) -> Callable:
-    """Turns a ``LabelingError`` raised outside any per-item handling (a bad
-    backend, no key for the official endpoint...) into its status code."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(self, request, context):
-        try:
-            yield from fn(self, request, context)
-        except LabelingError as exc:
-            if not context.is_active():
-                return  # cancelled or past the deadline: nobody is listening
-            try:
-                code = grpc.StatusCode[exc.code]
-            except KeyError:
-                code = grpc.StatusCode.UNKNOWN
-            abort_with(context, code, exc.message)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------
@@ -418,7 +397,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
                                                   timeout=remaining_timeout(context, CONTROL_TIMEOUT))
         aset = reply.set
         if not aset.has_provenance:
-            raise LabelingError(
+            raise ServiceError(
                 f"{aset.name or name} has no provenance (no texts: an upload without provenance rows); "
                 "concepts can only be labelled from sets made by CreateActivationSets or uploaded with "
                 "provenance", code="FAILED_PRECONDITION")
@@ -431,7 +410,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
         try:
             for event in call:
                 if not context.is_active():
-                    raise CancelledError("the call was cancelled")
+                    raise Cancelled("the call was cancelled")
                 kind = event.WhichOneof("event")
                 if kind == "progress":
                     p = event.progress
@@ -495,13 +474,13 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
         rng = random.Random(f"xaimesh-negatives-order:{seed}")
         for lo, hi in windows:
             if not context.is_active():
-                raise CancelledError("the call was cancelled")
+                raise Cancelled("the call was cancelled")
             if all(len(out[c]) >= want for c in concepts):
                 break
             codes = self._encode_rows(concept_model, name, lo, hi, context)
             prov = self._read_provenance(name, lo, hi, context)
             if codes.shape[0] != len(prov):
-                raise LabelingError(f"concept-service returned {codes.shape[0]} codes but {len(prov)} "
+                raise ServiceError(f"concept-service returned {codes.shape[0]} codes but {len(prov)} "
                                     f"provenance rows for rows {lo}..{hi}", code="INTERNAL")
             for c in concepts:
                 if len(out[c]) >= want or c >= codes.shape[1]:
@@ -535,7 +514,6 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
         return min(requested or default, self._max_concurrency)
 
     @map_errors()
-    @_with_labeling_errors
     def LabelConcepts(self, request: labeling_pb2.LabelConceptsRequest, context: grpc.ServicerContext):
         if not request.concept_model:
             raise RequestError("concept_model", "concept_model is required (\"conceptModels/{id}\")")
@@ -583,7 +561,6 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             llm.close()
 
     @map_errors()
-    @_with_labeling_errors
     def ScoreLabels(self, request: labeling_pb2.ScoreLabelsRequest, context: grpc.ServicerContext):
         if not request.concept_model:
             raise RequestError("concept_model", "concept_model is required (\"conceptModels/{id}\")")

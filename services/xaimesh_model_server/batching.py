@@ -47,7 +47,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
-from .errors import Cancelled, ResourceExhausted
+from xaimesh_runtime.errors import Cancelled, ResourceExhausted
 
 log = logging.getLogger(__name__)
 

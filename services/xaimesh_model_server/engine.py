@@ -46,7 +46,7 @@ from .enums import (
     ReplacementPolicy,
     coerce,
 )
-from .errors import InvalidArgument, ModelServerError
+from xaimesh_runtime.errors import InvalidArgument, ServiceError
 from .loading import TASK_CAUSAL_LM, TASK_SEQUENCE_CLASSIFICATION, LoadedModel
 from .tokenization import Tokenized, tokenize, tokenizer_lock
 
@@ -1057,7 +1057,7 @@ def _generate_batch(loaded: LoadedModel, items: list[_GenItem]) -> list[Any]:
     has its own sampling generator, EOS ids and length limit, so its tokens
     are those it would get alone (up to float rounding of batched kernels).
     A sequence whose caller went away gets `Cancelled` as its result."""
-    from .errors import Cancelled
+    from xaimesh_runtime.errors import Cancelled
 
     params = _forward_params(loaded)
     cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -1137,7 +1137,7 @@ class ItemError:
     """A problem with one input that did not stop the others."""
 
     index: int
-    error: ModelServerError
+    error: ServiceError
 
 
 @dataclass
@@ -1269,7 +1269,7 @@ class ActivationJob:
                 tk = tokenize(self.loaded, text, self.add_special_tokens, max_length=self.max_length)
                 if len(tk) == 0:
                     raise InvalidArgument(f"text {idx} has no tokens", field="texts")
-            except ModelServerError as exc:
+            except ServiceError as exc:
                 errors.append(ItemError(idx, exc))
                 continue
             window.append((idx, tk))

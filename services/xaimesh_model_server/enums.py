@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, TypeVar
 
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 
 class InferenceMode(IntEnum):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidArgument, NotFound
+from xaimesh_runtime.errors import InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 

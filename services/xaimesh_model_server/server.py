@@ -11,27 +11,20 @@ import grpc
 import numpy as np
 import torch
 
-from xaimesh.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime import metrics
 from xaimesh_runtime.errors import map_errors, status_for_item
-from xaimesh_runtime.tensors import TensorError, data_type, to_numpy, to_tensor
+from xaimesh_contracts.tensors import TensorError, data_type, to_numpy, to_tensor
 
 from . import engine
 from .engine import EmbeddingSamples, Replacement
-from .errors import Cancelled, InvalidArgument, ModelServerError, NotFound, ResourceExhausted
+from xaimesh_runtime.errors import Cancelled, InvalidArgument, NotFound, ResourceExhausted, ServiceError, Unavailable
 from .loading import LoadedModel, ModelRegistry
 from .tokenization import detokenize, tokenize
 
 log = logging.getLogger("xaimesh_model_server")
 
 SERVICE_NAME = "xaimesh.v1.ModelService"
-ERRORS = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    TensorError: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Cancelled: grpc.StatusCode.CANCELLED,
-}
 MAX_CHUNK_BYTES = 4 << 20
 DEFAULT_CHUNK_BYTES = 1 << 20
 WIRE_DTYPES = {
@@ -110,23 +103,23 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
 
     def _model(self, name: str) -> LoadedModel:
         if not self._ready.is_set():
-            raise ModelServerUnavailable("the model-server is still loading its models; retry shortly")
+            raise Unavailable("the model-server is still loading its models; retry shortly")
         return self.registry.get(name)
 
     # -- models ----------------------------------------------------------
-    @map_errors(ERRORS)
+    @map_errors()
     def ListModels(self, request, context):
         self._model("")
         return model_pb2.ListModelsResponse(models=[_model_info(info) for info in self.registry.list_info()])
 
-    @map_errors(ERRORS)
+    @map_errors()
     def GetModel(self, request, context):
         loaded = self._model(request.model)
         return model_pb2.GetModelResponse(
             model=_model_info(loaded.info(is_default=loaded.model_id == self.registry.default_id)))
 
     # -- tokens ----------------------------------------------------------
-    @map_errors(ERRORS)
+    @map_errors()
     def Tokenize(self, request, context):
         loaded = self._model(request.model)
         if not request.texts:
@@ -140,7 +133,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             results.append(model_pb2.TokenizedText(**_tokenized_fields(tokenized)))
         return model_pb2.TokenizeResponse(results=results)
 
-    @map_errors(ERRORS)
+    @map_errors()
     def Detokenize(self, request, context):
         loaded = self._model(request.model)
         texts = []
@@ -150,7 +143,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         return model_pb2.DetokenizeResponse(texts=texts)
 
     # -- scores and gradients -------------------------------------------
-    @map_errors(ERRORS)
+    @map_errors()
     def Score(self, request, context):
         loaded = self._model(request.model)
         keep_mask = None
@@ -165,7 +158,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         return model_pb2.ScoreResponse(scores=to_tensor(np.asarray(scores, dtype=np.float32)),
                                        model=loaded.model_id)
 
-    @map_errors(ERRORS)
+    @map_errors()
     def ComputeGradients(self, request, context):
         loaded = self._model(request.model)
         samples, embeddings = None, None
@@ -197,7 +190,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         return response
 
     # -- generation ------------------------------------------------------
-    @map_errors(ERRORS)
+    @map_errors()
     def Generate(self, request, context):
         loaded = self._model(request.model)
         prompt = request.WhichOneof("prompt")
@@ -222,7 +215,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
                                           finish_reason=result.finish_reason, model=loaded.model_id)
 
     # -- activations -----------------------------------------------------
-    @map_errors(ERRORS)
+    @map_errors()
     def StreamActivations(self, request, context):
         loaded = self._model(request.model)
         chunk_bytes = request.chunk_bytes or DEFAULT_CHUNK_BYTES
@@ -246,9 +239,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         for batch in job:
             for item in batch.errors:
                 yield model_pb2.StreamActivationsResponse(item_error=model_pb2.ItemError(
-                    index=item.index, status=status_for_item(ERRORS.get(type(item.error),
-                                                                         grpc.StatusCode.INVALID_ARGUMENT),
-                                                             f"texts[{item.index}]: {item.error.message}")))
+                    index=item.index, status=status_for_item(item.error.code, f"texts[{item.index}]: {item.error.message}")))
             for split, rows in batch.rows.items():
                 yield from _row_chunks(split, rows, batch.provenance, chunk_bytes)
             num_rows += len(batch.provenance)
@@ -260,11 +251,6 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             num_rows=num_rows, num_samples=job.num_samples))
 
 
-class ModelServerUnavailable(ModelServerError):
-    code = "UNAVAILABLE"
-
-
-ERRORS[ModelServerUnavailable] = grpc.StatusCode.UNAVAILABLE
 
 
 def _row_chunks(split: str, rows: torch.Tensor, provenance, chunk_bytes: int):

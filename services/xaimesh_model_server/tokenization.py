@@ -49,7 +49,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from .errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 # Fast (Rust) tokenizers keep truncation / padding state and are not safe to
 # call from several threads at once: every call goes through this lock.

@@ -1,26 +1,28 @@
 """gRPC error handling for servicers.
 
-Logic modules raise plain Python exceptions and know nothing of gRPC. The
-servicer methods of ``server.py`` are wrapped with :func:`map_errors`, which
-turns those exceptions into status codes with a message a person can act on
-and, where a field is at fault, ``google.rpc.BadRequest`` details::
-
-    class UnknownModel(LookupError): ...
-
-    ERRORS = {UnknownModel: grpc.StatusCode.NOT_FOUND}
+Every service raises the errors it means on purpose as one family,
+:class:`ServiceError` and its subclasses (``InvalidArgument``, ``NotFound``,
+``FailedPrecondition``, ``ResourceExhausted``, ``Unavailable``,
+``DeadlineExceeded``, ``Cancelled``): each carries its status ``code``, the
+request ``field`` at fault (if any) and a ``message`` a person can act on.
+Logic modules raise them and know nothing else of gRPC. The servicer methods
+of ``server.py`` are wrapped with :func:`map_errors`::
 
     class ModelServicer(model_pb2_grpc.ModelServiceServicer):
-        @map_errors(ERRORS)
-        def GetModel(self, request, context): ...
+        @map_errors()
+        def GetModel(self, request, context):
+            raise NotFound(f"no model {name!r}; loaded: ...", field="model")
 
-        @map_errors(ERRORS)                 # server-streaming works the same
+        @map_errors()                       # server-streaming works the same
         def StreamActivations(self, request, context):
             yield ...
 
-An exception with a ``field`` attribute (like ``TensorError``) or a
-``field_violations`` attribute (``[(field, description), ...]``) gets those
-as BadRequest field violations. Anything unexpected becomes ``INTERNAL`` with
-a short reference; the traceback is logged here and never sent.
+A ``ServiceError`` ends the call with its code and a ``google.rpc.BadRequest``
+naming its field. A contract decoding error (``TensorError``,
+``EnumValueError``) is INVALID_ARGUMENT. A failed call to another service
+(:class:`DownstreamError`) keeps that service's code. Anything else,
+``ValueError`` included, is a bug of ours: ``INTERNAL`` with an error id
+that is logged with the traceback; the message says which id to quote.
 """
 
 from __future__ import annotations
@@ -33,16 +35,27 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
+from xaimesh_contracts.enums import EnumValueError
+from xaimesh_contracts.status import FieldViolations, code_number, field_violations, make_status
+from xaimesh_contracts.tensors import TensorError
 
 from .config import env_name
 
 __all__ = [
     "DEFAULT_ERROR_MAP",
+    "Cancelled",
+    "DeadlineExceeded",
     "DownstreamError",
+    "FailedPrecondition",
     "FieldViolations",
+    "InvalidArgument",
+    "NotFound",
+    "ResourceExhausted",
+    "ServiceError",
+    "Unavailable",
+    "check_cancelled",
     "abort_with",
     "code_for",
     "downstream_error",
@@ -53,42 +66,81 @@ __all__ = [
 
 log = logging.getLogger("xaimesh_runtime.errors")
 
-FieldViolations = Mapping[str, str] | Iterable[tuple[str, str]]
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Checked along the exception's MRO, after the service's own mapping.
+
+class ServiceError(Exception):
+    """An error a service raises on purpose. ``code`` is the gRPC status to
+    answer with (a subclass fixes it; ``code=`` overrides it per instance,
+    as a ``grpc.StatusCode`` or its name); ``field`` names the request field
+    at fault, dotted for nested fields ("parameters.n_steps")."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 code: grpc.StatusCode | str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = grpc.StatusCode[code] if isinstance(code, str) else code
+
+    def __str__(self) -> str:  # keeps the field visible in logs and test output
+        return f"{self.message} (field: {self.field})" if self.field else self.message
+
+
+class InvalidArgument(ServiceError, ValueError):
+    """The request is wrong; ``ValueError`` too, so plain Python callers of
+    the logic modules can catch it as they would any bad value."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError, LookupError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(ServiceError):
+    code = grpc.StatusCode.CANCELLED
+
+    def __init__(self, message: str = "the operation was cancelled", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+def check_cancelled(should_stop: Callable[[], bool] | None, what: str = "the operation") -> None:
+    """Raise :class:`Cancelled` when the ``should_stop`` callable says so."""
+    if should_stop is not None and should_stop():
+        raise Cancelled(f"{what} was cancelled")
+
+
+# Checked along the exception's MRO, after the service's own mapping. Plain
+# ValueError is not here: raised by numpy, torch or our own code it is a bug
+# of ours (INTERNAL), not the caller's fault.
 DEFAULT_ERROR_MAP: dict[type[BaseException], grpc.StatusCode] = {
-    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
+    TensorError: grpc.StatusCode.INVALID_ARGUMENT,
+    EnumValueError: grpc.StatusCode.INVALID_ARGUMENT,
     NotImplementedError: grpc.StatusCode.UNIMPLEMENTED,
     # A request asked for more memory than the server has (numpy's
     # "Unable to allocate 480 GiB..."): the caller can ask for less.
     MemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 MAX_MESSAGE_CHARS = 2000
-
-
-def _code_number(code: grpc.StatusCode) -> int:
-    return code.value[0]
-
-
-def _violations(field_violations: FieldViolations | None) -> list[tuple[str, str]]:
-    if not field_violations:
-        return []
-    items = field_violations.items() if isinstance(field_violations, Mapping) else field_violations
-    return [(str(f), str(d)) for f, d in items]
-
-
-def make_status(code: grpc.StatusCode, message: str,
-                field_violations: FieldViolations | None = None) -> status_pb2.Status:
-    """A ``google.rpc.Status``, with a BadRequest detail if fields are named."""
-    status = status_pb2.Status(code=_code_number(code), message=message)
-    violations = _violations(field_violations)
-    if violations:
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]))
-        status.details.append(detail)
-    return status
 
 
 def status_for_item(code: grpc.StatusCode, message: str,
@@ -124,7 +176,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def _message(exc: BaseException) -> str:
     # str(KeyError("x")) is "'x'": use the argument itself.
-    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+    if isinstance(exc, ServiceError):
+        text = exc.message
+    elif isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         text = exc.args[0]
     elif _is_out_of_memory(exc):
         text = (f"not enough memory for this request ({str(exc).splitlines()[0] if str(exc) else 'out of memory'})"
@@ -170,20 +224,6 @@ class DownstreamError(Exception):
         return f"{self.code.name}: {self.message}"
 
 
-def _call_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
-    try:
-        status = rpc_status.from_call(error)
-    except Exception:  # noqa: BLE001 - no rich status
-        return []
-    out: list[tuple[str, str]] = []
-    for detail in getattr(status, "details", ()) or ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            out += [(v.field, v.description) for v in bad.field_violations]
-    return out
-
-
 def downstream_error(error: grpc.RpcError, service: str, address: str = "", doing: str = "") -> DownstreamError:
     """The :class:`DownstreamError` of a failed call to ``service`` (a name
     declared with ``add_downstream``, e.g. "model-server") at ``address``;
@@ -201,7 +241,7 @@ def downstream_error(error: grpc.RpcError, service: str, address: str = "", doin
     if code in _OWN_FAULT:
         check = f" (check --{service}-token)" if address and code != grpc.StatusCode.UNIMPLEMENTED else ""
         return DownstreamError(grpc.StatusCode.INTERNAL, f"{where} {_OWN_FAULT[code]}{check}: {details}")
-    return DownstreamError(code, f"{service}: {details or code.name}", _call_violations(error))
+    return DownstreamError(code, f"{service}: {details or code.name}", field_violations(error))
 
 
 def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
@@ -209,8 +249,11 @@ def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
     if context.code() not in (None, grpc.StatusCode.OK):
         raise exc  # the servicer already aborted: keep its status
     if not context.is_active():
+        if isinstance(exc, Cancelled):  # the work stopped because the caller went away
+            log.info("%s: the caller went away; stopped", method)
+            raise _CallerGone from None
         raise exc  # client cancelled or deadline passed: nobody to tell
-    code = code_for(exc, mapping)
+    code = exc.code if isinstance(exc, ServiceError) else code_for(exc, mapping)
     if code is None and _is_out_of_memory(exc):
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _is_out_of_memory(exc):
@@ -223,17 +266,23 @@ def _handle(exc: Exception, context: grpc.ServicerContext, method: str,
     if isinstance(exc, DownstreamError):
         log.warning("%s: downstream call failed: %s", method, exc)
         abort_with(context, exc.code, exc.message, exc.field_violations)
-    ref = uuid.uuid4().hex[:12]
-    log.error("%s: unexpected %s (ref %s)", method, type(exc).__name__, ref, exc_info=exc)
-    abort_with(context, grpc.StatusCode.INTERNAL, f"internal error (ref {ref}); see the server log")
+    error_id = uuid.uuid4().hex[:12]
+    log.error("%s: unexpected %s (error id %s)", method, type(exc).__name__, error_id, exc_info=exc)
+    abort_with(context, grpc.StatusCode.INTERNAL,
+               f"internal error {error_id} in {method}: a bug of this service, not of the request; "
+               f"quote error id {error_id} when reporting it (its traceback is in the service log)")
+
+
+class _CallerGone(Exception):
+    """Raised by ``_handle`` when there is nobody to answer; the wrappers end the call quietly."""
 
 
 def map_errors(mapping: Mapping[type[BaseException], grpc.StatusCode] | None = None) -> Callable[[F], F]:
     """Decorate a servicer method (unary or generator) so that exceptions
-    become gRPC statuses: ``mapping`` (exception class -> code) first, then
-    :data:`DEFAULT_ERROR_MAP` (ValueError -> INVALID_ARGUMENT,
-    NotImplementedError -> UNIMPLEMENTED), then downstream ``grpc.RpcError``
-    codes forwarded, then INTERNAL. The context must be the last argument.
+    become gRPC statuses: a :class:`ServiceError` its own code, then
+    ``mapping`` (exception class -> code), then :data:`DEFAULT_ERROR_MAP`,
+    then downstream ``grpc.RpcError`` codes forwarded, then INTERNAL with an
+    error id. The context must be the last argument.
     """
 
     def decorate(fn: F) -> F:
@@ -245,7 +294,10 @@ def map_errors(mapping: Mapping[type[BaseException], grpc.StatusCode] | None = N
                 try:
                     yield from fn(*args, **kwargs)
                 except Exception as exc:  # noqa: BLE001
-                    _handle(exc, context, method, mapping)
+                    try:
+                        _handle(exc, context, method, mapping)
+                    except _CallerGone:
+                        return
             return stream_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
@@ -254,11 +306,14 @@ def map_errors(mapping: Mapping[type[BaseException], grpc.StatusCode] | None = N
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001
-                _handle(exc, context, method, mapping)
+                try:
+                    _handle(exc, context, method, mapping)
+                except _CallerGone:
+                    return None
         return unary_wrapper  # type: ignore[return-value]
 
     return decorate
 
 
 # google.rpc.Code and grpc.StatusCode share numbers; keep a sanity check.
-assert code_pb2.INVALID_ARGUMENT == _code_number(grpc.StatusCode.INVALID_ARGUMENT)
+assert code_pb2.INVALID_ARGUMENT == code_number(grpc.StatusCode.INVALID_ARGUMENT)

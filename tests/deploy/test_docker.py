@@ -144,7 +144,7 @@ def test_dockerignore_allows_what_the_images_copy():
     canonical = (ROOT / ".dockerignore").read_text()
     patterns = [line for line in canonical.splitlines() if line and not line.startswith("#")]
     assert patterns[0] == "*", "the context is an allow-list"
-    assert "!pyproject.toml" in patterns and "!services/" in patterns and "!clients/python/" in patterns
+    assert "!pyproject.toml" in patterns and "!services/" in patterns and "!clients/python/" in patterns and "!contracts/" in patterns
     # Everything the Dockerfiles COPY from the context is allowed in.
     for name in IMAGES:
         for copy in instructions(DOCKER / name, "COPY"):

@@ -122,7 +122,7 @@ def mesh(tmp_path_factory, tiny_lm_path):
 
 
 def _decode(tensor) -> np.ndarray:
-    from xaimesh.v1 import tensor_pb2
+    from xaimesh_contracts.v1 import tensor_pb2
 
     dtypes = {
         tensor_pb2.DATA_TYPE_FLOAT32: "<f4",
@@ -139,7 +139,7 @@ def _decode(tensor) -> np.ndarray:
 def _python_reference(mesh) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
     """The example's two calls, made with the Python stubs."""
     import grpc
-    from xaimesh.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
+    from xaimesh_contracts.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 
     with grpc.insecure_channel(mesh["attribution"]) as channel:
         stub = attribution_pb2_grpc.AttributionServiceStub(channel)

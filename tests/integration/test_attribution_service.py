@@ -159,8 +159,8 @@ def test_errors_through_the_sdk(mesh):
 
 
 def test_request_errors_and_cancel_over_raw_grpc(attribution):
-    from xaimesh.v1 import attribution_pb2 as apb
-    from xaimesh.v1 import attribution_pb2_grpc
+    from xaimesh_contracts.v1 import attribution_pb2 as apb
+    from xaimesh_contracts.v1 import attribution_pb2_grpc
 
     with grpc.insecure_channel(attribution.address) as channel:
         stub = attribution_pb2_grpc.AttributionServiceStub(channel)

@@ -96,9 +96,9 @@ def test_sdk_flow_and_restart(launcher, model_server, tmp_path):
 
 def test_sigkill_during_a_write_leaves_nothing_half_written(launcher, model_server, tmp_path):
     from xaimesh.concepts import ActivationSet, upload_activations
-    from xaimesh.v1 import concept_pb2, concept_pb2_grpc
+    from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc
     from xaimesh_runtime.client import make_channel
-    from xaimesh_runtime.tensors import iter_chunks
+    from xaimesh_contracts.tensors import iter_chunks
 
     data_dir = tmp_path / "concept-data"
     concept = start_concept(launcher, model_server, data_dir)
@@ -155,9 +155,9 @@ def test_sigkill_amid_concurrent_writes_keeps_every_acknowledged_one(launcher, m
     data); nothing is left in tmp/."""
     import grpc
 
-    from xaimesh.v1 import concept_pb2, concept_pb2_grpc
+    from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc
     from xaimesh_runtime.client import make_channel
-    from xaimesh_runtime.tensors import iter_chunks, to_numpy
+    from xaimesh_contracts.tensors import iter_chunks, to_numpy
 
     data_dir = tmp_path / "concept-data"
     concept = start_concept(launcher, model_server, data_dir)

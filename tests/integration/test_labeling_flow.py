@@ -220,7 +220,7 @@ def test_serve_labeling_process(launcher, tmp_path):
     wait_for_health(labeling.address, timeout=10, service="xaimesh.v1.LabelingService")
     import grpc
 
-    from xaimesh.v1 import labeling_pb2, labeling_pb2_grpc
+    from xaimesh_contracts.v1 import labeling_pb2, labeling_pb2_grpc
 
     with make_channel(labeling.address) as channel:
         stub = labeling_pb2_grpc.LabelingServiceStub(channel)

@@ -12,9 +12,9 @@ import torch
 
 import xaimesh
 from xaimesh.errors import InvalidArgumentError, NotFoundError, from_rpc_error
-from xaimesh.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import make_channel
-from xaimesh_runtime.tensors import to_numpy, to_tensor
+from xaimesh_contracts.tensors import to_numpy, to_tensor
 
 PROMPT = "Alice and Bob enter the bar, then Alice offers a drink to Bob."
 

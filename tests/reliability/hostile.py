@@ -21,7 +21,7 @@ import struct
 from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import strategies as st
 
-from xaimesh.v1 import tensor_pb2
+from xaimesh_contracts.v1 import tensor_pb2
 
 F = FieldDescriptor
 INT_TYPES = {F.TYPE_INT32, F.TYPE_INT64, F.TYPE_SINT32, F.TYPE_SINT64, F.TYPE_SFIXED32, F.TYPE_SFIXED64}

@@ -30,7 +30,7 @@ import pytest
 
 from measure import REPORT_DIR, cpu_busy, metric, wait_until
 from tests.fixtures.fake_openai import FakeHTTPError, FakeMalformed, FakeOpenAIServer
-from xaimesh.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, tensor_pb2
 from xaimesh_runtime.client import make_channel
 
 STREAM_ACTIVATIONS = "/xaimesh.v1.ModelService/StreamActivations"
@@ -108,7 +108,7 @@ def test_model_server_killed_mid_work_then_restarted_on_the_same_port(launcher, 
     import xaimesh
     from xaimesh.errors import UnavailableError
     from xaimesh.split_model import ActivationSet
-    from xaimesh_runtime.tensors import to_tensor
+    from xaimesh_contracts.tensors import to_tensor
 
     model, concept = _start_stack(launcher, tiny_lm_path, tmp_path / "concept-data")
     mesh = xaimesh.connect(model.address, concept=concept.address, wait_seconds=30)
@@ -262,8 +262,8 @@ def attribution(module_launcher, stack):
     ("ATTRIBUTION_METHOD_KERNEL_SHAP", {"n_perturbations": 20_000, "batch_size": 4}),
 ])
 def test_cancelling_an_attribution_frees_it_and_the_model_server(stack, attribution, method, parameters):
-    from xaimesh.v1 import attribution_pb2 as apb
-    from xaimesh.v1 import attribution_pb2_grpc
+    from xaimesh_contracts.v1 import attribution_pb2 as apb
+    from xaimesh_contracts.v1 import attribution_pb2_grpc
 
     model, _ = stack
     channel = make_channel(attribution.address)

@@ -38,7 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from hostile import _set_path, message_strategy, mutation_strategy
-from xaimesh.v1 import (attribution_pb2, concept_pb2, concept_pb2_grpc, labeling_pb2, model_pb2,
+from xaimesh_contracts.v1 import (attribution_pb2, concept_pb2, concept_pb2_grpc, labeling_pb2, model_pb2,
                         model_pb2_grpc, tensor_pb2)
 from xaimesh_runtime.client import make_channel
 
@@ -280,7 +280,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
         if method == "Explain":
             return explain
         with make_channel(attribution_address()) as channel:
-            from xaimesh.v1 import attribution_pb2_grpc
+            from xaimesh_contracts.v1 import attribution_pb2_grpc
 
             stub = attribution_pb2_grpc.AttributionServiceStub(channel)
             attributions = [e.result.attribution for e in stub.Explain(explain, timeout=60)

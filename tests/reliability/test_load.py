@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 from measure import REPORT_DIR, metric, percentile, rss_kib
-from xaimesh.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc
 from xaimesh_runtime.client import make_channel
-from xaimesh_runtime.tensors import to_tensor
+from xaimesh_contracts.tensors import to_tensor
 
 CLIENTS = 16
 TEXTS = ["The cat sat on the mat.", "Alice and Bob enter the bar, then Alice offers a drink to Bob.",

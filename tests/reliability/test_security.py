@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from measure import metrics_text
 from tests.fixtures.certs import HAVE_OPENSSL, make_certs
 from tests.fixtures.fake_openai import FakeHTTPError, FakeOpenAIServer
-from xaimesh.v1 import (attribution_pb2, attribution_pb2_grpc, concept_pb2, concept_pb2_grpc, labeling_pb2,
+from xaimesh_contracts.v1 import (attribution_pb2, attribution_pb2_grpc, concept_pb2, concept_pb2_grpc, labeling_pb2,
                         labeling_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2)
 from xaimesh_runtime.client import make_channel
 

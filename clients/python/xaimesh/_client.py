@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from xaimesh.errors import from_rpc_error
-from xaimesh_runtime.client import make_channel
+from xaimesh_contracts.channels import make_channel
 
 
 class ServiceClient:

@@ -10,8 +10,10 @@ service's own message, e.g.::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+from xaimesh_contracts.status import field_violations, sent_by_the_service, status_code
 
 
 @dataclass
@@ -74,37 +76,6 @@ _BY_CODE = {
 }
 
 
-def _field_violations(error: grpc.RpcError) -> list[FieldViolation]:
-    try:
-        from google.rpc import error_details_pb2
-        from grpc_status import rpc_status
-
-        status = rpc_status.from_call(error)
-    except Exception:  # not a call with rich status (or grpc-status missing)
-        return []
-    if status is None:
-        return []
-    out = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            out += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    return out
-
-
-def _sent_by_the_service(error: grpc.RpcError) -> bool:
-    """True when the service itself ended the call with a rich status (its
-    own message), false for a status made by the client's gRPC library
-    (connection refused or reset: the service is not there)."""
-    try:
-        from grpc_status import rpc_status
-
-        return rpc_status.from_call(error) is not None
-    except Exception:  # not a call, or an inconsistent status trailer
-        return False
-
-
 def from_rpc_error(error: grpc.RpcError, service: str, address: str = "") -> XaimeshError:
     """Turns a grpc.RpcError into the matching XaimeshError subclass.
 
@@ -114,11 +85,21 @@ def from_rpc_error(error: grpc.RpcError, service: str, address: str = "") -> Xai
     message names it, e.g. "the model-server at ... is unavailable")."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
-    if code == grpc.StatusCode.UNAVAILABLE and not _sent_by_the_service(error):
+    if code == grpc.StatusCode.UNAVAILABLE and not sent_by_the_service(error):
         where = f" at {address}" if address else ""
         message = f"{service}{where} is unavailable ({message}); is it running?"
         service_label = ""
     else:
         service_label = service
     cls = _BY_CODE.get(code, XaimeshError)
-    return cls(code, service_label, message or code.name, _field_violations(error))
+    return cls(code, service_label, message or code.name,
+               [FieldViolation(f, d) for f, d in field_violations(error)])
+
+
+def from_status(status: Any, service: str, prefix: str = "") -> XaimeshError:
+    """The XaimeshError of a ``google.rpc.Status`` that a service sent for
+    one item of a stream or batch (``prefix`` says which item)."""
+    code = status_code(status.code)
+    message = f"{prefix}: {status.message}" if prefix else status.message
+    return _BY_CODE.get(code, XaimeshError)(code, service, message or code.name,
+                                            [FieldViolation(f, d) for f, d in field_violations(status)])

@@ -27,7 +27,7 @@ import math
 import os
 from typing import Any
 
-from xaimesh.v1 import labeling_pb2
+from xaimesh_contracts.v1 import labeling_pb2
 
 __all__ = ["API_KEY_METADATA", "DEFAULT_OPENAI_MODEL", "LLMInterface", "ModelServerLLM", "OpenAILLM",
            "as_llm_interface"]

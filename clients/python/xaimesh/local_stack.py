@@ -96,7 +96,7 @@ class LocalStack:
         return dict(self.addresses)
 
     def _wait_healthy(self, wait_seconds: float) -> None:
-        from xaimesh_runtime.client import wait_for_health
+        from xaimesh_contracts.channels import wait_for_health
 
         deadline = time.monotonic() + wait_seconds
         for service in self.services:

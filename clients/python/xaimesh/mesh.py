@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from xaimesh._client import ServiceClient
 from xaimesh.errors import UnavailableError
-from xaimesh.v1 import model_pb2, model_pb2_grpc
+from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,7 +91,7 @@ class Mesh:
 
     def check(self, wait_seconds: float = 5.0) -> dict[str, str]:
         """Checks every configured service answers health; raises naming those that don't."""
-        from xaimesh_runtime.client import wait_for_health
+        from xaimesh_contracts.channels import wait_for_health
 
         down = []
         for key, address in self.addresses.items():
@@ -137,14 +137,14 @@ def _stub_class(service: str):
     if service == "model":
         return model_pb2_grpc.ModelServiceStub
     if service == "attribution":
-        from xaimesh.v1 import attribution_pb2_grpc
+        from xaimesh_contracts.v1 import attribution_pb2_grpc
 
         return attribution_pb2_grpc.AttributionServiceStub
     if service == "concept":
-        from xaimesh.v1 import concept_pb2_grpc
+        from xaimesh_contracts.v1 import concept_pb2_grpc
 
         return concept_pb2_grpc.ConceptServiceStub
-    from xaimesh.v1 import labeling_pb2_grpc
+    from xaimesh_contracts.v1 import labeling_pb2_grpc
 
     return labeling_pb2_grpc.LabelingServiceStub
 
@@ -299,7 +299,7 @@ class FetchedActivations:
 
 
 def _granularity(value) -> int:
-    from xaimesh.v1 import tensor_pb2
+    from xaimesh_contracts.v1 import tensor_pb2
 
     if isinstance(value, int):
         return value
@@ -308,7 +308,7 @@ def _granularity(value) -> int:
 
 
 def _aggregation(value) -> int:
-    from xaimesh.v1 import tensor_pb2
+    from xaimesh_contracts.v1 import tensor_pb2
 
     if isinstance(value, int):
         return value
@@ -326,7 +326,7 @@ def fetch_activations(model: RemoteModel, texts: list[str], split_points=(8,), g
     """
     import numpy as np
 
-    from xaimesh_runtime.tensors import to_numpy
+    from xaimesh_contracts.tensors import to_numpy
 
     request = model_pb2.StreamActivationsRequest(
         model=model.model_id, texts=list(texts), split_points=[str(s) for s in split_points],
@@ -352,10 +352,9 @@ def fetch_activations(model: RemoteModel, texts: list[str], split_points=(8,), g
                 fetched.token_end.append(row.token_end)
                 fetched.text.append(row.text)
         elif kind == "item_error":
-            from xaimesh.errors import InvalidArgumentError
+            from xaimesh.errors import from_status
 
-            raise InvalidArgumentError(None, "model-server",
-                                       f"text {event.item_error.index}: {event.item_error.status.message}")
+            raise from_status(event.item_error.status, "model-server", f"text {event.item_error.index}")
     for split, arrays in parts.items():
         if arrays:
             out[split].rows = np.concatenate(arrays, axis=0)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xaimesh.v1 import concept_pb2, tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, tensor_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -107,7 +107,7 @@ class Provenance:
     text: str
 
     def to_proto(self):
-        from xaimesh.v1 import model_pb2
+        from xaimesh_contracts.v1 import model_pb2
 
         return model_pb2.RowProvenance(sample_index=self.sample_index, token_start=self.token_start,
                                        token_end=self.token_end, text=self.text)
@@ -260,7 +260,7 @@ class ActivationSet:
         import numpy as np
 
         from xaimesh.concepts._rpc import concept_client
-        from xaimesh_runtime.tensors import to_numpy
+        from xaimesh_contracts.tensors import to_numpy
 
         n = end - start
         out = np.empty((max(n, 0), self.hidden_size), np.float32)

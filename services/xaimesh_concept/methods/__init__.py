@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 from .base import REGISTRY, ConceptMethod, ModelState, default_device, resolve_device
 from .factorization import NMF, ConvexNMF, SemiNMF
 from .linear import ICA, PCA, SVD

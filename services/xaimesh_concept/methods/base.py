@@ -29,7 +29,7 @@ import numpy as np
 
 from ..common import LogEntry
 from ..data import ArraySource, RowSource, as_source, rows_per_chunk
-from ..errors import Cancelled, FailedPrecondition, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 #: Every registered method, by its ConceptMethod enum suffix ("SEMI_NMF").
 REGISTRY: dict[str, type["ConceptMethod"]] = {}

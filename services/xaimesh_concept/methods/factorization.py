@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..data import materialize
-from ..errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from ..common import LogEntry
 from .base import ConceptMethod, log_every, register
 

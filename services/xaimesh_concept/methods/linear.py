@@ -13,7 +13,7 @@ import torch
 
 from ..common import LogEntry
 from ..data import materialize, rows_per_chunk
-from ..errors import Cancelled
+from xaimesh_runtime.errors import Cancelled
 from .base import ConceptMethod, register
 
 

@@ -40,7 +40,7 @@ import torch
 
 from ..common import LogEntry
 from ..data import iter_shuffled_batches, rows_per_chunk
-from ..errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from .base import ConceptMethod, column_moments, register
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..common import LogEntry
 from ..data import iter_shuffled_batches, materialize
-from ..errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from .base import ConceptMethod, register
 
 

@@ -36,8 +36,8 @@ from xaimesh.attributions.metrics import Deletion, Insertion
 from xaimesh.attributions.plots import in_notebook, render_html, render_text
 from xaimesh.errors import InvalidArgumentError, XaimeshError
 from xaimesh.mesh import RemoteModel
-from xaimesh.v1 import attribution_pb2 as apb
-from xaimesh.v1 import model_pb2, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2 as apb
+from xaimesh_contracts.v1 import model_pb2, tensor_pb2
 
 # --------------------------------------------------------------------------- fixtures
 

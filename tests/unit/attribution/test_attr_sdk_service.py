@@ -12,7 +12,7 @@ from xaimesh.attributions import Granularity, IntegratedGradients, KernelShap, O
 from xaimesh.attributions.metrics import Deletion, Insertion
 from xaimesh.errors import InvalidArgumentError
 from xaimesh.mesh import Mesh, RemoteModel
-from xaimesh.v1 import model_pb2
+from xaimesh_contracts.v1 import model_pb2
 from xaimesh_attribution import evaluate, explain
 from xaimesh_runtime.errors import DownstreamError
 from xaimesh_attribution.results import AttributionResult

@@ -15,8 +15,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from xaimesh.v1 import attribution_pb2 as apb
-from xaimesh.v1 import attribution_pb2_grpc, model_pb2, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2 as apb
+from xaimesh_contracts.v1 import attribution_pb2_grpc, model_pb2, tensor_pb2
 from xaimesh_attribution import evaluate, explain
 from xaimesh_runtime.errors import DownstreamError
 from xaimesh_attribution.server import AttributionServicer, attribution_from_proto

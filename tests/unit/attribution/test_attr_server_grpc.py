@@ -14,10 +14,10 @@ import grpc
 import numpy as np
 import pytest
 
-from xaimesh.v1 import attribution_pb2 as apb
-from xaimesh.v1 import attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2 as apb
+from xaimesh_contracts.v1 import attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_attribution import Replacement, explain
-from xaimesh_attribution.errors import Cancelled
+from xaimesh_runtime.errors import Cancelled
 from xaimesh_attribution.model_client import GrpcModelBackend
 from xaimesh_attribution.server import AttributionServicer
 from xaimesh_runtime.config import Downstream, ServerConfig

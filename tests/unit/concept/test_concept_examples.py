@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xaimesh_concept.common import Provenance
-from xaimesh_concept.errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from xaimesh_concept.examples import top_examples
 from xaimesh_concept.methods import build_method
 from xaimesh_concept.store import Store

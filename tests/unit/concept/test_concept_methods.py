@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xaimesh_concept.data import ChunkFactorySource
-from xaimesh_concept.errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from xaimesh_concept.methods import (METHOD_NAMES, ConceptMethod, build_method, method_class)
 
 N, D, K = 240, 12, 4

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from xaimesh_concept.errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from xaimesh_concept.methods import build_method
 from xaimesh_concept.metrics import (MetricAccumulator, compute_metrics, metrics_from_arrays,
                                      normalize_metric_name, stability)

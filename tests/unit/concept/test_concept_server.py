@@ -13,12 +13,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from xaimesh.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_concept.server import ConceptServicer
 from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.errors import abort_with
 from xaimesh_runtime.server import start_server
-from xaimesh_runtime.tensors import ChunkAssembler, iter_chunks, to_numpy, to_tensor
+from xaimesh_contracts.tensors import ChunkAssembler, iter_chunks, to_numpy, to_tensor
 
 HIDDEN = 8
 N_LAYERS = 4

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xaimesh.v1 import model_pb2, model_pb2_grpc
+from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc
 
 from test_concept_server import HIDDEN, N_LAYERS, TEXTS, FakeModelServer, _config, all_expected  # noqa: E402
 

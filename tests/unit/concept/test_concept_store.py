@@ -5,7 +5,7 @@ import pytest
 
 from xaimesh_concept import store as store_mod
 from xaimesh_concept.common import Provenance
-from xaimesh_concept.errors import InvalidArgument, NotFound
+from xaimesh_runtime.errors import InvalidArgument, NotFound
 from xaimesh_concept.methods import ConceptMethod, build_method
 from xaimesh_concept.store import (ConceptModelInfo, Store, bytes_to_float32, parse_model_file,
                                    parse_name)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xaimesh_concept.common import Provenance
-from xaimesh_concept.errors import Cancelled, InvalidArgument, NotFound
+from xaimesh_runtime.errors import Cancelled, InvalidArgument, NotFound
 from xaimesh_concept.workspace import ConceptWorkspace, SetRange
 
 N, D = 120, 10

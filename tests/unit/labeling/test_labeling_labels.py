@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.fixtures.fake_openai import FakeHTTPError
-from xaimesh_labeling.errors import CancelledError
+from xaimesh_runtime.errors import Cancelled
 from xaimesh_labeling.examples import ConceptExample, ConceptExamples, ContextToken
 from xaimesh_labeling.labeling import label_concepts
 from xaimesh_labeling.llm import CallableLLM, OpenAIChatLLM
@@ -210,7 +210,7 @@ def test_should_stop_cancels_the_run():
         stop.set()
         return "Label"
 
-    with pytest.raises(CancelledError):
+    with pytest.raises(Cancelled):
         list(label_concepts([concept(i, ["a"]) for i in range(20)], CallableLLM(fn, "stub"),
                             max_concurrency=2, should_stop=stop.is_set))
     time.sleep(0.05)

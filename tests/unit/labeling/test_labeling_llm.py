@@ -5,7 +5,8 @@ import time
 import pytest
 
 from tests.fixtures.fake_openai import FakeHTTPError
-from xaimesh_labeling.errors import LabelingError, LLMError
+from xaimesh_labeling.errors import LLMError
+from xaimesh_runtime.errors import ServiceError
 from xaimesh_labeling.llm import LLM, CallableLLM, OpenAIChatLLM
 
 KEY = "sk-test-llm-0123456789abcdef"
@@ -46,13 +47,13 @@ def test_default_endpoint_description():
 def test_missing_key_for_official_endpoint_is_unauthenticated():
     with pytest.raises(LLMError) as err:
         OpenAIChatLLM("gpt-4.1-nano", "")
-    assert err.value.code == "UNAUTHENTICATED"
+    assert err.value.code.name == "UNAUTHENTICATED"
 
 
 def test_a_base_url_the_http_client_refuses_is_invalid_argument():
     with pytest.raises(LLMError) as err:  # httpx.InvalidURL: was an unexpected error (INTERNAL)
         OpenAIChatLLM("gpt-test", KEY, base_url="http://x/" + "x" * 70_000)
-    assert err.value.code == "INVALID_ARGUMENT" and "base_url" in str(err.value) and KEY not in str(err.value)
+    assert err.value.code.name == "INVALID_ARGUMENT" and "base_url" in str(err.value) and KEY not in str(err.value)
 
 
 def test_429_then_success_is_retried_honouring_retry_after(fake_openai):
@@ -76,7 +77,7 @@ def test_429_exhausted(fake_openai):
     fake_openai.fail_429(10, retry_after="0")
     with pytest.raises(LLMError) as err:
         make(fake_openai, max_retries=2).complete(MSGS)
-    assert err.value.code == "RESOURCE_EXHAUSTED" and err.value.status == 429
+    assert err.value.code.name == "RESOURCE_EXHAUSTED" and err.value.status == 429
     assert "HTTP 429" in str(err.value) and fake_openai.base_url in str(err.value)
     assert len(fake_openai.requests) == 3
 
@@ -86,7 +87,7 @@ def test_500_storm_ends_in_unavailable_after_all_retries(fake_openai):
     with pytest.raises(LLMError) as err:
         make(fake_openai, max_retries=3).complete(MSGS)
     assert len(fake_openai.requests) == 4
-    assert err.value.code == "UNAVAILABLE" and "HTTP 500" in str(err.value) and "after 4 attempts" in str(err.value)
+    assert err.value.code.name == "UNAVAILABLE" and "HTTP 500" in str(err.value) and "after 4 attempts" in str(err.value)
     assert err.value.__context__ is None and err.value.__cause__ is None
 
 
@@ -99,7 +100,7 @@ def test_other_4xx_are_not_retried(fake_openai, status, code):
     with pytest.raises(LLMError) as err:
         make(fake_openai, max_retries=4).complete(MSGS)
     assert len(fake_openai.requests) == 1
-    assert err.value.code == code and f"HTTP {status}: nope {status}" in str(err.value)
+    assert err.value.code.name == code and f"HTTP {status}: nope {status}" in str(err.value)
 
 
 def test_connection_refused_is_retried_then_unavailable(fake_openai):
@@ -109,7 +110,7 @@ def test_connection_refused_is_retried_then_unavailable(fake_openai):
     llm = OpenAIChatLLM("gpt-test", KEY, base_url=url, max_retries=2, timeout_seconds=2, sleep=sleeps)
     with pytest.raises(LLMError) as err:
         llm.complete(MSGS)
-    assert err.value.code == "UNAVAILABLE" and "connection" in str(err.value).lower()
+    assert err.value.code.name == "UNAVAILABLE" and "connection" in str(err.value).lower()
     assert len(sleeps) == 2
 
 
@@ -119,7 +120,7 @@ def test_slow_server_times_out(fake_openai):
     with pytest.raises(LLMError) as err:
         make(fake_openai, timeout_seconds=0.2, max_retries=1).complete(MSGS)
     assert time.monotonic() - t0 < 2.5
-    assert err.value.code == "DEADLINE_EXCEEDED" and "timed out" in str(err.value)
+    assert err.value.code.name == "DEADLINE_EXCEEDED" and "timed out" in str(err.value)
     assert len(fake_openai.requests) == 2
 
 
@@ -127,7 +128,7 @@ def test_malformed_json_is_an_error_without_retry(fake_openai):
     fake_openai.malformed()
     with pytest.raises(LLMError) as err:
         make(fake_openai).complete(MSGS)
-    assert err.value.code == "INTERNAL" and "malformed" in str(err.value)
+    assert err.value.code.name == "INTERNAL" and "malformed" in str(err.value)
     assert len(fake_openai.requests) == 1
 
 
@@ -142,13 +143,13 @@ def test_response_without_choices_is_an_error(fake_openai, monkeypatch):
     monkeypatch.setattr(fo.FakeOpenAIServer, "_send_json", send_empty)
     with pytest.raises(LLMError) as err:
         make(fake_openai).complete(MSGS)
-    assert err.value.code == "INTERNAL" and "no choices" in str(err.value)
+    assert err.value.code.name == "INTERNAL" and "no choices" in str(err.value)
 
 
 def test_bad_messages_are_rejected_before_any_request(fake_openai):
     with pytest.raises(LLMError) as err:
         make(fake_openai).complete([{"role": "robot", "content": "x"}])
-    assert err.value.code == "INVALID_ARGUMENT" and not fake_openai.requests
+    assert err.value.code.name == "INVALID_ARGUMENT" and not fake_openai.requests
 
 
 class _FakeRpcError(Exception):
@@ -173,20 +174,20 @@ def test_callable_llm_wraps_functions_and_maps_errors():
         raise _FakeRpcError()
     with pytest.raises(LLMError) as err:
         CallableLLM(rpc_down, "model-server:x").complete(MSGS)
-    assert err.value.code == "UNAVAILABLE" and "model-server is down" in str(err.value)
+    assert err.value.code.name == "UNAVAILABLE" and "model-server is down" in str(err.value)
 
     def boom(m):
         raise RuntimeError("kaput")
     with pytest.raises(LLMError) as err:
         CallableLLM(boom, "model-server:x").complete(MSGS)
-    assert err.value.code == "UNKNOWN" and "kaput" in str(err.value)
+    assert err.value.code.name == "UNKNOWN" and "kaput" in str(err.value)
 
     def own(m):
-        raise LabelingError("quota", code="RESOURCE_EXHAUSTED")
-    with pytest.raises(LabelingError) as err:
+        raise ServiceError("quota", code="RESOURCE_EXHAUSTED")
+    with pytest.raises(ServiceError) as err:
         CallableLLM(own, "model-server:x").complete(MSGS)
-    assert err.value.code == "RESOURCE_EXHAUSTED"
+    assert err.value.code.name == "RESOURCE_EXHAUSTED"
 
     with pytest.raises(LLMError) as err:
         CallableLLM(lambda m: None, "model-server:x").complete(MSGS)
-    assert err.value.code == "INTERNAL"
+    assert err.value.code.name == "INTERNAL"

@@ -92,7 +92,7 @@ def test_clean_label(raw, label):
 def test_clean_label_empty_is_an_error(raw):
     with pytest.raises(LabelParseError) as err:
         clean_label(raw)
-    assert err.value.code == "INTERNAL"
+    assert err.value.code.name == "INTERNAL"
 
 
 def test_clean_label_drops_an_echoed_activation_score():

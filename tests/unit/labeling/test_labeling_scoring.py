@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from xaimesh_labeling.errors import InvalidArgumentError, LabelParseError
+from xaimesh_labeling.errors import LabelParseError
+from xaimesh_runtime.errors import InvalidArgument
 from xaimesh_labeling.examples import ConceptExample, ContextToken
 from xaimesh_labeling.llm import CallableLLM
 from xaimesh_labeling.scoring import (
@@ -134,7 +135,7 @@ def test_missing_examples_empty_label_and_scorer_failures_are_per_result():
 
 
 def test_unknown_method_is_rejected():
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgument):
         list(score_labels([], vocab_scorer(), methods=["vibes"]))
 
 

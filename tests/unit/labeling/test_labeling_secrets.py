@@ -64,7 +64,7 @@ def test_key_never_logged_raised_or_repred(fake_openai, debug_logs):
     fake_openai.responder = echo_key
     with pytest.raises(LLMError) as err:
         llm.complete(MSGS)
-    assert err.value.code == "UNAUTHENTICATED" and "Incorrect API key provided: ***" in str(err.value)
+    assert err.value.code.name == "UNAUTHENTICATED" and "Incorrect API key provided: ***" in str(err.value)
     texts += [str(err.value), repr(err.value), "".join(traceback.format_exception(err.value))]
 
     # through label_concepts too: per-concept error texts and result reprs

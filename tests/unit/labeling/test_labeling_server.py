@@ -21,13 +21,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tests.fixtures.fake_openai import FakeHTTPError, FakeOpenAIServer
-from xaimesh.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
-from xaimesh.v1 import tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
+from xaimesh_contracts.v1 import tensor_pb2
 from xaimesh_labeling.__main__ import build_parser
 from xaimesh_labeling.server import LABEL_MAX_NEW_TOKENS, LabelingServiceServicer, score_max_new_tokens
 from xaimesh_runtime.client import make_channel
 from xaimesh_runtime.server import start_server
-from xaimesh_runtime.tensors import to_tensor
+from xaimesh_contracts.tensors import to_tensor
 
 KEY = "sk-proj-METADATAKEY-0123456789abcdefXYZ"
 CONF_KEY = "sk-proj-CONFIGUREDKEY-9876543210zyxwvuT"

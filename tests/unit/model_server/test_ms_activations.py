@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from xaimesh_model_server.engine import Aggregation, Limits, activations, aggregate_rows, resolve_split_points
-from xaimesh_model_server.errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 from xaimesh_model_server.tokenization import tokenize
 
 TEXTS = [

@@ -7,7 +7,7 @@ import torch
 
 from xaimesh_model_server import engine
 from xaimesh_model_server.batching import DirectExecutor, DynamicBatcher, length_bucket, plan_batches
-from xaimesh_model_server.errors import Cancelled, ResourceExhausted
+from xaimesh_runtime.errors import Cancelled, ResourceExhausted
 
 
 class Recorder:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from xaimesh_model_server.engine import generate
-from xaimesh_model_server.errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 
 def test_greedy_matches_hf_generate(lm):

@@ -4,7 +4,7 @@ import torch
 
 from xaimesh_model_server import engine
 from xaimesh_model_server.engine import EmbeddingSamples, Limits, gradients, score
-from xaimesh_model_server.errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 ALL = ["FULL", "DOT_DELTA", "ABS_SUM", "SQUARE_SUM", "L2_NORM", "DOT_INPUT"]
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from xaimesh_model_server import loading
-from xaimesh_model_server.errors import InvalidArgument, NotFound
+from xaimesh_runtime.errors import InvalidArgument, NotFound
 from xaimesh_model_server.loading import ModelRegistry, find_layers, load_model
 
 from tests.fixtures.tiny_models import CLASSIFIER_LABELS, TINY_HIDDEN, TINY_NUM_LAYERS

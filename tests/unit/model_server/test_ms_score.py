@@ -5,7 +5,7 @@ import torch
 from xaimesh_model_server import engine
 from xaimesh_model_server.batching import DirectExecutor
 from xaimesh_model_server.engine import Limits, Replacement, score
-from xaimesh_model_server.errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 
 ATOL = 1e-5
 

@@ -1,6 +1,6 @@
 import pytest
 
-from xaimesh_model_server.errors import InvalidArgument
+from xaimesh_runtime.errors import InvalidArgument
 from xaimesh_model_server.tokenization import detokenize, tokenize
 
 

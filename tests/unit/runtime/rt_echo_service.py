@@ -15,12 +15,12 @@ from pathlib import Path
 import grpc
 
 ROOT = Path(__file__).resolve().parents[3]
-for extra in (ROOT / "services", ROOT / "clients" / "python"):
+for extra in (ROOT / "services", ROOT / "clients" / "python", ROOT / "contracts"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from xaimesh_runtime.errors import abort_with, map_errors  # noqa: E402
-from xaimesh_runtime.tensors import TensorError  # noqa: E402
+from xaimesh_runtime.errors import InvalidArgument, abort_with, map_errors  # noqa: E402
+from xaimesh_contracts.tensors import TensorError  # noqa: E402
 
 SERVICE = "xaimesh.test.Echo"
 
@@ -46,7 +46,11 @@ class EchoServicer:
         if kind == "tensor":
             raise TensorError("embeddings.shape", "expected 3 dimensions, got 2")
         if kind == "value":
-            raise ValueError("split point 40 is out of range: model has 30 layers")
+            raise InvalidArgument("split point 40 is out of range: model has 30 layers")
+        if kind == "field":
+            raise InvalidArgument("must be at least 1", field="parameters.n_steps")
+        if kind == "plain-value":  # numpy / torch / our own bug: not the caller's fault
+            raise ValueError("operands could not be broadcast together")
         if kind == "notfound":
             raise UnknownThing("model 'gpt5' is not loaded")
         if kind == "keyerror":
@@ -64,7 +68,7 @@ class EchoServicer:
         for i in range(int(n)):
             yield str(i).encode()
         if fail:
-            raise ValueError(f"stopped after {n}: {fail}")
+            raise InvalidArgument(f"stopped after {n}: {fail}")
 
     @map_errors(ERRORS)
     def Sleep(self, request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -76,7 +80,7 @@ class EchoServicer:
     def Join(self, requests, context: grpc.ServicerContext) -> bytes:
         parts = list(requests)
         if b"bad" in parts:
-            raise ValueError("a part is bad")
+            raise InvalidArgument("a part is bad")
         return b"+".join(parts)
 
     @map_errors(ERRORS)

@@ -22,7 +22,7 @@ SCRIPT = HERE / "rt_echo_service.py"
 
 
 def _spawn(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "services"), str(ROOT / "clients" / "python")]),
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "services"), str(ROOT / "clients" / "python"), str(ROOT / "contracts")]),
                 **(env or {})}
     return subprocess.Popen([sys.executable, str(SCRIPT), "--host", "127.0.0.1", "--port", "0", *args],
                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

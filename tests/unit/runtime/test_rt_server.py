@@ -145,16 +145,22 @@ def test_error_mapping(start_echo, caplog):
                                              [("embeddings.shape", "expected 3 dimensions, got 2")])
         assert _error(channel, "value") == (grpc.StatusCode.INVALID_ARGUMENT,
                                             "split point 40 is out of range: model has 30 layers", [])
+        assert _error(channel, "field") == (grpc.StatusCode.INVALID_ARGUMENT,
+                                            "must be at least 1", [("parameters.n_steps", "must be at least 1")])
         assert _error(channel, "notfound") == (grpc.StatusCode.NOT_FOUND, "model 'gpt5' is not loaded", [])
         assert _error(channel, "abort") == (grpc.StatusCode.FAILED_PRECONDITION, "fit the model first",
                                             [("concept_model", "not fitted")])
-        for kind, hidden in (("runtime", "secret internal detail"), ("keyerror", "raw dict miss")):
+        for kind, hidden in (("runtime", "secret internal detail"), ("keyerror", "raw dict miss"),
+                             ("plain-value", "could not be broadcast")):
             code, details, violations = _error(channel, kind)
             assert code == grpc.StatusCode.INTERNAL and not violations
-            assert re.fullmatch(r"internal error \(ref [0-9a-f]{12}\); see the server log", details)
+            match = re.fullmatch(r"internal error ([0-9a-f]{12}) in EchoServicer\.Fail: a bug of this service, "
+                                 r"not of the request; quote error id \1 when reporting it "
+                                 r"\(its traceback is in the service log\)", details)
+            assert match, details
             assert hidden not in details and "Traceback" not in details
-            ref = details.split("ref ")[1][:12]
-            assert ref in caplog.text and hidden in caplog.text  # the traceback stays in the server log
+            error_id = match.group(1)
+            assert f"error id {error_id}" in caplog.text and hidden in caplog.text  # the traceback stays in the log
         assert "Traceback" in caplog.text
         # a request that asks for more memory than there is: RESOURCE_EXHAUSTED, not INTERNAL
         code, details, _ = _error(channel, "memory")

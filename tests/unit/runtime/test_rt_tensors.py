@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from xaimesh.v1 import tensor_pb2
-from xaimesh_runtime.tensors import (
+from xaimesh_contracts.v1 import tensor_pb2
+from xaimesh_contracts.tensors import (
     MAX_CHUNK_BYTES,
     ChunkAssembler,
     DataType,

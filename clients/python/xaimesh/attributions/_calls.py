@@ -85,17 +85,7 @@ def baseline(value: Any, name: str = "baseline") -> dict[str, Any]:
 
 def _status_error(status: Any, prefix: str) -> XaimeshError:
     """The XaimeshError of an item's google.rpc.Status."""
-    from google.rpc import error_details_pb2
-
-    code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
-    violations = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    cls = getattr(sdk_errors, "_BY_CODE", {}).get(code, XaimeshError)
-    return cls(code, "attribution-service", f"{prefix}: {status.message}", violations)
+    return sdk_errors.from_status(status, "attribution-service", prefix)
 
 
 def collect(client: Any, method: str, request: Any, n_items: int, *, what: str, description: str,

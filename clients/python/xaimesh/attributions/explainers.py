@@ -35,7 +35,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from xaimesh.v1 import attribution_pb2
+from xaimesh_contracts.v1 import attribution_pb2
 
 from ._calls import baseline, check_float, check_int, collect, is_int, remote_model, replacement
 from .options import (
@@ -386,7 +386,7 @@ def _targets_proto(spec: Any, classifier: bool, max_new_tokens: int | None, inde
         ids = [int(x) for x in spec]
         if classifier:
             return attribution_pb2.Targets(class_indices=attribution_pb2.ClassIndices(indices=ids))
-        from xaimesh.v1 import model_pb2
+        from xaimesh_contracts.v1 import model_pb2
 
         return attribution_pb2.Targets(token_ids=model_pb2.TokenIds(ids=ids))
     if classifier and all(isinstance(x, str) for x in spec):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xaimesh.v1 import attribution_pb2
+from xaimesh_contracts.v1 import attribution_pb2
 
 from ._calls import check_int, collect, remote_model, replacement
 from .options import InferenceMode, to_proto_enum
@@ -181,7 +181,7 @@ class AttributionMetric:
         return details.auc, details
 
     def _output(self, index: int, r: Any, attribution: AttributionOutput) -> MetricOutput:
-        from xaimesh_runtime.tensors import to_numpy
+        from xaimesh_contracts.tensors import to_numpy
 
         has_random = r.HasField("random_curve")
         return MetricOutput(
@@ -216,7 +216,7 @@ class Insertion(AttributionMetric):
 
 
 def _replacement_of(value: Any) -> Any:
-    from xaimesh.v1 import model_pb2
+    from xaimesh_contracts.v1 import model_pb2
 
     from .options import ReplacementPolicy
 

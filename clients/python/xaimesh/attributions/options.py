@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from xaimesh.errors import FieldViolation, InvalidArgumentError
-from xaimesh.v1 import attribution_pb2, model_pb2, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2, model_pb2, tensor_pb2
 
 __all__ = [
     "Aggregation",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from xaimesh.v1 import attribution_pb2, model_pb2, tensor_pb2
+from xaimesh_contracts.v1 import attribution_pb2, model_pb2, tensor_pb2
 
 from .options import Aggregation, Granularity, InferenceMode, from_proto_enum, to_proto_enum
 
@@ -259,7 +259,7 @@ class AttributionOutput:
 
     @classmethod
     def from_proto(cls, a: attribution_pb2.Attribution) -> AttributionOutput:
-        from xaimesh_runtime.tensors import to_numpy
+        from xaimesh_contracts.tensors import to_numpy
 
         segments = [Segment(s.text, s.start_char, s.end_char, s.start_token, s.end_token) for s in a.input_elements]
         try:

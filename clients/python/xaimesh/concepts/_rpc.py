@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from xaimesh.errors import from_rpc_error
-from xaimesh.v1 import concept_pb2, model_pb2
+from xaimesh_contracts.v1 import concept_pb2, model_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -150,7 +150,7 @@ def upload_activations(mesh_or_model: Any, array: Any, *, display_name: str = ""
     as float32); NaN or infinity is refused.
     """
     from xaimesh.split_model import ActivationGranularity, ActivationSet
-    from xaimesh_runtime.tensors import iter_chunks
+    from xaimesh_contracts.tensors import iter_chunks
 
     mesh = mesh_of(mesh_or_model)
     if _is_set(array):
@@ -201,7 +201,7 @@ def activation_source(mesh: Mesh, activations: Any, split_point: Any = None, *,
     """``(ActivationSource, num_rows)`` for a handle / dict / name / array. An
     array larger than :data:`INLINE_BYTES` is uploaded as a temporary set,
     deleted on exit."""
-    from xaimesh_runtime.tensors import to_tensor
+    from xaimesh_contracts.tensors import to_tensor
 
     resolved = resolve_activations(activations, split_point, mesh)
     if _is_set(resolved):

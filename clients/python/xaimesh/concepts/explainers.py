@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xaimesh.concepts import _rpc
-from xaimesh.v1 import concept_pb2
+from xaimesh_contracts.v1 import concept_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -277,7 +277,7 @@ class ConceptExplainer:
         ActivationSet (computed where it is stored) or of an array."""
         import numpy as np
 
-        from xaimesh_runtime.tensors import iter_row_slices, to_numpy, to_tensor
+        from xaimesh_contracts.tensors import iter_row_slices, to_numpy, to_tensor
 
         name = self._require_fitted()
         timeout = timeout if timeout is not None else self.timeout
@@ -306,7 +306,7 @@ class ConceptExplainer:
         activations [rows, nb_concepts]."""
         import numpy as np
 
-        from xaimesh_runtime.tensors import iter_row_slices, to_numpy, to_tensor
+        from xaimesh_contracts.tensors import iter_row_slices, to_numpy, to_tensor
 
         name = self._require_fitted()
         timeout = timeout if timeout is not None else self.timeout
@@ -326,7 +326,7 @@ class ConceptExplainer:
 
     def get_dictionary(self, *, timeout: float | None = None) -> np.ndarray:
         """The dictionary [nb_concepts, hidden] (float32 numpy): concept i is row i."""
-        from xaimesh_runtime.tensors import ChunkAssembler
+        from xaimesh_contracts.tensors import ChunkAssembler
 
         name = self._require_fitted()
         asm = ChunkAssembler(field="dictionary")

@@ -31,7 +31,7 @@ import grpc
 from xaimesh.concepts import _rpc
 from xaimesh.errors import from_rpc_error
 from xaimesh.llm import LLMInterface, OpenAILLM, as_llm_interface
-from xaimesh.v1 import concept_pb2, labeling_pb2
+from xaimesh_contracts.v1 import concept_pb2, labeling_pb2
 
 __all__ = ["ConceptLabel", "LLMLabels", "LabelError", "LabelScore", "LabelScores", "TopKInputs"]
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from xaimesh.concepts import _rpc
-from xaimesh.v1 import concept_pb2
+from xaimesh_contracts.v1 import concept_pb2
 
 __all__ = ["FID", "L0", "MSE", "ConceptMetric", "DeadConcepts", "ExplainedVariance", "FrobeniusNorm",
            "Sparsity", "SparsityRatio", "Stability", "compute_metrics"]

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from xaimesh.v1 import attribution_pb2 as xaimesh_dot_v1_dot_attribution__pb2
+from xaimesh_contracts.v1 import attribution_pb2 as xaimesh_dot_v1_dot_attribution__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

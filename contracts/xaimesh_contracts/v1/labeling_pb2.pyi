@@ -1,6 +1,6 @@
 from google.rpc import status_pb2 as _status_pb2
-from xaimesh.v1 import concept_pb2 as _concept_pb2
-from xaimesh.v1 import tensor_pb2 as _tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2 as _concept_pb2
+from xaimesh_contracts.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xaimesh.v1 import tensor_pb2
+from xaimesh_contracts.v1 import tensor_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

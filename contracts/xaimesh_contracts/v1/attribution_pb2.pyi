@@ -1,5 +1,5 @@
-from xaimesh.v1 import model_pb2 as _model_pb2
-from xaimesh.v1 import tensor_pb2 as _tensor_pb2
+from xaimesh_contracts.v1 import model_pb2 as _model_pb2
+from xaimesh_contracts.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

@@ -1,5 +1,5 @@
 from google.rpc import status_pb2 as _status_pb2
-from xaimesh.v1 import tensor_pb2 as _tensor_pb2
+from xaimesh_contracts.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -154,17 +154,19 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class TokenizeRequest(_message.Message):
-    __slots__ = ("model", "texts", "add_special_tokens")
+    __slots__ = ("model", "texts", "add_special_tokens", "sequences")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     add_special_tokens: bool
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ...) -> None: ...
+    sequences: _containers.RepeatedCompositeFieldContainer[TokenIds]
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., sequences: _Optional[_Iterable[_Union[TokenIds, _Mapping]]] = ...) -> None: ...
 
 class TokenizedText(_message.Message):
-    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences")
+    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text")
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_START_CHARS_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +176,7 @@ class TokenizedText(_message.Message):
     SENTENCE_INDEX_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     tokens: _containers.RepeatedScalarFieldContainer[str]
     token_start_chars: _containers.RepeatedScalarFieldContainer[int]
@@ -183,7 +186,8 @@ class TokenizedText(_message.Message):
     sentence_index: _containers.RepeatedScalarFieldContainer[int]
     words: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
     sentences: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
-    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ...) -> None: ...
+    text: str
+    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ...) -> None: ...
 
 class TokenizeResponse(_message.Message):
     __slots__ = ("results",)
