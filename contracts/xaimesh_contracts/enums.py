@@ -4,7 +4,7 @@ A proto enum ``Granularity`` has values ``GRANULARITY_UNSPECIFIED = 0``,
 ``GRANULARITY_WORD = 3``, ... Its *short name* is the value name without the
 enum's prefix, in lower case ("word"). Python callers may give a value as
 the number, the short name in any case, the full proto name, or a member of
-any Python ``Enum`` whose name or value is one of those::
+any Python ``Enum`` whose name (tried first) or value is one of those::
 
     to_number(tensor_pb2.Granularity, "word")              # 3
     to_number(tensor_pb2.Granularity, "GRANULARITY_WORD")  # 3
@@ -65,8 +65,8 @@ def to_number(proto_enum: EnumTypeWrapper, value: Any, *, field: str = "value", 
     if value is None and allow_unspecified:
         return 0
     candidates: list[Any] = [value]
-    if isinstance(value, Enum):
-        candidates = [value.value, value.name]
+    if isinstance(value, Enum):  # by name first: another toolkit's numbers may differ from ours
+        candidates = [value.name, value.value]
     for candidate in candidates:
         if isinstance(candidate, bool):
             continue

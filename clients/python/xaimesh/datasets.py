@@ -148,10 +148,14 @@ def _column(source: Any, field: str, limit: int | None) -> tuple[list, str]:
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    if isinstance(source, str) and not _looks_like_path(source):
+        return [source], "the text"  # one text, as ``get_activations("i feel great")``
     if isinstance(source, (str, os.PathLike)):
         return _from_path(Path(source), field, limit)
     if _is_dataset_like(source):
         return _from_table(source, field, limit)
+    if isinstance(source, Mapping) and isinstance(source.get(field), (list, tuple)):
+        return _from_records(source[field], field, limit, f"the {field!r} column"), f"the {field!r} column"
     if isinstance(source, Mapping):
         raise ValueError(
             f"cannot read texts from a {type(source).__name__}; pass a list of strings or of "
@@ -159,9 +163,19 @@ def _column(source: Any, field: str, limit: int | None) -> tuple[list, str]:
             + (f" (splits: {', '.join(map(str, source))})" if source else ""))
     if isinstance(source, (list, tuple)):
         return _from_records(source, field, limit, "the list"), "the list"
+    if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray)):  # a generator...
+        return _from_records(list(source), field, limit, "the inputs"), "the inputs"
     raise ValueError(
         f"cannot read texts from {type(source).__name__}: expected a list or tuple, a path "
         f"(.txt, .csv, .tsv, .jsonl, .json), or a Hugging Face Dataset")
+
+
+def _looks_like_path(text: str) -> bool:
+    """A string names a file when it is one short line ending in a text-file
+    suffix, or an existing file; anything else is a text."""
+    if "\n" in text or len(text) > 4096:
+        return False
+    return Path(text).suffix.lower() in _TEXT_SUFFIXES or Path(text).is_file()
 
 
 def _from_records(items: Sequence, field: str, limit: int | None, where: str) -> list:

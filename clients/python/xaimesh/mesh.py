@@ -299,21 +299,17 @@ class FetchedActivations:
 
 
 def _granularity(value) -> int:
+    from xaimesh_contracts.enums import to_number
     from xaimesh_contracts.v1 import tensor_pb2
 
-    if isinstance(value, int):
-        return value
-    name = getattr(value, "name", value)
-    return tensor_pb2.Granularity.Value(f"GRANULARITY_{str(name).upper()}")
+    return to_number(tensor_pb2.Granularity, value, field="granularity")
 
 
 def _aggregation(value) -> int:
+    from xaimesh_contracts.enums import to_number
     from xaimesh_contracts.v1 import tensor_pb2
 
-    if isinstance(value, int):
-        return value
-    name = getattr(value, "name", value)
-    return tensor_pb2.Aggregation.Value(f"AGGREGATION_{str(name).upper()}")
+    return to_number(tensor_pb2.Aggregation, value, field="aggregation")
 
 
 def fetch_activations(model: RemoteModel, texts: list[str], split_points=(8,), granularity="TOKEN",

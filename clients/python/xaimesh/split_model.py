@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xaimesh_contracts.enums import to_name, to_number
 from xaimesh_contracts.v1 import concept_pb2, tensor_pb2
+
+from .datasets import load_texts
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -54,7 +57,7 @@ class ActivationGranularity(enum.Enum):
 
     @classmethod
     def coerce(cls, value: Any) -> ActivationGranularity:
-        return _coerce_enum(cls, value, "activation granularity")
+        return _coerce_enum(cls, tensor_pb2.Granularity, value, "activation granularity")
 
 
 class AggregationStrategy(enum.Enum):
@@ -68,32 +71,16 @@ class AggregationStrategy(enum.Enum):
 
     @classmethod
     def coerce(cls, value: Any) -> AggregationStrategy:
-        return _coerce_enum(cls, value, "aggregation strategy")
+        return _coerce_enum(cls, tensor_pb2.Aggregation, value, "aggregation strategy")
 
 
-def _coerce_enum(cls, value, what):
+def _coerce_enum(cls, proto_enum, value, what):
+    """A member of ``cls`` (whose values are ``proto_enum`` numbers) from a
+    member, a number, a name in any case, or another toolkit's enum member
+    with the same member names."""
     if isinstance(value, cls):
         return value
-    if isinstance(value, enum.Enum):  # another toolkit's enum with the same member names
-        value = value.name
-    if isinstance(value, int) and not isinstance(value, bool):
-        for member in cls:
-            if member.value == value:
-                return member
-    if isinstance(value, str):
-        key = value.strip().upper()
-        for prefix in ("GRANULARITY_", "AGGREGATION_"):
-            key = key.removeprefix(prefix)
-        if key in cls.__members__:
-            return cls.__members__[key]
-    raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(cls.__members__)}")
-
-
-def _enum_name(enum_type, value: int, prefix: str) -> str:
-    try:
-        return enum_type.Name(value).removeprefix(prefix)
-    except ValueError:
-        return str(value)
+    return cls(to_number(proto_enum, value, field=what, allow_unspecified=False))
 
 
 @dataclass(frozen=True)
@@ -196,7 +183,7 @@ class ActivationSet:
     @property
     def dtype(self) -> str:
         """Element type of the fetched arrays ("float32")."""
-        return _enum_name(tensor_pb2.DataType, self.info.dtype, "DATA_TYPE_").lower()
+        return to_name(tensor_pb2.DataType, self.info.dtype)
 
     @property
     def model(self) -> str:
@@ -383,95 +370,6 @@ def _bar(total: int, description: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, leave=False, unit="rows")
-
-
-# ---------------------------------------------------------------------------
-# inputs
-# ---------------------------------------------------------------------------
-_FILE_SUFFIXES = (".txt", ".csv", ".jsonl", ".json")
-
-
-def load_texts(inputs: Any, column: str = "text") -> list[str]:
-    """Texts from: a list of strings; one string; a path to a .txt (one text
-    per non-empty line), .csv (the ``text`` column, or the only column) or
-    .jsonl file (strings, or objects with a ``text`` field); a Hugging Face
-    ``datasets.Dataset`` (its ``text`` column); a dict or DataFrame with a
-    ``text`` column."""
-    if isinstance(inputs, (str, os.PathLike)):
-        path = Path(inputs)
-        is_path = isinstance(inputs, os.PathLike) or (
-            len(str(inputs)) < 4096 and "\n" not in str(inputs) and path.suffix.lower() in _FILE_SUFFIXES)
-        if is_path:
-            if not path.is_file():
-                if isinstance(inputs, os.PathLike):
-                    raise FileNotFoundError(f"no such file: {path}")
-                return [str(inputs)]
-            return _read_text_file(path, column)
-        return [str(inputs)]
-    if hasattr(inputs, "column_names") and not isinstance(inputs, dict):  # datasets.Dataset
-        names = inputs.column_names
-        if isinstance(names, dict):  # a DatasetDict
-            raise ValueError(f"pass one split of the dataset (one of {sorted(names)}), e.g. dataset['train']")
-        if column not in names:
-            raise ValueError(f"the dataset has no {column!r} column (columns: {list(names)})")
-        return _check_texts(inputs[column])
-    if hasattr(inputs, "columns") and hasattr(inputs, "__getitem__") and not isinstance(inputs, dict):
-        if column not in list(inputs.columns):
-            raise ValueError(f"the data frame has no {column!r} column (columns: {list(inputs.columns)})")
-        return _check_texts(list(inputs[column]))
-    if isinstance(inputs, dict):
-        if column not in inputs:
-            raise ValueError(f"the dict has no {column!r} key (keys: {sorted(inputs)})")
-        return _check_texts(inputs[column])
-    if isinstance(inputs, Iterable):
-        return _check_texts(inputs)
-    raise TypeError(f"inputs must be texts (a list of str, a str, a file path or a dataset with a "
-                    f"{column!r} column), not {type(inputs).__name__}")
-
-
-def _check_texts(items: Iterable) -> list[str]:
-    texts = list(items)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"inputs[{i}] is a {type(t).__name__}, not a str")
-    return texts
-
-
-def _read_text_file(path: Path, column: str) -> list[str]:
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".txt":
-        return [line for line in text.splitlines() if line.strip()]
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        fields = reader.fieldnames or []
-        if column in fields:
-            key = column
-        elif len(fields) == 1:
-            key = fields[0]
-        else:
-            raise ValueError(f"{path}: no {column!r} column (columns: {fields})")
-        return [row[key] or "" for row in reader]
-    if suffix == ".json":
-        data = json.loads(text)
-        if isinstance(data, dict):
-            data = data.get(column, data)
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a list of texts or of objects with a {column!r} field")
-        return [_json_text(item, path, i, column) for i, item in enumerate(data)]
-    out = []
-    for i, line in enumerate(text.splitlines()):
-        if line.strip():
-            out.append(_json_text(json.loads(line), path, i + 1, column))
-    return out
-
-
-def _json_text(item: Any, path: Path, where: int, column: str) -> str:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict) and isinstance(item.get(column), str):
-        return item[column]
-    raise ValueError(f"{path}:{where}: expected a string or an object with a {column!r} string field")
 
 
 # ---------------------------------------------------------------------------

@@ -260,8 +260,8 @@ def test_invalid_json(tmp_path):
 def test_path_problems(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         load_texts(tmp_path / "missing.csv")
-    with pytest.raises(ValueError, match="give a list of strings"):
-        load_texts("i feel great today")  # a text passed where a path is expected
+    with pytest.raises(ValueError, match="no such file"):
+        load_texts("missing.txt")  # a string that names a file must be one
     with pytest.raises(ValueError, match="is a folder"):
         load_texts(tmp_path)
     other = tmp_path / "data.parquet"
@@ -274,6 +274,15 @@ def test_path_problems(tmp_path):
 def test_bad_limit(limit):
     with pytest.raises(ValueError, match="limit must be a positive integer"):
         load_texts(TEXTS, limit=limit)
+
+
+def test_one_text_a_column_mapping_and_a_generator_are_texts_too():
+    # the one loader of the SDK: what get_activations and the explainers accept
+    assert load_texts("i feel great today") == ["i feel great today"]
+    assert load_texts("two lines\nof one text.txt") == ["two lines\nof one text.txt"]
+    assert load_texts({"text": TEXTS, "label": [0] * len(TEXTS)}) == TEXTS
+    assert load_texts(t for t in TEXTS) == TEXTS
+    assert load_texts(sample_dataset(small=True)) == sample_texts(small=True)
 
 
 def test_unsupported_source_types():

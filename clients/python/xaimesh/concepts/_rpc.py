@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from xaimesh.errors import from_rpc_error
+from xaimesh_contracts.enums import to_number
 from xaimesh_contracts.v1 import concept_pb2, model_pb2
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -237,10 +238,6 @@ def stored_set(mesh: Mesh, activations: Any, split_point: Any = None, *, timeout
             temp.delete()
 
 
-_SAMPLINGS = {"TOP": concept_pb2.EXAMPLE_SAMPLING_TOP, "QUANTILE": concept_pb2.EXAMPLE_SAMPLING_QUANTILE,
-              "RANDOM": concept_pb2.EXAMPLE_SAMPLING_RANDOM}
-
-
 def iter_top_examples(concept_explainer: Any, activations: Any, concept_indices: Iterable[int] | str | None = None,
                       *, k: int = 5, sampling: str = "TOP", k_quantile: int = 0, k_context: int = 0,
                       seed: int = 0, keep_duplicates: bool = False, show_progress: bool = True,
@@ -267,14 +264,12 @@ def iter_top_examples(concept_explainer: Any, activations: Any, concept_indices:
         indices = [int(concept_indices)]
     else:
         indices = [int(i) for i in concept_indices]
-    key = str(sampling).upper().removeprefix("EXAMPLE_SAMPLING_")
-    if key not in _SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; choose one of {list(_SAMPLINGS)}")
+    sampling_number = to_number(concept_pb2.ExampleSampling, sampling, field="sampling", allow_unspecified=False)
     client = concept_client(mesh)
     with stored_set(mesh, activations, split_point, timeout=timeout) as s:
         request = concept_pb2.GetTopExamplesRequest(
             concept_model=model_name, activation_set=s.name, concept_indices=indices, k=int(k),
-            sampling=_SAMPLINGS[key], k_quantile=int(k_quantile), k_context=int(k_context), seed=int(seed),
+            sampling=sampling_number, k_quantile=int(k_quantile), k_context=int(k_context), seed=int(seed),
             keep_duplicates=bool(keep_duplicates))
         for event in client.stream("GetTopExamples", request, timeout=timeout, show_progress=show_progress,
                                    description="top examples"):

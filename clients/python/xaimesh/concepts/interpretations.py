@@ -31,23 +31,14 @@ import grpc
 from xaimesh.concepts import _rpc
 from xaimesh.errors import from_rpc_error
 from xaimesh.llm import LLMInterface, OpenAILLM, as_llm_interface
+from xaimesh_contracts.enums import to_name, to_number
+from xaimesh_contracts.status import status_code
 from xaimesh_contracts.v1 import concept_pb2, labeling_pb2
 
 __all__ = ["ConceptLabel", "LLMLabels", "LabelError", "LabelScore", "LabelScores", "TopKInputs"]
 
 log = logging.getLogger("xaimesh.concepts")
 
-_SAMPLINGS = {
-    "TOP": concept_pb2.EXAMPLE_SAMPLING_TOP,
-    "QUANTILE": concept_pb2.EXAMPLE_SAMPLING_QUANTILE,
-    "RANDOM": concept_pb2.EXAMPLE_SAMPLING_RANDOM,
-}
-_METHODS = {
-    "detection": labeling_pb2.LABEL_SCORING_METHOD_DETECTION,
-    "fuzzing": labeling_pb2.LABEL_SCORING_METHOD_FUZZING,
-}
-_METHOD_NAMES = {v: k for k, v in _METHODS.items()}
-_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 
 
 # --------------------------------------------------------------------------
@@ -171,7 +162,7 @@ def _nan_to_none(x: float) -> float | None:
 def _error(status: Any) -> LabelError | None:
     if status is None or status.code == 0:
         return None
-    return LabelError(_CODE_NAMES.get(status.code, str(status.code)), status.message)
+    return LabelError(status_code(status.code).name, status.message)
 
 
 def _example(e: concept_pb2.ConceptExample) -> Example:
@@ -199,12 +190,7 @@ def _indices(concepts_indices: Any) -> list[int] | None:
 
 
 def _sampling(value: Any) -> int:
-    if isinstance(value, int) and value in _SAMPLINGS.values():
-        return value
-    key = str(getattr(value, "name", value)).strip().upper().removeprefix("EXAMPLE_SAMPLING_")
-    if key not in _SAMPLINGS:
-        raise ValueError(f"unknown sampling {value!r}; choose 'top', 'quantile' or 'random'")
-    return _SAMPLINGS[key]
+    return to_number(concept_pb2.ExampleSampling, value, field="sampling_method", allow_unspecified=False)
 
 
 def _model_name(concept_explainer: Any) -> str:
@@ -467,10 +453,8 @@ class LLMLabels(_Base):
             raise ValueError("no labels to score (every label is None)")
         if isinstance(methods, str):
             methods = [methods]
-        try:
-            method_enums = [_METHODS[str(m).lower()] for m in methods]
-        except KeyError:
-            raise ValueError(f"unknown scoring method in {list(methods)}; use 'detection' and / or 'fuzzing'") from None
+        method_enums = [to_number(labeling_pb2.LabelScoringMethod, m, field="methods", allow_unspecified=False)
+                        for m in methods]
         if int(n_examples) != n_examples or n_examples < 1:
             raise ValueError(f"n_examples must be a positive integer, got {n_examples!r}")
         if latent_activations is None and self.activation_set_ is not None:
@@ -498,7 +482,7 @@ class LLMLabels(_Base):
                 if kind == "score":
                     s = event.score
                     details.append(LabelScore(
-                        concept_index=int(s.concept_index), label=s.label, method=_METHOD_NAMES.get(s.method, "?"),
+                        concept_index=int(s.concept_index), label=s.label, method=to_name(labeling_pb2.LabelScoringMethod, s.method),
                         balanced_accuracy=None if s.HasField("error") else _nan_to_none(s.balanced_accuracy),
                         n_examples=int(s.n_examples), error=_error(s.error) if s.HasField("error") else None))
                     if bar is not None:
@@ -514,7 +498,7 @@ class LLMLabels(_Base):
         scores: dict[int, dict[str, float | None]] = {c: {} for c, _ in pairs}
         for c, text in pairs:  # in the order given: the last label of a concept wins
             for m in method_enums:
-                d = by_key.get((c, text.strip(), _METHOD_NAMES[m])) or by_key.get((c, text, _METHOD_NAMES[m]))
+                d = by_key.get((c, text.strip(), to_name(labeling_pb2.LabelScoringMethod, m))) or by_key.get((c, text, to_name(labeling_pb2.LabelScoringMethod, m)))
                 if d is not None:
                     scores[c][d.method] = d.balanced_accuracy
         failed = [d for d in details if d.error is not None]
