@@ -85,6 +85,8 @@ def stream_job(work: Callable[[Emit, ShouldStop], Any], context: grpc.ServicerCo
                     raise Cancelled(f"{name} was cancelled") from None
                 continue
             if isinstance(item, tuple) and len(item) == 3 and item[0] is _DONE:
+                if not context.is_active():  # the work saw should_stop: nobody waits for its result
+                    raise Cancelled(f"{name} was cancelled")
                 if item[1] is not None:
                     raise item[1]
                 yield "result", item[2]
