@@ -27,8 +27,14 @@ order) that does one forward pass.
   `is_active()` callable (e.g. grpc's `context.is_active`); when it turns
   false, the caller gets `Cancelled` and its queued items are dropped.
 
-  `call(fn)` runs an arbitrary function on the worker thread between batches
-  (generation uses it), so everything touching a model runs on one thread.
+Kinds may carry batching hints as attributes (`engine.work.WorkKind`;
+plain hashable kinds get the defaults): `max_batch_size` (items per batch,
+at most the executor's; None = the executor's), `length_classes` (False:
+every length shares one queue, for left-padded generation; the token budget
+still bounds the batch) and `yields` (True: after a batch of that kind, the
+oldest waiting item of *another* kind is served first, so a kind whose
+batches take long, generation, cannot hold the worker batch after batch
+while other callers wait; it still runs every other batch).
 
 Metrics: `on_batch(BatchStats)` after each batch and `on_queue_wait(seconds)`
 for each item when it leaves the queue; `queue_depth()` for a gauge.
@@ -54,7 +60,6 @@ log = logging.getLogger(__name__)
 Runner = Callable[[Hashable, list[Any]], list[Any]]
 IsActive = Callable[[], bool] | None
 
-_CALL_KIND = "__call__"
 _POLL_S = 0.05
 
 
@@ -74,12 +79,23 @@ def length_bucket(length: int) -> int:
     return _EXACT_UP_TO + 1 + int(_CLASSES_PER_OCTAVE * math.log2(length / _EXACT_UP_TO))
 
 
+def max_items(kind: Hashable, max_batch_size: int) -> int:
+    """Items per batch of `kind`: its own `max_batch_size` hint, at most the executor's."""
+    own = getattr(kind, "max_batch_size", None)
+    return min(max_batch_size, int(own)) if own else max_batch_size
+
+
+def uses_length_classes(kind: Hashable) -> bool:
+    """Whether items of `kind` are grouped by length class (the default)."""
+    return bool(getattr(kind, "length_classes", True))
+
+
 def plan_batches(
-    lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int
+    lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int, *, length_classes: bool = True
 ) -> list[list[int]]:
     """Indices grouped into batches: sorted by length, one length class per
-    batch, each batch's padded size (longest x count) within the budget (a
-    single longer item goes alone)."""
+    batch (unless not `length_classes`), each batch's padded size (longest x
+    count) within the budget (a single longer item goes alone)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
@@ -87,7 +103,8 @@ def plan_batches(
     for i in order:
         size = max(longest, lengths[i])
         if current and (size * (len(current) + 1) > max_batch_tokens or len(current) >= max_batch_size
-                        or length_bucket(lengths[i]) != length_bucket(lengths[current[0]])):
+                        or (length_classes
+                            and length_bucket(lengths[i]) != length_bucket(lengths[current[0]]))):
             batches.append(current)
             current, longest = [], 0
             size = lengths[i]
@@ -151,7 +168,8 @@ class DirectExecutor:
 
     def run(self, kind: Hashable, payloads: Sequence[Any], lengths: Sequence[int], *, is_active: IsActive = None) -> list[Any]:
         results: list[Any] = [None] * len(payloads)
-        for batch in plan_batches(lengths, self.max_batch_tokens, self.max_batch_size):
+        for batch in plan_batches(lengths, self.max_batch_tokens, max_items(kind, self.max_batch_size),
+                                  length_classes=uses_length_classes(kind)):
             _check_active(is_active)
             start = time.perf_counter()
             out = self.runner(kind, [payloads[i] for i in batch])
@@ -174,10 +192,6 @@ class DirectExecutor:
             return Handle(self.run(kind, payloads, lengths, is_active=is_active))
         except BaseException as exc:  # delivered by result(), like a future
             return Handle(error=exc)
-
-    def call(self, fn: Callable[[], Any], *, is_active: IsActive = None) -> Any:
-        _check_active(is_active)
-        return fn()
 
     def queue_depth(self) -> int:
         return 0
@@ -273,6 +287,8 @@ class DynamicBatcher:
         self._queued = 0
         self._seq = itertools.count()
         self._closed = False
+        # The kind of the last batch taken, when it yields to other kinds.
+        self._yielding: Hashable | None = None
         self.batches_run = 0
         self.items_run = 0
         self._worker = threading.Thread(target=self._loop, name=f"xaimesh-batcher-{name}", daemon=True)
@@ -311,7 +327,7 @@ class DynamicBatcher:
                 )
             futures = []
             for payload, length in zip(payloads, lengths):
-                key = (kind, length_bucket(int(length))) if kind != _CALL_KIND else (kind, next(self._seq))
+                key = (kind, length_bucket(int(length)) if uses_length_classes(kind) else 0)
                 item = _Item(next(self._seq), key, kind, payload, int(length), ticket)
                 self._queues.setdefault(key, deque()).append(item)
                 ticket.keys.add(key)
@@ -347,17 +363,6 @@ class DynamicBatcher:
             self._cancel(ticket)
             raise
         return results
-
-    def call(self, fn: Callable[[], Any], *, is_active: IsActive = None) -> Any:
-        """Runs fn() on the worker thread (alone, between batches); returns its result."""
-        _check_active(is_active)
-        ticket = _Ticket(is_active)
-        handle = self.submit(_CALL_KIND, [fn], [1], _ticket=ticket)
-        try:
-            return handle.result()[0]
-        except BaseException:
-            self._cancel(ticket)
-            raise
 
     def _wait(self, fut: Future, ticket: _Ticket, deadline: float | None) -> Any:
         while True:
@@ -414,8 +419,10 @@ class DynamicBatcher:
 
     def _take_batch(self) -> list[_Item] | None:
         """Under the lock: the next batch, or None (wait, then retry)."""
-        # drop cancelled items at the heads, find the oldest item
+        # drop cancelled items at the heads, find the oldest item (the oldest
+        # of another kind after a batch of a yielding kind, when there is one)
         anchor: _Item | None = None
+        other: _Item | None = None
         for key in list(self._queues):
             queue = self._queues[key]
             while queue and queue[0].ticket.cancelled:
@@ -426,25 +433,26 @@ class DynamicBatcher:
                 continue
             if anchor is None or queue[0].seq < anchor.seq:
                 anchor = queue[0]
+            if self._yielding is not None and queue[0].kind != self._yielding and (
+                    other is None or queue[0].seq < other.seq):
+                other = queue[0]
+        if other is not None:
+            anchor = other
         if anchor is None:
             return None
         queue = self._queues[anchor.key]
-        if anchor.kind == _CALL_KIND:
-            queue.popleft()
-            del self._queues[anchor.key]
-            self._queued -= 1
-            return [anchor]
+        limit = max_items(anchor.kind, self.max_batch_size)
         count = 0
         longest = 0
         full = False
         for item in queue:
             size = max(longest, item.length)
-            if count and (size * (count + 1) > self.max_batch_tokens or count >= self.max_batch_size):
+            if count and (size * (count + 1) > self.max_batch_tokens or count >= limit):
                 full = True
                 break
             count += 1
             longest = size
-        if count >= self.max_batch_size:
+        if count >= limit:
             full = True
         if not full and not self._closed and time.perf_counter() < anchor.enqueued + self.max_wait_s:
             return None  # wait a little for other callers
@@ -452,6 +460,7 @@ class DynamicBatcher:
         if not queue:
             del self._queues[anchor.key]
         self._queued -= count
+        self._yielding = anchor.kind if getattr(anchor.kind, "yields", False) else None
         return batch
 
     def _next_deadline(self) -> float:
@@ -495,13 +504,6 @@ class DynamicBatcher:
                 _safe(self.on_queue_wait, w)
         kind = live[0].kind
         start = time.perf_counter()
-        if kind == _CALL_KIND:
-            item = live[0]
-            try:
-                item.future.set_result(item.payload())
-            except BaseException as exc:
-                item.future.set_exception(exc)
-            return
         try:
             results = self._run_split(kind, live)
         except BaseException as exc:

@@ -1,9 +1,15 @@
-"""Enums mirroring model.proto / tensor.proto, with the same integer values.
+"""The contract's enums (model.proto / tensor.proto) as Python IntEnums.
+
+Each IntEnum is built from the generated proto enum, so its members and
+numbers are the contract's and cannot drift: member names are the value
+names without the enum's prefix (``Granularity.WORD == 3`` for
+``GRANULARITY_WORD = 3``), ``UNSPECIFIED`` (0) included.
 
 The adapter converts a proto enum with `Granularity(request.granularity)`;
 Python callers may also pass the member, its name ("WORD", "word") or the
-full proto name ("GRANULARITY_WORD"). UNSPECIFIED (0) means the documented
-default of each call.
+full proto name ("GRANULARITY_WORD") to `coerce`, which reads every form
+through `xaimesh_contracts.enums.to_number`. UNSPECIFIED (0) means the
+documented default of each call.
 """
 
 from __future__ import annotations
@@ -11,100 +17,59 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, TypeVar
 
+import numpy as np
+
+from xaimesh_contracts import enums as contract_enums
+from xaimesh_contracts.enums import EnumValueError
+from xaimesh_contracts.v1 import model_pb2, tensor_pb2
 from xaimesh_runtime.errors import InvalidArgument
 
+E = TypeVar("E", bound=IntEnum)
 
-class InferenceMode(IntEnum):
-    UNSPECIFIED = 0
-    LOGITS = 1
-    SOFTMAX = 2
-    LOG_SOFTMAX = 3
+# IntEnum class -> the proto enum it is built from.
+_PROTO: dict[type[IntEnum], Any] = {}
 
 
-class ReplacementPolicy(IntEnum):
-    UNSPECIFIED = 0
-    PAD_TOKEN = 1
-    UNK_TOKEN = 2
-    MASK_TOKEN = 3
-    TOKEN_ID = 4
-    ZERO_EMBEDDING = 5
-    REMOVE = 6
+def _from_contract(name: str, proto_enum: Any, base: type[IntEnum] = IntEnum) -> Any:
+    cut = len(contract_enums.prefix(proto_enum))
+    members = {value_name[cut:]: number for value_name, number in proto_enum.items()}
+    cls = base(name, members, module=__name__)
+    _PROTO[cls] = proto_enum
+    return cls
 
 
-class BaselineKind(IntEnum):
-    UNSPECIFIED = 0
-    ZERO = 1
-    PAD_TOKEN = 2
-    UNK_TOKEN = 3
-    MASK_TOKEN = 4
-    TOKEN_ID = 5
-
-
-class GradientOutput(IntEnum):
-    UNSPECIFIED = 0
-    FULL = 1
-    DOT_DELTA = 2
-    ABS_SUM = 3
-    SQUARE_SUM = 4
-    L2_NORM = 5
-    DOT_INPUT = 6
-
+class _GradientOutputBase(IntEnum):
     @property
     def key(self) -> str:
         """Key of this output in the dict returned by engine.gradients()."""
         return self.name.lower()
 
 
-class Granularity(IntEnum):
-    UNSPECIFIED = 0
-    ALL_TOKENS = 1
-    TOKEN = 2
-    WORD = 3
-    SENTENCE = 4
-    SAMPLE = 5
-    CLS_TOKEN = 6
+InferenceMode = _from_contract("InferenceMode", tensor_pb2.InferenceMode)
+ReplacementPolicy = _from_contract("ReplacementPolicy", model_pb2.ReplacementPolicy)
+BaselineKind = _from_contract("BaselineKind", model_pb2.BaselineKind)
+GradientOutput = _from_contract("GradientOutput", model_pb2.GradientOutput, _GradientOutputBase)
+Granularity = _from_contract("Granularity", tensor_pb2.Granularity)
+Aggregation = _from_contract("Aggregation", tensor_pb2.Aggregation)
 
 
-class Aggregation(IntEnum):
-    UNSPECIFIED = 0
-    MEAN = 1
-    MAX = 2
-    MIN = 3
-    SUM = 4
-    SIGNED_MAX = 5
-
-
-_PREFIX = {
-    InferenceMode: "INFERENCE_MODE_",
-    ReplacementPolicy: "REPLACEMENT_POLICY_",
-    BaselineKind: "BASELINE_KIND_",
-    GradientOutput: "GRADIENT_OUTPUT_",
-    Granularity: "GRANULARITY_",
-    Aggregation: "AGGREGATION_",
-}
-
-E = TypeVar("E", bound=IntEnum)
+def proto_enum_of(cls: type[IntEnum]) -> Any:
+    """The generated proto enum an IntEnum of this module is built from."""
+    return _PROTO[cls]
 
 
 def coerce(cls: type[E], value: Any, *, field: str, default: E | None = None) -> E:
-    """value (member, int, or name) as a member of cls; UNSPECIFIED -> default."""
-    if value is None:
-        member = cls(0)
-    elif isinstance(value, cls):
-        member = value
-    elif isinstance(value, str):
-        name = value.strip().upper().removeprefix(_PREFIX.get(cls, ""))
-        try:
-            member = cls[name]
-        except KeyError:
-            valid = ", ".join(m.name for m in cls if m.value)
-            raise InvalidArgument(f"unknown {field} {value!r}: use one of {valid}", field=field) from None
-    else:
-        try:
-            member = cls(int(value))
-        except (ValueError, TypeError):
-            valid = ", ".join(f"{m.name} ({m.value})" for m in cls if m.value)
-            raise InvalidArgument(f"unknown {field} {value!r}: use one of {valid}", field=field) from None
+    """value (member, int, or name) as a member of cls; UNSPECIFIED -> default.
+
+    Raises InvalidArgument naming `field` (and the valid names) for anything
+    that is not a value of the contract's enum."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    try:
+        member = cls(contract_enums.to_number(_PROTO[cls], value, field=field))
+    except EnumValueError:
+        valid = ", ".join(m.name for m in cls if m.value)
+        raise InvalidArgument(f"unknown {field} {value!r}: use one of {valid}", field=field) from None
     if member.value == 0 and default is not None:
         return default
     return member

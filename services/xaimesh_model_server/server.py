@@ -11,16 +11,15 @@ import grpc
 import numpy as np
 import torch
 
+from xaimesh_contracts.tensors import data_type, to_numpy, to_tensor
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime import metrics
-from xaimesh_runtime.errors import map_errors, status_for_item
-from xaimesh_contracts.tensors import TensorError, data_type, to_numpy, to_tensor
+from xaimesh_runtime.errors import InvalidArgument, Unavailable, map_errors, status_for_item
 
 from . import engine
 from .engine import EmbeddingSamples, Replacement
-from xaimesh_runtime.errors import Cancelled, InvalidArgument, NotFound, ResourceExhausted, ServiceError, Unavailable
 from .loading import LoadedModel, ModelRegistry
-from .tokenization import detokenize, tokenize
+from .tokenization import detokenize, tokenize, tokenize_ids
 
 log = logging.getLogger("xaimesh_model_server")
 
@@ -41,14 +40,10 @@ BATCH_CALLERS = metrics.histogram("xaimesh_model_batch_callers", "Distinct reque
 
 
 def _on_batch(stats) -> None:
-    kind = engine_kind_name(stats.kind)
+    kind = stats.kind  # the work kind's label: "score", "grad", "act", "gen"
     metrics.BATCH_SIZE.labels(queue=kind).observe(stats.items)
     BATCH_ROWS.labels(kind=kind).observe(stats.items)
     BATCH_CALLERS.labels(kind=kind).observe(stats.callers)
-
-
-def engine_kind_name(kind) -> str:
-    return str(kind[0] if isinstance(kind, tuple) else kind)
 
 
 def _on_queue_wait(seconds: float) -> None:
@@ -122,14 +117,20 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     @map_errors()
     def Tokenize(self, request, context):
         loaded = self._model(request.model)
-        if not request.texts:
-            raise InvalidArgument("texts is empty: give at least one text to tokenize", field="texts")
+        if request.texts and request.sequences:
+            raise InvalidArgument("give texts or sequences to tokenize, not both", field="sequences")
+        if not request.texts and not request.sequences:
+            raise InvalidArgument("texts and sequences are empty: give texts (or token id sequences) to tokenize",
+                                  field="texts")
         results = []
         for i, text in enumerate(request.texts):
             try:
                 tokenized = tokenize(loaded, text, request.add_special_tokens)
             except InvalidArgument as error:
                 raise InvalidArgument(f"texts[{i}]: {error.message}", field=f"texts[{i}]") from None
+            results.append(model_pb2.TokenizedText(**_tokenized_fields(tokenized)))
+        for i, seq in enumerate(request.sequences):
+            tokenized = tokenize_ids(loaded, list(seq.ids), field=f"sequences[{i}].ids")
             results.append(model_pb2.TokenizedText(**_tokenized_fields(tokenized)))
         return model_pb2.TokenizeResponse(results=results)
 
@@ -271,7 +272,6 @@ def _tokenized_fields(tokenized) -> dict:
     fields = tokenized.to_dict()
     for key in ("words", "sentences"):
         fields[key] = [tensor_pb2.Segment(**(s if isinstance(s, dict) else vars(s))) for s in fields[key]]
-    fields.pop("truncated", None)
     return fields
 
 

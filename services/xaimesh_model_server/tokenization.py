@@ -17,6 +17,12 @@ Tokens
     index -1; an added special token has an empty span at the current
     position.
 
+Token ids
+    `tokenize_ids` describes a sequence of ids (e.g. a generated
+    continuation) by the same rules: its text is the decoded text with
+    special tokens kept (they have their own span in it), and the token
+    spans are contiguous, so they concatenate to that text.
+
 Words
     A word is a maximal run of characters that are neither whitespace nor part
     of a special token: the text is split on whitespace, and punctuation
@@ -45,9 +51,13 @@ Sentences
 from __future__ import annotations
 
 import bisect
+import functools
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
+
+import numpy as np
 
 from xaimesh_runtime.errors import InvalidArgument
 
@@ -91,7 +101,6 @@ class Tokenized:
     def to_dict(self) -> dict[str, Any]:
         """The TokenizedText message fields as plain values."""
         out = asdict(self)
-        out.pop("text")
         out.pop("truncated")
         return out
 
@@ -335,6 +344,196 @@ def build_tokenized(
         sentences=sentences,
         truncated=truncated,
     )
+
+
+def tokenize_ids(loaded: Any, token_ids: Sequence[int], *, field: str = "sequences") -> Tokenized:
+    """Describes a sequence of token ids (e.g. a generated continuation) as
+    `tokenize` describes a text: the Tokenized of exactly these ids, whose
+    `text` is their decoded text (special tokens kept, no clean-up of
+    spaces, i.e. `detokenize(loaded, ids)`), with each token's character span
+    in that text, the special mask, and words and sentences by the rules of
+    the module docstring. The spans are contiguous, so the concatenation of
+    the token spans is the text; a character split over several byte tokens
+    belongs to the first of them. For a text's own ids,
+    `tokenize_ids(loaded, tokenize(loaded, text).token_ids)` has the same
+    text, words and sentences as `tokenize(loaded, text)` (and, for
+    byte-level BPE such as SmolLM2's, the same token spans too) whenever the
+    tokenizer decodes its ids back to the text.
+
+    Cost: O(n) — one decode, plus one pass over the tokens for byte-level
+    tokenizers, or two decodes of a short window per token for others (at
+    most 256 decodes of prefixes for decoders that are neither, e.g. invalid
+    UTF-8 in byte-fallback tokens; then a long stretch's text may go to its
+    first token).
+    Raises InvalidArgument (naming `field`) for an empty sequence or ids
+    outside the tokenizer's vocabulary.
+    """
+    tokenizer = _tokenizer_of(loaded)
+    ids = _checked_ids(tokenizer, token_ids, field)
+    with tokenizer_lock:
+        text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        pieces = _byte_level_pieces(tokenizer, ids, text)
+        if pieces is None:
+            pieces = _window_pieces(tokenizer, ids, text)
+        if pieces is not None:
+            raw = []
+            cursor = 0
+            for piece in pieces:
+                raw.append((cursor, cursor + len(piece)))
+                cursor += len(piece)
+        else:  # a decoder whose pieces do not concatenate: decode prefixes
+            raw = _prefix_offsets(tokenizer, text, ids)
+        return build_tokenized(tokenizer, text, ids, raw)
+
+
+def _checked_ids(tokenizer: Any, token_ids: Sequence[int], field: str) -> list[int]:
+    size = len(tokenizer)
+    ids = []
+    for pos, value in enumerate(token_ids):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InvalidArgument(f"{field}: token ids must be integers, got {value!r} at position {pos}",
+                                  field=field)
+        i = int(value)
+        if i < 0 or i >= size:
+            raise InvalidArgument(
+                f"{field}: token id {i} at position {pos} is out of the vocabulary: valid ids are 0..{size - 1}",
+                field=field,
+            )
+        ids.append(i)
+    if not ids:
+        raise InvalidArgument(f"{field} is empty: give at least one token id", field=field)
+    return ids
+
+
+@functools.lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    """The inverse of GPT-2's byte-to-unicode table (byte-level BPE)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        decoder = backend.decoder
+        return decoder is not None and type(decoder).__name__ == "ByteLevel"
+    return hasattr(tokenizer, "byte_decoder")  # slow GPT-2 style tokenizer
+
+
+def _byte_level_pieces(tokenizer: Any, ids: list[int], text: str) -> list[str] | None:
+    """Each token's share of `text` for a byte-level BPE tokenizer, from one
+    pass of convert_ids_to_tokens and the byte decoder; None when the
+    tokenizer is not byte-level or the pieces do not give back `text`."""
+    if not _is_byte_level(tokenizer):
+        return None
+    table = _unicode_to_byte()
+    added = {int(i): str(getattr(t, "content", t)) for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
+    chunks: list[bytes] = []
+    for i, token in zip(ids, tokenizer.convert_ids_to_tokens(ids)):
+        if i in added:
+            chunks.append(added[i].encode("utf-8"))
+            continue
+        token = str(token)
+        try:
+            chunks.append(bytes(table[c] for c in token))
+        except KeyError:  # not a byte-level string: taken as it is
+            chunks.append(token.encode("utf-8"))
+    data = b"".join(chunks)
+    try:
+        if data.decode("utf-8") != text:
+            return None
+    except UnicodeDecodeError:  # a stray byte: the decoder replaced it
+        return None
+    # A token gets the characters that start in its bytes: a character split
+    # over several tokens belongs to the first, the others get an empty span.
+    pieces = []
+    char = 0
+    for chunk in chunks:
+        starts = sum(1 for b in chunk if b & 0xC0 != 0x80)
+        pieces.append(text[char : char + starts])
+        char += starts
+    return pieces
+
+
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+# Most tokens one character or one run of byte tokens may span in _window_pieces.
+_MAX_GROUP = 64
+
+
+def _window_pieces(tokenizer: Any, ids: list[int], text: str) -> list[str] | None:
+    """Each token's share of `text` by incremental decoding: token i adds
+    decode(ids[w:i+1]) minus decode(ids[w:r]) for a window w..r of the last
+    emitted tokens (so decoders that treat the first token differently, like
+    SentencePiece's leading space, see the same start in both). Tokens that
+    end in an incomplete character ("\ufffd"), and runs of byte-fallback
+    tokens ("<0xE8>", decoded together by SentencePiece-style decoders), wait
+    for the next ones; the group's text is shared by how much each token
+    lengthened the decoded window, so a split character goes to the first of
+    its tokens. None when the pieces do not give back `text`."""
+
+    def decode(part: list[int]) -> str:
+        return tokenizer.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    n = len(ids)
+    is_byte = [bool(_BYTE_TOKEN.fullmatch(str(t))) for t in tokenizer.convert_ids_to_tokens(ids)]
+    pieces = [""] * n
+    window = read = 0  # ids[window:read]: emitted context; ids[read:i]: waiting
+    before = ""
+    lengths: list[int] = []  # decoded length of the window after each waiting token
+    for i in range(n):
+        after = decode(ids[window : i + 1])
+        lengths.append(len(after))
+        incomplete = after.endswith("\ufffd") or (is_byte[i] and i + 1 < n and is_byte[i + 1])
+        if incomplete and len(lengths) < _MAX_GROUP and i < n - 1:
+            continue
+        if not after.startswith(before):
+            return None
+        cut = len(before)
+        for j, length in enumerate(lengths[:-1]):
+            end = min(max(length, cut), len(after))
+            pieces[read + j] = after[cut:end]
+            cut = end
+        pieces[i] = after[cut:]
+        window, read = read, i + 1
+        before = decode(ids[window:read])
+        lengths = []
+    if "".join(pieces) != text:
+        return None
+    return pieces
+
+
+def _prefix_offsets(tokenizer: Any, text: str, ids: list[int], max_decodes: int = 256) -> list[tuple[int, int]]:
+    """Offsets from decoded prefixes, for decoders whose pieces do not
+    concatenate. Decodes at most `max_decodes` prefixes (every token's for
+    short sequences; for longer ones, stretches of tokens, whose text goes to
+    the first token of the stretch), so the cost stays linear in the length."""
+    n = len(ids)
+    stride = max(1, -(-n // max_decodes))
+    offsets: list[tuple[int, int]] = []
+    cursor = 0
+    for start in range(0, n, stride):
+        stop = min(n, start + stride)
+        if stop == n:
+            end = len(text)
+        else:
+            prefix = tokenizer.decode(ids[:stop], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            if text.startswith(prefix) or (prefix.endswith("\ufffd") and text.startswith(prefix[:-1])):
+                end = min(len(prefix), len(text))  # an incomplete last character counts here
+            else:
+                end = cursor
+        end = max(cursor, end)
+        offsets.append((cursor, end))
+        offsets.extend((end, end) for _ in range(start + 1, stop))
+        cursor = end
+    return offsets
 
 
 def detokenize(loaded: Any, token_ids: Sequence[int], skip_special_tokens: bool = False) -> str:

@@ -104,6 +104,24 @@ def test_generate_chat_and_text(mesh):
     assert sampled == model.generate("Once upon a time", max_new_tokens=5, do_sample=True, seed=3)
 
 
+def test_tokenize_a_generated_continuation_by_its_ids(stub):
+    generated = stub.Generate(model_pb2.GenerateRequest(text=PROMPT, max_new_tokens=8), timeout=60)
+    ids = list(generated.token_ids) + [2]  # and the <|im_end|> that ended it
+    (result,) = stub.Tokenize(model_pb2.TokenizeRequest(sequences=[model_pb2.TokenIds(ids=ids)]),
+                              timeout=30).results
+    decoded = stub.Detokenize(model_pb2.DetokenizeRequest(sequences=[model_pb2.TokenIds(ids=ids)]),
+                              timeout=30).texts[0]
+    assert list(result.token_ids) == ids and result.text == decoded
+    spans = zip(result.token_start_chars, result.token_end_chars)
+    assert "".join(result.text[a:b] for a, b in spans) == result.text
+    assert result.special_mask[-1] and result.word_index[-1] == -1
+    (by_text,) = stub.Tokenize(model_pb2.TokenizeRequest(texts=[PROMPT]), timeout=30).results
+    assert by_text.text == PROMPT
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Tokenize(model_pb2.TokenizeRequest(texts=[PROMPT], sequences=[model_pb2.TokenIds(ids=ids)]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in info.value.details()
+
+
 def test_activations_equal_hidden_states(mesh, hf_lm):
     model, tokenizer = hf_lm
     texts = ["The cat sat.", PROMPT, "I am happy today! Are you?"]

@@ -1,5 +1,6 @@
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from xaimesh_model_server import engine
 from xaimesh_model_server.batching import DirectExecutor, DynamicBatcher, length_bucket, plan_batches
+from xaimesh_model_server.engine.generation import GenItem, run_generate
 from xaimesh_runtime.errors import Cancelled, ResourceExhausted
 
 
@@ -54,6 +56,8 @@ def test_plan_batches_and_buckets():
     for b in batches:
         assert max([5, 50, 5, 40, 5][i] for i in b) * len(b) <= 100
     assert plan_batches([500], 100, 10) == [[0]]  # a long item goes alone
+    # without length classes (generation), lengths mix within the budget
+    assert plan_batches([5, 12, 40, 7], 50, 10, length_classes=False) == [[0, 3, 1], [2]]
     # one class per length up to 16, then classes at most 2^(1/8) wide, increasing
     buckets = [length_bucket(n) for n in range(1, 5000)]
     assert buckets[:16] == list(range(1, 17)) and buckets == sorted(buckets)
@@ -161,8 +165,11 @@ def test_cancelled_caller_items_are_dropped():
     assert not {100, 101, 102} & set(seen)
 
 
-def test_runner_errors_reach_the_callers_and_call_runs_on_worker():
+def test_runner_errors_reach_the_callers_and_batches_run_on_the_worker():
+    threads = []
+
     def runner(kind, payloads):
+        threads.append(threading.current_thread().name)
         if 13 in payloads:
             raise RuntimeError("boom")
         return payloads
@@ -171,9 +178,99 @@ def test_runner_errors_reach_the_callers_and_call_runs_on_worker():
         with pytest.raises(RuntimeError, match="boom"):
             b.run("k", [13], [4])
         assert b.run("k", [1], [4]) == [1]
-        assert b.call(lambda: threading.current_thread().name) == "xaimesh-batcher-model"
-        with pytest.raises(ValueError, match="inside"):
-            b.call(lambda: (_ for _ in ()).throw(ValueError("inside")))
+    assert threads == ["xaimesh-batcher-model"] * 2
+
+
+@dataclass(frozen=True)
+class LongKind:
+    """A kind with the batching hints of generation."""
+
+    max_batch_size = 2
+    length_classes = False
+    yields = True
+
+
+def _wait_for(predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.005)
+
+
+def test_kind_hints_bound_batches_and_a_yielding_kind_lets_others_through():
+    gate = threading.Event()
+    rec = Recorder(gate=gate)
+    long = LongKind()
+    with DynamicBatcher(rec, max_wait_s=0.0, max_batch_tokens=40) as b:
+        h_long = b.submit(long, [1, 2, 3, 4, 5, 6, 7], [10, 10, 30, 10, 20, 5, 5])
+        _wait_for(lambda: b.queue_depth() == 5)  # the worker holds the first batch
+        h_other = b.submit("k", [100], [4])
+        h_more = b.submit(long, [8], [10])
+        gate.set()
+        assert h_long.result() == [(long, 2 * p) for p in range(1, 8)]
+        assert h_other.result() == [("k", 200)] and h_more.result() == [(long, 16)]
+    kinds = [k for k, _ in rec.batches]
+    # the other kind is served right after the batch that ran when it came,
+    # although long items are older; then the long ones, 2 at most per batch
+    assert kinds[0] == long and kinds[1] == "k" and set(kinds[2:]) == {long}
+    lengths = dict(zip(range(1, 9), [10, 10, 30, 10, 20, 5, 5, 10]))
+    for kind, payloads in rec.batches:
+        if kind == long:
+            assert len(payloads) <= 2
+            assert len(payloads) == 1 or max(lengths[p] for p in payloads) * len(payloads) <= 40
+    # every length shared one queue: 10 and 20 went together
+    assert any(sorted(lengths[p] for p in ps) == [10, 20] for k, ps in rec.batches if k == long)
+
+
+def test_generations_count_their_tokens_and_score_is_served_between_them(lm, sentence_ids):
+    """16 long generations while a Score comes: the token budget bounds each
+    generation batch (prompt + max_new_tokens per item), and the Score runs
+    right after the generation batch that was running when it came, before
+    the other generations (structural: no timing)."""
+    prompt, max_new = [5, 6, 7, 8], 40
+    budget = 4 * (len(prompt) + max_new)  # 4 generations per batch
+    alone = engine.generate(lm, token_ids=prompt, max_new_tokens=max_new)
+    want_score = engine.score(lm, sentence_ids, target_positions=[3, 9])
+    order = []
+    running, release = threading.Event(), threading.Event()
+
+    def runner(kind, payloads):
+        order.append((str(kind), len(payloads)))
+        if len(order) == 1:
+            running.set()
+            release.wait(60)
+        return engine.run_rows(lm, kind, payloads)
+
+    stats = []
+    results = {}
+
+    def call(name, fn):
+        def run():
+            results[name] = fn()
+        return threading.Thread(target=run)
+
+    with DynamicBatcher(runner, max_batch_tokens=budget, max_wait_s=0.0, on_batch=stats.append) as b:
+        gens = [call(i, lambda: engine.generate(lm, token_ids=prompt, max_new_tokens=max_new, executor=b))
+                for i in range(16)]
+        for t in gens:
+            t.start()
+        assert running.wait(60)
+        first = order[0][1]
+        _wait_for(lambda: b.queue_depth() == 16 - first)  # every other generation is queued
+        scorer = call("score", lambda: engine.score(lm, sentence_ids, target_positions=[3, 9], executor=b))
+        scorer.start()
+        _wait_for(lambda: b.queue_depth() == 16 - first + 1)
+        release.set()
+        for t in gens + [scorer]:
+            t.join(120)
+    assert [results[i] for i in range(16)] == [alone] * 16
+    np.testing.assert_allclose(results["score"], want_score, atol=1e-5)
+    kinds = [k for k, _ in order]
+    assert kinds[0] == "gen" and kinds[1] == "score"
+    assert kinds.count("gen") >= 4 and set(kinds[2:]) == {"gen"}  # generations still to do after the score
+    gen_batches = [s for s in stats if s.kind == "gen"]
+    assert sum(s.items for s in gen_batches) == 16
+    assert all(s.items <= 4 and s.padded_tokens <= budget for s in gen_batches)
 
 
 def test_direct_executor_cancellation():
@@ -254,9 +351,9 @@ def test_batched_decoding_feeds_each_sequence_its_own_positions(lm):
     hook = lm.model.register_forward_pre_hook(
         lambda _m, _args, kwargs: seen.append(kwargs["position_ids"].clone()), with_kwargs=True)
     try:
-        items = [engine._GenItem(torch.tensor(ids), 3, False, 1.0, 1.0, 0, 0, set(), None)
+        items = [GenItem(torch.tensor(ids), 3, False, 1.0, 1.0, 0, 0, set(), None)
                  for ids in ([5, 6], [7, 8, 9, 10, 11])]
-        engine._run_generate(lm, items)
+        run_generate(lm, items)
     finally:
         hook.remove()
     prefill, *steps = seen
@@ -266,10 +363,10 @@ def test_batched_decoding_feeds_each_sequence_its_own_positions(lm):
 
 def test_a_cancelled_generation_leaves_the_others_in_its_batch(lm):
     active = {"go": True}
-    items = [engine._GenItem(torch.tensor(ids), 6, False, 1.0, 1.0, 0, 0, set(), is_active)
+    items = [GenItem(torch.tensor(ids), 6, False, 1.0, 1.0, 0, 0, set(), is_active)
              for ids, is_active in (([5, 6], None), ([7, 8, 9], lambda: active["go"]))]
     active["go"] = False
-    kept, cancelled = engine._run_generate(lm, items)
+    kept, cancelled = run_generate(lm, items)
     assert kept == engine.generate(lm, token_ids=[5, 6], max_new_tokens=6)
     assert isinstance(cancelled, Cancelled)
 

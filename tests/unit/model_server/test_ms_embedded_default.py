@@ -55,6 +55,8 @@ def test_batched_generation_matches_one_at_a_time(smollm):
         "What is the capital of France?", "Name three colours.",
         "Write one sentence about cats and dogs who live together in a small house by the sea.")]
     alone = [engine.generate(smollm, messages=c, max_new_tokens=12) for c in chats]
-    items = [engine._GenItem(torch.tensor(a.prompt_token_ids), 12, False, 1.0, 1.0, 0, 0,
-                             engine._eos_ids(smollm), None) for a in alone]
-    assert engine._run_generate(smollm, items) == alone
+    from xaimesh_model_server.engine.generation import GenItem, eos_ids, run_generate
+
+    items = [GenItem(torch.tensor(a.prompt_token_ids), 12, False, 1.0, 1.0, 0, 0, eos_ids(smollm), None)
+             for a in alone]
+    assert run_generate(smollm, items) == alone

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from xaimesh_model_server import engine
-from xaimesh_model_server.engine import EmbeddingSamples, Limits, gradients, score
+from xaimesh_model_server.engine import EmbeddingSamples, GradWork, Limits, gradients, score
+from xaimesh_model_server.engine.gradients import GradItem
 from xaimesh_runtime.errors import InvalidArgument
 
 ALL = ["FULL", "DOT_DELTA", "ABS_SUM", "SQUARE_SUM", "L2_NORM", "DOT_INPUT"]
@@ -153,14 +154,14 @@ def test_coalesced_gradient_batch_with_padding(request, sentence_ids, which):
             gather, tg = torch.tensor(targets) - 1, ids_t[torch.tensor(targets)]
         else:
             gather, tg = None, torch.tensor([0, 1, 2][: len(targets)])
-        items.append(engine._GradItem(0.7 * x, x, gather, tg, engine.InferenceMode.LOGITS, ("full", "dot_delta")))
-    together = engine.run_rows(loaded, ("grad", loaded.task), items)
+        items.append(GradItem(0.7 * x, x, gather, tg, engine.InferenceMode.LOGITS, ("full", "dot_delta")))
+    together = engine.run_rows(loaded, GradWork(loaded.task), items)
     for item, res in zip(items, together):
-        alone = engine.run_rows(loaded, ("grad", loaded.task), [item])[0]
+        alone = engine.run_rows(loaded, GradWork(loaded.task), [item])[0]
         for key in ("scores", "full", "dot_delta"):
             np.testing.assert_allclose(res[key], alone[key], atol=1e-5)
     # and the small sub-batch budget gives the same
-    split = engine.run_rows(loaded, ("grad", loaded.task), items, limits=Limits(grad_batch_tokens=8))
+    split = engine.run_rows(loaded, GradWork(loaded.task), items, limits=Limits(grad_batch_tokens=8))
     for r1, r2 in zip(together, split):
         np.testing.assert_allclose(r1["full"], r2["full"], atol=1e-6)
 

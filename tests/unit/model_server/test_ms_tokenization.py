@@ -1,7 +1,8 @@
 import pytest
 
 from xaimesh_runtime.errors import InvalidArgument
-from xaimesh_model_server.tokenization import detokenize, tokenize
+from xaimesh_model_server import tokenization
+from xaimesh_model_server.tokenization import detokenize, tokenize, tokenize_ids
 
 
 def _check_invariants(t):
@@ -117,7 +118,7 @@ def test_detokenize_roundtrip_and_range(lm):
 def test_to_dict_matches_proto_fields(lm):
     d = tokenize(lm, "Hi. Bye").to_dict()
     assert set(d) == {
-        "token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask",
+        "text", "token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask",
         "word_index", "sentence_index", "words", "sentences",
     }
     assert set(d["words"][0]) == {"text", "start_char", "end_char", "start_token", "end_token"}
@@ -132,3 +133,134 @@ def test_segments_by_granularity(lm):
     assert (sample.start_token, sample.end_token) == (1, len(t))
     with pytest.raises(InvalidArgument):
         t.segments("paragraph")
+
+
+# --------------------------------------------------------------------------- tokenize_ids
+
+TEXTS = [
+    "Hello,  world!  How are you? Fine.",
+    "Héllo 日本語… ok",
+    "Pi is 3.14 roughly\nNext line e.g. here!Yes",
+    'He said "stop." Then left.',
+    "<|im_start|>user\nHi there.<|im_end|>\n<|im_start|>assistant\n",
+    "   ",
+    "  lead and trail  ",
+    "😀🎉 emoji, ok. 語",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_ids_of_a_text_describe_it_as_the_text_does(lm, text):
+    t = tokenize(lm, text)
+    by_ids = tokenize_ids(lm, t.token_ids)
+    _check_invariants(by_ids)
+    assert by_ids == t
+    assert by_ids.text == detokenize(lm, t.token_ids)
+
+
+def test_ids_that_are_not_a_text_tokenization(lm):
+    # a generated continuation: special tokens kept in the text, non-canonical splits
+    ids = tokenize(lm, " Alice smiles.").token_ids + [lm.tokenizer.eos_token_id]
+    ids = ids[:1] + tokenize(lm, " sm").token_ids + tokenize(lm, "iles.").token_ids[:1] + ids[2:]
+    t = tokenize_ids(lm, ids)
+    _check_invariants(t)
+    assert t.token_ids == ids
+    assert t.text == detokenize(lm, ids) and t.text.endswith("<|im_end|>")
+    assert t.special_mask[-1] and t.tokens[-1] == "<|im_end|>"
+    assert "".join(t.text[a:b] for a, b in zip(t.token_start_chars, t.token_end_chars)) == t.text
+    assert [w.text for w in t.words][:1] == ["Alice"]
+
+
+def test_ids_with_split_and_stray_bytes(lm):
+    ids = tokenize(lm, "語").token_ids
+    assert len(ids) > 1  # one character over several byte tokens
+    t = tokenize_ids(lm, ids)
+    assert t.tokens[0] == "語" and all(s == "" for s in t.tokens[1:])
+    # a lone lead byte followed by ".": the decoder writes U+FFFD, each token keeps its own
+    stray = tokenize_ids(lm, ids[:1] + tokenize(lm, ".").token_ids)
+    _check_invariants(stray)
+    assert stray.text == detokenize(lm, stray.token_ids) == "\ufffd."
+    assert stray.tokens == ["\ufffd", "."]
+
+
+def test_bad_ids_are_invalid_argument(lm):
+    with pytest.raises(InvalidArgument, match="out of the vocabulary") as info:
+        tokenize_ids(lm, [1, 10**7], field="sequences[3].ids")
+    assert info.value.field == "sequences[3].ids"
+    with pytest.raises(InvalidArgument, match="out of the vocabulary"):
+        tokenize_ids(lm, [-1])
+    with pytest.raises(InvalidArgument, match="empty"):
+        tokenize_ids(lm, [])
+    with pytest.raises(InvalidArgument, match="integers"):
+        tokenize_ids(lm, [1.5])
+
+
+def test_ids_cost_is_linear(lm, monkeypatch):
+    """One decode of the whole sequence for a byte-level tokenizer, not one per prefix."""
+    ids = tokenize(lm, " ".join(["The quick brown fox jumps over the lazy dog. 日本語"] * 50)).token_ids
+    calls = []
+    decode = type(lm.tokenizer).decode
+    monkeypatch.setattr(type(lm.tokenizer), "decode", lambda self, *a, **k: calls.append(1) or decode(self, *a, **k))
+    t = tokenize_ids(lm, ids)
+    assert len(calls) == 1 and len(t) == len(ids) > 500
+
+
+def _sentencepiece_like():
+    """A SentencePiece-style tokenizer (Metaspace, byte fallback), not byte-level:
+    the decoder drops the first token's leading space."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    corpus = ["Hello world. How are you? Fine, thanks.", "The quick brown fox jumps over the lazy dog."] * 20
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=320, special_tokens=specials))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def test_ids_with_a_sentencepiece_like_tokenizer():
+    tok = _sentencepiece_like()
+    for text in ["Hello world. How are you?", "The fox ß語 jumps. Fine"]:
+        t = tokenize(tok, text)
+        by_ids = tokenize_ids(tok, t.token_ids)
+        _check_invariants(by_ids)
+        assert by_ids.text == detokenize(tok, t.token_ids) == text
+        # the same words and sentences; token spans may differ where the
+        # tokenizer's own offsets overlap (a bare "▁" first token gets (0, 1))
+        for name in ("words", "sentences", "word_index", "sentence_index", "special_mask"):
+            assert getattr(by_ids, name) == getattr(t, name), name
+    # byte-fallback tokens of one character: the first carries it
+    ids = tokenize(tok, "ß").token_ids
+    t = tokenize_ids(tok, ids)
+    assert t.text == "ß" and "".join(t.tokens) == "ß"
+    assert tok.convert_ids_to_tokens(ids) == ["▁", "<0xC3>", "<0x9F>"]
+    assert t.tokens == ["", "ß", ""]
+    # special tokens stay in the text and break words
+    ids = tok("Hello", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] + tok(
+        "world")["input_ids"]
+    t = tokenize_ids(tok, ids)
+    _check_invariants(t)
+    assert "</s>" in t.text and [w.text for w in t.words] == ["Hello", "world"]
+
+
+def test_ids_with_a_decoder_whose_pieces_do_not_concatenate(lm, monkeypatch):
+    """The last resort (decoded prefixes, at most 256 of them) still gives
+    contiguous spans over the decoded text."""
+    monkeypatch.setattr(tokenization, "_byte_level_pieces", lambda *a: None)
+    monkeypatch.setattr(tokenization, "_window_pieces", lambda *a: None)
+    for text in TEXTS[:5]:
+        t = tokenize(lm, text)
+        by_ids = tokenize_ids(lm, t.token_ids)
+        _check_invariants(by_ids)
+        assert by_ids.text == text and by_ids.tokens == t.tokens  # short: every prefix decoded
+    ids = tokenize(lm, " ".join(["The fox jumps. 語"] * 150)).token_ids
+    assert len(ids) > 512
+    calls = []
+    decode = type(lm.tokenizer).decode
+    monkeypatch.setattr(type(lm.tokenizer), "decode", lambda self, *a, **k: calls.append(1) or decode(self, *a, **k))
+    t = tokenize_ids(lm, ids)
+    _check_invariants(t)
+    assert len(calls) <= 257
+    assert "".join(t.text[a:b] for a, b in zip(t.token_start_chars, t.token_end_chars)) == t.text

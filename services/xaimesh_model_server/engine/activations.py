@@ -1,0 +1,386 @@
+"""StreamActivations: layer outputs at split points, per granularity.
+
+Texts are tokenized and sent in windows as items of kind ActWork(split
+points, deepest layer); a batch is one right-padded forward with hooks on
+the split points that stops after the deepest one. Rows are aggregated per
+granularity (tokens, words, sentences, the sample) with their provenance.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from xaimesh_runtime.errors import InvalidArgument, ServiceError
+
+from ..enums import Aggregation, Granularity, coerce
+from ..loading import LoadedModel
+from ..tokenization import Tokenized, tokenize
+from .forward import forward, forward_params, pad_id, pad_stack
+from .limits import DEFAULT_LIMITS, Limits
+from .work import WorkKind, get_executor, runs
+
+
+@dataclass(frozen=True)
+class ActWork(WorkKind):
+    """Activation rows at one set of split points (`stop`: the deepest layer)."""
+
+    label = "act"
+    paths: tuple[str, ...]
+    stop: int
+
+
+@runs(ActWork)
+def run_activations(loaded: LoadedModel, kind: ActWork, items: list[torch.Tensor], limits: Limits) -> list[dict[str, torch.Tensor]]:
+    with loaded.lock, torch.inference_mode():
+        return _run_act(loaded, kind.paths, kind.stop, items)
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest split point to end the forward pass."""
+
+
+def _first_tensor(out: Any) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    for name in ("last_hidden_state", "hidden_states"):
+        value = getattr(out, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    raise InvalidArgument(f"a split point's module returned {type(out).__name__}, not a tensor")
+
+
+def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    ids, mask, offsets = pad_stack(items, "right", pad_id(loaded))
+    captured: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
+    handles = []
+
+    def capture(path: str):
+        def hook(module, args, output):
+            if threading.get_ident() == owner:
+                captured[path] = _first_tensor(output).detach()
+
+        return hook
+
+    def stopper(module, args, output):
+        if threading.get_ident() == owner and len(captured) == len(paths):
+            raise _StopForward()
+
+    try:
+        for path in paths:
+            handles.append(loaded.model.get_submodule(path).register_forward_hook(capture(path)))
+        handles.append(loaded.layers[stop].register_forward_hook(stopper))
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if "logits_to_keep" in forward_params(loaded):
+            kwargs["logits_to_keep"] = torch.tensor([0])
+        try:
+            forward(loaded, **kwargs)
+        except _StopForward:
+            pass
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [p for p in paths if p not in captured]
+    if missing:
+        raise RuntimeError(f"split points {missing} were not reached by the forward pass")
+    out = []
+    for b, seq in enumerate(items):
+        n = int(seq.shape[0])
+        row = {}
+        for path in paths:
+            t = captured[path]
+            if t.dim() < 2 or t.shape[0] != len(items):
+                raise InvalidArgument(f"split point {path!r} does not output one row per token (shape {list(t.shape)})")
+            row[path] = t[b, offsets[b] : offsets[b] + n].reshape(n, -1).cpu()
+        out.append(row)
+    return out
+
+
+@dataclass
+class RowProvenance:
+    sample_index: int
+    token_start: int
+    token_end: int  # exclusive
+    text: str
+
+
+@dataclass
+class ItemError:
+    """A problem with one input that did not stop the others."""
+
+    index: int
+    error: ServiceError
+
+
+@dataclass
+class ActivationBatch:
+    """Rows of some consecutive samples (in input order), at every split point."""
+
+    rows: dict[str, torch.Tensor]  # split point -> [n_rows, width], CPU, out_dtype
+    provenance: list[RowProvenance]
+    sample_indices: list[int]  # samples with rows here (errors excluded)
+    errors: list[ItemError]
+    samples_done: int  # samples finished so far, errors included (progress)
+    total_samples: int
+
+
+@dataclass
+class SplitPoint:
+    name: str  # module path, e.g. "model.layers.8"
+    layer: int  # index of the layer it is (or is inside)
+
+
+def resolve_split_points(loaded: LoadedModel, split_points: Sequence[str | int]) -> list[SplitPoint]:
+    """Layer indices ("8") or module paths ("model.layers.8", or a submodule of a
+    layer such as "model.layers.8.mlp") -> SplitPoints, duplicates removed."""
+    n = loaded.num_layers
+    prefix = loaded.layers_path
+    hint = (
+        f"model {loaded.model_id!r} has {n} layers: use a layer index 0..{n - 1} or a module path "
+        f"{prefix}.0 .. {prefix}.{n - 1} (or a submodule of one, e.g. {prefix}.0.mlp)"
+    )
+    if not split_points:
+        raise InvalidArgument(f"split_points is empty: {hint}", field="split_points")
+    out: list[SplitPoint] = []
+    seen: set[str] = set()
+    for sp in split_points:
+        s = str(sp).strip()
+        if s.lstrip("-").isdigit():
+            i = int(s)
+            if i < 0 or i >= n:
+                raise InvalidArgument(f"split point {s} is out of range: {hint}", field="split_points")
+            point = SplitPoint(f"{prefix}.{i}", i)
+        else:
+            if not s.startswith(prefix + "."):
+                raise InvalidArgument(f"unknown split point {s!r}: {hint}", field="split_points")
+            rest = s[len(prefix) + 1 :]
+            head = rest.split(".", 1)[0]
+            if not head.isdigit():
+                raise InvalidArgument(f"unknown split point {s!r}: {hint}", field="split_points")
+            i = int(head)
+            if i >= n:
+                raise InvalidArgument(f"split point {s!r} is out of range: {hint}", field="split_points")
+            try:
+                loaded.model.get_submodule(s)
+            except AttributeError:
+                raise InvalidArgument(f"unknown split point {s!r}: no such module; {hint}", field="split_points") from None
+            point = SplitPoint(s, i)
+        if point.name not in seen:
+            seen.add(point.name)
+            out.append(point)
+    return out
+
+
+def aggregate_rows(rows: torch.Tensor, segment_ids: torch.Tensor, n_segments: int, aggregation: Aggregation) -> torch.Tensor:
+    """Combines rows [N, W] into [n_segments, W] by segment id (rows with id < 0 are ignored)."""
+    keep = segment_ids >= 0
+    rows, seg = rows[keep].float(), segment_ids[keep]
+    W = rows.shape[1]
+    idx = seg.view(-1, 1).expand(-1, W)
+    if aggregation in (Aggregation.MEAN, Aggregation.SUM):
+        out = torch.zeros(n_segments, W).index_add_(0, seg, rows)
+        if aggregation == Aggregation.MEAN:
+            counts = torch.bincount(seg, minlength=n_segments).clamp(min=1).unsqueeze(1)
+            out = out / counts
+        return out
+    hi = torch.zeros(n_segments, W).scatter_reduce_(0, idx, rows, "amax", include_self=False)
+    if aggregation == Aggregation.MAX:
+        return hi
+    lo = torch.zeros(n_segments, W).scatter_reduce_(0, idx, rows, "amin", include_self=False)
+    if aggregation == Aggregation.MIN:
+        return lo
+    return torch.where(hi.abs() >= lo.abs(), hi, lo)  # SIGNED_MAX
+
+
+class ActivationJob:
+    """A validated activations request; iterate it for ActivationBatch-es.
+
+    Texts are tokenized and sent in windows (about
+    `Limits.activation_window_tokens` tokens; the next window is queued
+    before the current one is assembled), and each window comes back as one
+    ActivationBatch in input order. A text that cannot be processed (e.g. an
+    empty one) becomes an ItemError; the others go on.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        texts: Sequence[str],
+        points: list[SplitPoint],
+        granularity: Granularity,
+        aggregation: Aggregation,
+        add_special_tokens: bool,
+        max_length: int,
+        executor: Any,
+        is_active: Any,
+        limits: Limits,
+        out_dtype: torch.dtype,
+    ) -> None:
+        self.loaded = loaded
+        self.texts = texts
+        self.points = points
+        self.split_points = [p.name for p in points]
+        self.granularity = granularity
+        self.aggregation = aggregation
+        self.add_special_tokens = add_special_tokens
+        self.max_length = max_length
+        self.executor = executor
+        self.is_active = is_active
+        self.limits = limits
+        self.out_dtype = out_dtype
+        self.num_samples = len(texts)
+        self.hidden_size = loaded.hidden_size
+        self.kind = ActWork(tuple(self.split_points), max(p.layer for p in points))
+
+    def _windows(self) -> Iterator[tuple[list[tuple[int, Tokenized]], list[ItemError]]]:
+        window: list[tuple[int, Tokenized]] = []
+        errors: list[ItemError] = []
+        tokens = 0
+        for idx, text in enumerate(self.texts):
+            try:
+                tk = tokenize(self.loaded, text, self.add_special_tokens, max_length=self.max_length)
+                if len(tk) == 0:
+                    raise InvalidArgument(f"text {idx} has no tokens", field="texts")
+            except ServiceError as exc:
+                errors.append(ItemError(idx, exc))
+                continue
+            window.append((idx, tk))
+            tokens += len(tk)
+            if tokens >= self.limits.activation_window_tokens:
+                yield window, errors
+                window, errors, tokens = [], [], 0
+        if window or errors:
+            yield window, errors
+
+    def __iter__(self) -> Iterator[ActivationBatch]:
+        executor = self.executor
+        pending = None
+        done = 0
+        try:
+            for window, errors in self._windows():
+                payloads = [torch.tensor(tk.token_ids, dtype=torch.long) for _, tk in window]
+                handle = executor.submit(
+                    self.kind, payloads, [len(tk) for _, tk in window], is_active=self.is_active,
+                    admitted=pending is not None or done > 0,
+                )
+                if pending is not None:
+                    done += len(pending[0]) + len(pending[1])
+                    yield self._assemble(*pending, done)
+                pending = (window, errors, handle)
+            if pending is not None:
+                done += len(pending[0]) + len(pending[1])
+                yield self._assemble(*pending, done)
+                pending = None
+        finally:
+            if pending is not None:
+                pending[2].cancel()
+
+    def _assemble(self, window, errors, handle, done: int) -> ActivationBatch:
+        results = handle.result() if window else []
+        rows: dict[str, list[torch.Tensor]] = {p: [] for p in self.split_points}
+        provenance: list[RowProvenance] = []
+        for (idx, tk), acts in zip(window, results):
+            seg_ids, n_seg, prov = self._segments(idx, tk)
+            provenance.extend(prov)
+            for p in self.split_points:
+                rows[p].append(self._rows(acts[p], seg_ids, n_seg))
+        out = {}
+        for p in self.split_points:
+            if rows[p]:
+                out[p] = torch.cat(rows[p]).to(self.out_dtype)
+            else:
+                out[p] = torch.zeros(0, self.hidden_size, dtype=self.out_dtype)
+        return ActivationBatch(out, provenance, [idx for idx, _ in window], errors, done, self.num_samples)
+
+    def _segments(self, idx: int, tk: Tokenized) -> tuple[torch.Tensor | None, int, list[RowProvenance]]:
+        """Segment id per token (None = one row per selected token) and provenance."""
+        g = self.granularity
+        n = len(tk)
+        if g in (Granularity.ALL_TOKENS, Granularity.TOKEN, Granularity.CLS_TOKEN):
+            if g == Granularity.ALL_TOKENS:
+                sel = list(range(n))
+            elif g == Granularity.TOKEN:
+                sel = [i for i in range(n) if not tk.special_mask[i]]
+            else:
+                sel = [0]
+            seg = torch.full((n,), -1, dtype=torch.long)
+            seg[sel] = torch.arange(len(sel))
+            return seg, len(sel), [RowProvenance(idx, i, i + 1, tk.tokens[i]) for i in sel]
+        if g == Granularity.SAMPLE:
+            non_special = [i for i in range(n) if not tk.special_mask[i]] or list(range(n))
+            seg = torch.full((n,), -1, dtype=torch.long)
+            seg[non_special] = 0
+            end_char = max(tk.token_end_chars) if tk.truncated else len(tk.text)
+            return seg, 1, [RowProvenance(idx, non_special[0], non_special[-1] + 1, tk.text[:end_char])]
+        segments = tk.words if g == Granularity.WORD else tk.sentences
+        index = tk.word_index if g == Granularity.WORD else tk.sentence_index
+        seg = torch.tensor(index, dtype=torch.long)
+        return seg, len(segments), [RowProvenance(idx, s.start_token, s.end_token, s.text) for s in segments]
+
+    def _rows(self, acts: torch.Tensor, seg: torch.Tensor, n_seg: int) -> torch.Tensor:
+        if self.granularity in (Granularity.ALL_TOKENS, Granularity.TOKEN, Granularity.CLS_TOKEN):
+            return acts[seg >= 0].float()
+        return aggregate_rows(acts, seg, n_seg, self.aggregation)
+
+
+def activations(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    split_points: Sequence[str | int],
+    granularity: Granularity | int | str = Granularity.TOKEN,
+    aggregation: Aggregation | int | str = Aggregation.MEAN,
+    add_special_tokens: bool = False,
+    max_length: int = 0,
+    *,
+    executor: Any = None,
+    is_active: Any = None,
+    limits: Limits | None = None,
+    out_dtype: torch.dtype = torch.float32,
+) -> ActivationJob:
+    """Activations (layer outputs) at split points, per granularity.
+
+    Validates everything up front (InvalidArgument) and returns an
+    ActivationJob to iterate. The activation of a layer is its output hidden
+    state (for the last layer: before the final norm). The forward pass stops
+    right after the deepest requested layer. granularity (UNSPECIFIED ->
+    TOKEN): ALL_TOKENS (every token), TOKEN (non-special tokens), WORD,
+    SENTENCE (segments of tokenization.py, rows aggregated), SAMPLE (all
+    non-special tokens aggregated), CLS_TOKEN (first token). aggregation
+    (UNSPECIFIED -> MEAN): MEAN, MAX, MIN, SUM, SIGNED_MAX. max_length
+    truncates each text (0 = the model's maximum).
+    """
+    limits = limits or DEFAULT_LIMITS
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise InvalidArgument("texts is empty: give at least one text", field="texts")
+    points = resolve_split_points(loaded, split_points)
+    g = coerce(Granularity, granularity, field="granularity", default=Granularity.TOKEN)
+    a = coerce(Aggregation, aggregation, field="aggregation", default=Aggregation.MEAN)
+    max_length = int(max_length or 0)
+    if max_length < 0 or max_length > loaded.max_sequence_length:
+        raise InvalidArgument(
+            f"max_length {max_length} is out of range: model {loaded.model_id!r} accepts 1..{loaded.max_sequence_length} "
+            "tokens (0 = that maximum)",
+            field="max_length",
+        )
+    return ActivationJob(
+        loaded,
+        texts,
+        points,
+        g,
+        a,
+        bool(add_special_tokens),
+        max_length or loaded.max_sequence_length,
+        get_executor(loaded, executor, limits),
+        is_active,
+        limits,
+        out_dtype,
+    )

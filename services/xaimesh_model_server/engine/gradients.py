@@ -1,0 +1,310 @@
+"""ComputeGradients: gradients of target scores w.r.t. input embeddings.
+
+Each sample (a point in embedding space, EmbeddingSamples or explicit
+embeddings) becomes one GradItem of kind GradWork(task); a batch is one
+forward with autograd and one backward per target index over the whole
+batch, split further so one forward + backward holds at most
+Limits.grad_batch_tokens tokens. Gradients are reduced on the server
+(DOT_DELTA, ABS_SUM...) unless FULL is asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from xaimesh_runtime.errors import InvalidArgument
+
+from ..enums import BaselineKind, GradientOutput, InferenceMode, coerce
+from ..loading import TASK_CAUSAL_LM, LoadedModel
+from .forward import forward, lm_rows, pad_side, pad_stack, target_values
+from .inputs import check_input_ids, check_targets, check_token_id, special_token_id
+from .limits import DEFAULT_LIMITS, Limits
+from .work import WorkKind, get_executor, runs
+
+
+@dataclass
+class EmbeddingSamples:
+    """Where gradients are taken (model.proto EmbeddingSamples).
+
+    Sample i is baseline_i + alphas[i] * (x - baseline_i) + noise_i, with x the
+    sequence's embeddings, baseline_i = baseline + N(0, baseline_noise_stddev)
+    and noise_i ~ N(0, noise_stddev). Empty alphas = one sample with alpha 1.
+    Positions where position_mask is false keep x (no noise) and count as
+    their own baseline, so their DOT_DELTA is 0. Noise is drawn on the CPU from
+    torch.Generator().manual_seed(seed): baseline noise then noise, sample by
+    sample; the same seed gives the same samples on every device.
+    """
+
+    baseline: BaselineKind | int | str = BaselineKind.ZERO
+    baseline_token_id: int = 0
+    alphas: Sequence[float] = ()
+    noise_stddev: float = 0.0
+    baseline_noise_stddev: float = 0.0
+    seed: int = 0
+    position_mask: Sequence[bool] = ()
+
+
+@dataclass
+class GradItem:
+    point: torch.Tensor  # [L, D] float32 CPU: where the gradient is taken
+    delta: torch.Tensor | None  # [L, D] x - baseline_i (for DOT_DELTA)
+    gather: torch.Tensor | None
+    targets: torch.Tensor
+    mode: InferenceMode
+    outputs: tuple[str, ...]  # GradientOutput keys
+
+
+@dataclass(frozen=True)
+class GradWork(WorkKind):
+    """Gradient samples of models of one task."""
+
+    label = "grad"
+    task: str
+
+
+@runs(GradWork)
+def run_gradients(loaded: LoadedModel, kind: GradWork, items: list[GradItem], limits: Limits) -> list[dict[str, np.ndarray]]:
+    out: list[Any] = []
+    lengths = [int(p.point.shape[0]) for p in items]
+    with loaded.lock:
+        i = 0
+        while i < len(items):  # sub-batches within the gradient token budget
+            j, longest = i, 0
+            while j < len(items) and (j == i or max(longest, lengths[j]) * (j - i + 1) <= limits.grad_batch_tokens):
+                longest = max(longest, lengths[j])
+                j += 1
+            out.extend(_run_grad(loaded, items[i:j]))
+            i = j
+    return out
+
+
+def _run_grad(loaded: LoadedModel, items: list[GradItem]) -> list[dict[str, np.ndarray]]:
+    dev = loaded.device
+    side = pad_side(loaded)
+    with torch.inference_mode(False), torch.enable_grad():
+        points, mask, offsets = pad_stack([it.point for it in items], side, 0.0)
+        points = points.to(dev, loaded.dtype).requires_grad_(True)
+        counts = [int(it.targets.shape[0]) for it in items]
+        batch_idx = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
+        target_idx = torch.cat([torch.arange(c) for c in counts])
+        targets = torch.cat([it.targets for it in items]).to(dev)
+        modes = torch.tensor([int(it.mode) for it in items for _ in range(int(it.targets.shape[0]))], device=dev)
+        kwargs = {"inputs_embeds": points, "attention_mask": mask}
+        if loaded.task == TASK_CAUSAL_LM:
+            pos = torch.cat([it.gather + offsets[b] for b, it in enumerate(items)])
+            rows = lm_rows(loaded, kwargs, batch_idx, pos)
+        else:
+            rows = forward(loaded, **kwargs).logits[batch_idx.to(dev)]
+        values = target_values(rows, targets, modes)  # [N]
+        wanted = set(o for it in items for o in it.outputs)
+        deltas = None
+        if "dot_delta" in wanted:
+            deltas, _, _ = pad_stack(
+                [it.delta if it.delta is not None else torch.zeros_like(it.point) for it in items], side, 0.0
+            )
+            deltas = deltas.to(dev)
+        plain = points.detach().float() if "dot_input" in wanted else None
+        results = [
+            {"scores": np.zeros(c, dtype=np.float32)} for c in counts
+        ]
+        vals_cpu = values.detach().float().cpu().numpy()
+        for k in range(len(vals_cpu)):
+            results[int(batch_idx[k])]["scores"][int(target_idx[k])] = vals_cpu[k]
+        n_t = max(counts)
+        for t in range(n_t):
+            sel = (target_idx == t).nonzero().squeeze(1)
+            loss = values[sel.to(dev)].sum()
+            (grad,) = torch.autograd.grad(loss, points, retain_graph=t < n_t - 1)
+            grad = grad.float()
+            reduced: dict[str, torch.Tensor] = {}
+            if "dot_delta" in wanted:
+                reduced["dot_delta"] = (grad * deltas).sum(-1)
+            if "dot_input" in wanted:
+                reduced["dot_input"] = (grad * plain).sum(-1)
+            if wanted & {"square_sum", "l2_norm"}:
+                sq = grad.square().sum(-1)
+                reduced["square_sum"] = sq
+                reduced["l2_norm"] = sq.sqrt()
+            if "abs_sum" in wanted:
+                reduced["abs_sum"] = grad.abs().sum(-1)
+            reduced_cpu = {k: v.cpu() for k, v in reduced.items()}
+            grad_cpu = grad.cpu() if "full" in wanted else None
+            for b, it in enumerate(items):
+                if t >= counts[b]:
+                    continue
+                n = int(it.point.shape[0])
+                a = offsets[b]
+                res = results[b]
+                for key in it.outputs:
+                    if key == "full":
+                        arr = res.setdefault("full", np.zeros((counts[b], n, it.point.shape[1]), dtype=np.float32))
+                        arr[t] = grad_cpu[b, a : a + n].numpy()
+                    else:
+                        arr = res.setdefault(key, np.zeros((counts[b], n), dtype=np.float32))
+                        arr[t] = reduced_cpu[key][b, a : a + n].numpy()
+    return results
+
+
+
+def input_embeddings(loaded: LoadedModel, input_ids: Any) -> torch.Tensor:
+    """The sequence's input embeddings x, float32 CPU [L, D]."""
+    ids = check_input_ids(loaded, input_ids)
+    with loaded.lock, torch.no_grad():  # not inference_mode: the result may enter autograd
+        return loaded.input_embeddings(ids.to(loaded.device)).float().cpu().clone()
+
+
+def _baseline(loaded: LoadedModel, kind: BaselineKind, token_id: int, x: torch.Tensor) -> torch.Tensor:
+    if kind == BaselineKind.ZERO:
+        return torch.zeros_like(x)
+    alternatives = "use ZERO or TOKEN_ID"
+    if kind == BaselineKind.PAD_TOKEN:
+        tid = special_token_id(loaded, "pad", "samples.baseline", alternatives)
+    elif kind == BaselineKind.UNK_TOKEN:
+        tid = special_token_id(loaded, "unk", "samples.baseline", alternatives)
+    elif kind == BaselineKind.MASK_TOKEN:
+        tid = special_token_id(loaded, "mask", "samples.baseline", alternatives)
+    else:
+        tid = check_token_id(loaded, int(token_id), "samples.baseline.token_id")
+    row = input_embeddings(loaded, [tid])[0]
+    return row.expand_as(x).clone()
+
+
+def _finite(value: float, name: str, nonneg: bool = False) -> float:
+    v = float(value)
+    if not math.isfinite(v) or (nonneg and v < 0):
+        raise InvalidArgument(f"{name} must be a finite{' non-negative' if nonneg else ''} number, got {value!r}", field=name)
+    return v
+
+
+def make_samples(loaded: LoadedModel, ids: torch.Tensor, spec: EmbeddingSamples, limits: Limits | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(points [n, L, D], deltas x - baseline_i [n, L, D]), float32 CPU."""
+    limits = limits or DEFAULT_LIMITS
+    x = input_embeddings(loaded, ids)
+    L = x.shape[0]
+    kind = coerce(BaselineKind, spec.baseline, field="samples.baseline", default=BaselineKind.ZERO)
+    base = _baseline(loaded, kind, spec.baseline_token_id, x)
+    alphas = [_finite(a, "samples.alphas") for a in (spec.alphas if spec.alphas is not None else ())] or [1.0]
+    if len(alphas) > limits.max_sequences:
+        raise InvalidArgument(
+            f"{len(alphas)} samples exceed the limit of {limits.max_sequences}: split the request", field="samples.alphas"
+        )
+    sigma = _finite(spec.noise_stddev, "samples.noise_stddev", nonneg=True)
+    sigma_b = _finite(spec.baseline_noise_stddev, "samples.baseline_noise_stddev", nonneg=True)
+    pm = list(spec.position_mask) if spec.position_mask is not None else []
+    if pm and len(pm) != L:
+        raise InvalidArgument(
+            f"samples.position_mask has {len(pm)} entries but the sequence has {L} tokens: give one per token or none",
+            field="samples.position_mask",
+        )
+    moved = torch.tensor([bool(v) for v in pm], dtype=torch.bool) if pm else torch.ones(L, dtype=torch.bool)
+    fixed = (~moved).unsqueeze(-1)
+    gen = torch.Generator().manual_seed(int(spec.seed))
+    points, deltas = [], []
+    for a in alphas:
+        b = base
+        if sigma_b > 0:
+            b = base + sigma_b * torch.randn(x.shape, generator=gen)
+        p = b + a * (x - b)
+        if sigma > 0:
+            p = p + sigma * torch.randn(x.shape, generator=gen)
+        b = torch.where(fixed, x, b)
+        p = torch.where(fixed, x, p)
+        points.append(p)
+        deltas.append(x - b)
+    return torch.stack(points), torch.stack(deltas)
+
+
+def gradients(
+    loaded: LoadedModel,
+    input_ids: Any,
+    *,
+    target_positions: Any = (),
+    target_classes: Any = (),
+    inference_mode: InferenceMode | int | str = InferenceMode.LOGITS,
+    samples: EmbeddingSamples | None = None,
+    embeddings: Any = None,
+    outputs: Sequence[GradientOutput | int | str] = (),
+    executor: Any = None,
+    is_active: Any = None,
+    limits: Limits | None = None,
+) -> dict[str, np.ndarray]:
+    """Gradients of target scores w.r.t. input embeddings (ComputeGradients).
+
+    Points: `samples` (EmbeddingSamples; default one sample at x) or explicit
+    `embeddings` [n, L, D] (then the baseline is zero: DOT_DELTA is
+    sum_d grad * x with x the embeddings of input_ids). Returns "scores"
+    [n, T] (the score at each sample) and, per requested output (default
+    DOT_DELTA), "full" [n, T, L, D] or "dot_delta" / "abs_sum" / "square_sum"
+    / "l2_norm" / "dot_input" [n, T, L], all float32.
+    """
+    limits = limits or DEFAULT_LIMITS
+    ids = check_input_ids(loaded, input_ids)
+    L = int(ids.shape[0])
+    D = loaded.hidden_size
+    tg = check_targets(loaded, ids, target_positions, target_classes, limits)
+    mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
+    keys: list[str] = []
+    for o in outputs or ():
+        member = coerce(GradientOutput, o, field="outputs", default=GradientOutput.DOT_DELTA)
+        if member.key not in keys:
+            keys.append(member.key)
+    if not keys:
+        keys = ["dot_delta"]
+    if samples is not None and embeddings is not None:
+        raise InvalidArgument("give either samples or embeddings, not both", field="points")
+    if embeddings is not None:
+        if isinstance(embeddings, torch.Tensor):
+            emb = embeddings.detach().float().cpu()
+        else:
+            emb = torch.from_numpy(np.asarray(embeddings, dtype=np.float32).copy())
+        if emb.dim() == 2:
+            emb = emb.unsqueeze(0)
+        if emb.dim() != 3 or emb.shape[1] != L or emb.shape[2] != D:
+            raise InvalidArgument(
+                f"embeddings must have shape [n_samples, {L}, {D}] (seq_len of input_ids, hidden size), "
+                f"got {list(emb.shape)}",
+                field="embeddings",
+            )
+        if emb.shape[0] == 0:
+            raise InvalidArgument("embeddings has no samples", field="embeddings")
+        if emb.shape[0] > limits.max_sequences:
+            raise InvalidArgument(
+                f"{emb.shape[0]} samples exceed the limit of {limits.max_sequences}: split the request",
+                field="embeddings",
+            )
+        if not bool(torch.isfinite(emb).all()):
+            bad = (~torch.isfinite(emb)).nonzero()[0].tolist()
+            raise InvalidArgument(
+                f"embeddings hold NaN or infinite values (first at index {bad}): send finite numbers",
+                field="embeddings",
+            )
+        points = emb
+        x = input_embeddings(loaded, ids) if "dot_delta" in keys else None
+        deltas = None if x is None else x.unsqueeze(0).expand_as(points)
+    else:
+        points, deltas = make_samples(loaded, ids, samples or EmbeddingSamples(), limits)
+    n, T = int(points.shape[0]), int(tg.tokens.shape[0])
+    size = 4 * n * T * (L * D if "full" in keys else L) * len(keys)
+    if size > limits.max_output_bytes:
+        raise InvalidArgument(
+            f"the requested gradients take {size / 2**20:.0f} MiB, more than the limit of "
+            f"{limits.max_output_bytes / 2**20:.0f} MiB: ask for reduced outputs (DOT_DELTA, L2_NORM...) "
+            "instead of FULL, or fewer samples / targets",
+            field="outputs",
+        )
+    gather = tg.positions - 1 if tg.positions is not None else None
+    items = [
+        GradItem(points[i], None if deltas is None else deltas[i], gather, tg.tokens, mode, tuple(keys))
+        for i in range(n)
+    ]
+    kind = GradWork(loaded.task)
+    results = get_executor(loaded, executor, limits).run(kind, items, [L] * n, is_active=is_active)
+    out = {"scores": np.stack([r["scores"] for r in results])}
+    for key in keys:
+        out[key] = np.stack([r[key] for r in results])
+    return out

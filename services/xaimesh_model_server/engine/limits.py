@@ -1,0 +1,35 @@
+"""Request limits and batching budgets of the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits and batching budgets (configurable by the adapter)."""
+
+    # Rows of a Score request / samples of a ComputeGradients request.
+    max_sequences: int = 8192
+    max_targets: int = 4096
+    # The largest max_new_tokens a Generate request may ask for.
+    max_new_tokens: int = 4096
+    # Bytes of the gradient outputs of one request (FULL is n x T x L x D floats).
+    max_output_bytes: int = 1 << 31
+    # DirectExecutor packing (the DynamicBatcher has its own settings).
+    max_batch_tokens: int = 16384
+    max_batch_size: int = 256
+    # Tokens in one gradient forward + backward.
+    grad_batch_tokens: int = 4096
+    # Logits kept by one score forward (batch x kept positions x vocab).
+    max_logits_elements: int = 1 << 27
+    # Tokens of texts tokenized and sent together by activations() (two
+    # windows are in flight: one computing, one being assembled).
+    activation_window_tokens: int = 16384
+
+
+DEFAULT_LIMITS = Limits()
+
+# The max_new_tokens of a Generate request that leaves it 0 / None. Not a cap:
+# the cap is Limits.max_new_tokens.
+MAX_NEW_TOKENS_WHEN_UNSET = 128

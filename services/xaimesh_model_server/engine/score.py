@@ -1,0 +1,243 @@
+"""Score: target scores of a base sequence under keep-masks (ScoreRequest).
+
+Each row of the keep-mask becomes one ScoreItem of kind ScoreWork(task);
+a batch of them is one padded, teacher-forced forward (split when the kept
+logits would exceed Limits.max_logits_elements) that projects only the
+target positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from xaimesh_runtime.errors import InvalidArgument
+
+from ..enums import InferenceMode, ReplacementPolicy, coerce
+from ..loading import TASK_CAUSAL_LM, LoadedModel
+from .forward import forward, forward_params, lm_rows, pad_id, pad_side, pad_stack, target_values
+from .inputs import check_input_ids, check_targets, check_token_id, special_token_id
+from .limits import DEFAULT_LIMITS, Limits
+from .work import WorkKind, get_executor, runs
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """What a masked-out token becomes (ScoreRequest.replacement)."""
+
+    policy: ReplacementPolicy | int | str = ReplacementPolicy.PAD_TOKEN
+    token_id: int = 0
+
+
+@dataclass
+class ScoreItem:
+    ids: torch.Tensor  # [L] int64, CPU
+    zero: torch.Tensor | None  # [L] bool: positions whose input embedding is zeroed
+    gather: torch.Tensor | None  # [T] logits position per target (causal LM)
+    targets: torch.Tensor  # [T] token ids (LM) or class indices (classifier)
+    mode: InferenceMode
+
+
+@dataclass(frozen=True)
+class ScoreWork(WorkKind):
+    """Score rows of models of one task."""
+
+    label = "score"
+    task: str
+
+
+@runs(ScoreWork)
+def run_score(loaded: LoadedModel, kind: ScoreWork, items: list[ScoreItem], limits: Limits) -> list[np.ndarray]:
+    with loaded.lock, torch.inference_mode():
+        out: list[np.ndarray] = []
+        for chunk in _logits_chunks(loaded, items, limits):
+            out.extend(_score_batch(loaded, chunk))
+        return out
+
+
+def _logits_chunks(loaded: LoadedModel, items: list[ScoreItem], limits: Limits) -> list[list[ScoreItem]]:
+    """Splits a score batch so each forward keeps at most max_logits_elements logits
+    (batch x kept positions x vocab; every position when the model has no
+    `logits_to_keep`)."""
+    if loaded.task != TASK_CAUSAL_LM:
+        return [items]
+    vocab = loaded.vocab_size
+    selective = "logits_to_keep" in forward_params(loaded)
+    chunks: list[list[ScoreItem]] = []
+    current: list[ScoreItem] = []
+    kept: set[int] = set()
+    longest = 0
+    for it in items:
+        new = kept | set(it.gather.tolist())
+        new_longest = max(longest, int(it.ids.shape[0]))
+        width = len(new) if selective else new_longest
+        if current and (len(current) + 1) * width * vocab > limits.max_logits_elements:
+            chunks.append(current)
+            current, new, new_longest = [], set(it.gather.tolist()), int(it.ids.shape[0])
+        current.append(it)
+        kept, longest = new, new_longest
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _score_batch(loaded: LoadedModel, items: list[ScoreItem]) -> list[np.ndarray]:
+    dev = loaded.device
+    side = pad_side(loaded)
+    ids, mask, offsets = pad_stack([it.ids for it in items], side, pad_id(loaded))
+    use_embeds = side == "left" or any(it.zero is not None for it in items)
+    kwargs: dict[str, Any] = {"attention_mask": mask}
+    if use_embeds:
+        embeds = loaded.input_embeddings(ids.to(dev))
+        if any(it.zero is not None for it in items):
+            keep = torch.ones(ids.shape, dtype=embeds.dtype)
+            for b, it in enumerate(items):
+                if it.zero is not None:
+                    n = int(it.ids.shape[0])
+                    keep[b, offsets[b] : offsets[b] + n] = (~it.zero).to(embeds.dtype)
+            embeds = embeds * keep.to(dev).unsqueeze(-1)
+        kwargs["inputs_embeds"] = embeds
+    else:
+        kwargs["input_ids"] = ids
+    counts = [int(it.targets.shape[0]) for it in items]
+    batch_idx = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
+    targets = torch.cat([it.targets for it in items]).to(dev)
+    modes = torch.tensor([int(it.mode) for it in items for _ in range(int(it.targets.shape[0]))], device=dev)
+    if loaded.task == TASK_CAUSAL_LM:
+        pos = torch.cat([it.gather + offsets[b] for b, it in enumerate(items)])
+        rows = lm_rows(loaded, kwargs, batch_idx, pos)
+    else:
+        logits = forward(loaded, **kwargs).logits  # [B, C]
+        rows = logits[batch_idx.to(dev)]  # [N, C]
+    vals = target_values(rows, targets, modes).cpu().numpy().astype(np.float32, copy=False)
+    return list(np.split(vals, np.cumsum(counts)[:-1]))
+
+
+def _check_keep_mask(keep_mask: Any, L: int, limits: Limits) -> torch.Tensor:
+    if isinstance(keep_mask, torch.Tensor):
+        keep_mask = keep_mask.detach().cpu().numpy()
+    arr = np.asarray(keep_mask)
+    if arr.ndim == 1 and arr.shape[0] == L:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != L:
+        raise InvalidArgument(
+            f"keep_mask must have shape [n_sequences, {L}] (one column per input id), got {list(arr.shape)}",
+            field="keep_mask",
+        )
+    if arr.shape[0] == 0:
+        raise InvalidArgument("keep_mask has no rows: give at least one sequence, or omit it", field="keep_mask")
+    if arr.shape[0] > limits.max_sequences:
+        raise InvalidArgument(
+            f"keep_mask has {arr.shape[0]} rows, more than the limit of {limits.max_sequences}: "
+            "split the request into several",
+            field="keep_mask",
+        )
+    if arr.dtype != np.bool_:
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)) or not np.all(
+            (arr == 0) | (arr == 1)
+        ):
+            raise InvalidArgument("keep_mask must hold only 0 and 1 (bool or uint8)", field="keep_mask")
+        arr = arr != 0
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _replacement_id(loaded: LoadedModel, policy: ReplacementPolicy, token_id: int) -> int | None:
+    if policy == ReplacementPolicy.PAD_TOKEN:
+        return special_token_id(loaded, "pad", "replacement", "use TOKEN_ID or ZERO_EMBEDDING")
+    if policy == ReplacementPolicy.UNK_TOKEN:
+        return special_token_id(loaded, "unk", "replacement", "use PAD_TOKEN, TOKEN_ID or ZERO_EMBEDDING")
+    if policy == ReplacementPolicy.MASK_TOKEN:
+        return special_token_id(loaded, "mask", "replacement", "use PAD_TOKEN, TOKEN_ID or ZERO_EMBEDDING")
+    if policy == ReplacementPolicy.TOKEN_ID:
+        return check_token_id(loaded, int(token_id), "replacement.token_id")
+    return None
+
+
+def score(
+    loaded: LoadedModel,
+    input_ids: Any,
+    keep_mask: Any = None,
+    replacement: Replacement | ReplacementPolicy | int | str | None = None,
+    *,
+    target_positions: Any = (),
+    target_classes: Any = (),
+    inference_mode: InferenceMode | int | str = InferenceMode.LOGITS,
+    executor: Any = None,
+    is_active: Any = None,
+    limits: Limits | None = None,
+) -> np.ndarray:
+    """Target scores, float32 [n_sequences, n_targets] (ScoreRequest semantics).
+
+    Causal LM: target position p is scored by the logits at p - 1 for token
+    input_ids[p] (teacher forcing; every target of a sequence comes from one
+    forward). The scored token is always the base sequence's token, even
+    where the mask replaces it in the input. Classifier: the scores of
+    target_classes (all classes when empty). keep_mask [n, L] (bool / 0-1):
+    0 replaces the token per `replacement` (default PAD_TOKEN; the unk token
+    when there is no pad token); None scores the base sequence alone.
+    REMOVE drops the masked tokens (targets are remapped; a target must be
+    kept and have a kept token before it). inference_mode: LOGITS (default
+    for UNSPECIFIED), SOFTMAX or LOG_SOFTMAX over the vocabulary / classes.
+    """
+    limits = limits or DEFAULT_LIMITS
+    ids = check_input_ids(loaded, input_ids)
+    L = int(ids.shape[0])
+    tg = check_targets(loaded, ids, target_positions, target_classes, limits)
+    mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
+    if replacement is None:
+        replacement = Replacement()
+    elif not isinstance(replacement, Replacement):
+        replacement = Replacement(policy=replacement)
+    policy = coerce(
+        ReplacementPolicy, replacement.policy, field="replacement.policy", default=ReplacementPolicy.PAD_TOKEN
+    )
+    keep = torch.ones(1, L, dtype=torch.bool) if keep_mask is None else _check_keep_mask(keep_mask, L, limits)
+    n = int(keep.shape[0])
+    gather = tg.positions - 1 if tg.positions is not None else None
+    items: list[ScoreItem] = []
+    if policy == ReplacementPolicy.REMOVE:
+        kept_counts = keep.sum(1)
+        empty = (kept_counts == 0).nonzero()
+        if len(empty):
+            raise InvalidArgument(
+                f"keep_mask row {int(empty[0])} removes every token: keep at least one", field="keep_mask"
+            )
+        if tg.positions is not None:
+            at_target = keep[:, tg.positions]
+            bad = (~at_target).nonzero()
+            if len(bad):
+                r, t = int(bad[0, 0]), int(tg.positions[bad[0, 1]])
+                raise InvalidArgument(
+                    f"keep_mask row {r} removes target position {t}: with REMOVE every target must be kept "
+                    f"(set keep_mask[:, {t}] = 1)",
+                    field="keep_mask",
+                )
+            new_pos = keep.long().cumsum(1)[:, tg.positions] - 1  # [n, T]
+            bad = (new_pos < 1).nonzero()
+            if len(bad):
+                r, t = int(bad[0, 0]), int(tg.positions[bad[0, 1]])
+                raise InvalidArgument(
+                    f"keep_mask row {r} keeps no token before target position {t}, so nothing predicts it: "
+                    "keep at least one earlier token",
+                    field="keep_mask",
+                )
+        for i in range(n):
+            row_ids = ids[keep[i]]
+            g = (new_pos[i] - 1) if tg.positions is not None else None
+            items.append(ScoreItem(row_ids, None, g, tg.tokens, mode))
+    elif policy == ReplacementPolicy.ZERO_EMBEDDING:
+        for i in range(n):
+            zero = ~keep[i]
+            items.append(ScoreItem(ids, zero if bool(zero.any()) else None, gather, tg.tokens, mode))
+    else:
+        repl = _replacement_id(loaded, policy, replacement.token_id)
+        rows = torch.where(keep, ids.unsqueeze(0), torch.tensor(repl, dtype=torch.long))
+        for i in range(n):
+            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode))
+    lengths = [int(it.ids.shape[0]) for it in items]
+    kind = ScoreWork(loaded.task)
+    results = get_executor(loaded, executor, limits).run(kind, items, lengths, is_active=is_active)
+    return np.stack(results).astype(np.float32, copy=False)
