@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .common import Progress, Provenance
-from .data import rows_per_chunk
+from xaimesh_contracts.v1 import concept_pb2
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
-SAMPLINGS = ("TOP", "QUANTILE", "RANDOM")
+from .common import Progress, Provenance, enum_key, numpy_rng
+from .data import rows_per_chunk
+
 CONTEXT_GRANULARITIES = ("TOKEN", "ALL_TOKENS")
 DEFAULT_K = 10
 #: Largest k / k_quantile and k_context a request may ask for: the examples
@@ -73,21 +74,9 @@ class ConceptExamples:
 
 
 def normalize_sampling(s) -> str:
-    if s in (None, "", 0):
-        return "TOP"
-    if isinstance(s, int):
-        if s in (1, 2, 3):
-            return {1: "TOP", 2: "QUANTILE", 3: "RANDOM"}[s]
-        raise InvalidArgument(f"unknown example sampling {s}", field="sampling")
-    key = str(s).strip().upper()
-    if key.startswith("EXAMPLE_SAMPLING_"):
-        key = key[len("EXAMPLE_SAMPLING_"):]
-    if key == "UNSPECIFIED":
-        return "TOP"
-    if key not in SAMPLINGS:
-        raise InvalidArgument(f"unknown example sampling {s!r}; choose among {list(SAMPLINGS)}",
-                              field="sampling")
-    return key
+    """"TOP" | "QUANTILE" | "RANDOM" from an ExampleSampling number or name (UNSPECIFIED = TOP)."""
+    key = enum_key(concept_pb2.ExampleSampling, s, "sampling", what="example sampling")
+    return "TOP" if key == "UNSPECIFIED" else key
 
 
 class _TopKeeper:
@@ -199,7 +188,7 @@ def top_examples(model, reader, concept_indices=None, k: int = DEFAULT_K, sampli
     C = len(concepts)
     has_prov = bool(getattr(reader, "has_provenance", False))
     dedup = (not keep_duplicates) and has_prov and sampling in ("TOP", "RANDOM")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     n = reader.n_rows
     rows_n = chunk_rows or rows_per_chunk(max(reader.n_features, nbc), 16 << 20)
 

@@ -44,20 +44,21 @@ import tempfile
 
 import numpy as np
 
-from .common import Progress
-from .data import as_source, rows_per_chunk
+from xaimesh_contracts.v1 import concept_pb2
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
+
+from .common import Progress, enum_key
+from .data import as_source, rows_per_chunk
 
 PER_MODEL_METRICS = ("MSE", "FROBENIUS", "EXPLAINED_VARIANCE", "SPARSITY", "SPARSITY_RATIO", "L0",
                      "DEAD_CONCEPTS", "FID")
 ALL_METRICS = PER_MODEL_METRICS + ("STABILITY",)
 
 
-def normalize_metric_name(name: str) -> str:
-    key = str(name).strip().upper()
-    if key.startswith("CONCEPT_METRIC_"):
-        key = key[len("CONCEPT_METRIC_"):]
-    if key not in ALL_METRICS:
+def normalize_metric_name(name) -> str:
+    """A metric's key ("MSE") from a ConceptMetric number or name."""
+    key = enum_key(concept_pb2.ConceptMetric, name, "metrics", what="concept metric")
+    if key not in ALL_METRICS:  # UNSPECIFIED, or a contract value this service does not compute
         raise InvalidArgument(f"unknown concept metric {name!r}; choose among {list(ALL_METRICS)}",
                               field="metrics")
     return key

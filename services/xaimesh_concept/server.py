@@ -1,46 +1,38 @@
 """gRPC adapter of the concept-service: ConceptService over ConceptWorkspace.
 
 A thin layer: decode the request, call :class:`~xaimesh_concept.workspace.
-ConceptWorkspace`, encode the answer, map errors to status codes. The only
-logic of its own is CreateActivationSets, which pulls activations from the
-model-server (``StreamActivations``, server to server) and writes them into
-the store chunk by chunk while they arrive.
+ConceptWorkspace`, encode the answer; ``map_errors`` turns the runtime's
+error family into status codes (``InvalidArgument`` -> INVALID_ARGUMENT with
+its ``field`` as a ``google.rpc.BadRequest``, ``NotFound``,
+``FailedPrecondition``...; anything else is INTERNAL with an error id).
 
-Errors (see :mod:`xaimesh_concept.errors`):
-
-* ``InvalidArgument`` -> INVALID_ARGUMENT (``field`` -> ``google.rpc.BadRequest``)
-* ``NotFound`` -> NOT_FOUND, ``FailedPrecondition`` -> FAILED_PRECONDITION
-* ``Cancelled`` -> CANCELLED
-* a model-server call that fails -> its own code and message prefixed with
-  "model-server: " (UNAVAILABLE says where the model-server was expected);
-  our credentials being refused there -> INTERNAL.
+CreateActivationSets pulls activations from the model-server through
+:mod:`xaimesh_concept.downstream` (``StreamActivations``, server to server;
+a failed call keeps the model-server's code and names it and its address)
+and ``ConceptWorkspace.create_activation_sets`` stores them chunk by chunk
+while they arrive.
 
 Long calls (CreateActivationSets, FitConceptModel, ComputeConceptMetrics,
-GetTopExamples) stream ``Progress`` events and stop when the caller cancels
-or its deadline passes (``should_stop = not context.is_active()``).
+GetTopExamples) run in the runtime's ``stream_job``: they stream
+``Progress`` events and stop when the caller cancels or its deadline passes.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import math
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import grpc
 
-from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
-from xaimesh_runtime.client import connect, remaining_timeout
+from xaimesh_contracts.tensors import iter_chunks, to_numpy, to_tensor
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, model_pb2, tensor_pb2
+from xaimesh_runtime.client import remaining_timeout
 from xaimesh_runtime.config import Downstream
-from xaimesh_runtime.errors import downstream_error, map_errors
-from xaimesh_contracts.tensors import TensorError, iter_chunks, to_numpy, to_tensor
+from xaimesh_runtime.errors import Cancelled, InvalidArgument, map_errors
+from xaimesh_runtime.jobs import stream_job
 
-from .common import LogEntry, Progress, Provenance
-from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
+from .common import ItemFailure, LogEntry, Progress, Provenance, enum_key, enum_number
+from .downstream import MODEL_SERVER, ActivationPuller, ActivationsQuery, GrpcActivationPuller
 from .methods import FIT_OPTION_FIELDS
 from .store import ActivationSetInfo, ConceptModelInfo
 from .workspace import MAX_MESSAGE_BYTES, ConceptWorkspace, SetRange
@@ -50,7 +42,6 @@ __all__ = ["ConceptServicer", "SERVICE_NAME"]
 log = logging.getLogger("xaimesh_concept.server")
 
 SERVICE_NAME = concept_pb2.DESCRIPTOR.services_by_name["ConceptService"].full_name
-MODEL_SERVER = "model-server"
 
 
 # A limit on the bytes of an imported concept model.
@@ -60,34 +51,14 @@ MAX_IMPORT_BYTES = 4 << 30
 # ---------------------------------------------------------------------------
 # enum and message conversion
 # ---------------------------------------------------------------------------
-def _enum_suffix(enum_type, value: int, prefix: str, field: str) -> str:
-    try:
-        name = enum_type.Name(value)
-    except ValueError:
-        raise InvalidArgument(f"unknown {field} value {value}; known: {list(enum_type.keys())}",
-                              field=field) from None
-    return name[len(prefix):] if name.startswith(prefix) else name
-
-
-def _enum_value(enum_type, suffix: str, prefix: str) -> int:
-    try:
-        return enum_type.Value(prefix + str(suffix or "UNSPECIFIED"))
-    except ValueError:
-        return 0
-
-
-_DTYPE_CODES = {"float32": tensor_pb2.DATA_TYPE_FLOAT32, "float16": tensor_pb2.DATA_TYPE_FLOAT16,
-                "bfloat16": tensor_pb2.DATA_TYPE_BFLOAT16, "float64": tensor_pb2.DATA_TYPE_FLOAT64}
-
-
 def set_to_proto(info: ActivationSetInfo) -> concept_pb2.ActivationSet:
     return concept_pb2.ActivationSet(
         name=info.name, id=info.id, display_name=info.display_name,
         shape=[int(info.num_rows), int(info.hidden_size)],
-        dtype=_DTYPE_CODES.get(info.dtype, tensor_pb2.DATA_TYPE_FLOAT32),
+        dtype=enum_number(tensor_pb2.DataType, info.dtype or "float32"),
         model=info.model, split_point=info.split_point,
-        granularity=_enum_value(tensor_pb2.Granularity, info.granularity, "GRANULARITY_"),
-        aggregation=_enum_value(tensor_pb2.Aggregation, info.aggregation, "AGGREGATION_"),
+        granularity=enum_number(tensor_pb2.Granularity, info.granularity),
+        aggregation=enum_number(tensor_pb2.Aggregation, info.aggregation),
         num_samples=int(info.num_samples), create_time=int(info.create_time),
         has_provenance=bool(info.has_provenance), size_bytes=int(info.size_bytes))
 
@@ -96,14 +67,14 @@ def model_to_proto(info: ConceptModelInfo) -> concept_pb2.ConceptModel:
     loss = info.final_loss
     return concept_pb2.ConceptModel(
         name=info.name, id=info.id, display_name=info.display_name,
-        method=_enum_value(concept_pb2.ConceptMethod, info.method, "CONCEPT_METHOD_"),
+        method=enum_number(concept_pb2.ConceptMethod, info.method),
         nb_concepts=int(info.nb_concepts), hidden_size=int(info.hidden_size),
         activation_set=info.activation_set, model=info.model, split_point=info.split_point,
         options_json=info.options_json,
         final_loss=float(loss) if loss is not None else math.nan,
         device=info.device or "", create_time=int(info.create_time),
         fit_seconds=float(info.fit_seconds or 0.0),
-        granularity=_enum_value(tensor_pb2.Granularity, info.granularity, "GRANULARITY_"))
+        granularity=enum_number(tensor_pb2.Granularity, info.granularity))
 
 
 def _provenance_to_proto(p: Provenance) -> model_pb2.RowProvenance:
@@ -137,74 +108,6 @@ def _source(request_source: concept_pb2.ActivationSource, *, required: bool = Tr
     return None
 
 
-def _rpc(fn):
-    """map_errors(), and for streams: once the caller is gone
-    (cancelled, deadline passed) end quietly instead of logging a traceback."""
-    mapped = map_errors()(fn)
-    if not inspect.isgeneratorfunction(fn):
-        return mapped
-
-    @functools.wraps(fn)
-    def stream(*args, **kwargs):
-        context = args[-1]
-        try:
-            yield from mapped(*args, **kwargs)
-        except Exception:
-            if context.is_active() or context.code() not in (None, grpc.StatusCode.OK):
-                raise
-            log.info("%s: the caller went away; stopped", fn.__name__)
-
-    return stream
-
-
-# ---------------------------------------------------------------------------
-# running work in a thread while streaming its progress
-# ---------------------------------------------------------------------------
-_DONE = object()
-
-
-def _pump(work: Callable[[Callable[[Any], None], Callable[[], bool]], Any],
-          context: grpc.ServicerContext, name: str) -> Iterator[tuple[str, Any]]:
-    """Run ``work(emit, should_stop)`` in a thread; yield ``("event", x)`` for
-    every ``emit(x)`` as it happens, then ``("result", value)``. Exceptions of
-    the work are raised here. When the consumer stops (the call was
-    cancelled), ``should_stop`` turns true and the thread ends on its own."""
-    events: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def should_stop() -> bool:
-        return stop.is_set() or not context.is_active()
-
-    def run() -> None:
-        try:
-            result = work(events.put, should_stop)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            events.put((_DONE, exc, None))
-        else:
-            events.put((_DONE, None, result))
-
-    thread = threading.Thread(target=run, name=f"concept-{name}", daemon=True)
-    thread.start()
-    try:
-        while True:
-            try:
-                item = events.get(timeout=0.5)
-            except queue.Empty:
-                if not context.is_active():
-                    stop.set()
-                    thread.join(30)  # it notices should_stop at its next check
-                    raise Cancelled(f"{name} was cancelled") from None
-                continue
-            if isinstance(item, tuple) and len(item) == 3 and item[0] is _DONE:
-                if item[1] is not None:
-                    raise item[1]
-                yield "result", item[2]
-                return
-            yield "event", item
-    finally:
-        stop.set()
-
-
 # ---------------------------------------------------------------------------
 # the servicer
 # ---------------------------------------------------------------------------
@@ -212,19 +115,19 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
     """ConceptService over a :class:`ConceptWorkspace`.
 
     ``model_server``: how to reach the model-server (a ``Downstream``, an
-    address, or an open channel); the channel is opened on first use.
+    address, an open channel, or any :class:`~xaimesh_concept.downstream.
+    ActivationPuller`); the channel is opened on first use.
     """
 
-    def __init__(self, workspace: ConceptWorkspace | str, model_server: Downstream | str | grpc.Channel | None = None,
+    def __init__(self, workspace: ConceptWorkspace | str,
+                 model_server: Downstream | str | grpc.Channel | ActivationPuller | None = None,
                  *, default_device: str | None = None):
         if not isinstance(workspace, ConceptWorkspace):
             workspace = ConceptWorkspace(str(workspace), default_device=default_device)
         self.ws = workspace
-        if isinstance(model_server, str):
-            model_server = Downstream(model_server)
-        self._model_server = model_server
-        self._channel: grpc.Channel | None = None
-        self._channel_lock = threading.Lock()
+        if not hasattr(model_server, "stream_activations"):
+            model_server = GrpcActivationPuller(model_server)
+        self._model_server: ActivationPuller = model_server
 
     @classmethod
     def from_config(cls, config) -> ConceptServicer:
@@ -241,36 +144,16 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         return [SERVICE_NAME]
 
     def close(self) -> None:
-        with self._channel_lock:
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = None
+        self._model_server.close()
 
-    # -- the model-server -----------------------------------------------
     @property
     def model_server_address(self) -> str:
-        ms = self._model_server
-        if isinstance(ms, Downstream):
-            return ms.address
-        return "(channel)" if ms is not None else "(not configured)"
-
-    def _model_stub(self) -> model_pb2_grpc.ModelServiceStub:
-        with self._channel_lock:
-            if self._channel is None:
-                ms = self._model_server
-                if ms is None:
-                    raise FailedPrecondition("this concept-service has no model-server configured "
-                                             "(--model-server-address / XAIMESH_MODEL_SERVER)")
-                if isinstance(ms, grpc.Channel):
-                    self._channel = ms
-                else:
-                    self._channel = connect(ms)
-            return model_pb2_grpc.ModelServiceStub(self._channel)
+        return getattr(self._model_server, "address", "")
 
     # =====================================================================
     # activation sets
     # =====================================================================
-    @_rpc
+    @map_errors()
     def CreateActivationSets(self, request, context):
         texts = list(request.texts)
         if not texts:
@@ -278,90 +161,28 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         if not request.split_points:
             raise InvalidArgument("split_points is empty: give at least one layer index or module path",
                                   field="split_points")
-        upstream = model_pb2.StreamActivationsRequest(
-            model=request.model, texts=texts, split_points=list(request.split_points),
-            granularity=request.granularity, aggregation=request.aggregation,
-            add_special_tokens=request.add_special_tokens, max_length=request.max_length,
-            dtype=tensor_pb2.DATA_TYPE_FLOAT32)
-        stub = self._model_stub()
-        call = stub.StreamActivations(upstream, timeout=remaining_timeout(context))
-        context.add_callback(call.cancel)  # the caller went away: stop pulling
-        writers: dict[str, Any] = {}
-        order: list[str] = []
-        committed: list[ActivationSetInfo] = []
-        summary = None
-        total = len(texts)
-        try:
-            try:
-                for event in call:
-                    if not context.is_active():
-                        raise Cancelled("creating the activation sets was cancelled")
-                    kind = event.WhichOneof("event")
-                    if kind == "header":
-                        h = event.header
-                        for sp in h.split_points:
-                            if sp in writers:
-                                continue
-                            writers[sp] = self.ws.begin_activation_set(
-                                display_name=request.display_name, model=h.model or request.model,
-                                split_point=sp, granularity=h.granularity or request.granularity,
-                                aggregation=h.aggregation or request.aggregation,
-                                hidden_size=h.hidden_size or None)
-                            order.append(sp)
-                        total = int(h.num_samples or total)
-                    elif kind == "chunk":
-                        c = event.chunk
-                        w = writers.get(c.split_point)
-                        if w is None:
-                            raise InvalidArgument(f"the model-server sent rows of split point "
-                                                  f"{c.split_point!r}, which its header did not announce")
-                        rows = to_numpy(c.rows, field="rows", ndim=2)
-                        prov = _provenance_from_proto(c.provenance) if len(c.provenance) else None
-                        w.append(rows, prov)
-                    elif kind == "progress":
-                        p = event.progress
-                        yield concept_pb2.CreateActivationSetsResponse(progress=tensor_pb2.Progress(
-                            stage="pulling", done=p.done, total=p.total or total, message=p.message))
-                    elif kind == "item_error":
-                        yield concept_pb2.CreateActivationSetsResponse(item_error=event.item_error)
-                    elif kind == "summary":
-                        summary = event.summary
-            except grpc.RpcError as exc:
-                if not context.is_active():
-                    raise Cancelled("the call was cancelled") from None
-                raise downstream_error(exc, "model-server", self.model_server_address, "StreamActivations") from None
-            if not writers:
-                raise InvalidArgument("the model-server sent no activations header", field="split_points")
-            for i, sp in enumerate(order):
-                w = writers[sp]
-                if w.n_rows == 0:
-                    raise InvalidArgument(
-                        f"none of the {len(texts)} texts produced activation rows at split point {sp} "
-                        "(see the item errors)", field="texts")
-                if summary is not None and summary.num_samples:
-                    w.num_samples = int(summary.num_samples)
-            for i, sp in enumerate(order):
-                if not context.is_active():
-                    raise Cancelled("creating the activation sets was cancelled")
-                committed.append(writers[sp].commit())
-                yield concept_pb2.CreateActivationSetsResponse(progress=tensor_pb2.Progress(
-                    stage="storing", done=i + 1, total=len(order)))
-            yield concept_pb2.CreateActivationSetsResponse(
-                sets=concept_pb2.ActivationSets(sets=[set_to_proto(i) for i in committed]))
-        except BaseException:
-            for w in writers.values():
-                if not getattr(w, "_done", False):
-                    w.abort()
-            for info in committed:  # all or nothing
-                try:
-                    self.ws.delete_activation_set(info.id)
-                except Exception:  # noqa: BLE001
-                    log.warning("could not remove activation set %s", info.id, exc_info=True)
-            raise
-        finally:
-            call.cancel()
+        query = ActivationsQuery(texts=texts, split_points=list(request.split_points), model=request.model,
+                                 granularity=request.granularity, aggregation=request.aggregation,
+                                 add_special_tokens=request.add_special_tokens, max_length=request.max_length)
+        stream = self._model_server.stream_activations(query, timeout=remaining_timeout(context))
 
-    @_rpc
+        def work(emit, should_stop):
+            return self.ws.create_activation_sets(
+                stream.events(should_stop), n_texts=len(texts), display_name=request.display_name,
+                model=request.model, granularity=request.granularity, aggregation=request.aggregation,
+                emit=emit, should_stop=should_stop)
+
+        for kind, value in stream_job(work, context, "creating the activation sets", on_stop=stream.cancel):
+            if kind == "result":
+                yield concept_pb2.CreateActivationSetsResponse(
+                    sets=concept_pb2.ActivationSets(sets=[set_to_proto(i) for i in value]))
+            elif isinstance(value, ItemFailure):
+                yield concept_pb2.CreateActivationSetsResponse(
+                    item_error=model_pb2.ItemError(index=value.index, status=value.status))
+            else:
+                yield concept_pb2.CreateActivationSetsResponse(progress=_progress_to_proto(value))
+
+    @map_errors()
     def UploadActivationSet(self, request_iterator, context):
         def parts():
             for msg in request_iterator:
@@ -374,7 +195,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                     c = msg.chunk
                     yield "chunk", {"data": c.data, "byte_offset": c.byte_offset,
                                     "total_bytes": c.total_bytes or None,
-                                    "dtype": (tensor_pb2.DataType.Name(c.dtype) if c.dtype else None),
+                                    "dtype": c.dtype or None,  # a DataType number
                                     "shape": list(c.shape) if len(c.shape) else None}
                 elif kind == "provenance":
                     yield "provenance", _provenance_from_proto(msg.provenance.rows)
@@ -384,22 +205,22 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         info = self.ws.upload_activation_set(parts(), should_stop=lambda: not context.is_active())
         return concept_pb2.UploadActivationSetResponse(set=set_to_proto(info))
 
-    @_rpc
+    @map_errors()
     def GetActivationSet(self, request, context):
         return concept_pb2.GetActivationSetResponse(set=set_to_proto(self.ws.get_activation_set(request.name)))
 
-    @_rpc
+    @map_errors()
     def ListActivationSets(self, request, context):
         infos, token = self.ws.list_activation_sets(request.page_size, request.page_token)
         return concept_pb2.ListActivationSetsResponse(sets=[set_to_proto(i) for i in infos],
                                                       next_page_token=token or "")
 
-    @_rpc
+    @map_errors()
     def DeleteActivationSet(self, request, context):
         self.ws.delete_activation_set(request.name)
         return concept_pb2.DeleteActivationSetResponse()
 
-    @_rpc
+    @map_errors()
     def ReadActivationSet(self, request, context):
         chunks = self.ws.read_activation_set(request.name, request.row_start, request.row_end,
                                              request.include_provenance, request.chunk_bytes)
@@ -414,18 +235,18 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
     # =====================================================================
     # concept models
     # =====================================================================
-    @_rpc
+    @map_errors()
     def FitConceptModel(self, request, context):
         if not request.activation_set:
             raise InvalidArgument("activation_set is empty: give the set to fit on", field="activation_set")
-        method = _enum_suffix(concept_pb2.ConceptMethod, request.method, "CONCEPT_METHOD_", "method")
+        method = enum_key(concept_pb2.ConceptMethod, request.method, "method", what="concept method")
         options = _fit_options(request.options)
 
         def work(emit, should_stop):
             return self.ws.fit(request.activation_set, method, request.nb_concepts, options,
                                request.display_name, progress=emit, should_stop=should_stop)
 
-        for kind, value in _pump(work, context, "the fit"):
+        for kind, value in stream_job(work, context, "the fit"):
             if kind == "result":
                 yield concept_pb2.FitConceptModelResponse(model=model_to_proto(value))
                 return
@@ -439,22 +260,22 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                 yield concept_pb2.FitConceptModelResponse(log=concept_pb2.TrainingLogEntry(
                     step=int(entry.step), epoch=int(entry.epoch), loss=loss, values=values))
 
-    @_rpc
+    @map_errors()
     def GetConceptModel(self, request, context):
         return concept_pb2.GetConceptModelResponse(model=model_to_proto(self.ws.get_concept_model(request.name)))
 
-    @_rpc
+    @map_errors()
     def ListConceptModels(self, request, context):
         infos, token = self.ws.list_concept_models(request.page_size, request.page_token)
         return concept_pb2.ListConceptModelsResponse(models=[model_to_proto(i) for i in infos],
                                                      next_page_token=token or "")
 
-    @_rpc
+    @map_errors()
     def DeleteConceptModel(self, request, context):
         self.ws.delete_concept_model(request.name)
         return concept_pb2.DeleteConceptModelResponse()
 
-    @_rpc
+    @map_errors()
     def Encode(self, request, context):
         source = _source(request.source)
         should_stop = lambda: not context.is_active()  # noqa: E731
@@ -462,7 +283,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                                     should_stop=should_stop):
             yield concept_pb2.EncodeResponse(row_start=int(chunk.row_start), codes=to_tensor(chunk.rows))
 
-    @_rpc
+    @map_errors()
     def Decode(self, request, context):
         if not request.HasField("codes"):
             raise InvalidArgument("codes is not set: give a float32 tensor [rows, nb_concepts]", field="codes")
@@ -472,17 +293,17 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                                     should_stop=should_stop):
             yield concept_pb2.DecodeResponse(row_start=int(chunk.row_start), reconstructions=to_tensor(chunk.rows))
 
-    @_rpc
+    @map_errors()
     def GetDictionary(self, request, context):
         dictionary = self.ws.get_dictionary(request.concept_model)
         for chunk in iter_chunks(dictionary, 1 << 20):
             yield concept_pb2.GetDictionaryResponse(chunk=chunk)
 
-    @_rpc
+    @map_errors()
     def ComputeConceptMetrics(self, request, context):
         models = list(request.concept_models)
         source = _source(request.source, required=False)
-        metrics = [_enum_suffix(concept_pb2.ConceptMetric, m, "CONCEPT_METRIC_", "metrics") for m in request.metrics]
+        metrics = [enum_key(concept_pb2.ConceptMetric, m, "metrics", what="concept metric") for m in request.metrics]
         if "UNSPECIFIED" in metrics:
             raise InvalidArgument("CONCEPT_METRIC_UNSPECIFIED is not a metric; leave metrics empty for "
                                   "every metric", field="metrics")
@@ -490,17 +311,17 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         def work(emit, should_stop):
             return self.ws.compute_metrics(models, source, metrics, progress=emit, should_stop=should_stop)
 
-        for kind, value in _pump(work, context, "computing metrics"):
+        for kind, value in stream_job(work, context, "computing metrics"):
             if kind == "result":
                 yield concept_pb2.ComputeConceptMetricsResponse(result=concept_pb2.ConceptMetricsResult(values=[
                     concept_pb2.ConceptMetricValue(
-                        metric=_enum_value(concept_pb2.ConceptMetric, v.metric, "CONCEPT_METRIC_"),
+                        metric=enum_number(concept_pb2.ConceptMetric, v.metric),
                         value=float(v.value), concept_model=v.concept_model)
                     for v in value]))
                 return
             yield concept_pb2.ComputeConceptMetricsResponse(progress=_progress_to_proto(value))
 
-    @_rpc
+    @map_errors()
     def GetTopExamples(self, request, context):
         if not request.concept_model:
             raise InvalidArgument("concept_model is empty", field="concept_model")
@@ -514,7 +335,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                 k_context=request.k_context, seed=request.seed, keep_duplicates=request.keep_duplicates,
                 progress=emit, should_stop=should_stop)
 
-        for kind, value in _pump(work, context, "finding examples"):
+        for kind, value in stream_job(work, context, "finding examples"):
             if kind == "result":
                 for ce in value:
                     yield concept_pb2.GetTopExamplesResponse(concept=_examples_to_proto(ce))
@@ -522,7 +343,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
             if isinstance(value, Progress):
                 yield concept_pb2.GetTopExamplesResponse(progress=_progress_to_proto(value))
 
-    @_rpc
+    @map_errors()
     def ExportConceptModel(self, request, context):
         info, pieces = self.ws.iter_export(request.name, MAX_MESSAGE_BYTES // 4)
         first = True
@@ -535,7 +356,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                 first = False
             yield msg
 
-    @_rpc
+    @map_errors()
     def ImportConceptModel(self, request_iterator, context):
         pieces: list[bytes] = []
         size = 0

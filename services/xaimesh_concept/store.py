@@ -51,14 +51,15 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .common import Provenance
+from xaimesh_contracts.enums import EnumValueError, to_name, to_number
+from xaimesh_contracts.v1 import tensor_pb2
 from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+
+from .common import Provenance, enum_key
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SETS_COLLECTION = "activationSets"
 MODELS_COLLECTION = "conceptModels"
-GRANULARITIES = ("UNSPECIFIED", "ALL_TOKENS", "TOKEN", "WORD", "SENTENCE", "SAMPLE", "CLS_TOKEN")
-AGGREGATIONS = ("UNSPECIFIED", "MEAN", "MAX", "MIN", "SUM", "SIGNED_MAX")
 FORMAT_VERSION = 1
 DEFAULT_CHUNK_BYTES = 64 << 20
 PROV_CHUNK_ROWS = 1 << 16
@@ -71,7 +72,7 @@ _PROV_DTYPE = np.dtype([("sample_index", "<i8"), ("token_start", "<i4"), ("token
 
 
 # ---------------------------------------------------------------------------
-# ids, names, enums
+# ids, names
 # ---------------------------------------------------------------------------
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
@@ -100,40 +101,31 @@ def parse_name(name: str, collection: str, field_name: str = "name") -> str:
     return validate_id(name, field_name)
 
 
-def normalize_enum(value, allowed: tuple, prefix: str, what: str) -> str:
-    if value is None or value == "" or value == 0:
-        return "UNSPECIFIED"
-    if isinstance(value, int):
-        if 0 <= value < len(allowed):
-            return allowed[value]
-        raise InvalidArgument(f"unknown {what} {value}", field=what)
-    key = str(value).strip().upper()
-    if key.startswith(prefix):
-        key = key[len(prefix):]
-    if key not in allowed:
-        raise InvalidArgument(f"unknown {what} {value!r}; choose among {list(allowed)}", field=what)
-    return key
-
-
 # ---------------------------------------------------------------------------
 # dtypes
 # ---------------------------------------------------------------------------
-_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "BFLOAT16": "bfloat16", "FLOAT64": "float64"}
+# DataType numbers -> the stored dtype names (the activation dtypes we take).
+_DTYPES = {tensor_pb2.DATA_TYPE_FLOAT32: "float32", tensor_pb2.DATA_TYPE_FLOAT16: "float16",
+           tensor_pb2.DATA_TYPE_BFLOAT16: "bfloat16", tensor_pb2.DATA_TYPE_FLOAT64: "float64"}
 
 
 def normalize_dtype(dtype) -> str:
+    """A numpy dtype, a DataType number or name ("float16", "DATA_TYPE_FLOAT16";
+    empty / UNSPECIFIED = float32) -> "float32" | "float16" | "bfloat16" | "float64"."""
     if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
         dtype = np.dtype(dtype).name
-    key = str(dtype or "float32").strip().upper()
-    if key.startswith("DATA_TYPE_"):
-        key = key[len("DATA_TYPE_"):]
-    if key in ("", "UNSPECIFIED"):
-        key = "FLOAT32"
-    if key not in _DTYPES:
+    try:
+        number = to_number(tensor_pb2.DataType, dtype or None)
+    except EnumValueError:
+        number = -1
+    if number == 0:
+        number = tensor_pb2.DATA_TYPE_FLOAT32
+    if number not in _DTYPES:
+        shown = to_name(tensor_pb2.DataType, number) if number > 0 else dtype  # 5 -> "int64"
         raise InvalidArgument(
-            f"activations of dtype {dtype!r} are not supported; send float32, float16, bfloat16 or "
+            f"activations of dtype {shown!r} are not supported; send float32, float16, bfloat16 or "
             "float64", field="dtype")
-    return _DTYPES[key]
+    return _DTYPES[number]
 
 
 def itemsize_of(dtype: str) -> int:
@@ -294,8 +286,8 @@ class ActivationSetWriter:
         self.info = ActivationSetInfo(
             id=self.id, display_name=str(display_name or ""), model=str(model or ""),
             split_point=str(split_point or ""),
-            granularity=normalize_enum(granularity, GRANULARITIES, "GRANULARITY_", "granularity"),
-            aggregation=normalize_enum(aggregation, AGGREGATIONS, "AGGREGATION_", "aggregation"),
+            granularity=enum_key(tensor_pb2.Granularity, granularity, "granularity"),
+            aggregation=enum_key(tensor_pb2.Aggregation, aggregation, "aggregation"),
             metadata=dict(metadata or {}))
         self.hidden_size = int(hidden_size) if hidden_size else None
         self.expected_rows = expected_rows
@@ -316,6 +308,11 @@ class ActivationSetWriter:
         self._upload_total: int | None = None
         self._done = False
         self.tmp = store._new_tmp_dir("set")  # last: nothing to clean if validation failed
+
+    @property
+    def done(self) -> bool:
+        """Committed or aborted."""
+        return self._done
 
     # -- context manager ------------------------------------------------------
     def __enter__(self):
@@ -393,7 +390,7 @@ class ActivationSetWriter:
             elif total_bytes:
                 self._upload_total = int(total_bytes)
         elif dtype not in (None, "", 0) and normalize_dtype(dtype) != self._upload_dtype:
-            raise InvalidArgument(f"chunk dtype {dtype!r} differs from the first chunk's "
+            raise InvalidArgument(f"chunk dtype {normalize_dtype(dtype)} differs from the first chunk's "
                                   f"{self._upload_dtype}", field="chunk.dtype")
         if self.hidden_size is None:
             raise InvalidArgument("the first tensor chunk must carry the shape [rows, hidden]",

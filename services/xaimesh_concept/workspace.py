@@ -2,7 +2,8 @@
 
 Every ConceptService RPC maps to one method of :class:`ConceptWorkspace`;
 the gRPC adapter only converts messages (Tensor <-> numpy, enums <->
-strings) and maps :mod:`xaimesh_concept.errors` to status codes.
+strings); the runtime's ``map_errors`` turns the errors this module
+raises (``xaimesh_runtime.errors``) into status codes.
 
 Names: "activationSets/{id}" / "conceptModels/{id}" or the bare id.
 Enums are passed as their suffix strings ("SEMI_NMF", "TOKEN", "MSE",
@@ -13,6 +14,7 @@ numbers are accepted too.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import threading
 import time
@@ -20,15 +22,19 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
+from xaimesh_runtime.errors import Cancelled, InvalidArgument, ServiceError, check_cancelled
 
 from . import examples as _examples
 from . import metrics as _metrics
-from .common import LogEntry, Progress, Provenance
+
+from .common import (ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, LogEntry,
+                     Progress, Provenance)
 from .data import ArraySource, RangeSource, check_finite, rows_per_chunk
-from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from .methods import ConceptMethod, build_method, method_class, resolve_device
 from .store import (MODELS_COLLECTION, SETS_COLLECTION, ActivationSetInfo, ActivationSetReader,
                     ActivationSetWriter, ConceptModelInfo, Store, parse_name)
+
+log = logging.getLogger("xaimesh_concept.workspace")
 
 #: Default size of one streamed message (proto: 1 MiB pieces, never more than 4 MiB).
 DEFAULT_MESSAGE_BYTES = 1 << 20
@@ -122,6 +128,73 @@ class ConceptWorkspace:
                 if progress is not None:
                     progress(Progress("storing", w.n_rows, int(total_rows or 0)))
             return w.commit()
+
+    def create_activation_sets(self, events: Iterable[ActivationEvent], *, n_texts: int,
+                               display_name: str = "", model: str = "", granularity="UNSPECIFIED",
+                               aggregation="UNSPECIFIED", emit=None, should_stop=None
+                               ) -> list[ActivationSetInfo]:
+        """CreateActivationSets: store what the model-server streams
+        (``events``, see :mod:`xaimesh_concept.common`) as one set per split
+        point its header announces, all or nothing. ``emit`` gets
+        ``Progress("pulling", ...)`` and every ``ItemFailure`` as they arrive,
+        then ``Progress("storing", i, n)``; the header's model, granularity and
+        aggregation win over the request's (``model``, ...)."""
+        emit = emit or (lambda _event: None)
+        writers: dict[str, ActivationSetWriter] = {}
+        order: list[str] = []
+        committed: list[ActivationSetInfo] = []
+        summary: ActivationsSummary | None = None
+        total = n_texts
+        try:
+            for event in events:
+                check_cancelled(should_stop, "creating the activation sets")
+                if isinstance(event, ActivationsHeader):
+                    for sp in event.split_points:
+                        if sp in writers:
+                            continue
+                        writers[sp] = self.begin_activation_set(
+                            display_name=display_name, model=event.model or model, split_point=sp,
+                            granularity=event.granularity or granularity,
+                            aggregation=event.aggregation or aggregation, hidden_size=event.hidden_size or None)
+                        order.append(sp)
+                    total = int(event.num_samples or total)
+                elif isinstance(event, ActivationRows):
+                    w = writers.get(event.split_point)
+                    if w is None:
+                        raise ServiceError(f"the model-server sent rows of split point {event.split_point!r}, "
+                                           "which its header did not announce", code="INTERNAL")
+                    w.append(event.rows, event.provenance)
+                elif isinstance(event, Progress):
+                    emit(Progress("pulling", event.done, event.total or total, event.message))
+                elif isinstance(event, ItemFailure):
+                    emit(event)
+                elif isinstance(event, ActivationsSummary):
+                    summary = event
+            if not writers:
+                raise ServiceError("the model-server sent no activations header", code="INTERNAL")
+            for sp in order:
+                w = writers[sp]
+                if w.n_rows == 0:
+                    raise InvalidArgument(
+                        f"none of the {n_texts} texts produced activation rows at split point {sp} "
+                        "(see the item errors)", field="texts")
+                if summary is not None and summary.num_samples:
+                    w.num_samples = int(summary.num_samples)
+            for i, sp in enumerate(order):
+                check_cancelled(should_stop, "creating the activation sets")
+                committed.append(writers[sp].commit())
+                emit(Progress("storing", i + 1, len(order)))
+            return committed
+        except BaseException:
+            for w in writers.values():
+                if not w.done:
+                    w.abort()
+            for info in committed:  # all or nothing
+                try:
+                    self.delete_activation_set(info.id)
+                except Exception:  # noqa: BLE001
+                    log.warning("could not remove activation set %s", info.id, exc_info=True)
+            raise
 
     def upload_activation_set(self, parts: Iterable, *, should_stop=None) -> ActivationSetInfo:
         """UploadActivationSet: ``parts`` yields ``(kind, payload)`` in stream

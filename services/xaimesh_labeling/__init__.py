@@ -1,11 +1,16 @@
 """labeling-service logic: LLM-written concept labels and their scoring.
 
-Plain modules, no gRPC: ``server.py`` (the adapter) decodes requests, calls
-these and maps the ``code`` of each ``ServiceError`` to a status.
+Plain modules, no gRPC: ``labeling`` (labels), ``scoring`` (label scores),
+``sampling`` (non-activating examples), ``llm_policy`` (which LLM, with which
+key), ``llm`` / ``prompts`` / ``redaction``. ``downstream.py`` holds the calls
+to the concept-service and the model-server behind the ``ConceptSource`` and
+``ModelGenerator`` protocols; ``server.py`` (the adapter) decodes requests,
+calls these and lets ``map_errors`` turn each ``ServiceError`` into a status.
 """
 
-from .errors import LabelParseError, LLMError
 from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument, ServiceError
+
+from .errors import LabelParseError, LLMError
 from .examples import ConceptExample, ConceptExamples, ContextToken, ErrorInfo
 from .labeling import ConceptLabelResult, label_concepts
 from .llm import LLM, CallableLLM, OpenAIChatLLM

@@ -48,3 +48,13 @@ class ErrorInfo:
 
     code: str
     message: str
+
+
+@dataclass(frozen=True)
+class RowProvenance:
+    """Where one row of an activation set comes from (model.proto's RowProvenance)."""
+
+    sample_index: int
+    token_start: int = 0
+    token_end: int = 0
+    text: str = ""

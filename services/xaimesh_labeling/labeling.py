@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
+from xaimesh_runtime.errors import ServiceError
 
 from ._pool import run_bounded
-from xaimesh_runtime.errors import ServiceError
 from .examples import ConceptExample, ConceptExamples, ErrorInfo
 from .llm import LLM
 from .prompts import build_label_messages, clean_label, instructions_of, render_prompt

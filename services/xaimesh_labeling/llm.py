@@ -22,9 +22,9 @@ import random
 import threading
 import time
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from xaimesh_runtime.errors import ServiceError
 
 from .errors import LLMError
-from xaimesh_runtime.errors import ServiceError
 from .redaction import Secret, redact, register, strip_url_userinfo
 
 logger = logging.getLogger(__name__)

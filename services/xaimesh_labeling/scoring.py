@@ -20,10 +20,10 @@ import random
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
+from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from ._pool import run_bounded
 from .errors import LabelParseError
-from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 from .examples import ConceptExample, ContextToken, ErrorInfo
 from .labeling import error_info
 from .llm import LLM

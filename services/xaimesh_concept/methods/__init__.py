@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+from xaimesh_contracts.v1 import concept_pb2
 from xaimesh_runtime.errors import InvalidArgument
+
+from ..common import enum_key
 from .base import REGISTRY, ConceptMethod, ModelState, default_device, resolve_device
 from .factorization import NMF, ConvexNMF, SemiNMF
 from .linear import ICA, PCA, SVD
@@ -24,17 +27,15 @@ FIT_OPTION_FIELDS = (
 METHOD_NAMES = tuple(REGISTRY)
 
 
-def method_class(name: str) -> type[ConceptMethod]:
-    """The class of a method given its enum suffix ("SEMI_NMF"), full enum
-    name ("CONCEPT_METHOD_SEMI_NMF") or any case thereof."""
-    key = str(name or "").strip().upper()
-    if key.startswith("CONCEPT_METHOD_"):
-        key = key[len("CONCEPT_METHOD_"):]
-    if key in ("", "UNSPECIFIED"):
+def method_class(name) -> type[ConceptMethod]:
+    """The class of a method given its ConceptMethod short name ("SEMI_NMF",
+    any case), full name ("CONCEPT_METHOD_SEMI_NMF") or number."""
+    key = enum_key(concept_pb2.ConceptMethod, name, "method", what="concept method")
+    if key == "UNSPECIFIED":
         raise InvalidArgument(f"no concept method given; choose one of {sorted(REGISTRY)}",
                               field="method")
     klass = REGISTRY.get(key)
-    if klass is None:
+    if klass is None:  # in the contract, not implemented here
         raise InvalidArgument(f"unknown concept method {name!r}; choose one of {sorted(REGISTRY)}",
                               field="method")
     return klass

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 from ..common import LogEntry
 from ..data import ArraySource, RowSource, as_source, rows_per_chunk
-from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 #: Every registered method, by its ConceptMethod enum suffix ("SEMI_NMF").
 REGISTRY: dict[str, type["ConceptMethod"]] = {}

@@ -21,10 +21,10 @@ import math
 
 import numpy as np
 import torch
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 from ..data import materialize
-from xaimesh_runtime.errors import Cancelled, InvalidArgument
-from ..common import LogEntry
+from ..common import LogEntry, numpy_rng
 from .base import ConceptMethod, log_every, register
 
 _EPS = 1e-12
@@ -300,7 +300,7 @@ class ConvexNMF(_TorchFactorization):
 
     def _fit(self, source, log, should_stop):
         n = source.n_rows
-        rng = np.random.default_rng(self.seed)
+        rng = numpy_rng(self.seed)
         if n > self.max_rows:
             rows = np.sort(rng.choice(n, self.max_rows, replace=False))
             Xnp = np.concatenate([source.read(int(r), int(r) + 1) for r in rows], 0) \

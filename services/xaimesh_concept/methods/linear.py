@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from xaimesh_runtime.errors import Cancelled
 
 from ..common import LogEntry
 from ..data import materialize, rows_per_chunk
-from xaimesh_runtime.errors import Cancelled
 from .base import ConceptMethod, register
 
 

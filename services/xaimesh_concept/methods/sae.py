@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from ..common import LogEntry
-from ..data import iter_shuffled_batches, rows_per_chunk
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
+
+from ..common import LogEntry, numpy_rng
+from ..data import iter_shuffled_batches, rows_per_chunk
 from .base import ConceptMethod, column_moments, register
 
 
@@ -124,7 +124,7 @@ class _SparseAutoencoder(ConceptMethod):
         mean, _ = column_moments(source, should_stop)
         self._init_params(d, mean)
         opt = torch.optim.Adam(self._params(), lr=self.learning_rate)
-        rng = np.random.default_rng(self.seed)
+        rng = numpy_rng(self.seed)
         step = 0
         for epoch in range(1, self.epochs + 1):
             self._epoch_start(epoch)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-
-from ..common import LogEntry
-from ..data import iter_shuffled_batches, materialize
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
+
+from ..common import LogEntry, numpy_rng
+from ..data import iter_shuffled_batches, materialize
 from .base import ConceptMethod, register
 
 
@@ -101,7 +101,7 @@ class DictionaryLearning(ConceptMethod):
     def _fit(self, source, log, should_stop):
         from sklearn.decomposition import MiniBatchDictionaryLearning
 
-        rng = np.random.default_rng(self.seed)
+        rng = numpy_rng(self.seed)
         n, d = source.n_rows, source.n_features
         k = self.nb_concepts
         init_rows = np.sort(rng.choice(n, min(k, n), replace=False))

@@ -102,6 +102,10 @@ def test_random_is_seeded_and_only_active_rows(tmp_path):
     assert rows(a)[0] != [98, 96, 94, 92]
     d = top_examples(model, reader, [0], k=6, sampling="RANDOM", seed=1)[0]
     assert len({e.provenance.text for e in d.examples}) == 6
+    # any int64 seed of a request is a seed (numpy refuses negative ones: taken modulo 2^64)
+    neg = top_examples(model, reader, [0, 1], k=4, sampling="RANDOM", seed=-295, keep_duplicates=True)
+    assert rows(neg) == rows(top_examples(model, reader, [0, 1], k=4, sampling="RANDOM", seed=2 ** 64 - 295,
+                                          keep_duplicates=True))
 
 
 def test_context_windows_for_token_sets(tmp_path):

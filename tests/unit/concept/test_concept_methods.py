@@ -267,11 +267,6 @@ def test_validation_messages(X):
         with pytest.raises(InvalidArgument, match=f"{option} must be at most") as error:
             build_method(method, 4, {option: 2 ** 31 - 1, "device": "cpu"})
         assert error.value.field == f"options.{option}"
-    with pytest.raises(InvalidArgument, match="CUDA is not available|cuda"):
-        import torch
-        if torch.cuda.is_available():
-            raise InvalidArgument("cuda present: skip")
-        build_method("SAE_TOPK", 4, {"device": "cuda", "top_k": 2})
     m = build_method("PCA", 2, {"device": "cpu"}).fit(X)
     with pytest.raises(InvalidArgument, match="hidden size"):
         m.encode(X[:, :5])
@@ -281,6 +276,16 @@ def test_validation_messages(X):
     m = build_method("SEMI_NMF", 2, {"max_iterations": 0, "top_k": 0, "epochs": 5, "device": "cpu"})
     assert m.get_params()["max_iterations"] == 200 and "epochs" not in m.get_params()
     assert method_class("CONCEPT_METHOD_SAE_TOPK").method_name == "SAE_TOPK"
+
+
+@pytest.mark.parametrize("name", ["CONVEX_NMF", "SAE_VANILLA", "DICTIONARY_LEARNING", "KMEANS", "ICA"])
+def test_negative_seeds_are_seeds(name, X):
+    """ConceptFitOptions.seed is an int64: a negative one seeds the fit
+    (numpy's generators refuse them, which was an INTERNAL error)."""
+    options = {"device": "cpu", "seed": -7, "epochs": 1, "max_iterations": 5}
+    a = build_method(name, 3, options).fit(X).encode(X[:20])
+    b = build_method(name, 3, options).fit(X).encode(X[:20])
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["SEMI_NMF", "SAE_TOPK", "DICTIONARY_LEARNING", "PCA", "SPARSE_PCA"])
@@ -296,14 +301,41 @@ def test_should_stop_cancels(name, X):
                      else {"device": "cpu"}).fit(X, should_stop=stop)
 
 
-def test_state_fitted_on_cuda_loads_on_cpu_without_gpu(X):
+def test_cuda_devices_are_used_when_present_and_refused_when_absent(X):
+    """Runs on both kinds of machine: where CUDA is, a "cuda" fit runs there;
+    where it is not, "cuda" is refused with
+    a message that says so. Device numbers past the last GPU and unknown
+    devices are refused everywhere."""
+    import torch
+
+    options = {"device": "cuda", "top_k": 2, "epochs": 1, "seed": 3}
+    if torch.cuda.is_available():
+        m = build_method("SAE_TOPK", 4, options)
+        assert m.device_ == "cuda" and m.get_params()["device"] == "cuda"
+        m.fit(X)
+        assert m.W_enc.device.type == "cuda" and m.W_dec.device.type == "cuda"
+        codes = m.encode(X)
+        assert codes.shape == (X.shape[0], 4) and codes.dtype == np.float32 and np.isfinite(codes).all()
+        assert ConceptMethod.from_state(m.state_dict(), device="cpu").device_ == "cpu"
+    else:
+        with pytest.raises(InvalidArgument, match="CUDA is not available") as error:
+            build_method("SAE_TOPK", 4, options)
+        assert error.value.field == "options.device"
+    with pytest.raises(InvalidArgument, match="does not exist|CUDA is not available"):
+        build_method("SAE_TOPK", 4, {**options, "device": f"cuda:{torch.cuda.device_count()}"})
+    with pytest.raises(InvalidArgument, match="not supported"):
+        build_method("SAE_TOPK", 4, {**options, "device": "tpu"})
+
+
+def test_state_fitted_on_cuda_loads_where_the_server_can_run_it(X):
+    """A model saved with device "cuda" loads on CUDA where there is one,
+    else on the CPU; ``device=`` overrides it; the codes are the same."""
     import torch
 
     m = build_method("SAE_TOPK", 8, {"device": "cpu", "epochs": 1, "top_k": 2}).fit(X)
     state = m.state_dict()
     state.config["params"]["device"] = "cuda"
     loaded = ConceptMethod.from_state(state)
-    if not torch.cuda.is_available():
-        assert loaded.device_ == "cpu"
+    assert loaded.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
     np.testing.assert_allclose(loaded.encode(X), m.encode(X), rtol=1e-5, atol=1e-6)
     assert ConceptMethod.from_state(state, device="cpu").device_ == "cpu"

@@ -490,7 +490,7 @@ def test_model_errors(service):
 
 
 def _fit_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("concept-") and t.is_alive()]
+    return [t for t in threading.enumerate() if t.name.startswith("job-") and t.is_alive()]
 
 
 def test_cancelling_a_long_fit_stops_it(service):

@@ -24,7 +24,8 @@ from tests.fixtures.fake_openai import FakeHTTPError, FakeOpenAIServer
 from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
 from xaimesh_contracts.v1 import tensor_pb2
 from xaimesh_labeling.__main__ import build_parser
-from xaimesh_labeling.server import LABEL_MAX_NEW_TOKENS, LabelingServiceServicer, score_max_new_tokens
+from xaimesh_labeling.llm_policy import LABEL_MAX_NEW_TOKENS, score_max_new_tokens
+from xaimesh_labeling.server import LabelingServiceServicer
 from xaimesh_runtime.client import make_channel
 from xaimesh_runtime.server import start_server
 from xaimesh_contracts.tensors import to_tensor
@@ -665,7 +666,7 @@ def test_scoring_methods_errors_and_model_server_scorer(start_labeling, downstre
 
 def test_non_activating_windows_on_a_large_set(start_labeling, downstream, fake_llm, monkeypatch):
     """With more rows than the search budget, a few seeded windows are encoded."""
-    import xaimesh_labeling.server as server_module
+    import xaimesh_labeling.sampling as server_module
 
     concepts, _, _ = downstream
     monkeypatch.setattr(server_module, "NEGATIVE_WINDOW_ROWS", 8)

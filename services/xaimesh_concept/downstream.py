@@ -1,0 +1,155 @@
+"""The concept-service's one downstream: the model-server's ``StreamActivations``.
+
+``ActivationPuller`` is what CreateActivationSets needs of the model-server,
+in plain values (:mod:`xaimesh_concept.common`'s ``ActivationEvent``s);
+:class:`GrpcActivationPuller` implements it over a ModelService channel.
+Tests can give the servicer any other implementation.
+
+    puller = GrpcActivationPuller(config.downstream("model-server"))
+    stream = puller.stream_activations(query, timeout=remaining_timeout(context))
+    for event in stream.events(should_stop):     # header, rows, progress, item failures, summary
+        ...
+    stream.cancel()                              # from any thread: stops the upstream call
+
+A failed call keeps the model-server's code and names it and its address
+(the runtime's ``DownstreamError``); a call that failed because ours was
+cancelled (``should_stop()`` true) raises ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from xaimesh_contracts.tensors import to_numpy
+from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_runtime.client import connect, downstream_stub
+from xaimesh_runtime.config import Downstream
+from xaimesh_runtime.errors import Cancelled, DownstreamError, FailedPrecondition
+
+from .common import ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, \
+    Progress, Provenance
+
+__all__ = ["MODEL_SERVER", "ActivationPuller", "ActivationStream", "ActivationsQuery", "GrpcActivationPuller"]
+
+MODEL_SERVER = "model-server"
+
+
+@dataclass
+class ActivationsQuery:
+    """model.proto's StreamActivationsRequest (enums as their proto numbers)."""
+
+    texts: Sequence[str]
+    split_points: Sequence[str]
+    model: str = ""
+    granularity: int = 0
+    aggregation: int = 0
+    add_special_tokens: bool = False
+    max_length: int = 0
+
+
+class ActivationStream(Protocol):
+    def events(self, should_stop: Callable[[], bool]) -> Iterator[ActivationEvent]:
+        """The stream's events in order; raises ``Cancelled`` once ``should_stop()``."""
+        ...
+
+    def cancel(self) -> None:
+        """Stops the upstream call (any thread, more than once)."""
+        ...
+
+
+class ActivationPuller(Protocol):
+    def stream_activations(self, query: ActivationsQuery, *, timeout: float | None) -> ActivationStream:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def _provenance(rows: Sequence[model_pb2.RowProvenance]) -> list[Provenance]:
+    return [Provenance(r.sample_index, r.token_start, r.token_end, r.text) for r in rows]
+
+
+def _event(event: model_pb2.StreamActivationsResponse) -> ActivationEvent | None:
+    kind = event.WhichOneof("event")
+    if kind == "header":
+        h = event.header
+        return ActivationsHeader(split_points=list(h.split_points), model=h.model, granularity=h.granularity,
+                                 aggregation=h.aggregation, hidden_size=h.hidden_size, num_samples=h.num_samples)
+    if kind == "chunk":
+        c = event.chunk
+        return ActivationRows(c.split_point, to_numpy(c.rows, field="rows", ndim=2),
+                              _provenance(c.provenance) if len(c.provenance) else None)
+    if kind == "progress":
+        p = event.progress
+        return Progress(p.stage, p.done, p.total, p.message)
+    if kind == "item_error":
+        return ItemFailure(int(event.item_error.index), event.item_error.status)
+    if kind == "summary":
+        return ActivationsSummary(int(event.summary.num_rows), int(event.summary.num_samples))
+    return None  # a newer model-server's event: nothing to do with it
+
+
+class _GrpcActivationStream:
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def events(self, should_stop: Callable[[], bool]) -> Iterator[ActivationEvent]:
+        try:
+            for message in self._call:
+                event = _event(message)
+                if event is not None:
+                    yield event
+        except DownstreamError:
+            if should_stop():
+                raise Cancelled("the call was cancelled") from None
+            raise
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class GrpcActivationPuller:
+    """``ActivationPuller`` over a ModelService. ``model_server``: a
+    ``Downstream``, an address, an open channel, or None (then every pull is
+    FAILED_PRECONDITION); the channel is opened on first use."""
+
+    def __init__(self, model_server: Downstream | str | grpc.Channel | None) -> None:
+        self._model_server = Downstream(model_server) if isinstance(model_server, str) else model_server
+        self._channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        ms = self._model_server
+        if isinstance(ms, Downstream):
+            return ms.address
+        return "(channel)" if ms is not None else "(not configured)"
+
+    def _stub(self):
+        with self._lock:
+            if self._channel is None:
+                ms = self._model_server
+                if ms is None:
+                    raise FailedPrecondition("this concept-service has no model-server configured "
+                                             "(--model-server-address / XAIMESH_MODEL_SERVER)")
+                self._channel = ms if isinstance(ms, grpc.Channel) else connect(ms)
+            return downstream_stub(model_pb2_grpc.ModelServiceStub(self._channel), MODEL_SERVER, self.address)
+
+    def stream_activations(self, query: ActivationsQuery, *, timeout: float | None) -> ActivationStream:
+        request = model_pb2.StreamActivationsRequest(
+            model=query.model, texts=list(query.texts), split_points=list(query.split_points),
+            granularity=query.granularity, aggregation=query.aggregation,
+            add_special_tokens=query.add_special_tokens, max_length=query.max_length,
+            dtype=tensor_pb2.DATA_TYPE_FLOAT32)
+        return _GrpcActivationStream(self._stub().StreamActivations(request, timeout=timeout))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
