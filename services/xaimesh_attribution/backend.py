@@ -11,10 +11,14 @@ String values used across the protocol:
 
 - task: "causal_lm" | "sequence_classification"
 - inference_mode: "logits" | "softmax" | "log_softmax"
-- Replacement.policy: "pad_token" | "unk_token" | "mask_token" | "token_id" |
-  "zero_embedding" | "remove"  (model.proto ReplacementPolicy)
-- EmbeddingSamples.baseline_kind: "zero" | "pad_token" | "unk_token" |
-  "mask_token" | "token_id"  (model.proto BaselineKind)
+- Replacement.policy: a `ReplacementPolicy` (a str: "pad_token" | "unk_token"
+  | "mask_token" | "token_id" | "zero_embedding" | "remove"; model.proto
+  ReplacementPolicy). `Replacement` is the one form of a replacement inside
+  the service: the server decodes the proto into it once, the model client
+  encodes it once.
+- Baseline.kind / EmbeddingSamples.baseline_kind: a `BaselineKind` ("zero" |
+  "pad_token" | "unk_token" | "mask_token" | "token_id"; model.proto
+  BaselineKind)
 - gradient outputs: "full" | "dot_delta" | "abs_sum" | "square_sum" |
   "l2_norm" | "dot_input"  (model.proto GradientOutput)
 """
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from .options import BaselineKind, ReplacementPolicy
 
 GRADIENT_OUTPUTS = ("full", "dot_delta", "abs_sum", "square_sum", "l2_norm", "dot_input")
 
@@ -76,6 +82,9 @@ class Tokenized:
     sentence_index: list[int]
     words: list[Segment] = field(default_factory=list)
     sentences: list[Segment] = field(default_factory=list)
+    # The text the character spans refer to (TokenizedText.text): the input
+    # text, or the decoded text of a sequence of token ids.
+    text: str = ""
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -99,12 +108,28 @@ class ModelDescription:
     vocab_size: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Replacement:
-    """What a masked-out token becomes (model.proto Replacement)."""
+    """What a masked-out token becomes (model.proto Replacement). token_id
+    is used by the TOKEN_ID policy."""
 
-    policy: str = "pad_token"
+    policy: ReplacementPolicy = ReplacementPolicy.PAD_TOKEN
     token_id: int = 0
+
+    def to_dict(self) -> dict:
+        return {"policy": ReplacementPolicy(self.policy).value, "token_id": int(self.token_id)}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The baseline of IntegratedGradients / GradientShap (model.proto
+    Baseline). token_id is used by the TOKEN_ID kind."""
+
+    kind: BaselineKind = BaselineKind.ZERO
+    token_id: int = 0
+
+    def to_dict(self) -> dict:
+        return {"kind": BaselineKind(self.kind).value, "token_id": int(self.token_id)}
 
 
 @dataclass
@@ -138,6 +163,12 @@ class ModelBackend(Protocol):
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> Tokenized:
         """Tokenize one text with offsets, words and sentences."""
+        ...
+
+    def tokenize_ids(self, token_ids: Sequence[int]) -> Tokenized:
+        """Tokenize with `sequences`: the Tokenized of exactly these ids, its
+        `text` their decoded text (special tokens kept), with each token's
+        span in it and its words and sentences, aligned by the model-server."""
         ...
 
     def detokenize(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]:
@@ -199,6 +230,7 @@ __all__ = [
     "Tokenized",
     "ModelDescription",
     "Replacement",
+    "Baseline",
     "EmbeddingSamples",
     "ModelBackend",
 ]

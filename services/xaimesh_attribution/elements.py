@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from xaimesh_runtime.errors import InvalidArgument
 
 from .backend import Segment, Tokenized
-from xaimesh_runtime.errors import InvalidArgument
 from .options import Granularity, InferenceMode, Task
 
 

@@ -1,406 +1,65 @@
-"""The facade the gRPC adapter calls: `explain`, `evaluate`, `list_methods`.
+"""The facade the gRPC adapter calls: `prepare` + `explain_input` (or
+`explain`, both at once), `evaluate`, `list_methods`.
 
-Parameters are a plain dict whose keys are attribution.proto
-MethodParameters field names. A key that is absent or None takes the
-method's default (the adapter can pass `MessageToDict(params,
-preserving_proto_field_name=True)`, which omits zero-valued fields, i.e.
-the proto's "zero = default"); an explicit value is validated (e.g.
-n_perturbations=0 is an error). Enum values may be the lower-case names used
-here ("halton"), proto names ("SOBOL_SAMPLER_HALTON") or proto numbers.
-Fields a method does not use are ignored; unknown keys are an error.
+A method comes from the one registry (`methods.REGISTRY`); its parameters
+are its typed `Parameters` dataclass, validated once when built. The
+server decodes the request's parameter message into it
+(`method.parameters_from_proto`); in-process callers may give a dict of
+field names instead (absent or None: the default; an explicit value is
+validated, zero included: e.g. n_perturbations=0 is an error, Lime's
+regularization=0 is used as given; unknown keys are an error). Enum values
+may be option members, short names ("halton"), proto names
+("SOBOL_SAMPLER_HALTON") or proto numbers.
+
+`prepare` validates what does not depend on one input (method,
+parameters against the model, granularity, aggregation, inference mode)
+once; `explain_input` explains one input with the result.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from . import gradient as grad_mod
-from . import metrics as metrics_mod
-from . import perturbation as pert
-from .backend import ModelBackend, ModelDescription, Replacement, Tokenized
-from .elements import Problem, build_problem, classification_problem, generation_problem
 from xaimesh_runtime.errors import InvalidArgument
-from .options import (
-    Aggregation,
-    BaselineKind,
-    Granularity,
-    GradientReduction,
-    InferenceMode,
-    Metric,
-    ReplacementPolicy,
-    SobolIndex,
-    SobolSampler,
-    Task,
-    parse,
+
+from . import metrics as metrics_mod
+from .backend import ModelBackend, ModelDescription
+from .elements import Problem, build_problem, classification_problem, generation_problem
+from .methods import REGISTRY, AttributionMethod, Job, Parameters, list_methods, resolve_method  # noqa: F401
+from .methods.base import (
+    ATTRIBUTION_GRANULARITIES,
+    DEFAULT_BATCH_SIZE,
+    INT64_MAX,
+    MAX_BATCH_SIZE,
+    MAX_STEPS,
+    as_replacement,
+    check_replacement,
 )
+from .backend import Replacement
+from .options import Aggregation, Granularity, InferenceMode, Metric, Task, parse
 from .results import AttributionResult, MetricCurve, MetricResult
 from .scoring import MaskScorer, ProgressFn, StopFn, check_stop
 
-DEFAULT_MAX_NEW_TOKENS = 20
-DEFAULT_BATCH_SIZE = 32
-ATTRIBUTION_GRANULARITIES = ("all_tokens", "token", "word", "sentence")
+# Tokens generated greedily as the explained target when an input of a causal
+# LM gives none (Targets.max_new_tokens = 0). Not the model-server's
+# DEFAULT_MAX_NEW_TOKENS, which is Generate's default length.
+DEFAULT_TARGET_NEW_TOKENS = 20
+MAX_RANDOM_ORDERS = 1_000
 
 
-@dataclass
-class MethodInfo:
-    name: str  # e.g. "kernel_shap"
-    proto_number: int  # attribution.proto AttributionMethod
-    family: str  # "perturbation" | "gradient"
-    description: str
-    defaults: dict[str, Any]  # defaults of the MethodParameters fields it uses
-    granularities: list[str] = field(default_factory=lambda: list(ATTRIBUTION_GRANULARITIES))
-
-
-_PERT_COMMON = {"batch_size": DEFAULT_BATCH_SIZE, "seed": 0, "replacement": {"policy": "pad_token", "token_id": 0}}
-_GRAD_COMMON = {"batch_size": DEFAULT_BATCH_SIZE}
-_ZERO_BASELINE = {"kind": "zero", "token_id": 0}
-
-_METHODS: dict[str, MethodInfo] = {
-    m.name: m
-    for m in [
-        MethodInfo(
-            "occlusion",
-            1,
-            "perturbation",
-            "Hides sliding windows of `window` consecutive elements; an element's attribution is the mean drop "
-            "f(all) - f(without the window) over the windows containing it.",
-            {**_PERT_COMMON, "window": 1},
-        ),
-        MethodInfo(
-            "lime",
-            2,
-            "perturbation",
-            "Weighted ridge regression of the target score on random keep-masks (each element kept with "
-            "keep_probability), weights exp(-d^2/kernel_width^2) of the cosine distance d to the full input.",
-            {
-                **_PERT_COMMON,
-                "n_perturbations": 256,
-                "keep_probability": 0.5,
-                "kernel_width": 0.25,
-                "regularization": 1.0,
-            },
-        ),
-        MethodInfo(
-            "kernel_shap",
-            3,
-            "perturbation",
-            "Shapley values of the masked-input game by the Shapley-kernel weighted least squares with the "
-            "efficiency constraint; exact enumeration when n_perturbations >= 2^elements.",
-            {**_PERT_COMMON, "n_perturbations": 256, "regularization": 0.0},
-        ),
-        MethodInfo(
-            "sobol",
-            4,
-            "perturbation",
-            "Sobol indices (total order by default, Jansen; first order, Saltelli 2010) of the elements as "
-            "Bernoulli(keep_probability) inputs, from a quasi-random design of n_perturbations * (E + 2) masks.",
-            {
-                **_PERT_COMMON,
-                "n_perturbations": 32,
-                "sobol_sampler": "sobol",
-                "sobol_index": "total",
-                "keep_probability": 0.5,
-            },
-        ),
-        MethodInfo(
-            "saliency",
-            5,
-            "gradient",
-            "Gradient of the target score with respect to the input embeddings, reduced per token by "
-            "sum |grad| (ABS_SUM, default) or its L2 norm.",
-            {**_GRAD_COMMON, "gradient_reduction": "abs_sum"},
-        ),
-        MethodInfo(
-            "input_x_gradient",
-            6,
-            "gradient",
-            "Per token, sum over the hidden dimension of gradient x input embedding.",
-            {**_GRAD_COMMON, "gradient_reduction": "dot"},
-        ),
-        MethodInfo(
-            "integrated_gradients",
-            7,
-            "gradient",
-            "Integrated gradients from the baseline to the input, n_steps-point Gauss–Legendre quadrature on "
-            "[0, 1]; per token sum_d (x - b)_d * integral of grad_d.",
-            {**_GRAD_COMMON, "n_steps": 50, "baseline": dict(_ZERO_BASELINE), "gradient_reduction": "dot"},
-        ),
-        MethodInfo(
-            "gradient_shap",
-            8,
-            "gradient",
-            "Expected gradients: mean over n_steps samples of grad * (x - b_s) at b_s + alpha (x - b_s), "
-            "alpha ~ U[0,1), b_s = baseline + N(0, noise_std).",
-            {
-                **_GRAD_COMMON,
-                "n_steps": 10,
-                "noise_std": 0.1,
-                "seed": 0,
-                "baseline": dict(_ZERO_BASELINE),
-                "gradient_reduction": "dot",
-            },
-        ),
-        MethodInfo(
-            "smooth_grad",
-            9,
-            "gradient",
-            "Mean of |grad| over n_steps copies of the input embeddings with N(0, noise_std) noise, "
-            "reduced per token by ABS_SUM (default) or L2 norm.",
-            {**_GRAD_COMMON, "n_steps": 10, "noise_std": 0.1, "seed": 0, "gradient_reduction": "abs_sum"},
-        ),
-        MethodInfo(
-            "square_grad",
-            10,
-            "gradient",
-            "Mean of grad^2 over n_steps noisy copies of the input embeddings, summed over the hidden "
-            "dimension (or its L2 norm).",
-            {**_GRAD_COMMON, "n_steps": 10, "noise_std": 0.1, "seed": 0, "gradient_reduction": "abs_sum"},
-        ),
-        MethodInfo(
-            "var_grad",
-            11,
-            "gradient",
-            "Variance of the gradient over n_steps noisy copies of the input embeddings (full gradients), "
-            "summed over the hidden dimension (or its L2 norm).",
-            {**_GRAD_COMMON, "n_steps": 10, "noise_std": 0.1, "seed": 0, "gradient_reduction": "abs_sum"},
-        ),
-    ]
-}
-
-# MethodParameters fields, plus Python-only extras.
-KNOWN_PARAMETERS = {
-    "n_perturbations",
-    "batch_size",
-    "seed",
-    "replacement",
-    "baseline",
-    "noise_std",
-    "n_steps",
-    "kernel_width",
-    "regularization",
-    "sobol_sampler",
-    "sobol_index",
-    "keep_probability",
-    "window",
-    "gradient_reduction",
-    "exact",  # KernelShap only (Python API): True / False forces enumeration / sampling; None = auto
-}
-
-
-def list_methods() -> list[MethodInfo]:
-    """Every method with its family, description and parameter defaults."""
-    return [
-        MethodInfo(m.name, m.proto_number, m.family, m.description, _copy(m.defaults), list(m.granularities))
-        for m in _METHODS.values()
-    ]
-
-
-def _copy(d: dict) -> dict:
-    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
-
-
-def resolve_method(method: Any) -> MethodInfo:
-    """A method by name ("kernel_shap", "KernelShap", "ATTRIBUTION_METHOD_KERNEL_SHAP") or proto number."""
-    valid = ", ".join(repr(n) for n in _METHODS)
-    if isinstance(method, MethodInfo):
-        return method
-    if isinstance(method, int) and not isinstance(method, bool):
-        for m in _METHODS.values():
-            if m.proto_number == method:
-                return m
-        raise InvalidArgument(f"unknown attribution method {method}; expected one of {valid}", field="method")
-    if isinstance(method, str):
-        key = method.strip().lower()
-        if key.startswith("attribution_method_"):
-            key = key[len("attribution_method_") :]
-        key = key.replace("_", "").replace("-", "").replace(" ", "")
-        for m in _METHODS.values():
-            if m.name.replace("_", "") == key:
-                return m
-    raise InvalidArgument(f"unknown attribution method {method!r}; expected one of {valid}", field="method")
-
-
-# ------------------------------------------------------------------ parameters
-
-
-# Upper bounds of counts: a request above them is refused up front instead of
-# running for hours or allocating more memory than the machine has. Sobol
-# scores n_perturbations * (elements + 2) rows, hence its own bound.
-MAXIMUMS = {"n_perturbations": 65_536, "n_steps": 10_000, "batch_size": 4_096, "window": 10_000,
-            "n_random_orders": 1_000}
-SOBOL_MAX_PERTURBATIONS = 8_192
-
-
-def _int(params: dict, name: str, default: int, *, minimum: int | None = 1, prefix: str = "parameters.",
-         maximum: int | None = None) -> int:
-    v = params.get(name)
-    if v is None:
+def _count(name: str, value: Any, default: int, *, minimum: int, maximum: int) -> int:
+    if value is None:
         return default
-    try:
-        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-            raise TypeError
-        iv = int(v)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{name} must be an integer, got {v!r}", field=f"{prefix}{name}") from None
-    if minimum is not None and iv < minimum:
-        raise InvalidArgument(f"{name} must be >= {minimum}, got {iv}", field=f"{prefix}{name}")
-    maximum = maximum if maximum is not None else MAXIMUMS.get(name)
-    if maximum is not None and iv > maximum:
-        raise InvalidArgument(f"{name} must be <= {maximum}, got {iv}: ask for fewer", field=f"{prefix}{name}")
+    if not _is_int(value):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}", field=name)
+    iv = int(value)
+    if iv < minimum:
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {iv}", field=name)
+    if iv > maximum:
+        raise InvalidArgument(f"{name} must be <= {maximum}, got {iv}: ask for fewer", field=name)
     return iv
-
-
-def _float(
-    params: dict, name: str, default: float, *, positive: bool = False, nonneg: bool = False, upper: float | None = None
-) -> float:
-    v = params.get(name)
-    if v is None:
-        return float(default)
-    try:
-        if isinstance(v, bool):
-            raise TypeError
-        fv = float(v)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{name} must be a number, got {v!r}", field=f"parameters.{name}") from None
-    if not math.isfinite(fv):
-        raise InvalidArgument(f"{name} must be finite, got {v!r}", field=f"parameters.{name}")
-    if positive and fv <= 0:
-        raise InvalidArgument(f"{name} must be > 0, got {fv}", field=f"parameters.{name}")
-    if nonneg and fv < 0:
-        raise InvalidArgument(f"{name} must be >= 0, got {fv}", field=f"parameters.{name}")
-    if upper is not None and fv > upper:
-        raise InvalidArgument(f"{name} must be <= {upper}, got {fv}", field=f"parameters.{name}")
-    return fv
-
-
-def _pair(v: Any, name: str, key: str) -> tuple[Any, Any]:
-    if v is None:
-        return None, None
-    if isinstance(v, dict):
-        return v.get(key), v.get("token_id")
-    kind = getattr(v, key, None) if not isinstance(v, (str, int)) else v
-    return kind, getattr(v, "token_id", None)
-
-
-def _replacement(params: dict, desc: ModelDescription | None, prefix: str = "parameters.") -> dict:
-    raw, token_id = _pair(params.get("replacement"), "replacement", "policy")
-    policy = parse(ReplacementPolicy, raw, field=f"{prefix}replacement.policy") or ReplacementPolicy.PAD_TOKEN
-    tid = 0
-    if policy == ReplacementPolicy.TOKEN_ID:
-        tid = _token_id(token_id, f"{prefix}replacement.token_id", desc)
-    elif token_id not in (None, 0, "0"):
-        tid = _token_id(token_id, f"{prefix}replacement.token_id", desc)
-    _check_special(policy.value, desc, f"{prefix}replacement.policy")
-    return {"policy": policy.value, "token_id": tid}
-
-
-def _baseline(params: dict, desc: ModelDescription | None) -> dict:
-    raw, token_id = _pair(params.get("baseline"), "baseline", "kind")
-    kind = parse(BaselineKind, raw, field="parameters.baseline.kind") or BaselineKind.ZERO
-    tid = _token_id(token_id, "parameters.baseline.token_id", desc) if kind == BaselineKind.TOKEN_ID else 0
-    _check_special(kind.value, desc, "parameters.baseline.kind")
-    return {"kind": kind.value, "token_id": tid}
-
-
-def _token_id(v: Any, field_name: str, desc: ModelDescription | None) -> int:
-    try:
-        if isinstance(v, bool):
-            raise TypeError
-        tid = int(v if v is not None else 0)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"token_id must be an integer, got {v!r}", field=field_name) from None
-    vocab = desc.vocab_size if desc is not None else 0
-    if tid < 0 or (vocab and tid >= vocab):
-        raise InvalidArgument(
-            f"token_id {tid} is out of the vocabulary: valid ids are 0..{vocab - 1}"
-            if vocab
-            else f"token_id must be >= 0, got {tid}",
-            field=field_name,
-        )
-    return tid
-
-
-def _check_special(kind: str, desc: ModelDescription | None, field_name: str) -> None:
-    if desc is None:
-        return
-    if kind == "mask_token" and desc.mask_token_id < 0:
-        raise InvalidArgument(
-            "the model's tokenizer has no mask token: use pad_token, unk_token, token_id or zero_embedding",
-            field=field_name,
-        )
-    if kind == "unk_token" and desc.unk_token_id < 0:
-        raise InvalidArgument(
-            "the model's tokenizer has no unk token: use pad_token, token_id or zero_embedding", field=field_name
-        )
-
-
-def resolve_parameters(method: Any, params: dict | None, desc: ModelDescription | None = None) -> dict[str, Any]:
-    """The parameters a method uses, defaults filled in and validated."""
-    info = resolve_method(method)
-    params = dict(params or {})
-    unknown = sorted(set(params) - KNOWN_PARAMETERS)
-    if unknown:
-        raise InvalidArgument(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(KNOWN_PARAMETERS))}",
-            field=f"parameters.{unknown[0]}",
-        )
-    d = info.defaults
-    out: dict[str, Any] = {"batch_size": _int(params, "batch_size", d["batch_size"])}
-    name = info.name
-    if info.family == "perturbation":
-        out["seed"] = _int(params, "seed", 0, minimum=None)
-        out["replacement"] = _replacement(params, desc)
-        if name == "occlusion":
-            out["window"] = _int(params, "window", d["window"])
-        else:
-            out["n_perturbations"] = _int(params, "n_perturbations", d["n_perturbations"],
-                                          maximum=SOBOL_MAX_PERTURBATIONS if name == "sobol" else None)
-        if name in ("lime", "kernel_shap"):
-            out["regularization"] = _float(params, "regularization", d["regularization"], nonneg=True)
-        if name == "lime":
-            out["kernel_width"] = _float(params, "kernel_width", d["kernel_width"], positive=True)
-        if name in ("lime", "sobol"):
-            kp = _float(params, "keep_probability", d["keep_probability"], positive=True)
-            if kp >= 1:
-                raise InvalidArgument(
-                    f"keep_probability must be in (0, 1), got {kp}", field="parameters.keep_probability"
-                )
-            out["keep_probability"] = kp
-        if name == "sobol":
-            out["sobol_sampler"] = (
-                parse(SobolSampler, params.get("sobol_sampler"), field="parameters.sobol_sampler") or SobolSampler.SOBOL
-            ).value
-            out["sobol_index"] = (
-                parse(SobolIndex, params.get("sobol_index"), field="parameters.sobol_index") or SobolIndex.TOTAL
-            ).value
-        if name == "kernel_shap" and params.get("exact") is not None:
-            out["exact"] = bool(params["exact"])
-        return out
-    # gradient methods
-    red = parse(GradientReduction, params.get("gradient_reduction"), field="parameters.gradient_reduction")
-    if red not in (None, GradientReduction.DEFAULT):
-        if name in grad_mod.DOT_METHODS:
-            raise InvalidArgument(
-                f"gradient_reduction {red.value!r} does not apply to {name}: its attribution is the dot product of "
-                "the gradient with the input (or input - baseline); leave it unspecified",
-                field="parameters.gradient_reduction",
-            )
-        out["gradient_reduction"] = red.value
-    else:
-        out["gradient_reduction"] = d["gradient_reduction"]
-    if "n_steps" in d:
-        out["n_steps"] = _int(params, "n_steps", d["n_steps"])
-    if "noise_std" in d:
-        out["noise_std"] = _float(params, "noise_std", d["noise_std"], nonneg=True)
-    if "seed" in d:
-        out["seed"] = _int(params, "seed", 0, minimum=None)
-    if "baseline" in d:
-        out["baseline"] = _baseline(params, desc)
-    return out
 
 
 # ------------------------------------------------------------------ targets
@@ -410,81 +69,9 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def _tokenized_from_ids(backend: ModelBackend, desc: ModelDescription, ids: list[int]) -> tuple[str, Tokenized]:
-    """Text, offsets, words and sentences of a token-id target: each token's
-    span from incremental decoding, words / sentences from the model-server's
-    segmentation of the decoded text (a token belongs to the word holding
-    its first non-space character; whitespace-only tokens to the next word)."""
-    texts = backend.detokenize([ids[: k + 1] for k in range(len(ids))])
-    text = texts[-1]
-    desc_special = set(desc.all_special_ids)
-    starts, ends, prev = [], [], 0
-    for k in range(len(ids)):
-        end = len(texts[k]) if text.startswith(texts[k]) else prev
-        end = max(prev, end)
-        starts.append(prev)
-        ends.append(end)
-        prev = end
-    seg = backend.tokenize(text, add_special_tokens=False) if text.strip() else None
-    if seg is not None and list(seg.token_ids) == list(ids):
-        return text, seg
-    special = [int(i) in desc_special for i in ids]
-    words = seg.words if seg is not None else []
-    sentences = seg.sentences if seg is not None else []
-    word_index = [-1] * len(ids)
-    for k in range(len(ids)):
-        if special[k]:
-            continue
-        for c in range(starts[k], ends[k]):
-            if not text[c].isspace():
-                for w, s in enumerate(words):
-                    if s.start_char <= c < max(s.end_char, s.start_char + 1):
-                        word_index[k] = w
-                        break
-                break
-    nxt = -1
-    for k in range(len(ids) - 1, -1, -1):  # whitespace-only: the next word, else the previous
-        if special[k]:
-            nxt = -1
-            continue
-        if word_index[k] < 0:
-            word_index[k] = nxt
-        nxt = word_index[k]
-    prev_w = -1
-    for k in range(len(ids)):
-        if not special[k] and word_index[k] < 0:
-            word_index[k] = prev_w
-        if not special[k]:
-            prev_w = word_index[k]
-    sent_of_word = []
-    for s in words:
-        j = next(
-            (
-                i
-                for i, st in enumerate(sentences)
-                if st.start_char <= s.start_char < max(st.end_char, st.start_char + 1)
-            ),
-            -1,
-        )
-        sent_of_word.append(j)
-    sentence_index = [sent_of_word[w] if w >= 0 else -1 for w in word_index]
-    tokens = [text[a:b] for a, b in zip(starts, ends, strict=True)]
-    return text, Tokenized(
-        token_ids=list(ids),
-        tokens=tokens,
-        token_start_chars=starts,
-        token_end_chars=ends,
-        special_mask=special,
-        word_index=word_index,
-        sentence_index=sentence_index,
-        words=list(words),
-        sentences=list(sentences),
-    )
-
-
 def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop):
     if targets is None:
-        n_new = DEFAULT_MAX_NEW_TOKENS if max_new_tokens in (None, 0) else max_new_tokens
+        n_new = DEFAULT_TARGET_NEW_TOKENS if max_new_tokens in (None, 0) else max_new_tokens
         if not _is_int(n_new) or n_new < 1:
             raise InvalidArgument(
                 f"max_new_tokens must be >= 1, got {max_new_tokens!r}", field="targets.max_new_tokens"
@@ -508,7 +95,8 @@ def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens,
             raise InvalidArgument(
                 "the model generated no token to explain (it stopped at once): give targets", field="targets"
             )
-        return _tokenized_from_ids(backend, desc, ids)
+        tok = backend.tokenize_ids(ids)
+        return tok.text, tok
     if isinstance(targets, str):
         if targets == "":
             raise InvalidArgument("targets text is empty: give the continuation to explain", field="targets")
@@ -526,7 +114,8 @@ def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens,
                 f"target token id {bad} is out of the vocabulary: valid ids are 0..{desc.vocab_size - 1}",
                 field="targets",
             )
-        return _tokenized_from_ids(backend, desc, ids)
+        tok = backend.tokenize_ids(ids)
+        return tok.text, tok
     raise InvalidArgument(
         "a causal LM's targets are a continuation text or a list of token ids (class indices / names are for "
         f"classifiers), got {type(targets).__name__}",
@@ -583,63 +172,91 @@ def _classification_targets(backend, desc, prompt_tok, targets, replacement, mod
     raise InvalidArgument("targets mix class indices and class names: use one kind", field="targets")
 
 
-def _granularity(value: Any, family: str) -> Granularity:
-    g = parse(Granularity, value, field="granularity")
-    if g is None:
-        return Granularity.WORD if family == "perturbation" else Granularity.TOKEN
-    if g.value not in ATTRIBUTION_GRANULARITIES:
-        raise InvalidArgument(
-            f"granularity {g.value!r} is for activations; attributions support {', '.join(ATTRIBUTION_GRANULARITIES)}",
-            field="granularity",
-        )
-    return g
-
-
 # ------------------------------------------------------------------ explain
 
 
-def explain(
+@dataclass(frozen=True)
+class ExplainPlan:
+    """What `prepare` validated once for every input of a request."""
+
+    method: AttributionMethod
+    parameters: Parameters
+    granularity: Granularity
+    aggregation: Aggregation
+    inference_mode: InferenceMode
+    desc: ModelDescription
+    task: Task
+
+
+def _granularity(value: Any, method: AttributionMethod) -> Granularity:
+    g = parse(Granularity, value, field="granularity")
+    if g is None:
+        return Granularity.WORD if method.family == "perturbation" else Granularity.TOKEN
+    if g.value not in method.granularities:
+        supported = ", ".join(x for x in method.granularities if x in ATTRIBUTION_GRANULARITIES)
+        what = "is for activations" if g.value not in ATTRIBUTION_GRANULARITIES else "is not supported"
+        raise InvalidArgument(f"granularity {g.value!r} {what}; {method.name} supports {supported}",
+                              field="granularity")
+    return g
+
+
+def prepare(
     backend: ModelBackend,
     method: Any,
-    params: dict | None,
-    text: str,
-    targets: Any = None,
+    params: Any = None,
     granularity: Any = None,
     aggregation: Any = None,
     inference_mode: Any = None,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
+    *,
+    desc: ModelDescription | None = None,
+) -> ExplainPlan:
+    """Validates the request-level settings once.
+
+    method: a registered method, its name, class name, proto name or number;
+    params: its Parameters, a dict of them or None (defaults);
+    granularity / aggregation / inference_mode: option names (options.py) or
+    proto values, None for the method family's default (WORD + SOFTMAX for
+    perturbation methods, TOKEN + LOGITS for gradient methods; aggregation
+    SUM, used by gradient methods only)."""
+    m = resolve_method(method)
+    prm = m.parameters(params)
+    desc = desc or backend.describe()
+    task = parse(Task, desc.task, field="model.task")
+    gran = _granularity(granularity, m)
+    agg = parse(Aggregation, aggregation, field="aggregation") or Aggregation.SUM
+    mode = parse(InferenceMode, inference_mode, field="inference_mode") or (
+        InferenceMode.SOFTMAX if m.family == "perturbation" else InferenceMode.LOGITS
+    )
+    prm.check_model(desc)
+    return ExplainPlan(m, prm, gran, agg, mode, desc, task)
+
+
+def explain_input(
+    backend: ModelBackend,
+    plan: ExplainPlan,
+    text: str,
+    targets: Any = None,
     *,
     max_new_tokens: int | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
 ) -> AttributionResult:
-    """Explains one input with one method.
+    """Explains one input with a prepared plan.
 
     targets: causal LM — continuation text (str), token ids (list of int),
-    or None (the model generates `max_new_tokens`, default 20, greedily;
-    trailing EOS / pad dropped); classifier — class indices (int or list),
-    class names (str or list), or None (the predicted class).
-    granularity / aggregation / inference_mode: option names (see
-    options.py), None for the method family's default (WORD + SOFTMAX for
-    perturbation methods, TOKEN + LOGITS for gradient methods; aggregation
-    SUM, used by gradient methods only).
+    or None (the model generates `max_new_tokens`, default
+    DEFAULT_TARGET_NEW_TOKENS = 20, greedily; trailing EOS / pad dropped);
+    classifier — class indices (int or list), class names (str or list), or
+    None (the predicted class).
     progress(done, total, stage) is called between batches; should_stop()
     is polled between batches and raises Cancelled when it returns True.
     """
-    info = resolve_method(method)
     if not isinstance(text, str):
         raise InvalidArgument(f"text must be a string, got {type(text).__name__}", field="text")
     if text == "":
         raise InvalidArgument("text is empty: give the input to explain", field="text")
-    desc = backend.describe()
-    task = parse(Task, desc.task, field="model.task")
-    gran = _granularity(granularity, info.family)
-    agg = parse(Aggregation, aggregation, field="aggregation") or Aggregation.SUM
-    mode = parse(InferenceMode, inference_mode, field="inference_mode") or (
-        InferenceMode.SOFTMAX if info.family == "perturbation" else InferenceMode.LOGITS
-    )
-    prm = resolve_parameters(info, params, desc)
-    repl_d = prm.get("replacement", {"policy": "pad_token", "token_id": 0})
-    replacement = Replacement(repl_d["policy"], repl_d["token_id"])
+    desc, prm, mode = plan.desc, plan.parameters, plan.inference_mode
+    replacement = getattr(prm, "replacement", Replacement())
     check_stop(should_stop)
 
     prompt_tok = backend.tokenize(text, add_special_tokens=True)
@@ -648,7 +265,7 @@ def explain(
         raise InvalidArgument(
             f"the text has {len(prompt_tok)} tokens, more than the model's maximum of {max_len}", field="text"
         )
-    if task == Task.CAUSAL_LM:
+    if plan.task == Task.CAUSAL_LM:
         target_text, target_tok = _generation_target(
             backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop
         )
@@ -659,70 +276,21 @@ def explain(
                 f"the model's context of {max_len} tokens: shorten the targets or the text",
                 field="targets",
             )
-        problem = generation_problem(text, prompt_tok, target_text, target_tok, gran)
+        problem = generation_problem(text, prompt_tok, target_text, target_tok, plan.granularity)
     else:
         classes = _classification_targets(backend, desc, prompt_tok, targets, replacement, mode)
-        problem = classification_problem(text, prompt_tok, gran, classes, desc.labels)
+        problem = classification_problem(text, prompt_tok, plan.granularity, classes, desc.labels)
 
-    scorer = MaskScorer(
-        backend, problem, replacement, mode, batch_size=prm["batch_size"], progress=progress, should_stop=should_stop
-    )
-    name = info.name
-    if name == "occlusion":
-        scores = pert.occlusion(scorer, window=prm["window"])
-    elif name == "lime":
-        scores = pert.lime(
-            scorer,
-            n_perturbations=prm["n_perturbations"],
-            keep_probability=prm["keep_probability"],
-            kernel_width=prm["kernel_width"],
-            regularization=prm["regularization"],
-            seed=prm["seed"],
-        )
-    elif name == "kernel_shap":
-        scores = pert.kernel_shap(
-            scorer,
-            n_perturbations=prm["n_perturbations"],
-            regularization=prm["regularization"],
-            seed=prm["seed"],
-            exact=prm.get("exact"),
-        )
-    elif name == "sobol":
-        scores = pert.sobol(
-            scorer,
-            n_perturbations=prm["n_perturbations"],
-            sampler=SobolSampler(prm["sobol_sampler"]),
-            index=SobolIndex(prm["sobol_index"]),
-            keep_probability=prm["keep_probability"],
-            seed=prm["seed"],
-        )
-    else:
-        red = prm["gradient_reduction"]
-        base = prm.get("baseline", {"kind": "zero", "token_id": 0})
-        scores = grad_mod.gradient_attribution(
-            backend,
-            problem,
-            name,
-            inference_mode=mode,
-            n_steps=prm.get("n_steps", 1),
-            noise_std=prm.get("noise_std", 0.0),
-            baseline_kind=base["kind"],
-            baseline_token_id=base["token_id"],
-            reduction=GradientReduction(red) if red in ("l2_norm", "abs_sum") else None,
-            aggregation=agg,
-            seed=prm.get("seed", 0),
-            batch_size=prm["batch_size"],
-            progress=progress,
-            should_stop=should_stop,
-        )
-    target_scores = scorer.full_scores()
+    job = Job(backend, problem, mode, plan.aggregation, replacement, prm.batch_size, progress, should_stop)
+    scores = plan.method.attribute(job, prm)
+    target_scores = job.scorer.full_scores()
     return AttributionResult(
         model=desc.model_id,
-        task=task.value,
-        method=name,
+        task=plan.task.value,
+        method=plan.method.name,
         parameters=prm,
-        granularity=gran.value,
-        aggregation=agg.value if info.family == "gradient" else "",
+        granularity=plan.granularity.value,
+        aggregation=plan.aggregation.value if plan.method.family == "gradient" else "",
         inference_mode=mode.value,
         input_elements=list(problem.segments),
         num_prompt_elements=problem.num_prompt_elements,
@@ -736,6 +304,27 @@ def explain(
         prompt_text=problem.prompt_text,
         input_ids=[int(i) for i in problem.input_ids],
     )
+
+
+def explain(
+    backend: ModelBackend,
+    method: Any,
+    params: Any,
+    text: str,
+    targets: Any = None,
+    granularity: Any = None,
+    aggregation: Any = None,
+    inference_mode: Any = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    *,
+    max_new_tokens: int | None = None,
+) -> AttributionResult:
+    """Explains one input with one method: `prepare` then `explain_input`
+    (see both for the arguments)."""
+    plan = prepare(backend, method, params, granularity, aggregation, inference_mode)
+    return explain_input(backend, plan, text, targets, max_new_tokens=max_new_tokens, progress=progress,
+                         should_stop=should_stop)
 
 
 # ------------------------------------------------------------------ evaluate
@@ -818,7 +407,8 @@ def evaluate(
     """Deletion / Insertion curve of one attribution (see metrics.py).
 
     n_steps: points of the curve minus one (None / 0: one element per step);
-    replacement: {"policy", "token_id"} (default pad_token);
+    replacement: a Replacement, {"policy", "token_id"} or a policy name
+    (default pad_token);
     inference_mode default SOFTMAX; n_random_orders default 10, -1 (or any
     negative) disables the random baseline; batch_size default 32.
     """
@@ -828,20 +418,20 @@ def evaluate(
     if not isinstance(attribution, AttributionResult):
         raise InvalidArgument("attribution must be an AttributionResult", field="attributions")
     desc = backend.describe()
-    prm_in = {k: v for k, v in {"n_steps": n_steps, "batch_size": batch_size, "seed": seed}.items()}
-    steps = _int(prm_in, "n_steps", 0, minimum=0, prefix="")
-    bs = _int(prm_in, "batch_size", DEFAULT_BATCH_SIZE, prefix="")
-    sd = _int(prm_in, "seed", 0, minimum=None, prefix="")
+    steps = _count("n_steps", n_steps, 0, minimum=0, maximum=MAX_STEPS)
+    bs = _count("batch_size", batch_size, DEFAULT_BATCH_SIZE, minimum=1, maximum=MAX_BATCH_SIZE)
+    sd = _count("seed", seed, 0, minimum=0, maximum=INT64_MAX)
     if n_random_orders is None or n_random_orders == 0:
         n_rand = 10
     elif not _is_int(n_random_orders):
         raise InvalidArgument(f"n_random_orders must be an integer, got {n_random_orders!r}", field="n_random_orders")
-    elif int(n_random_orders) > MAXIMUMS["n_random_orders"]:
-        raise InvalidArgument(f"n_random_orders must be <= {MAXIMUMS['n_random_orders']}, got {n_random_orders}",
+    elif int(n_random_orders) > MAX_RANDOM_ORDERS:
+        raise InvalidArgument(f"n_random_orders must be <= {MAX_RANDOM_ORDERS}, got {n_random_orders}",
                               field="n_random_orders")
     else:
         n_rand = max(0, int(n_random_orders))
-    repl = _replacement({"replacement": replacement}, desc, prefix="")
+    repl = as_replacement(replacement, "replacement")
+    check_replacement(repl, desc, "replacement")
     mode = parse(InferenceMode, inference_mode, field="inference_mode") or InferenceMode.SOFTMAX
     problem = problem_of(backend, attribution, desc)
     scores = np.asarray(attribution.scores, dtype=np.float64)
@@ -854,7 +444,7 @@ def evaluate(
     scorer = MaskScorer(
         backend,
         problem,
-        Replacement(repl["policy"], repl["token_id"]),
+        repl,
         mode,
         batch_size=bs,
         progress=progress,
@@ -870,7 +460,7 @@ def evaluate(
         per_target_scores=per,
         parameters={
             "n_steps": steps,
-            "replacement": repl,
+            "replacement": repl.to_dict(),
             "inference_mode": mode.value,
             "n_random_orders": n_rand,
             "seed": sd,
@@ -879,4 +469,15 @@ def evaluate(
     )
 
 
-__all__ = ["MethodInfo", "list_methods", "resolve_method", "resolve_parameters", "explain", "evaluate", "problem_of"]
+__all__ = [
+    "DEFAULT_TARGET_NEW_TOKENS",
+    "ExplainPlan",
+    "REGISTRY",
+    "evaluate",
+    "explain",
+    "explain_input",
+    "list_methods",
+    "prepare",
+    "problem_of",
+    "resolve_method",
+]

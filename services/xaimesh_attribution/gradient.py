@@ -1,4 +1,12 @@
-"""Gradient attribution methods over `backend.gradients` (ComputeGradients).
+"""The gradient machinery of the gradient methods, over `backend.gradients`
+(ComputeGradients). The methods themselves (methods/saliency.py,
+input_x_gradient.py, integrated_gradients.py, gradient_shap.py,
+noise_tunnel.py) each give a `SamplePlan` (the embedding points where
+gradients are taken, and their weights) and how the per-sample gradients are
+combined: `dot_attribution` (a weighted sum of gradient . (input -
+baseline) or gradient . input) or `vector_attribution` (a statistic of the
+gradient vectors over the samples: mean |g|, mean g^2 or their variance,
+then reduced per token).
 
 Per token, a method computes a value from gradients of a target's score
 with respect to the input embeddings (hidden size H), then token values are
@@ -30,19 +38,15 @@ the backend's reduced outputs; non-linear ones then need FULL gradients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 from scipy.special import roots_legendre
 
-from .backend import EmbeddingSamples, ModelBackend
-from .elements import Problem
-from xaimesh_runtime.errors import InvalidArgument
+from .backend import Baseline, EmbeddingSamples
 from .options import Aggregation, GradientReduction, InferenceMode
-from .scoring import ProgressFn, StopFn, check_stop
-
-DOT_METHODS = ("input_x_gradient", "integrated_gradients", "gradient_shap")
-VECTOR_METHODS = ("saliency", "smooth_grad", "square_grad", "var_grad")
+from .scoring import check_stop
 
 
 def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,29 +63,47 @@ def batch_seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, batch]).generate_state(1, np.uint64)[0] >> 1)
 
 
-@dataclass
-class GradientPlan:
-    alphas: np.ndarray  # per sample
-    weights: np.ndarray  # per sample (DOT methods)
-    noise_stddev: float
-    baseline_noise_stddev: float
-    baseline_kind: str
-    baseline_token_id: int
+@dataclass(frozen=True)
+class SamplePlan:
+    """Where gradients are taken: sample i is b_i + alphas[i] (x - b_i) +
+    N(0, noise_stddev) with b_i = baseline + N(0, baseline_noise_stddev);
+    `weights[i]` is its weight in the attribution. Noise is drawn by the
+    model-server from `batch_seed(seed, batch)`."""
+
+    alphas: np.ndarray
+    weights: np.ndarray
+    noise_stddev: float = 0.0
+    baseline_noise_stddev: float = 0.0
+    baseline: Baseline = field(default_factory=Baseline)
+    seed: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.alphas)
+
+    @property
+    def single_point(self) -> bool:
+        """One sample at the input itself (no noise)."""
+        return self.n == 1 and self.noise_stddev == 0 and float(self.alphas[0]) == 1.0
+
+    @classmethod
+    def at_input(cls) -> "SamplePlan":
+        """The gradient at the input: one sample, alpha 1, weight 1."""
+        return cls(np.ones(1), np.ones(1))
+
+    def noisy(self, n: int, noise_std: float, seed: int) -> "SamplePlan":
+        """The noise tunnel: each sample of this plan repeated `n` times with
+        N(0, noise_std) noise on the input embeddings, weights averaged."""
+        return SamplePlan(np.repeat(self.alphas, n), np.repeat(self.weights, n) / n, float(noise_std),
+                          self.baseline_noise_stddev, self.baseline, seed)
 
 
-def plan_for(
-    method: str, *, n_steps: int, noise_std: float, baseline_kind: str, baseline_token_id: int, seed: int
-) -> GradientPlan:
-    if method == "integrated_gradients":
-        a, w = gauss_legendre(n_steps)
-        return GradientPlan(a, w, 0.0, 0.0, baseline_kind, baseline_token_id)
-    if method == "gradient_shap":
-        a = np.random.default_rng(seed).random(n_steps)
-        return GradientPlan(a, np.full(n_steps, 1.0 / n_steps), 0.0, noise_std, baseline_kind, baseline_token_id)
-    if method in ("smooth_grad", "square_grad", "var_grad"):
-        return GradientPlan(np.ones(n_steps), np.full(n_steps, 1.0 / n_steps), noise_std, 0.0, "zero", 0)
-    # saliency, input_x_gradient
-    return GradientPlan(np.ones(1), np.ones(1), 0.0, 0.0, "zero", 0)
+class Statistic(str, Enum):
+    """What a vector method takes of the gradients g_s over the samples, per dimension."""
+
+    ABS_MEAN = "abs_mean"  # mean_s |g_s|         (Saliency, SmoothGrad)
+    SQUARE_MEAN = "square_mean"  # mean_s g_s^2  (SquareGrad)
+    VARIANCE = "variance"  # mean_s g_s^2 - (mean_s g_s)^2, population variance (VarGrad)
 
 
 def aggregate(values: np.ndarray, positions: list[np.ndarray], aggregation: Aggregation) -> np.ndarray:
@@ -118,117 +140,109 @@ def _coefficients(problem: Problem, scores: np.ndarray, mode: InferenceMode) -> 
     return out
 
 
-def gradient_attribution(
-    backend: ModelBackend,
-    problem: Problem,
-    method: str,
-    *,
-    inference_mode: InferenceMode,
-    n_steps: int,
-    noise_std: float,
-    baseline_kind: str,
-    baseline_token_id: int,
-    reduction: GradientReduction | None,
-    aggregation: Aggregation,
-    seed: int,
-    batch_size: int,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
-) -> np.ndarray:
-    """float64 [T, E] with NaN outside each row's coverage."""
-    red = reduction if reduction not in (None, GradientReduction.DEFAULT) else None
-    if method in DOT_METHODS and red is not None:
-        raise InvalidArgument(
-            f"gradient_reduction {red.value!r} does not apply to {method}: its attribution is the dot product "
-            "of the gradient with the input (or input - baseline); leave it unspecified",
-            field="parameters.gradient_reduction",
-        )
-    plan = plan_for(
-        method,
-        n_steps=n_steps,
-        noise_std=noise_std,
-        baseline_kind=baseline_kind,
-        baseline_token_id=baseline_token_id,
-        seed=seed,
-    )
-    multi = any(len(g) > 1 for g in problem.groups)
-    T, L = problem.n_rows, problem.seq_len
-    n = len(plan.alphas)
-    if method in DOT_METHODS:
-        output = "dot_input" if method == "input_x_gradient" else "dot_delta"
-        full = False
-    elif method == "var_grad" or red == GradientReduction.L2_NORM and method != "saliency" or multi:
-        output, full = "full", True
-    elif method == "square_grad":
-        output, full = "square_sum", False
-    elif method == "saliency" and red == GradientReduction.L2_NORM:
-        output, full = "l2_norm", False
-    else:  # saliency / smooth_grad, ABS_SUM
-        output, full = "abs_sum", False
-
-    token_vals = np.zeros((T, L))  # reduced-output path
-    acc1 = acc2 = None  # full path: per-dim accumulators [T, L, H]
+def _batches(job, plan: SamplePlan, output: str, batch_size: int):
+    """Per batch of samples: (slice, per-row coefficients, the output array)."""
+    problem = job.problem
+    n = plan.n
     n_batches = (n + batch_size - 1) // batch_size
-    if progress is not None:
-        progress(0, n, "gradients")
+    if job.progress is not None:
+        job.progress(0, n, "gradients")
     for b in range(n_batches):
-        check_stop(should_stop)
+        check_stop(job.should_stop)
         sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
         samples = EmbeddingSamples(
-            baseline_kind=plan.baseline_kind,
-            baseline_token_id=plan.baseline_token_id,
+            baseline_kind=plan.baseline.kind,
+            baseline_token_id=plan.baseline.token_id,
             alphas=[float(a) for a in plan.alphas[sl]],
             noise_stddev=plan.noise_stddev,
             baseline_noise_stddev=plan.baseline_noise_stddev,
-            seed=batch_seed(seed, b),
+            seed=batch_seed(plan.seed, b),
         )
-        res = backend.gradients(
+        res = job.backend.gradients(
             [int(i) for i in problem.input_ids],
             target_positions=None if problem.target_positions is None else [int(i) for i in problem.target_positions],
             target_classes=None if problem.target_classes is None else [int(c) for c in problem.target_classes],
-            inference_mode=inference_mode.value,
+            inference_mode=job.inference_mode.value,
             samples=samples,
             outputs=[output],
         )
         scores = np.asarray(res["scores"], dtype=np.float64)
-        coef = _coefficients(problem, scores, inference_mode)
-        data = np.asarray(res[output], dtype=np.float64)
-        if not full:
-            w = plan.weights[sl]
-            for t, g in enumerate(problem.groups):
-                # [ns, |g|, L] -> combine columns per sample, weight samples
-                per_sample = (coef[t][:, :, None] * data[:, g, :]).sum(axis=1)
-                token_vals[t] += (w[:, None] * per_sample).sum(axis=0)
-        else:
-            H = data.shape[-1]
-            if acc1 is None:
-                acc1 = np.zeros((T, L, H))
-                acc2 = np.zeros((T, L, H))
-            for t, g in enumerate(problem.groups):
-                grad = (coef[t][:, :, None, None] * data[:, g]).sum(axis=1)  # [ns, L, H]
-                if method in ("saliency", "smooth_grad"):
-                    acc1[t] += np.abs(grad).sum(axis=0)
-                elif method == "square_grad":
-                    acc1[t] += (grad**2).sum(axis=0)
-                else:  # var_grad
-                    acc1[t] += grad.sum(axis=0)
-                    acc2[t] += (grad**2).sum(axis=0)
-        if progress is not None:
-            progress(sl.stop, n, "gradients")
-    check_stop(should_stop)
-    if full:
-        if method == "var_grad":
-            a = acc2 / n - (acc1 / n) ** 2
-            a = np.maximum(a, 0.0)
-        else:
-            a = acc1 / n
-        token_vals = np.sqrt((a**2).sum(axis=-1)) if red == GradientReduction.L2_NORM else np.abs(a).sum(axis=-1)
-    elif method in VECTOR_METHODS:
-        # reduced outputs were summed with weights 1/n (mean over samples)
-        pass
-    elems = aggregate(token_vals, problem.positions, aggregation)
-    elems[~problem.coverage] = np.nan
+        yield sl, _coefficients(problem, scores, job.inference_mode), np.asarray(res[output], dtype=np.float64)
+        if job.progress is not None:
+            job.progress(sl.stop, n, "gradients")
+    check_stop(job.should_stop)
+
+
+def _weighted_token_values(job, plan: SamplePlan, output: str, batch_size: int) -> np.ndarray:
+    """sum_s w_s (per-token reduced output of sample s), [T, L]: linear in the
+    gradient, so multi-token rows combine the backend's reduced outputs."""
+    p = job.problem
+    token_vals = np.zeros((p.n_rows, p.seq_len))
+    for sl, coef, data in _batches(job, plan, output, batch_size):
+        w = plan.weights[sl]
+        for t, g in enumerate(p.groups):
+            # [ns, |g|, L] -> combine columns per sample, weight samples
+            per_sample = (coef[t][:, :, None] * data[:, g, :]).sum(axis=1)
+            token_vals[t] += (w[:, None] * per_sample).sum(axis=0)
+    return token_vals
+
+
+def _finish(job, token_vals: np.ndarray) -> np.ndarray:
+    p = job.problem
+    elems = aggregate(token_vals, p.positions, job.aggregation)
+    elems[~p.coverage] = np.nan
     return elems
 
 
-__all__ = ["gradient_attribution", "gauss_legendre", "aggregate", "batch_seed", "DOT_METHODS", "VECTOR_METHODS"]
+def dot_attribution(job, plan: SamplePlan, output: str, batch_size: int) -> np.ndarray:
+    """sum_s w_s sum_d g_s,d v_d per token, with v = x (output "dot_input")
+    or x - b_s ("dot_delta"); float64 [T, E] with NaN outside each row's coverage."""
+    return _finish(job, _weighted_token_values(job, plan, output, batch_size))
+
+
+def vector_attribution(job, plan: SamplePlan, statistic: Statistic, reduction: GradientReduction,
+                       batch_size: int) -> np.ndarray:
+    """a = `statistic` of the gradient vectors over the plan's samples, per
+    token reduced by ABS_SUM (sum_d |a_d|) or L2_NORM (sqrt(sum_d a_d^2));
+    float64 [T, E] with NaN outside each row's coverage. The backend reduces
+    on its side (abs_sum, square_sum, l2_norm) when that gives the same
+    number; otherwise full gradients come back."""
+    p = job.problem
+    multi = any(len(g) > 1 for g in p.groups)
+    output = None
+    if not multi:
+        if reduction == GradientReduction.ABS_SUM and statistic == Statistic.ABS_MEAN:
+            output = "abs_sum"
+        elif reduction == GradientReduction.ABS_SUM and statistic == Statistic.SQUARE_MEAN:
+            output = "square_sum"
+        elif reduction == GradientReduction.L2_NORM and statistic == Statistic.ABS_MEAN and plan.single_point:
+            output = "l2_norm"
+    if output is not None:  # the mean over samples is in the weights (1/n)
+        return _finish(job, _weighted_token_values(job, plan, output, batch_size))
+    acc1 = acc2 = None  # per-dimension accumulators [T, L, H]
+    T, L = p.n_rows, p.seq_len
+    for _, coef, data in _batches(job, plan, "full", batch_size):
+        H = data.shape[-1]
+        if acc1 is None:
+            acc1 = np.zeros((T, L, H))
+            acc2 = np.zeros((T, L, H))
+        for t, g in enumerate(p.groups):
+            grad = (coef[t][:, :, None, None] * data[:, g]).sum(axis=1)  # [ns, L, H]
+            if statistic == Statistic.ABS_MEAN:
+                acc1[t] += np.abs(grad).sum(axis=0)
+            elif statistic == Statistic.SQUARE_MEAN:
+                acc1[t] += (grad**2).sum(axis=0)
+            else:
+                acc1[t] += grad.sum(axis=0)
+                acc2[t] += (grad**2).sum(axis=0)
+    n = plan.n
+    if statistic == Statistic.VARIANCE:
+        a = np.maximum(acc2 / n - (acc1 / n) ** 2, 0.0)
+    else:
+        a = acc1 / n
+    token_vals = np.sqrt((a**2).sum(axis=-1)) if reduction == GradientReduction.L2_NORM else np.abs(a).sum(axis=-1)
+    return _finish(job, token_vals)
+
+
+__all__ = ["SamplePlan", "Statistic", "aggregate", "batch_seed", "dot_attribution", "gauss_legendre",
+           "vector_attribution"]

@@ -8,7 +8,10 @@
 Every upstream call carries the time the incoming call has left
 (`timeout_fn()`, None = no deadline) and runs as a future that `cancel()`
 cancels, so a cancelled or expired explanation stops at once instead of
-finishing its current model-server request.
+finishing its current model-server request. The scorer keeps up to
+`max_in_flight` (default 4) Score requests of one explanation in flight
+(scoring.py), so the model-server's batcher always has the next batch
+queued; `cancel()` cancels all of them.
 
 Upstream failures become the runtime's `DownstreamError`, which keeps the model-server's
 status code (INVALID_ARGUMENT stays INVALID_ARGUMENT, with its field
@@ -27,17 +30,19 @@ from typing import Any
 import grpc
 import numpy as np
 
+from xaimesh_contracts.enums import to_number
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.errors import DownstreamError, downstream_error
 from xaimesh_contracts.tensors import to_numpy, to_tensor
+from xaimesh_runtime.errors import Cancelled
 
 from .backend import EmbeddingSamples, ModelDescription, Replacement, Segment, Tokenized
-from xaimesh_runtime.errors import Cancelled
 from .options import BaselineKind, InferenceMode, ReplacementPolicy, Task, from_proto, to_proto
 
 __all__ = ["GrpcModelBackend"]
 
 UPSTREAM = "model-server"
+DEFAULT_MAX_IN_FLIGHT = 4
 
 def _floats(t: tensor_pb2.Tensor, field: str) -> np.ndarray:
     return to_numpy(t, field=field).astype(np.float32, copy=False)
@@ -45,6 +50,21 @@ def _floats(t: tensor_pb2.Tensor, field: str) -> np.ndarray:
 
 def _segment(s: Any) -> Segment:
     return Segment(s.text, s.start_char, s.end_char, s.start_token, s.end_token)
+
+
+def _tokenized(t: model_pb2.TokenizedText) -> Tokenized:
+    return Tokenized(
+        token_ids=[int(i) for i in t.token_ids],
+        tokens=list(t.tokens),
+        token_start_chars=list(t.token_start_chars),
+        token_end_chars=list(t.token_end_chars),
+        special_mask=[bool(b) for b in t.special_mask],
+        word_index=list(t.word_index),
+        sentence_index=list(t.sentence_index),
+        words=[_segment(s) for s in t.words],
+        sentences=[_segment(s) for s in t.sentences],
+        text=t.text,
+    )
 
 
 class GrpcModelBackend:
@@ -57,13 +77,15 @@ class GrpcModelBackend:
     """
 
     def __init__(self, stub_or_channel: Any, model_id: str = "",
-                 timeout_fn: Callable[[], float | None] | None = None, *, address: str = "") -> None:
+                 timeout_fn: Callable[[], float | None] | None = None, *, address: str = "",
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         if isinstance(stub_or_channel, grpc.Channel):
             stub_or_channel = model_pb2_grpc.ModelServiceStub(stub_or_channel)
         self.stub = stub_or_channel
         self.model_id = model_id or ""
         self.timeout_fn = timeout_fn or (lambda: None)
         self.address = address
+        self.max_in_flight = max(1, int(max_in_flight))  # concurrent Score requests per explanation
         self._description: ModelDescription | None = None
         self._lock = threading.Lock()
         self._in_flight: set[Any] = set()
@@ -137,18 +159,12 @@ class GrpcModelBackend:
     def tokenize(self, text: str, add_special_tokens: bool = False) -> Tokenized:
         request = model_pb2.TokenizeRequest(model=self.model_id, texts=[text],
                                             add_special_tokens=add_special_tokens)
-        t = self._call("Tokenize", request).results[0]
-        return Tokenized(
-            token_ids=[int(i) for i in t.token_ids],
-            tokens=list(t.tokens),
-            token_start_chars=list(t.token_start_chars),
-            token_end_chars=list(t.token_end_chars),
-            special_mask=[bool(b) for b in t.special_mask],
-            word_index=list(t.word_index),
-            sentence_index=list(t.sentence_index),
-            words=[_segment(s) for s in t.words],
-            sentences=[_segment(s) for s in t.sentences],
-        )
+        return _tokenized(self._call("Tokenize", request).results[0])
+
+    def tokenize_ids(self, token_ids: Sequence[int]) -> Tokenized:
+        request = model_pb2.TokenizeRequest(model=self.model_id,
+                                            sequences=[model_pb2.TokenIds(ids=[int(i) for i in token_ids])])
+        return _tokenized(self._call("Tokenize", request).results[0])
 
     def detokenize(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]:
         request = model_pb2.DetokenizeRequest(
@@ -193,7 +209,7 @@ class GrpcModelBackend:
             target_classes=[int(c) for c in target_classes or ()],
             inference_mode=to_proto(InferenceMode, inference_mode),
             samples=spec,
-            outputs=[model_pb2.GradientOutput.Value("GRADIENT_OUTPUT_" + o.upper()) for o in outputs],
+            outputs=[to_number(model_pb2.GradientOutput, o, field="outputs") for o in outputs],
         )
         response = self._call("ComputeGradients", request)
         out = {"scores": _floats(response.scores, "scores")}

@@ -17,6 +17,22 @@ import numpy as np
 from .backend import Segment
 
 
+def _parameters_from_dict(method: str, params: Any) -> Any:
+    """The typed parameters of a stored attribution (a dict when the method
+    is unknown or empty)."""
+    from .methods import REGISTRY
+
+    if isinstance(params, str):
+        params = json.loads(params) if params else {}
+    if method in REGISTRY:
+        return REGISTRY[method].parameters(dict(params or {}))
+    return dict(params or {})
+
+
+def _parameters_to_dict(params: Any) -> dict[str, Any]:
+    return params.to_dict() if hasattr(params, "to_dict") else dict(params or {})
+
+
 def _matrix_to_json(a: np.ndarray) -> list:
     return [[None if np.isnan(x) else float(x) for x in row] for row in np.asarray(a, dtype=np.float32)]
 
@@ -50,7 +66,7 @@ class AttributionResult:
     model: str
     task: str  # "causal_lm" | "sequence_classification"
     method: str  # e.g. "kernel_shap"
-    parameters: dict[str, Any]  # the parameters actually used, defaults filled in
+    parameters: Any  # the method's typed Parameters actually used (defaults filled in)
     granularity: str  # "all_tokens" | "token" | "word" | "sentence"
     aggregation: str  # gradient methods: "sum" | "mean" | ...; "" for perturbation methods
     inference_mode: str  # "logits" | "softmax" | "log_softmax"
@@ -68,14 +84,14 @@ class AttributionResult:
 
     @property
     def parameters_json(self) -> str:
-        return json.dumps(self.parameters, sort_keys=True)
+        return json.dumps(_parameters_to_dict(self.parameters), sort_keys=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "task": self.task,
             "method": self.method,
-            "parameters": self.parameters,
+            "parameters": _parameters_to_dict(self.parameters),
             "granularity": self.granularity,
             "aggregation": self.aggregation,
             "inference_mode": self.inference_mode,
@@ -95,14 +111,12 @@ class AttributionResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AttributionResult":
         elements = [Segment.from_dict(s) for s in d.get("input_elements", [])]
-        params = d.get("parameters", {})
-        if isinstance(params, str):
-            params = json.loads(params) if params else {}
+        params = _parameters_from_dict(str(d.get("method", "")), d.get("parameters", {}))
         return cls(
             model=str(d.get("model", "")),
             task=str(d.get("task", "")),
             method=str(d.get("method", "")),
-            parameters=dict(params),
+            parameters=params,
             granularity=str(d.get("granularity", "")),
             aggregation=str(d.get("aggregation", "")),
             inference_mode=str(d.get("inference_mode", "")),

@@ -21,6 +21,14 @@ extra forward. Methods that sample masks independently per element use only
 the valid (mask, row) pairs instead (`valid()`), which keeps the sampling
 distribution of each row's sub-game intact at no extra cost.
 
+Pipelining. A backend with `max_in_flight` > 1 (the gRPC model client:
+4) gets that many Score requests at once, from a small thread pool, so the
+model-server's batcher has work queued behind the batch it is running.
+Batches are consumed in order, so results, the cache and progress are those
+of sequential scoring; `should_stop` is polled before each batch is sent,
+and on any exit the batches not yet started are dropped (the backend's
+`cancel()`, called when the call ends, cancels those in flight).
+
 REMOVE (the model-server drops masked tokens and remaps target positions; a
 removed target token cannot be scored): rows of a batch that keep the same
 target tokens go in one Score request that asks for those targets only. A
@@ -29,13 +37,15 @@ mask that leaves no token before the first target is an InvalidArgument.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 from .backend import ModelBackend, Replacement
 from .elements import Problem
-from xaimesh_runtime.errors import Cancelled, InvalidArgument
 from .options import InferenceMode
 
 ProgressFn = Callable[[int, int, str], None]
@@ -59,6 +69,7 @@ class MaskScorer:
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
         stage: str = "scoring",
+        max_in_flight: int | None = None,
     ) -> None:
         self.backend = backend
         self.problem = problem
@@ -68,6 +79,8 @@ class MaskScorer:
         self.progress = progress
         self.should_stop = should_stop
         self.stage = stage
+        depth = getattr(backend, "max_in_flight", 1) if max_in_flight is None else max_in_flight
+        self.max_in_flight = max(1, int(depth or 1))
         self._cache: dict[bytes, np.ndarray] = {}
         self.n_forwards = 0  # sequences sent to the backend so far
         p = problem
@@ -144,16 +157,46 @@ class MaskScorer:
         done = 0
         if self.progress is not None:
             self.progress(0, total, self.stage)
-        for start in range(0, total, self.batch_size):
-            check_stop(self.should_stop)
+
+        def score(start: int) -> np.ndarray:
             batch = np.stack(todo[start : start + self.batch_size])
-            rows = p.combine(self._score(p.token_keep(batch)), self.mode)
-            for j in range(len(batch)):
+            return p.combine(self._score(p.token_keep(batch)), self.mode)
+
+        def store(start: int, rows: np.ndarray) -> None:
+            nonlocal done
+            for j in range(len(rows)):
                 self._cache[keys[start + j]] = rows[j]
-            done += len(batch)
-            self.n_forwards += len(batch)
+            done += len(rows)
+            self.n_forwards += len(rows)
             if self.progress is not None:
                 self.progress(done, total, self.stage)
+
+        starts = iter(range(0, total, self.batch_size))
+        if self.max_in_flight == 1 or total <= self.batch_size:
+            for start in starts:
+                check_stop(self.should_stop)
+                store(start, score(start))
+        else:
+            pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="attribution-score")
+            pending: deque = deque()
+            try:
+                exhausted = False
+                while True:
+                    while not exhausted and len(pending) < self.max_in_flight:
+                        start = next(starts, None)
+                        if start is None:
+                            exhausted = True
+                            break
+                        check_stop(self.should_stop)
+                        pending.append((start, pool.submit(score, start)))
+                    if not pending:
+                        break
+                    start, future = pending.popleft()
+                    store(start, future.result())
+            finally:
+                for _, future in pending:
+                    future.cancel()
+                pool.shutdown(wait=False, cancel_futures=True)
         check_stop(self.should_stop)
 
     def _score(self, keep: np.ndarray) -> np.ndarray:

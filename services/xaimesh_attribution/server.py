@@ -1,7 +1,10 @@
 """gRPC adapter of the attribution-service (protos/xaimesh/v1/attribution.proto).
 
-A thin layer: decode the request, call `explainer.explain` / `evaluate`
-(plain logic over a `ModelBackend`), encode the events, map errors.
+A thin layer: decode the request once (the method from the registry, its
+parameter message into the method's typed `Parameters`, validated once,
+the enums into option values), `explainer.prepare` it once, call
+`explainer.explain_input` / `evaluate` per item (plain logic over a
+`ModelBackend`), encode the events, map errors.
 
 Streams. `Explain` and `EvaluateAttributions` run their items (inputs /
 attributions) one after the other in a job thread and stream `progress`
@@ -22,17 +25,16 @@ proceed. Model-server failures keep their status code (UNAVAILABLE names the
 address), except INVALID_ARGUMENT-like ones about one item, which become
 that item's `ItemError`.
 
-Cancellation and deadlines. The job polls `context.is_active()` between
-model-server batches, and the upstream call in flight is cancelled as soon
-as the call ends (client cancel, deadline, server stop). Every upstream call
+Cancellation and deadlines. The items run under `xaimesh_runtime.jobs.
+stream_job`: the job polls `should_stop()` between model-server batches, and
+the upstream calls in flight are cancelled (`backend.cancel`) as soon as the
+call ends (client cancel, deadline, server stop). Every upstream call
 carries the time the incoming call has left.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,15 +43,24 @@ from typing import Any
 import grpc
 import numpy as np
 
+from xaimesh_contracts.tensors import TensorError, to_numpy, to_tensor
 from xaimesh_contracts.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import connect, remaining_timeout, wait_for_health
 from xaimesh_runtime.config import Downstream
-from xaimesh_runtime.errors import DownstreamError, map_errors, status_for_item
-from xaimesh_contracts.tensors import TensorError, to_numpy, to_tensor
+from xaimesh_runtime.errors import (
+    Cancelled,
+    DownstreamError,
+    InvalidArgument,
+    ServiceError,
+    map_errors,
+    status_for_item,
+)
+from xaimesh_runtime.jobs import stream_job
 
 from .backend import ModelBackend, Segment
-from xaimesh_runtime.errors import ServiceError, Cancelled, FailedPrecondition, InvalidArgument
-from .explainer import ATTRIBUTION_GRANULARITIES, evaluate, explain, list_methods, resolve_method, resolve_parameters
+from .explainer import evaluate, explain_input, prepare
+from .methods import REGISTRY, AttributionMethod, list_methods, resolve_method
+from .methods.base import as_replacement
 from .model_client import GrpcModelBackend
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
 from .results import AttributionResult, MetricCurve, MetricResult
@@ -71,24 +82,42 @@ BackendFactory = Callable[[str, grpc.ServicerContext], ModelBackend]
 # --------------------------------------------------------------------------- proto <-> logic
 
 
-def _scalar(fd: Any, value: Any) -> Any:
-    if fd.type == fd.TYPE_FLOAT:  # float32 on the wire: its shortest decimal form (0.1, not 0.100000001)
-        return float(str(np.float32(value)))
-    if fd.type in (fd.TYPE_INT32, fd.TYPE_INT64, fd.TYPE_ENUM):
-        return int(value)
-    return value
+def method_of(number: int, field: str = "method") -> AttributionMethod:
+    """The registered method of a proto AttributionMethod value."""
+    if not number:
+        names = ", ".join(m.enum_name for m in list_methods())
+        raise InvalidArgument(f"method is unspecified: use one of {names}", field=field)
+    try:
+        return resolve_method(int(number))
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, field=field) from None
 
 
-def parameters_dict(message: Any) -> dict[str, Any]:
-    """The fields of a MethodParameters that are set (proto3: non-zero), as
-    the plain dict `explain` takes (enums as proto numbers, messages as dicts)."""
-    out: dict[str, Any] = {}
-    for fd, value in message.ListFields():
-        if fd.type == fd.TYPE_MESSAGE:
-            out[fd.name] = {sub.name: _scalar(sub, v) for sub, v in value.ListFields()}
-        else:
-            out[fd.name] = _scalar(fd, value)
-    return out
+def parameters_of(method: AttributionMethod, message: attribution_pb2.MethodParameters,
+                  prefix: str = "parameters") -> Any:
+    """The request's parameter message as the method's typed Parameters (the
+    one decode, which validates them); errors name the message's field
+    (`parameters.lime.regularization`)."""
+    try:
+        return method.parameters_from_proto(message)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, field=_message_field(method, exc.field, prefix)) from None
+
+
+def _message_field(method: AttributionMethod, field: str | None, prefix: str = "parameters") -> str | None:
+    """"parameters.x" of the logic -> "<prefix>.<method>.x" of the request."""
+    if field is None or not (field == "parameters" or field.startswith("parameters.")):
+        return field
+    rest = field[len("parameters."):] if field != "parameters" else ""
+    if rest.split(".", 1)[0] in attribution_pb2.MethodParameters.DESCRIPTOR.fields_by_name:
+        return f"{prefix}.{rest}"  # already names the oneof field
+    return f"{prefix}.{method.name}" + (f".{rest}" if rest else "")
+
+
+def _replacement_of(message: model_pb2.Replacement) -> Any:
+    """A proto Replacement (EvaluateAttributions) as the service's one form."""
+    return as_replacement({"policy": int(message.policy) or None, "token_id": int(message.token_id)},
+                          "replacement")
 
 
 def _segment_proto(s: Segment) -> tensor_pb2.Segment:
@@ -97,12 +126,12 @@ def _segment_proto(s: Segment) -> tensor_pb2.Segment:
 
 
 def attribution_to_proto(r: AttributionResult) -> attribution_pb2.Attribution:
-    info = resolve_method(r.method)
+    method = REGISTRY[r.method]
     return attribution_pb2.Attribution(
         model=r.model,
         task=to_proto(Task, r.task),
-        method=info.proto_number,
-        parameters_json=r.parameters_json,
+        method=method.number,
+        parameters=method.parameters_to_proto(method.parameters(r.parameters)),
         granularity=to_proto(Granularity, r.granularity),
         aggregation=to_proto(Aggregation, r.aggregation),
         inference_mode=to_proto(InferenceMode, r.inference_mode),
@@ -123,24 +152,19 @@ def attribution_from_proto(a: attribution_pb2.Attribution, index: int) -> Attrib
     naming `attributions[index].<field>` when it cannot be decoded)."""
     where = f"attributions[{index}]"
     try:
-        parameters = json.loads(a.parameters_json) if a.parameters_json else {}
-    except ValueError as exc:
-        raise InvalidArgument(f"parameters_json is not JSON: {exc}", field=f"{where}.parameters_json") from None
-    try:
         scores = to_numpy(a.scores, field=f"{where}.scores", ndim=2).astype(np.float32, copy=False)
     except TensorError as exc:
         raise InvalidArgument(str(exc), field=getattr(exc, "field", None) or f"{where}.scores") from None
-    method = ""
+    method, parameters = "", None
     if a.method:
-        try:
-            method = resolve_method(int(a.method)).name
-        except InvalidArgument:
-            raise InvalidArgument(f"unknown attribution method {a.method}", field=f"{where}.method") from None
+        m = method_of(int(a.method), field=f"{where}.method")
+        method = m.name
+        parameters = parameters_of(m, a.parameters, prefix=f"{where}.parameters")
     return AttributionResult(
         model=a.model,
         task=from_proto(Task, a.task),
         method=method,
-        parameters=parameters if isinstance(parameters, dict) else {},
+        parameters=parameters if parameters is not None else {},
         granularity=from_proto(Granularity, a.granularity),
         aggregation=from_proto(Aggregation, a.aggregation),
         inference_mode=from_proto(InferenceMode, a.inference_mode),
@@ -247,14 +271,6 @@ class ProgressAggregator:
 # --------------------------------------------------------------------------- servicer
 
 
-class _Fatal:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_END = object()
-
-
 class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
     """The AttributionService. `model_server`: where the model-server is
     (`config.downstream("model-server")`); `backend_factory` replaces the
@@ -315,8 +331,8 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
                     context: grpc.ServicerContext) -> attribution_pb2.ListMethodsResponse:
         methods = [
             attribution_pb2.MethodInfo(
-                method=m.proto_number, family=m.family, description=m.description,
-                defaults_json=json.dumps(m.defaults, sort_keys=True),
+                method=m.number, family=m.family, description=m.doc,
+                defaults=m.parameters_to_proto(m.defaults),
                 granularities=[to_proto(Granularity, g) for g in m.granularities])
             for m in list_methods()
         ]
@@ -329,29 +345,23 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
                 context: grpc.ServicerContext) -> Iterator[attribution_pb2.ExplainResponse]:
         if not request.inputs:
             raise InvalidArgument("inputs is empty: give at least one input to explain", field="inputs")
-        if request.method == attribution_pb2.ATTRIBUTION_METHOD_UNSPECIFIED:
-            names = ", ".join(attribution_pb2.AttributionMethod.Name(m.proto_number) for m in list_methods())
-            raise InvalidArgument(f"method is unspecified: use one of {names}", field="method")
-        info = resolve_method(int(request.method))
+        method = method_of(int(request.method))
+        params = parameters_of(method, request.parameters)
         granularity = parse(Granularity, int(request.granularity), field="granularity")
-        if granularity is not None and granularity.value not in info.granularities:
-            raise InvalidArgument(
-                f"granularity {granularity.value!r} is not supported by {info.name}; use one of "
-                f"{', '.join(g for g in info.granularities if g in ATTRIBUTION_GRANULARITIES)}",
-                field="granularity")
-        parse(Aggregation, int(request.aggregation), field="aggregation")
-        parse(InferenceMode, int(request.inference_mode), field="inference_mode")
-        params = parameters_dict(request.parameters)
+        aggregation = parse(Aggregation, int(request.aggregation), field="aggregation")
+        inference_mode = parse(InferenceMode, int(request.inference_mode), field="inference_mode")
         backend = self.backend_factory(request.model, context)
         desc = backend.describe()
-        resolve_parameters(info, params, desc)  # request-level checks before any work
+        try:  # request-level checks, once, before any work
+            plan = prepare(backend, method, params, granularity, aggregation, inference_mode, desc=desc)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, field=_message_field(method, exc.field)) from None
 
         def work(index: int, progress: Callable, should_stop: Callable) -> attribution_pb2.ExplainResponse:
             item = request.inputs[index]
             targets, max_new = _targets(item, index, desc.task)
-            result = explain(backend, info, params, item.text, targets, granularity=int(request.granularity),
-                             aggregation=int(request.aggregation), inference_mode=int(request.inference_mode),
-                             progress=progress, should_stop=should_stop, max_new_tokens=max_new)
+            result = explain_input(backend, plan, item.text, targets, max_new_tokens=max_new, progress=progress,
+                                   should_stop=should_stop)
             return attribution_pb2.ExplainResponse(result=attribution_pb2.AttributionResult(
                 input_index=index, attribution=attribution_to_proto(result)))
 
@@ -361,8 +371,9 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         def progress(p: tensor_pb2.Progress) -> attribution_pb2.ExplainResponse:
             return attribution_pb2.ExplainResponse(progress=p)
 
-        log.info("Explain: %s, %d input(s), model %s", info.name, len(request.inputs), desc.model_id)
-        yield from self._run(context, backend, len(request.inputs), "explain", "inputs", work, item_error, progress)
+        log.info("Explain: %s, %d input(s), model %s", method.name, len(request.inputs), desc.model_id)
+        yield from self._stream(context, backend, len(request.inputs), "explain", "inputs", work, item_error,
+                                progress, method)
 
     # ------------------------------------------------------------ EvaluateAttributions
 
@@ -382,16 +393,15 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         if request.batch_size < 0:
             raise InvalidArgument(f"batch_size must be >= 1 (0 = the default), got {request.batch_size}",
                                   field="batch_size")
-        parse(InferenceMode, int(request.inference_mode), field="inference_mode")
-        replacement = ({sub.name: _scalar(sub, v) for sub, v in request.replacement.ListFields()}
-                       if request.HasField("replacement") else None)
+        inference_mode = parse(InferenceMode, int(request.inference_mode), field="inference_mode")
+        replacement = _replacement_of(request.replacement) if request.HasField("replacement") else None
         backend = self.backend_factory(request.model, context)
         desc = backend.describe()
 
         def work(index: int, progress: Callable, should_stop: Callable) -> attribution_pb2.EvaluateAttributionsResponse:
             attribution = attribution_from_proto(request.attributions[index], index)
             result = evaluate(backend, metric, attribution, n_steps=int(request.n_steps), replacement=replacement,
-                              inference_mode=int(request.inference_mode),
+                              inference_mode=inference_mode,
                               n_random_orders=int(request.n_random_orders), seed=int(request.seed),
                               batch_size=int(request.batch_size) or None, progress=progress,
                               should_stop=should_stop)
@@ -406,8 +416,8 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
 
         log.info("EvaluateAttributions: %s, %d attribution(s), model %s", metric.value, len(request.attributions),
                  desc.model_id)
-        yield from self._run(context, backend, len(request.attributions), "evaluate", "attributions", work,
-                             item_error, progress)
+        yield from self._stream(context, backend, len(request.attributions), "evaluate", "attributions", work,
+                                item_error, progress)
 
     # ------------------------------------------------------------ job machinery
 
@@ -426,84 +436,59 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
             return field
         return f"{list_name}[{index}]" + (f".{rest}" if rest else "")
 
-    def _run(self, context: grpc.ServicerContext, backend: ModelBackend, n_items: int, kind: str, list_name: str,
-             work: Callable, item_error: Callable, progress_event: Callable) -> Iterator[Any]:
-        events: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        cancel = getattr(backend, "cancel", None)
-
-        def on_done() -> None:  # the call ended (any reason): nothing more to compute
-            stop.set()
-            if cancel is not None:
-                cancel()
-
-        context.add_callback(on_done)
-
-        def should_stop() -> bool:
-            return stop.is_set() or not context.is_active()
-
+    def _stream(self, context: grpc.ServicerContext, backend: ModelBackend, n_items: int, kind: str,
+                list_name: str, work_item: Callable, item_error: Callable, progress_event: Callable,
+                method: AttributionMethod | None = None) -> Iterator[Any]:
+        """Runs the items one after the other under `stream_job` and yields
+        progress events and one result or item error per item. An item's own
+        problem (a ServiceError naming one of its fields, an INVALID_ARGUMENT-
+        like model-server code) becomes its ItemError; anything else ends the
+        call (map_errors)."""
         aggregator = ProgressAggregator(n_items)
-        last_sent = [0.0]
 
-        def send_progress(force: bool = False) -> None:
-            now = time.monotonic()
-            if not force and now - last_sent[0] < self.progress_interval:
-                return
-            last_sent[0] = now
-            done, total = aggregator.counts()
-            events.put(progress_event(tensor_pb2.Progress(stage=aggregator.stage or "scoring", done=done,
-                                                          total=total, message=aggregator.message())))
+        def work(emit: Callable[[Any], None], should_stop: Callable[[], bool]) -> None:
+            last_sent = [0.0]
 
-        def on_progress(done: int, total: int, stage: str) -> None:
-            aggregator.update(done, total, stage)
-            send_progress()
-
-        def job() -> None:
-            try:
-                for index in range(n_items):
-                    if should_stop():
-                        return
-                    aggregator.start_item(index)
-                    try:
-                        response = work(index, on_progress, should_stop)
-                    except Cancelled:
-                        return
-                    except ServiceError as exc:
-                        field = self._item_field(kind, list_name, index, exc.field)
-                        if field is None:
-                            events.put(_Fatal(exc))
-                            return
-                        response = item_error(index, status_for_item(exc.code, exc.message, [(field, exc.message)]))
-                    except DownstreamError as exc:
-                        if exc.code not in ITEM_CODES:
-                            events.put(_Fatal(exc))
-                            return
-                        violations = [(f"{list_name}[{index}]" + (f".{f}" if f else ""), d)
-                                      for f, d in exc.field_violations] or [(f"{list_name}[{index}]", exc.message)]
-                        response = item_error(index, status_for_item(exc.code, exc.message, violations))
-                    aggregator.finish_item()
-                    send_progress(force=True)
-                    events.put(response)
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller as INTERNAL
-                events.put(_Fatal(exc))
-            finally:
-                events.put(_END)
-
-        worker = threading.Thread(target=job, name=f"attribution-{kind}", daemon=True)
-        worker.start()
-        try:
-            while True:
-                try:
-                    event = events.get(timeout=self.poll_interval)
-                except queue.Empty:
-                    if not context.is_active():
-                        return
-                    continue
-                if event is _END:
+            def send_progress(force: bool = False) -> None:
+                now = time.monotonic()
+                if not force and now - last_sent[0] < self.progress_interval:
                     return
-                if isinstance(event, _Fatal):
-                    raise event.error
-                yield event
-        finally:
-            if worker.is_alive():
-                on_done()
+                last_sent[0] = now
+                done, total = aggregator.counts()
+                emit(progress_event(tensor_pb2.Progress(stage=aggregator.stage or "scoring", done=done,
+                                                        total=total, message=aggregator.message())))
+
+            def on_progress(done: int, total: int, stage: str) -> None:
+                aggregator.update(done, total, stage)
+                send_progress()
+
+            for index in range(n_items):
+                if should_stop():
+                    raise Cancelled(f"the {kind} call was cancelled")
+                aggregator.start_item(index)
+                try:
+                    response = work_item(index, on_progress, should_stop)
+                except Cancelled:
+                    raise
+                except ServiceError as exc:
+                    field = self._item_field(kind, list_name, index, exc.field)
+                    if field is None:
+                        if method is not None:  # "parameters.x" of the logic: the request's "parameters.<method>.x"
+                            field = _message_field(method, exc.field)
+                            raise type(exc)(exc.message, field=field, code=exc.code) from None
+                        raise
+                    response = item_error(index, status_for_item(exc.code, exc.message, [(field, exc.message)]))
+                except DownstreamError as exc:
+                    if exc.code not in ITEM_CODES:
+                        raise
+                    violations = [(f"{list_name}[{index}]" + (f".{f}" if f else ""), d)
+                                  for f, d in exc.field_violations] or [(f"{list_name}[{index}]", exc.message)]
+                    response = item_error(index, status_for_item(exc.code, exc.message, violations))
+                aggregator.finish_item()
+                send_progress(force=True)
+                emit(response)
+
+        for what, value in stream_job(work, context, f"the {kind} call", on_stop=getattr(backend, "cancel", None),
+                                      poll_interval=self.poll_interval):
+            if what == "event":
+                yield value

@@ -145,7 +145,7 @@ def _python_reference(mesh) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
         stub = attribution_pb2_grpc.AttributionServiceStub(channel)
         request = attribution_pb2.ExplainRequest(
             method=attribution_pb2.ATTRIBUTION_METHOD_OCCLUSION,
-            parameters=attribution_pb2.MethodParameters(window=1),
+            parameters=attribution_pb2.MethodParameters(occlusion=attribution_pb2.OcclusionParameters(window=1)),
             inputs=[attribution_pb2.ExplainInput(text=TEXT, targets=attribution_pb2.Targets(text=TARGET))],
             granularity=tensor_pb2.GRANULARITY_WORD,
             inference_mode=tensor_pb2.INFERENCE_MODE_SOFTMAX,

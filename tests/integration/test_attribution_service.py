@@ -166,13 +166,15 @@ def test_request_errors_and_cancel_over_raw_grpc(attribution):
         stub = attribution_pb2_grpc.AttributionServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:
             list(stub.Explain(apb.ExplainRequest(method=apb.ATTRIBUTION_METHOD_KERNEL_SHAP,
-                                                 parameters=apb.MethodParameters(n_perturbations=-1),
+                                                 parameters=apb.MethodParameters(
+                                                     kernel_shap=apb.KernelShapParameters(n_perturbations=-1)),
                                                  inputs=[apb.ExplainInput(text="x")]), timeout=30))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "n_perturbations" in info.value.details()
         # a long job, cancelled at its first progress event: the call ends at once
         request = apb.ExplainRequest(method=apb.ATTRIBUTION_METHOD_KERNEL_SHAP,
-                                     parameters=apb.MethodParameters(n_perturbations=20000, batch_size=4),
+                                     parameters=apb.MethodParameters(kernel_shap=apb.KernelShapParameters(
+                                         n_perturbations=20000, batch_size=4)),
                                      inputs=[apb.ExplainInput(text=PROMPT, targets=apb.Targets(text=TARGET))])
         call = stub.Explain(request, timeout=120)
         started = time.monotonic()

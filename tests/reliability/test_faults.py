@@ -256,6 +256,14 @@ def attribution(module_launcher, stack):
     return module_launcher.start("attribution", "--model-server-address", model.address)
 
 
+def _parameters(apb, method: str, values: dict):
+    """The method's own parameter message inside MethodParameters (the oneof
+    field is the method's name: ATTRIBUTION_METHOD_KERNEL_SHAP -> kernel_shap)."""
+    name = method.removeprefix("ATTRIBUTION_METHOD_").lower()
+    field = apb.MethodParameters.DESCRIPTOR.fields_by_name[name]
+    return apb.MethodParameters(**{name: field.message_type._concrete_class(**values)})
+
+
 @pytest.mark.parametrize("method, parameters", [
     # the largest n_steps the service accepts: its quadrature rule alone once took minutes
     ("ATTRIBUTION_METHOD_INTEGRATED_GRADIENTS", {"n_steps": 10_000, "batch_size": 4}),
@@ -269,7 +277,7 @@ def test_cancelling_an_attribution_frees_it_and_the_model_server(stack, attribut
     channel = make_channel(attribution.address)
     stub = attribution_pb2_grpc.AttributionServiceStub(channel)
     call = stub.Explain(apb.ExplainRequest(
-        method=apb.AttributionMethod.Value(method), parameters=apb.MethodParameters(**parameters),
+        method=apb.AttributionMethod.Value(method), parameters=_parameters(apb, method, parameters),
         inputs=[apb.ExplainInput(text=SENTENCE, targets=apb.Targets(text=" Bob smiles."))]), timeout=120)
     for event in call:  # work under way: its first batch is done
         if event.WhichOneof("event") == "progress" and event.progress.done > 0:

@@ -57,7 +57,7 @@ async function explain(address) {
       {
         model: MODEL,
         method: 'ATTRIBUTION_METHOD_OCCLUSION',
-        parameters: { window: 1 },
+        parameters: { occlusion: { window: 1 } },
         inputs: [{ text: TEXT, targets: { text: TARGET } }],
         granularity: 'GRANULARITY_WORD',
         inference_mode: 'INFERENCE_MODE_SOFTMAX',

@@ -40,7 +40,6 @@ class SobolIndex(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 class GradientReduction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GRADIENT_REDUCTION_UNSPECIFIED: _ClassVar[GradientReduction]
-    GRADIENT_REDUCTION_DEFAULT: _ClassVar[GradientReduction]
     GRADIENT_REDUCTION_L2_NORM: _ClassVar[GradientReduction]
     GRADIENT_REDUCTION_ABS_SUM: _ClassVar[GradientReduction]
 
@@ -69,7 +68,6 @@ SOBOL_INDEX_UNSPECIFIED: SobolIndex
 SOBOL_INDEX_TOTAL: SobolIndex
 SOBOL_INDEX_FIRST: SobolIndex
 GRADIENT_REDUCTION_UNSPECIFIED: GradientReduction
-GRADIENT_REDUCTION_DEFAULT: GradientReduction
 GRADIENT_REDUCTION_L2_NORM: GradientReduction
 GRADIENT_REDUCTION_ABS_SUM: GradientReduction
 ATTRIBUTION_METRIC_UNSPECIFIED: AttributionMetric
@@ -77,36 +75,144 @@ ATTRIBUTION_METRIC_DELETION: AttributionMetric
 ATTRIBUTION_METRIC_INSERTION: AttributionMetric
 
 class MethodParameters(_message.Message):
-    __slots__ = ("n_perturbations", "batch_size", "seed", "replacement", "baseline", "noise_std", "n_steps", "kernel_width", "regularization", "sobol_sampler", "sobol_index", "keep_probability", "window", "gradient_reduction")
-    N_PERTURBATIONS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("occlusion", "lime", "kernel_shap", "sobol", "saliency", "input_x_gradient", "integrated_gradients", "gradient_shap", "smooth_grad", "square_grad", "var_grad")
+    OCCLUSION_FIELD_NUMBER: _ClassVar[int]
+    LIME_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
+    SOBOL_FIELD_NUMBER: _ClassVar[int]
+    SALIENCY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_X_GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_SHAP_FIELD_NUMBER: _ClassVar[int]
+    SMOOTH_GRAD_FIELD_NUMBER: _ClassVar[int]
+    SQUARE_GRAD_FIELD_NUMBER: _ClassVar[int]
+    VAR_GRAD_FIELD_NUMBER: _ClassVar[int]
+    occlusion: OcclusionParameters
+    lime: LimeParameters
+    kernel_shap: KernelShapParameters
+    sobol: SobolParameters
+    saliency: SaliencyParameters
+    input_x_gradient: InputXGradientParameters
+    integrated_gradients: IntegratedGradientsParameters
+    gradient_shap: GradientShapParameters
+    smooth_grad: NoiseTunnelParameters
+    square_grad: NoiseTunnelParameters
+    var_grad: NoiseTunnelParameters
+    def __init__(self, occlusion: _Optional[_Union[OcclusionParameters, _Mapping]] = ..., lime: _Optional[_Union[LimeParameters, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParameters, _Mapping]] = ..., sobol: _Optional[_Union[SobolParameters, _Mapping]] = ..., saliency: _Optional[_Union[SaliencyParameters, _Mapping]] = ..., input_x_gradient: _Optional[_Union[InputXGradientParameters, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParameters, _Mapping]] = ..., gradient_shap: _Optional[_Union[GradientShapParameters, _Mapping]] = ..., smooth_grad: _Optional[_Union[NoiseTunnelParameters, _Mapping]] = ..., square_grad: _Optional[_Union[NoiseTunnelParameters, _Mapping]] = ..., var_grad: _Optional[_Union[NoiseTunnelParameters, _Mapping]] = ...) -> None: ...
+
+class OcclusionParameters(_message.Message):
+    __slots__ = ("window", "batch_size", "replacement")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
-    SEED_FIELD_NUMBER: _ClassVar[int]
     REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_FIELD_NUMBER: _ClassVar[int]
-    NOISE_STD_FIELD_NUMBER: _ClassVar[int]
-    N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    batch_size: int
+    replacement: _model_pb2.Replacement
+    def __init__(self, window: _Optional[int] = ..., batch_size: _Optional[int] = ..., replacement: _Optional[_Union[_model_pb2.Replacement, _Mapping]] = ...) -> None: ...
+
+class LimeParameters(_message.Message):
+    __slots__ = ("n_perturbations", "keep_probability", "kernel_width", "regularization", "seed", "batch_size", "replacement")
+    N_PERTURBATIONS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     KERNEL_WIDTH_FIELD_NUMBER: _ClassVar[int]
     REGULARIZATION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    n_perturbations: int
+    keep_probability: float
+    kernel_width: float
+    regularization: float
+    seed: int
+    batch_size: int
+    replacement: _model_pb2.Replacement
+    def __init__(self, n_perturbations: _Optional[int] = ..., keep_probability: _Optional[float] = ..., kernel_width: _Optional[float] = ..., regularization: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., replacement: _Optional[_Union[_model_pb2.Replacement, _Mapping]] = ...) -> None: ...
+
+class KernelShapParameters(_message.Message):
+    __slots__ = ("n_perturbations", "regularization", "seed", "batch_size", "replacement", "exact")
+    N_PERTURBATIONS_FIELD_NUMBER: _ClassVar[int]
+    REGULARIZATION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    n_perturbations: int
+    regularization: float
+    seed: int
+    batch_size: int
+    replacement: _model_pb2.Replacement
+    exact: bool
+    def __init__(self, n_perturbations: _Optional[int] = ..., regularization: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., replacement: _Optional[_Union[_model_pb2.Replacement, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class SobolParameters(_message.Message):
+    __slots__ = ("n_perturbations", "sobol_sampler", "sobol_index", "keep_probability", "seed", "batch_size", "replacement")
+    N_PERTURBATIONS_FIELD_NUMBER: _ClassVar[int]
     SOBOL_SAMPLER_FIELD_NUMBER: _ClassVar[int]
     SOBOL_INDEX_FIELD_NUMBER: _ClassVar[int]
     KEEP_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
-    WINDOW_FIELD_NUMBER: _ClassVar[int]
-    GRADIENT_REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
     n_perturbations: int
-    batch_size: int
-    seed: int
-    replacement: _model_pb2.Replacement
-    baseline: _model_pb2.Baseline
-    noise_std: float
-    n_steps: int
-    kernel_width: float
-    regularization: float
     sobol_sampler: SobolSampler
     sobol_index: SobolIndex
     keep_probability: float
-    window: int
+    seed: int
+    batch_size: int
+    replacement: _model_pb2.Replacement
+    def __init__(self, n_perturbations: _Optional[int] = ..., sobol_sampler: _Optional[_Union[SobolSampler, str]] = ..., sobol_index: _Optional[_Union[SobolIndex, str]] = ..., keep_probability: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., replacement: _Optional[_Union[_model_pb2.Replacement, _Mapping]] = ...) -> None: ...
+
+class SaliencyParameters(_message.Message):
+    __slots__ = ("gradient_reduction", "batch_size")
+    GRADIENT_REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     gradient_reduction: GradientReduction
-    def __init__(self, n_perturbations: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., replacement: _Optional[_Union[_model_pb2.Replacement, _Mapping]] = ..., baseline: _Optional[_Union[_model_pb2.Baseline, _Mapping]] = ..., noise_std: _Optional[float] = ..., n_steps: _Optional[int] = ..., kernel_width: _Optional[float] = ..., regularization: _Optional[float] = ..., sobol_sampler: _Optional[_Union[SobolSampler, str]] = ..., sobol_index: _Optional[_Union[SobolIndex, str]] = ..., keep_probability: _Optional[float] = ..., window: _Optional[int] = ..., gradient_reduction: _Optional[_Union[GradientReduction, str]] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, gradient_reduction: _Optional[_Union[GradientReduction, str]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class InputXGradientParameters(_message.Message):
+    __slots__ = ("batch_size",)
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    def __init__(self, batch_size: _Optional[int] = ...) -> None: ...
+
+class IntegratedGradientsParameters(_message.Message):
+    __slots__ = ("n_steps", "baseline", "batch_size")
+    N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    n_steps: int
+    baseline: _model_pb2.Baseline
+    batch_size: int
+    def __init__(self, n_steps: _Optional[int] = ..., baseline: _Optional[_Union[_model_pb2.Baseline, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class GradientShapParameters(_message.Message):
+    __slots__ = ("n_steps", "noise_std", "seed", "baseline", "batch_size")
+    N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    NOISE_STD_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    n_steps: int
+    noise_std: float
+    seed: int
+    baseline: _model_pb2.Baseline
+    batch_size: int
+    def __init__(self, n_steps: _Optional[int] = ..., noise_std: _Optional[float] = ..., seed: _Optional[int] = ..., baseline: _Optional[_Union[_model_pb2.Baseline, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class NoiseTunnelParameters(_message.Message):
+    __slots__ = ("n_steps", "noise_std", "seed", "gradient_reduction", "batch_size")
+    N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    NOISE_STD_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    n_steps: int
+    noise_std: float
+    seed: int
+    gradient_reduction: GradientReduction
+    batch_size: int
+    def __init__(self, n_steps: _Optional[int] = ..., noise_std: _Optional[float] = ..., seed: _Optional[int] = ..., gradient_reduction: _Optional[_Union[GradientReduction, str]] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class Targets(_message.Message):
     __slots__ = ("text", "token_ids", "class_indices", "class_names", "max_new_tokens")
@@ -161,11 +267,11 @@ class ExplainRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[ExplainInput, _Mapping]]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ...) -> None: ...
 
 class Attribution(_message.Message):
-    __slots__ = ("model", "task", "method", "parameters_json", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text")
+    __slots__ = ("model", "task", "method", "parameters", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -181,7 +287,7 @@ class Attribution(_message.Message):
     model: str
     task: _model_pb2.ModelTask
     method: AttributionMethod
-    parameters_json: str
+    parameters: MethodParameters
     granularity: _tensor_pb2.Granularity
     aggregation: _tensor_pb2.Aggregation
     inference_mode: _tensor_pb2.InferenceMode
@@ -194,7 +300,7 @@ class Attribution(_message.Message):
     scores: _tensor_pb2.Tensor
     target_scores: _containers.RepeatedScalarFieldContainer[float]
     text: str
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_model_pb2.ModelTask, str]] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters_json: _Optional[str] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., input_elements: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., num_prompt_elements: _Optional[int] = ..., target_elements: _Optional[_Iterable[str]] = ..., target_classes: _Optional[_Iterable[int]] = ..., target_token_ids: _Optional[_Iterable[int]] = ..., target_element_token_ends: _Optional[_Iterable[int]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_scores: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_model_pb2.ModelTask, str]] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., input_elements: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., num_prompt_elements: _Optional[int] = ..., target_elements: _Optional[_Iterable[str]] = ..., target_classes: _Optional[_Iterable[int]] = ..., target_token_ids: _Optional[_Iterable[int]] = ..., target_element_token_ends: _Optional[_Iterable[int]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_scores: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("progress", "result", "item_error")
@@ -219,18 +325,18 @@ class ListMethodsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MethodInfo(_message.Message):
-    __slots__ = ("method", "family", "description", "defaults_json", "granularities")
+    __slots__ = ("method", "family", "description", "granularities", "defaults")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    DEFAULTS_JSON_FIELD_NUMBER: _ClassVar[int]
     GRANULARITIES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     method: AttributionMethod
     family: str
     description: str
-    defaults_json: str
     granularities: _containers.RepeatedScalarFieldContainer[_tensor_pb2.Granularity]
-    def __init__(self, method: _Optional[_Union[AttributionMethod, str]] = ..., family: _Optional[str] = ..., description: _Optional[str] = ..., defaults_json: _Optional[str] = ..., granularities: _Optional[_Iterable[_Union[_tensor_pb2.Granularity, str]]] = ...) -> None: ...
+    defaults: MethodParameters
+    def __init__(self, method: _Optional[_Union[AttributionMethod, str]] = ..., family: _Optional[str] = ..., description: _Optional[str] = ..., granularities: _Optional[_Iterable[_Union[_tensor_pb2.Granularity, str]]] = ..., defaults: _Optional[_Union[MethodParameters, _Mapping]] = ...) -> None: ...
 
 class ListMethodsResponse(_message.Message):
     __slots__ = ("methods",)

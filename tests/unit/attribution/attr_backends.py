@@ -126,7 +126,53 @@ class SyntheticBackend:
                 sentences.append(Segment(text[a:b], a, b, words[first].start_token, seg.end_token))
                 first = w + 1
         si = [sent_of_word[w] if w >= 0 else -1 for w in wi]
-        return Tokenized(ids, toks, st, en, sp, wi, si, words, sentences)
+        return Tokenized(ids, toks, st, en, sp, wi, si, words, sentences, text)
+
+    def tokenize_ids(self, token_ids):
+        """The model-server's Tokenize of `sequences`, for this toy tokenizer:
+        the decoded text, contiguous token spans, the words and sentences of
+        the text; a token belongs to the word holding its first non-space
+        character (whitespace-only tokens to the next word, else the previous)."""
+        ids = [int(i) for i in token_ids]
+        pieces = [self._str(i) for i in ids]
+        text = "".join(pieces)
+        seg = self.tokenize(text)
+        if seg.token_ids == ids:
+            return seg
+        starts, ends, pos = [], [], 0
+        for piece in pieces:
+            starts.append(pos)
+            pos += len(piece)
+            ends.append(pos)
+        special = [i in SPECIAL for i in ids]
+        word_index = [-1] * len(ids)
+        for k in range(len(ids)):
+            if special[k]:
+                continue
+            c = next((c for c in range(starts[k], ends[k]) if not text[c].isspace()), None)
+            if c is not None:
+                word_index[k] = next((w for w, s in enumerate(seg.words) if s.start_char <= c < s.end_char), -1)
+        nxt = -1
+        for k in range(len(ids) - 1, -1, -1):
+            if not special[k] and word_index[k] < 0:
+                word_index[k] = nxt
+            nxt = -1 if special[k] else word_index[k]
+        prev = -1
+        for k in range(len(ids)):
+            if not special[k] and word_index[k] < 0:
+                word_index[k] = prev
+            if not special[k]:
+                prev = word_index[k]
+        words = []
+        for w, s in enumerate(seg.words):
+            toks = [k for k in range(len(ids)) if word_index[k] == w]
+            words.append(Segment(s.text, s.start_char, s.end_char, toks[0] if toks else 0,
+                                 toks[-1] + 1 if toks else 0))
+        sent_of_word = [next((j for j, st in enumerate(seg.sentences) if st.start_char <= s.start_char < st.end_char),
+                             -1) for s in seg.words]
+        sentence_index = [sent_of_word[w] if w >= 0 else -1 for w in word_index]
+        return Tokenized(ids, pieces, starts, ends, special, word_index, sentence_index, words,
+                         list(seg.sentences), text)
 
     def detokenize(self, sequences, skip_special_tokens=False):
         return [
@@ -198,7 +244,10 @@ class EngineBackend:
         )
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> Tokenized:
-        t = self.tokenization.tokenize(self.loaded, text, add_special_tokens)
+        return self._tokenized(self.tokenization.tokenize(self.loaded, text, add_special_tokens))
+
+    @staticmethod
+    def _tokenized(t) -> Tokenized:
         seg = lambda s: Segment(s.text, s.start_char, s.end_char, s.start_token, s.end_token)  # noqa: E731
         return Tokenized(
             list(t.token_ids),
@@ -210,7 +259,11 @@ class EngineBackend:
             list(t.sentence_index),
             [seg(s) for s in t.words],
             [seg(s) for s in t.sentences],
+            t.text,
         )
+
+    def tokenize_ids(self, token_ids) -> Tokenized:
+        return self._tokenized(self.tokenization.tokenize_ids(self.loaded, list(token_ids)))
 
     def detokenize(self, sequences, skip_special_tokens=False):
         return [self.tokenization.detokenize(self.loaded, list(s), skip_special_tokens) for s in sequences]

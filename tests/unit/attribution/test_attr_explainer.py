@@ -17,7 +17,7 @@ from xaimesh_attribution import (
     explain,
     list_methods,
 )
-from xaimesh_attribution.explainer import resolve_parameters
+from xaimesh_attribution.methods import resolve_method
 
 
 def causal(keep, ids, positions, mode):
@@ -125,17 +125,18 @@ def test_list_methods():
         "var_grad",
     }
     assert methods["kernel_shap"].family == "perturbation" and methods["saliency"].family == "gradient"
-    assert methods["kernel_shap"].proto_number == 3 and methods["var_grad"].proto_number == 11
-    assert methods["integrated_gradients"].defaults["n_steps"] == 50
-    assert methods["sobol"].granularities == ["all_tokens", "token", "word", "sentence"]
-    json.dumps([m.defaults for m in methods.values()])
-    # proto-style names and numbers resolve to the same method
-    assert resolve_parameters("ATTRIBUTION_METHOD_KERNEL_SHAP", {}) == resolve_parameters(3, None)
-    assert resolve_parameters("KernelShap", {"sobol_sampler": "SOBOL_SAMPLER_HALTON"})["n_perturbations"] == 256
-    assert (
-        resolve_parameters("sobol", {"sobol_sampler": 2, "sobol_index": "SOBOL_INDEX_FIRST"})["sobol_sampler"]
-        == "halton"
-    )
+    assert methods["kernel_shap"].number == 3 and methods["var_grad"].number == 11
+    assert methods["integrated_gradients"].defaults.n_steps == 50
+    assert methods["sobol"].granularities == ("all_tokens", "token", "word", "sentence")
+    json.dumps([m.defaults.to_dict() for m in methods.values()])
+    # proto-style names, class names and numbers resolve to the same method
+    assert resolve_method("ATTRIBUTION_METHOD_KERNEL_SHAP") is resolve_method(3) is resolve_method("KernelShap")
+    ks = resolve_method("kernel_shap")
+    assert ks.parameters({}) == ks.parameters(None) == ks.defaults and ks.defaults.n_perturbations == 256
+    with pytest.raises(InvalidArgument, match="unknown parameter"):  # another method's parameter
+        ks.parameters({"sobol_sampler": "SOBOL_SAMPLER_HALTON"})
+    sobol = resolve_method("sobol").parameters({"sobol_sampler": 2, "sobol_index": "SOBOL_INDEX_FIRST"})
+    assert sobol.sobol_sampler == "halton" and sobol.sobol_index == "first"
 
 
 # ----------------------------------------------------------------- JSON
@@ -169,7 +170,7 @@ def test_attribution_json_round_trip(lm):
         "input_ids",
     ):
         assert getattr(back, f) == getattr(r, f), f
-    assert json.loads(r.parameters_json)["n_perturbations"] == 16
+    assert json.loads(r.parameters_json)["n_perturbations"] == 16 and r.parameters.n_perturbations == 16
     m = evaluate(lm, "deletion", back, n_random_orders=2)
     m2 = MetricResult.from_json(m.to_json())
     np.testing.assert_array_equal(m2.curve.scores, m.curve.scores)
@@ -295,4 +296,4 @@ def test_remove_replacement_that_empties_the_prompt_is_rejected(lm):
     assert info.value.field == "parameters.replacement.policy"
     # occlusion never removes the whole prompt: fine
     r = explain(lm, "occlusion", {"replacement": {"policy": 6}}, "Alice and Bob", " drink")
-    assert r.parameters["replacement"] == {"policy": "remove", "token_id": 0}
+    assert r.parameters.replacement.to_dict() == {"policy": "remove", "token_id": 0}

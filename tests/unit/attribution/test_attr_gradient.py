@@ -57,7 +57,7 @@ def test_integrated_gradients_completeness(lm_backend):
     r = explain(
         lm_backend, "integrated_gradients", {"n_steps": 64, "baseline": base}, PROMPT, TARGET, granularity="word"
     )
-    assert r.parameters["baseline"] == {"kind": "unk_token", "token_id": 0}
+    assert r.parameters.baseline.to_dict() == {"kind": "unk_token", "token_id": 0}
     from xaimesh_attribution.backend import EmbeddingSamples
 
     n = len(r.input_ids)

@@ -223,9 +223,12 @@ def test_option_checks():
     assert info.value.field_violations[0].field == "n_perturbations"
     with pytest.raises(TypeError, match="window"):
         KernelShap(model, window=3)
-    with pytest.raises(InvalidArgumentError, match="tiny positive"):
-        Lime(model, regularization=0)
-    KernelShap(model, regularization=0.0)  # its default is 0 anyway
+    # zero is a value: sent as given (the contract's fields have presence)
+    p = Lime(model, regularization=0).request(["a"], [None]).parameters
+    assert p.lime.HasField("regularization") and p.lime.regularization == 0
+    assert not p.lime.HasField("kernel_width")
+    with pytest.raises(InvalidArgumentError):
+        Lime(model, regularization=-1)
     with pytest.raises(InvalidArgumentError):
         Lime(model, keep_probability=1.0)
     with pytest.raises(InvalidArgumentError, match="granularity"):
@@ -247,23 +250,27 @@ def test_request_building():
                            granularity="sentence", inference_mode="log_softmax")
     req = explainer.request(["a", "b"], [apb.Targets(text=" x"), None])
     assert req.model == "lm" and req.method == apb.ATTRIBUTION_METHOD_KERNEL_SHAP
-    p = req.parameters
+    assert req.parameters.WhichOneof("method") == "kernel_shap"
+    p = req.parameters.kernel_shap
     assert (p.n_perturbations, p.batch_size, p.seed) == (64, 8, 3)
     assert p.replacement.policy == model_pb2.REPLACEMENT_POLICY_UNK_TOKEN
     assert req.granularity == tensor_pb2.GRANULARITY_SENTENCE
     assert req.inference_mode == tensor_pb2.INFERENCE_MODE_LOG_SOFTMAX
     assert req.inputs[0].targets.text == " x" and not req.inputs[1].HasField("targets")
-    p = Occlusion(model, replacement=42).request(["a"], [None]).parameters
+    p = Occlusion(model, replacement=42).request(["a"], [None]).parameters.occlusion
     assert (p.replacement.policy, p.replacement.token_id) == (model_pb2.REPLACEMENT_POLICY_TOKEN_ID, 42)
     p = IntegratedGradients(model, baseline="pad_token", n_steps=7).request(["a"], [None]).parameters
-    assert p.baseline.kind == model_pb2.BASELINE_KIND_PAD_TOKEN and p.n_steps == 7
+    assert p.integrated_gradients.baseline.kind == model_pb2.BASELINE_KIND_PAD_TOKEN
+    assert p.integrated_gradients.n_steps == 7
     req = SmoothGrad(model, noise_std=0.05, aggregation="mean", gradient_reduction="l2_norm").request(["a"], [None])
-    assert math.isclose(req.parameters.noise_std, 0.05, rel_tol=1e-6)
+    assert math.isclose(req.parameters.smooth_grad.noise_std, 0.05, rel_tol=1e-6)
     assert req.aggregation == tensor_pb2.AGGREGATION_MEAN
-    assert req.parameters.gradient_reduction == apb.GRADIENT_REDUCTION_L2_NORM
+    assert req.parameters.smooth_grad.gradient_reduction == apb.GRADIENT_REDUCTION_L2_NORM
     req = Sobol(model, sobol_sampler="halton", sobol_index="FIRST").request(["a"], [None])
-    assert req.parameters.sobol_sampler == apb.SOBOL_SAMPLER_HALTON
-    assert req.parameters.sobol_index == apb.SOBOL_INDEX_FIRST
+    assert req.parameters.sobol.sobol_sampler == apb.SOBOL_SAMPLER_HALTON
+    assert req.parameters.sobol.sobol_index == apb.SOBOL_INDEX_FIRST
+    # no option given: no parameters at all (the service's defaults)
+    assert Saliency(model).request(["a"], [None]).parameters.WhichOneof("method") is None
 
 
 def test_target_normalisation():
@@ -359,8 +366,11 @@ def test_sdk_options_name_every_proto_value():
     member a proto value, so neither side can drift."""
     from xaimesh.attributions import options
 
+    from xaimesh_contracts.enums import prefix as enum_prefix
+
     activation_only = {"SAMPLE", "CLS_TOKEN"}
-    for enum, (proto_enum, prefix) in options._PROTO.items():
+    for enum, proto_enum in options.PROTO_ENUMS.items():
+        prefix = enum_prefix(proto_enum)
         proto = {v.name[len(prefix):] for v in proto_enum.DESCRIPTOR.values if v.number != 0}
         if enum is options.Granularity:
             proto -= activation_only

@@ -110,7 +110,7 @@ def test_item_error_raises_or_leaves_none(lm):
     with pytest.raises(InvalidArgumentError) as info:
         KernelShap(lm, n_perturbations=8, granularity="sentence", inference_mode="logits",
                    replacement="mask_token")(PROMPT, TARGET)  # the tokenizer has no mask token
-    assert info.value.field_violations[0].field == "parameters.replacement.policy"
+    assert info.value.field_violations[0].field == "parameters.kernel_shap.replacement.policy"
 
 
 def test_metrics_match_in_process(lm, lm_backend):

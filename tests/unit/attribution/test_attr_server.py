@@ -4,7 +4,6 @@ item errors, request errors, cancellation, deadlines, metrics."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from types import SimpleNamespace
@@ -17,7 +16,7 @@ from grpc_status import rpc_status
 
 from xaimesh_contracts.v1 import attribution_pb2 as apb
 from xaimesh_contracts.v1 import attribution_pb2_grpc, model_pb2, tensor_pb2
-from xaimesh_attribution import evaluate, explain
+from xaimesh_attribution import REGISTRY, evaluate, explain
 from xaimesh_runtime.errors import DownstreamError
 from xaimesh_attribution.server import AttributionServicer, attribution_from_proto
 from xaimesh_runtime.config import ServerConfig
@@ -85,11 +84,20 @@ def service(lm_backend, clf_backend):
     handle.stop(grace=0)
 
 
+def parameters(method: str, params: dict | None) -> apb.MethodParameters:
+    """The MethodParameters of a method (its oneof field) from a dict."""
+    if not params:
+        return apb.MethodParameters()
+    message = apb.MethodParameters()
+    getattr(message, method).CopyFrom(type(getattr(message, method))(**params))
+    return message
+
+
 def request(method, params=None, inputs=None, model="tiny-lm", **kwargs) -> apb.ExplainRequest:
     number = METHODS[method][0] if isinstance(method, str) else method
     inputs = inputs if inputs is not None else [apb.ExplainInput(text=PROMPT, targets=apb.Targets(text=TARGET))]
-    return apb.ExplainRequest(model=model, method=number, parameters=apb.MethodParameters(**(params or {})),
-                              inputs=inputs, **kwargs)
+    message = parameters(method, params) if isinstance(method, str) else apb.MethodParameters()
+    return apb.ExplainRequest(model=model, method=number, parameters=message, inputs=inputs, **kwargs)
 
 
 def run(stub, req, method="Explain"):
@@ -130,10 +138,44 @@ def test_list_methods(service):
     by_number = {m.method: m for m in response.methods}
     assert set(by_number) == {number for number, _ in METHODS.values()}
     ks = by_number[apb.ATTRIBUTION_METHOD_KERNEL_SHAP]
-    assert ks.family == "perturbation" and json.loads(ks.defaults_json)["n_perturbations"] == 256
+    assert ks.family == "perturbation" and ks.defaults.kernel_shap.n_perturbations == 256
     assert by_number[apb.ATTRIBUTION_METHOD_SALIENCY].family == "gradient"
     assert tensor_pb2.GRANULARITY_WORD in ks.granularities
     assert tensor_pb2.GRANULARITY_SAMPLE not in ks.granularities
+
+
+def test_list_methods_returns_typed_defaults_and_docs(service):
+    response = service.stub.ListMethods(apb.ListMethodsRequest(), timeout=10)
+    assert [m.method for m in response.methods] == [m.number for m in REGISTRY.values()]
+    for info in response.methods:
+        method = next(m for m in REGISTRY.values() if m.number == info.method)
+        # the method's own parameter message, every field filled in with its default
+        assert info.defaults.WhichOneof("method") == method.name
+        message = getattr(info.defaults, method.name)
+        for field in message.DESCRIPTOR.fields:
+            if field.has_presence and field.name != "exact":  # exact: unset is its default
+                assert message.HasField(field.name), (method.name, field.name)
+        assert method.Parameters.from_proto(message) == method.defaults
+        assert info.description == method.doc and "\n" not in info.description
+    by_name = {m.defaults.WhichOneof("method"): m.defaults for m in response.methods}
+    assert by_name["lime"].lime.regularization == 1.0 and by_name["kernel_shap"].kernel_shap.regularization == 0
+    assert by_name["lime"].lime.HasField("regularization") and by_name["kernel_shap"].kernel_shap.HasField(
+        "regularization")
+    assert by_name["sobol"].sobol.sobol_sampler == apb.SOBOL_SAMPLER_SOBOL
+    assert by_name["smooth_grad"].smooth_grad.gradient_reduction == apb.GRADIENT_REDUCTION_ABS_SUM
+    assert by_name["integrated_gradients"].integrated_gradients.baseline.kind == model_pb2.BASELINE_KIND_ZERO
+    assert by_name["occlusion"].occlusion.replacement.policy == model_pb2.REPLACEMENT_POLICY_PAD_TOKEN
+
+
+def test_regularization_zero_over_grpc(service, lm_backend):
+    zero, _ = run(service.stub, request("lime", {"n_perturbations": 16, "regularization": 0}))
+    default, _ = run(service.stub, request("lime", {"n_perturbations": 16}))
+    a, b = zero[-1].result.attribution, default[-1].result.attribution
+    assert a.parameters.lime.HasField("regularization") and a.parameters.lime.regularization == 0
+    assert b.parameters.lime.regularization == 1.0
+    assert not np.allclose(scores_of(a), scores_of(b), equal_nan=True)
+    want = explain(lm_backend, "lime", {"n_perturbations": 16, "regularization": 0.0}, PROMPT, TARGET)
+    np.testing.assert_allclose(scores_of(a), want.scores, atol=1e-6, equal_nan=True)
 
 
 # --------------------------------------------------------------------------- every method
@@ -152,7 +194,8 @@ def test_every_method_matches_in_process(service, lm_backend, method):
     assert list(attribution.target_elements) == want.target_elements
     assert [s.text for s in attribution.input_elements] == [s.text for s in want.input_elements]
     assert attribution.num_prompt_elements == want.num_prompt_elements
-    assert json.loads(attribution.parameters_json) == want.parameters
+    assert attribution.parameters.WhichOneof("method") == method
+    assert attribution.parameters == REGISTRY[method].parameters_to_proto(want.parameters)
     expected_granularity = tensor_pb2.GRANULARITY_WORD if method in ("occlusion", "lime", "kernel_shap", "sobol") \
         else tensor_pb2.GRANULARITY_TOKEN
     assert attribution.granularity == expected_granularity
@@ -217,9 +260,10 @@ def test_several_inputs_one_bad(service):
     ("no_inputs", "inputs"),
     ("unknown_method", "method"),
     ("unspecified_method", "method"),
-    ("n_perturbations", "parameters.n_perturbations"),
+    ("n_perturbations", "parameters.kernel_shap.n_perturbations"),
     ("granularity", "granularity"),
-    ("reduction_on_dot_method", "parameters.gradient_reduction"),
+    ("parameters_of_another_method", "parameters.saliency"),
+    ("replacement_token_out_of_vocabulary", "parameters.lime.replacement.token_id"),
 ])
 def test_request_errors(service, case, field):
     req = {
@@ -228,8 +272,13 @@ def test_request_errors(service, case, field):
         "unspecified_method": request(0),
         "n_perturbations": request("kernel_shap", {"n_perturbations": -1}),
         "granularity": request("kernel_shap", granularity=tensor_pb2.GRANULARITY_SAMPLE),
-        "reduction_on_dot_method": request("integrated_gradients",
-                                           {"gradient_reduction": apb.GRADIENT_REDUCTION_L2_NORM}),
+        "parameters_of_another_method": apb.ExplainRequest(
+            model="tiny-lm", method=apb.ATTRIBUTION_METHOD_INTEGRATED_GRADIENTS,
+            parameters=apb.MethodParameters(saliency=apb.SaliencyParameters(batch_size=4)),
+            inputs=[apb.ExplainInput(text=PROMPT)]),
+        "replacement_token_out_of_vocabulary": request(
+            "lime", {"replacement": model_pb2.Replacement(policy=model_pb2.REPLACEMENT_POLICY_TOKEN_ID,
+                                                          token_id=10 ** 9)}),
     }[case]
     with pytest.raises(grpc.RpcError) as info:
         run(service.stub, req)

@@ -87,7 +87,7 @@ def test_service_over_model_server_matches_in_process(model_service, lm_backend,
     try:
         req = apb.ExplainRequest(
             model=model_service.lm, method=apb.ATTRIBUTION_METHOD_KERNEL_SHAP,
-            parameters=apb.MethodParameters(n_perturbations=32),
+            parameters=apb.MethodParameters(kernel_shap=apb.KernelShapParameters(n_perturbations=32)),
             inputs=[apb.ExplainInput(text=PROMPT, targets=apb.Targets(text=TARGET))])
         events = list(stub.Explain(req, timeout=120))
         a = events[-1].result.attribution
@@ -97,7 +97,8 @@ def test_service_over_model_server_matches_in_process(model_service, lm_backend,
 
         req = apb.ExplainRequest(
             model=model_service.lm, method=apb.ATTRIBUTION_METHOD_INTEGRATED_GRADIENTS,
-            parameters=apb.MethodParameters(n_steps=8),
+            parameters=apb.MethodParameters(
+                integrated_gradients=apb.IntegratedGradientsParameters(n_steps=8)),
             inputs=[apb.ExplainInput(text=PROMPT, targets=apb.Targets(text=TARGET))])
         a = list(stub.Explain(req, timeout=120))[-1].result.attribution
         got = np.frombuffer(a.scores.raw_contents, "<f4").reshape(tuple(a.scores.shape))

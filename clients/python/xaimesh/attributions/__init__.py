@@ -43,6 +43,7 @@ from .options import (
     SobolIndex,
     SobolSampler,
 )
+from ._methods import EXPLAINER_NAMES
 from .output import AttributionOutput, Segment, load_json
 from .plots import AttributionPlot, plot_attributions
 
@@ -50,17 +51,7 @@ __all__ = [
     "AttributionExplainer",
     "PerturbationExplainer",
     "GradientExplainer",
-    "Occlusion",
-    "Lime",
-    "KernelShap",
-    "Sobol",
-    "Saliency",
-    "InputXGradient",
-    "IntegratedGradients",
-    "GradientShap",
-    "SmoothGrad",
-    "SquareGrad",
-    "VarGrad",
+    *EXPLAINER_NAMES,  # one per row of the method table (_methods.py)
     "AttributionOutput",
     "Segment",
     "load_json",

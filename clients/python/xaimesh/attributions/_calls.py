@@ -38,7 +38,7 @@ def check_int(name: str, value: Any, minimum: int | None) -> int:
 
 
 def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                open_low: bool = False, open_high: bool = False, zero_ok: bool = True) -> float:
+                open_low: bool = False, open_high: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise invalid(f"{name} must be a number, got {value!r}", name)
     v = float(value)
@@ -48,9 +48,6 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
         raise invalid(f"{name} must be {'>' if open_low else '>='} {low}, got {v}", name)
     if high is not None and (v > high or (open_high and v == high)):
         raise invalid(f"{name} must be {'<' if open_high else '<='} {high}, got {v}", name)
-    if v == 0 and not zero_ok:
-        raise invalid(f"{name}=0 cannot be sent: the protocol reads 0 as 'the default'; use a tiny positive "
-                      "value (e.g. 1e-12) instead", name)
     return v
 
 

@@ -23,10 +23,11 @@ Targets (`targets=`):
   of them (the same classes for every input), or a list of such lists (one
   per input).
 
-Parameter names are attribution.proto's `MethodParameters` fields. The
-protocol reads 0 as "the default", so a zero where the default is not zero
-(e.g. Lime's `regularization=0`) is refused here rather than silently
-replaced; use a tiny value.
+Parameters, their defaults and help come from ONE table, `_methods.py`
+(`help(KernelShap)` lists them); their names are the fields of the method's
+message in attribution.proto (`KernelShapParameters`...). A parameter given
+is sent as given, zero included (`Lime(model, regularization=0)` fits
+without regularisation); one left to None takes the service's default.
 """
 
 from __future__ import annotations
@@ -37,35 +38,13 @@ from typing import Any, ClassVar
 
 from xaimesh_contracts.v1 import attribution_pb2
 
+from . import _methods
 from ._calls import baseline, check_float, check_int, collect, is_int, remote_model, replacement
-from .options import (
-    Aggregation,
-    Granularity,
-    GradientReduction,
-    InferenceMode,
-    SobolIndex,
-    SobolSampler,
-    invalid,
-    to_proto_enum,
-)
-from .output import AttributionOutput, method_number
+from ._methods import EXPLAINER_NAMES, MethodSpec, encode_parameters
+from .options import Aggregation, Granularity, InferenceMode, invalid, to_proto_enum
+from .output import AttributionOutput
 
-__all__ = [
-    "AttributionExplainer",
-    "GradientExplainer",
-    "PerturbationExplainer",
-    "Occlusion",
-    "Lime",
-    "KernelShap",
-    "Sobol",
-    "Saliency",
-    "InputXGradient",
-    "IntegratedGradients",
-    "GradientShap",
-    "SmoothGrad",
-    "SquareGrad",
-    "VarGrad",
-]
+__all__ = ["AttributionExplainer", "GradientExplainer", "PerturbationExplainer", *EXPLAINER_NAMES]
 
 
 @dataclass(frozen=True)
@@ -73,31 +52,33 @@ class Param:
     """One explainer option: how it is checked and where it goes in the request."""
 
     name: str
-    kind: Any  # "pos_int" | "int" | "prob" | "pos_float" | "nonneg_float" | "replacement" | "baseline" | an Enum
-    request_level: bool = False  # an ExplainRequest field (else a MethodParameters field)
-    zero_ok: bool = True  # False: 0 is not expressible (the proto reads it as a non-zero default)
+    kind: Any  # see _methods.Param
+    request_level: bool = False  # an ExplainRequest field (else a field of the method's parameter message)
 
     def check(self, value: Any) -> Any:
         n, k = self.name, self.kind
-        if k == "pos_int":
+        if k == "count":
             return check_int(n, value, 1)
-        if k == "int":
-            return check_int(n, value, None)
+        if k == "seed":
+            return check_int(n, value, 0)
         if k == "prob":
             return check_float(n, value, low=0.0, high=1.0, open_low=True, open_high=True)
-        if k == "pos_float":
+        if k == "positive":
             return check_float(n, value, low=0.0, open_low=True)
-        if k == "nonneg_float":
-            return check_float(n, value, low=0.0, zero_ok=self.zero_ok)
+        if k == "nonneg":
+            return check_float(n, value, low=0.0)
+        if k == "flag":
+            if not isinstance(value, bool):
+                raise invalid(f"{n} must be True or False, got {value!r}", n)
+            return value
         if k == "replacement":
             return replacement(value, n)
         if k == "baseline":
             return baseline(value, n)
-        return to_proto_enum(k, value, n)  # an option enum
+        return to_proto_enum(k, value, n)  # an option enum: its proto number
 
 
 _COMMON = (
-    Param("batch_size", "pos_int"),
     Param("granularity", Granularity, request_level=True),
     Param("inference_mode", InferenceMode, request_level=True),
 )
@@ -106,17 +87,24 @@ _COMMON = (
 class AttributionExplainer:
     """Base of every explainer: options, request building, the streaming call.
 
-    Subclasses set `method` (attribution.proto's method, snake case) and
-    `options` (their own `Param`s; those of the base classes are inherited).
+    A subclass names its row of the method table (`_methods.METHODS`) by its
+    class name; its options, defaults and docstring come from there (the
+    request-level options of the base classes are inherited).
     """
 
     method: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    spec: ClassVar[MethodSpec | None] = None
     options: ClassVar[tuple[Param, ...]] = _COMMON
     _all_options: ClassVar[dict[str, Param]] = {p.name: p for p in _COMMON}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        spec = _methods.BY_CLASS.get(cls.__name__)
+        if spec is not None:
+            cls.spec, cls.method = spec, spec.method
+            cls.options = tuple(Param(p.name, p.kind) for p in spec.params)
+            cls.__doc__ = spec.help()
         merged: dict[str, Param] = {}
         for base in reversed(cls.__mro__):
             for p in base.__dict__.get("options", ()):
@@ -152,28 +140,21 @@ class AttributionExplainer:
     # ------------------------------------------------------------ request
 
     def _parameters(self) -> attribution_pb2.MethodParameters:
-        params = attribution_pb2.MethodParameters()
-        for name, value in self.options.items():
-            if self._all_options[name].request_level:
-                continue
-            if name in ("replacement", "baseline"):
-                sub = getattr(params, name)
-                key = "policy" if name == "replacement" else "kind"
-                enum_value = value[key]
-                setattr(sub, key, to_proto_enum(type(enum_value), enum_value, name))
-                sub.token_id = value["token_id"]
-            else:
-                setattr(params, name, value)
-        return params
+        """The method's parameter message with the options given (zero included)."""
+        values = {name: v for name, v in self.options.items() if not self._all_options[name].request_level}
+        if not values:
+            return attribution_pb2.MethodParameters()
+        return encode_parameters(self.method, values)
 
     def request(self, texts: list[str],
                 targets: list[attribution_pb2.Targets | None]) -> attribution_pb2.ExplainRequest:
         """The ExplainRequest of these inputs (what `__call__` sends)."""
-        request = attribution_pb2.ExplainRequest(model=self.model.model_id, method=method_number(self.method),
+        request = attribution_pb2.ExplainRequest(model=self.model.model_id, method=self.spec.number,
                                                  parameters=self._parameters())
-        for name in ("granularity", "aggregation", "inference_mode"):
+        for name, enum in (("granularity", Granularity), ("aggregation", Aggregation),
+                           ("inference_mode", InferenceMode)):
             if name in self.options:
-                setattr(request, name, self.options[name])
+                setattr(request, name, to_proto_enum(enum, self.options[name], name))
         for text, target in zip(texts, targets, strict=True):
             item = request.inputs.add(text=text)
             if target is not None:
@@ -207,7 +188,7 @@ class PerturbationExplainer(AttributionExplainer):
     random draw. Default granularity WORD, inference mode SOFTMAX."""
 
     family = "perturbation"
-    options = (Param("seed", "int"), Param("replacement", "replacement"))
+    options = ()
 
 
 class GradientExplainer(AttributionExplainer):
@@ -220,102 +201,52 @@ class GradientExplainer(AttributionExplainer):
     options = (Param("aggregation", Aggregation, request_level=True),)
 
 
-class _NoisyGradientExplainer(GradientExplainer):
-    options = (Param("n_steps", "pos_int"), Param("noise_std", "pos_float"), Param("seed", "int"),
-               Param("gradient_reduction", GradientReduction))
-
-
-# --------------------------------------------------------------------------- perturbation methods
+# --------------------------------------------------------------------------- the explainers
+# Their options, defaults and docstrings come from _methods.METHODS (by class name).
 
 
 class Occlusion(PerturbationExplainer):
-    """Hides windows of `window` consecutive elements (default 1); an
-    element's attribution is the mean score drop over the windows holding it."""
-
-    method = "occlusion"
-    options = (Param("window", "pos_int"),)
+    pass
 
 
 class Lime(PerturbationExplainer):
-    """Weighted ridge regression of the score on random keep-masks.
-    n_perturbations 256, keep_probability 0.5, kernel_width 0.25 (cosine
-    distance), regularization 1.0 (ridge; 0 is not expressible)."""
-
-    method = "lime"
-    options = (Param("n_perturbations", "pos_int"), Param("keep_probability", "prob"),
-               Param("kernel_width", "pos_float"), Param("regularization", "nonneg_float", zero_ok=False))
+    pass
 
 
 class KernelShap(PerturbationExplainer):
-    """Shapley values by the Shapley-kernel weighted regression with the
-    efficiency constraint (exact enumeration when n_perturbations >=
-    2^elements). n_perturbations 256, regularization 0."""
-
-    method = "kernel_shap"
-    options = (Param("n_perturbations", "pos_int"), Param("regularization", "nonneg_float"))
+    pass
 
 
 class Sobol(PerturbationExplainer):
-    """Sobol indices of the elements as Bernoulli(keep_probability) inputs.
-    n_perturbations 32 base samples (n * (elements + 2) masks), sobol_sampler
-    SOBOL (or HALTON, LATIN_HYPERCUBE), sobol_index TOTAL (or FIRST)."""
-
-    method = "sobol"
-    options = (Param("n_perturbations", "pos_int"), Param("sobol_sampler", SobolSampler),
-               Param("sobol_index", SobolIndex), Param("keep_probability", "prob"))
-
-
-# --------------------------------------------------------------------------- gradient methods
+    pass
 
 
 class Saliency(GradientExplainer):
-    """|gradient| summed over the hidden dimension (gradient_reduction
-    ABS_SUM, or L2_NORM)."""
-
-    method = "saliency"
-    options = (Param("gradient_reduction", GradientReduction),)
+    pass
 
 
 class InputXGradient(GradientExplainer):
-    """Per token, sum over the hidden dimension of gradient x input embedding."""
-
-    method = "input_x_gradient"
+    pass
 
 
 class IntegratedGradients(GradientExplainer):
-    """Integrated gradients from `baseline` (default "zero"; "pad_token",
-    "unk_token", "mask_token" or a token id) to the input, n_steps 50
-    Gauss-Legendre points."""
-
-    method = "integrated_gradients"
-    options = (Param("n_steps", "pos_int"), Param("baseline", "baseline"))
+    pass
 
 
 class GradientShap(GradientExplainer):
-    """Expected gradients: n_steps 10 samples at random points between a
-    noisy baseline (noise_std 0.1) and the input."""
-
-    method = "gradient_shap"
-    options = (Param("n_steps", "pos_int"), Param("noise_std", "pos_float"), Param("seed", "int"),
-               Param("baseline", "baseline"))
+    pass
 
 
-class SmoothGrad(_NoisyGradientExplainer):
-    """Mean |gradient| over n_steps 10 noisy copies of the input (noise_std 0.1)."""
-
-    method = "smooth_grad"
+class SmoothGrad(GradientExplainer):
+    pass
 
 
-class SquareGrad(_NoisyGradientExplainer):
-    """Mean squared gradient over n_steps 10 noisy copies of the input (noise_std 0.1)."""
-
-    method = "square_grad"
+class SquareGrad(GradientExplainer):
+    pass
 
 
-class VarGrad(_NoisyGradientExplainer):
-    """Variance of the gradient over n_steps 10 noisy copies of the input (noise_std 0.1)."""
-
-    method = "var_grad"
+class VarGrad(GradientExplainer):
+    pass
 
 
 # --------------------------------------------------------------------------- inputs and targets

@@ -21,40 +21,28 @@ from typing import Any
 
 import numpy as np
 
+from xaimesh_contracts.enums import EnumValueError, to_name, to_number
 from xaimesh_contracts.v1 import attribution_pb2, model_pb2, tensor_pb2
 
+from ._methods import METHOD_CLASS_NAMES, decode_parameters, encode_parameters
 from .options import Aggregation, Granularity, InferenceMode, from_proto_enum, to_proto_enum
 
 __all__ = ["AttributionOutput", "Segment", "METHOD_CLASS_NAMES", "load_json"]
 
 FORMAT = "xaimesh.attribution/v1"
 
-# method (snake case) -> explainer class name; the proto numbers of attribution.proto.
-METHOD_CLASS_NAMES = {
-    "occlusion": "Occlusion",
-    "lime": "Lime",
-    "kernel_shap": "KernelShap",
-    "sobol": "Sobol",
-    "saliency": "Saliency",
-    "input_x_gradient": "InputXGradient",
-    "integrated_gradients": "IntegratedGradients",
-    "gradient_shap": "GradientShap",
-    "smooth_grad": "SmoothGrad",
-    "square_grad": "SquareGrad",
-    "var_grad": "VarGrad",
-}
 _TASKS = {model_pb2.MODEL_TASK_CAUSAL_LM: "causal_lm",
           model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION: "sequence_classification"}
 
 
 def method_number(method: str) -> int:
-    return attribution_pb2.AttributionMethod.Value("ATTRIBUTION_METHOD_" + method.upper()) if method else 0
+    return to_number(attribution_pb2.AttributionMethod, method or None)
 
 
 def method_name(number: int) -> str:
     try:
-        return attribution_pb2.AttributionMethod.Name(number)[len("ATTRIBUTION_METHOD_"):].lower() if number else ""
-    except ValueError:
+        return to_name(attribution_pb2.AttributionMethod, number)
+    except EnumValueError:
         return ""
 
 
@@ -241,7 +229,7 @@ class AttributionOutput:
             model=self.model_id,
             task={v: k for k, v in _TASKS.items()}.get(self.task, 0),
             method=method_number(self.method),
-            parameters_json=json.dumps(self.parameters, sort_keys=True),
+            parameters=encode_parameters(self.method, self.parameters),
             granularity=to_proto_enum(Granularity, self.granularity or None, "granularity"),
             aggregation=to_proto_enum(Aggregation, self.aggregation or None, "aggregation"),
             inference_mode=to_proto_enum(InferenceMode, self.inference_mode or None, "inference_mode"),
@@ -262,10 +250,7 @@ class AttributionOutput:
         from xaimesh_contracts.tensors import to_numpy
 
         segments = [Segment(s.text, s.start_char, s.end_char, s.start_token, s.end_token) for s in a.input_elements]
-        try:
-            parameters = json.loads(a.parameters_json) if a.parameters_json else {}
-        except ValueError:
-            parameters = {"raw": a.parameters_json}
+        parameters = decode_parameters(a.parameters)
         return cls(
             attributions=to_numpy(a.scores, field="scores").astype(np.float32, copy=False),
             elements=[s.text for s in segments],
