@@ -73,9 +73,14 @@ def main() -> None:
     print(header)
     print(text)
     out = ROOT / "docs" / "benchmarks.md"
-    out.write_text(BENCH_DOC.format(header=header, table=text))
+    # Before / after comparisons of earlier changes are kept under their heading.
+    kept = out.read_text() if out.exists() else ""
+    kept = kept[kept.index(KEPT_HEADING):] if KEPT_HEADING in kept else ""
+    out.write_text(BENCH_DOC.format(header=header, table=text) + ("\n" + kept if kept else ""))
     print(f"wrote {out.relative_to(ROOT)}")
 
+
+KEPT_HEADING = "## Changes measured"
 
 BENCH_DOC = """# Benchmarks
 
@@ -87,7 +92,8 @@ the reference toolkit (0.5.2) in-process on the same model and inputs, in its
 own venv (`benchmarks/reference_env.py`), run after the services stopped; its
 ratio over xaimesh above 1 means xaimesh is faster. Run it with
 `OMP_NUM_THREADS=1 make bench` on a quiet machine: timings on a busy 2-core
-machine swing a lot, ratios within one run much less.
+machine swing a lot, ratios within one run much less. The section "Changes
+measured" below (kept by `make bench`) compares runs before and after a change.
 
 {header}
 

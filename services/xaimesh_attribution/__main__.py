@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from xaimesh_runtime.config import make_parser
 from xaimesh_runtime.server import serve
 
+from .model_client import DEFAULT_MAX_IN_FLIGHT
 from .server import AttributionServicer
 
 
@@ -29,8 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_downstream("model-server", default="127.0.0.1:50051")
     parser.add_option("--health-poll-s", type=float, default=1.0,
                       help="at start, how often the model-server's health is polled until it is serving")
+    parser.add_option("--score-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
+                      help="Score requests of one explanation kept in flight to the model-server, so its "
+                           "batcher has the next batch queued (1 = one at a time)")
     config = parser.parse_config(list(argv) if argv is not None else None)
-    servicer = AttributionServicer(config.downstream("model-server"))
+    if config.options.score_in_flight < 1:
+        parser.error(f"--score-in-flight must be at least 1, got {config.options.score_in_flight}")
+    servicer = AttributionServicer(config.downstream("model-server"),
+                                   score_in_flight=config.options.score_in_flight)
     ready, stop = threading.Event(), threading.Event()
     threading.Thread(target=servicer.wait_for_model_server, args=(ready, stop),
                      kwargs={"interval": max(0.05, float(config.options.health_poll_s))},

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf.unknown_fields import UnknownFieldSet
 import numpy as np
 
 from xaimesh_contracts.tensors import TensorError, to_numpy, to_tensor
@@ -61,7 +62,7 @@ from .backend import ModelBackend, Segment
 from .explainer import evaluate, explain_input, prepare
 from .methods import REGISTRY, AttributionMethod, list_methods, resolve_method
 from .methods.base import as_replacement
-from .model_client import GrpcModelBackend
+from .model_client import DEFAULT_MAX_IN_FLIGHT, GrpcModelBackend
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
 from .results import AttributionResult, MetricCurve, MetricResult
 
@@ -98,6 +99,12 @@ def parameters_of(method: AttributionMethod, message: attribution_pb2.MethodPara
     """The request's parameter message as the method's typed Parameters (the
     one decode, which validates them); errors name the message's field
     (`parameters.lime.regularization`)."""
+    unknown = sorted({f.field_number for f in UnknownFieldSet(message)})
+    if unknown:  # e.g. the flat fields of the contract before each method had its own message
+        raise InvalidArgument(
+            f"parameters carries fields this service does not know (numbers {', '.join(map(str, unknown))}): "
+            "the client was built from an older attribution.proto; regenerate it (docs/CHANGELOG.md says "
+            "what changed) rather than have those parameters silently ignored", field=prefix)
     try:
         return method.parameters_from_proto(message)
     except InvalidArgument as exc:
@@ -277,7 +284,8 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
     gRPC backend (tests run the logic over an in-process engine)."""
 
     def __init__(self, model_server: Downstream | None = None, *, backend_factory: BackendFactory | None = None,
-                 progress_interval: float = 0.1, poll_interval: float = 0.1) -> None:
+                 progress_interval: float = 0.1, poll_interval: float = 0.1,
+                 score_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         if model_server is None and backend_factory is None:
             raise ValueError("give the model-server downstream or a backend factory")
         self.model_server = model_server
@@ -286,10 +294,12 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         self.backend_factory = backend_factory or self._grpc_backend
         self.progress_interval = progress_interval
         self.poll_interval = poll_interval
+        self.score_in_flight = score_in_flight
 
     def _grpc_backend(self, model_id: str, context: grpc.ServicerContext) -> ModelBackend:
         return GrpcModelBackend(self.stub, model_id, lambda: remaining_timeout(context),
-                                address=self.model_server.address if self.model_server else "")
+                                address=self.model_server.address if self.model_server else "",
+                                max_in_flight=self.score_in_flight)
 
     def register(self, server: grpc.Server) -> list[str]:
         attribution_pb2_grpc.add_AttributionServiceServicer_to_server(self, server)

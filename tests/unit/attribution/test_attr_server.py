@@ -286,6 +286,23 @@ def test_request_errors(service, case, field):
     assert field in violations(info.value), (info.value.details(), violations(info.value))
 
 
+def test_parameters_of_an_older_contract_are_refused_not_ignored(service):
+    # what a client built before each method had its own message sends for
+    # KernelShap(n_perturbations=64, regularization=0.5): the flat fields 1 and 9
+    import struct
+
+    stale = apb.MethodParameters()
+    stale.ParseFromString(bytes([1 << 3 | 0, 64]) + bytes([9 << 3 | 5]) + struct.pack("<f", 0.5))
+    assert stale.WhichOneof("method") is None  # protobuf keeps them as unknown fields
+    req = apb.ExplainRequest(model="tiny-lm", method=apb.ATTRIBUTION_METHOD_KERNEL_SHAP, parameters=stale,
+                             inputs=[apb.ExplainInput(text=PROMPT)])
+    with pytest.raises(grpc.RpcError) as info:
+        run(service.stub, req)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters" in violations(info.value)
+    assert "numbers 1, 9" in info.value.details() and "older attribution.proto" in info.value.details()
+
+
 def test_unknown_model_keeps_upstream_code(service):
     with pytest.raises(grpc.RpcError) as info:
         run(service.stub, request("saliency", model="nope"))
