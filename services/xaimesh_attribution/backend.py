@@ -110,14 +110,19 @@ class ModelDescription:
 
 @dataclass(frozen=True)
 class Replacement:
-    """What a masked-out token becomes (model.proto Replacement). token_id
-    is used by the TOKEN_ID policy."""
+    """What a masked-out token becomes (model.proto Replacement). ``policy``
+    None is the model's default, resolved once per request against the model
+    (`methods.base.resolve_replacement`: its mask token, else its pad token,
+    else its unk token). Once resolved, ``token_id`` is the id that replaces
+    a token (the TOKEN_ID policy's id, or the mask / pad / unk id chosen), so
+    every output says which token was used."""
 
-    policy: ReplacementPolicy = ReplacementPolicy.PAD_TOKEN
+    policy: ReplacementPolicy | None = None
     token_id: int = 0
 
     def to_dict(self) -> dict:
-        return {"policy": ReplacementPolicy(self.policy).value, "token_id": int(self.token_id)}
+        policy = None if self.policy is None else ReplacementPolicy(self.policy).value
+        return {"policy": policy, "token_id": int(self.token_id)}
 
 
 @dataclass(frozen=True)

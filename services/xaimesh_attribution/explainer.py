@@ -36,6 +36,7 @@ from .methods.base import (
     MAX_STEPS,
     as_replacement,
     check_replacement,
+    resolve_replacement,
 )
 from .backend import Replacement
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, parse
@@ -227,6 +228,7 @@ def prepare(
     mode = parse(InferenceMode, inference_mode, field="inference_mode") or (
         InferenceMode.SOFTMAX if m.family == "perturbation" else InferenceMode.LOGITS
     )
+    prm = prm.for_model(desc)
     prm.check_model(desc)
     return ExplainPlan(m, prm, gran, agg, mode, desc, task)
 
@@ -430,7 +432,7 @@ def evaluate(
                               field="n_random_orders")
     else:
         n_rand = max(0, int(n_random_orders))
-    repl = as_replacement(replacement, "replacement")
+    repl = resolve_replacement(as_replacement(replacement, "replacement"), desc, "replacement")
     check_replacement(repl, desc, "replacement")
     mode = parse(InferenceMode, inference_mode, field="inference_mode") or InferenceMode.SOFTMAX
     problem = problem_of(backend, attribution, desc)

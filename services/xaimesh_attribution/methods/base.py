@@ -134,7 +134,8 @@ def _pair(value: Any, cls: type, key: str, name: str) -> tuple[Any, Any]:
 
 def as_replacement(value: Any, where: str) -> Replacement:
     """A Replacement from a Replacement, a {"policy", "token_id"} dict or a
-    policy name / number (None: PAD_TOKEN); errors name `where`."""
+    policy name / number (None: the model's default, see
+    `resolve_replacement`); errors name `where`."""
     if value is None:
         return Replacement()
     name = where.rsplit(".", 1)[-1]
@@ -142,8 +143,33 @@ def as_replacement(value: Any, where: str) -> Replacement:
         raw, tid = _pair(value, Replacement, "policy", name)
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, field=where) from None
-    policy = parse(ReplacementPolicy, raw, field=f"{where}.policy") or ReplacementPolicy.PAD_TOKEN
+    policy = parse(ReplacementPolicy, raw, field=f"{where}.policy")
     return Replacement(policy, _token_id(tid if tid is not None else 0, f"{where}.token_id"))
+
+
+#: The model's default replacement, in order of preference: a mask token is
+#: what masked-language models saw in training for a hidden word; a pad token
+#: what causal LMs see for "nothing here"; unk the last resort.
+DEFAULT_REPLACEMENT_ORDER = (ReplacementPolicy.MASK_TOKEN, ReplacementPolicy.PAD_TOKEN, ReplacementPolicy.UNK_TOKEN)
+
+
+def resolve_replacement(value: Replacement, desc: ModelDescription, where: str) -> Replacement:
+    """``value`` with its policy chosen for this model when unset
+    (DEFAULT_REPLACEMENT_ORDER) and its token_id the id that replaces a
+    token under a token policy, so the output says which token was used."""
+    ids = {ReplacementPolicy.MASK_TOKEN: desc.mask_token_id, ReplacementPolicy.PAD_TOKEN: desc.pad_token_id,
+           ReplacementPolicy.UNK_TOKEN: desc.unk_token_id}
+    policy = value.policy
+    if policy is None:
+        policy = next((p for p in DEFAULT_REPLACEMENT_ORDER if ids[p] >= 0), None)
+        if policy is None:
+            raise InvalidArgument(
+                "the model's tokenizer has no mask, pad or unk token to replace removed elements with: "
+                "choose a replacement policy token_id (with the token id to use), zero_embedding or remove",
+                field=f"{where}.policy")
+    if policy in ids and ids[policy] >= 0:
+        return Replacement(policy, int(ids[policy]))
+    return Replacement(policy, value.token_id)
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
@@ -293,6 +319,13 @@ class Parameters:
 
     # ------------------------------------------------------------ model checks
 
+    def for_model(self, desc: ModelDescription) -> "Parameters":
+        """These parameters with the model's defaults filled in (the
+        replacement token), as the output reports them."""
+        resolved = {f.name: resolve_replacement(getattr(self, f.name), desc, f"parameters.{f.name}")
+                    for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Replacement)}
+        return dataclasses.replace(self, **resolved) if resolved else self
+
     def check_model(self, desc: ModelDescription) -> None:
         """The checks that need the model: token ids in its vocabulary, the
         special tokens a policy / baseline kind needs."""
@@ -429,6 +462,7 @@ __all__ = [
     "ATTRIBUTION_GRANULARITIES",
     "as_replacement",
     "check_replacement",
+    "resolve_replacement",
     "AttributionMethod",
     "DEFAULT_BATCH_SIZE",
     "Job",

@@ -164,7 +164,8 @@ def test_list_methods_returns_typed_defaults_and_docs(service):
     assert by_name["sobol"].sobol.sobol_sampler == apb.SOBOL_SAMPLER_SOBOL
     assert by_name["smooth_grad"].smooth_grad.gradient_reduction == apb.GRADIENT_REDUCTION_ABS_SUM
     assert by_name["integrated_gradients"].integrated_gradients.baseline.kind == model_pb2.BASELINE_KIND_ZERO
-    assert by_name["occlusion"].occlusion.replacement.policy == model_pb2.REPLACEMENT_POLICY_PAD_TOKEN
+    # unset: the model's default, resolved per request (mask, else pad, else unk token)
+    assert by_name["occlusion"].occlusion.replacement.policy == model_pb2.REPLACEMENT_POLICY_UNSPECIFIED
 
 
 def test_regularization_zero_over_grpc(service, lm_backend):

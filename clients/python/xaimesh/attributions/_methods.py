@@ -67,9 +67,10 @@ class MethodSpec:
 
 _BATCH = Param("batch_size", "count", 32, "rows (perturbations or gradient samples) per model-server request")
 _SEED = Param("seed", "seed", 0, "seed of every random draw: the same seed gives the same attribution")
-_REPLACEMENT = Param("replacement", "replacement", {"policy": "pad_token", "token_id": 0},
-                     "what a removed element becomes: 'pad_token', 'unk_token', 'mask_token', 'zero_embedding', "
-                     "'remove', or a token id")
+_REPLACEMENT = Param("replacement", "replacement", {"policy": None, "token_id": 0},
+                     "what a removed element becomes: unset = the model's default (its mask token, else its pad "
+                     "token, else its unk token; the output's parameters say which), or 'pad_token', 'unk_token', "
+                     "'mask_token', 'zero_embedding', 'remove', or a token id")
 _BASELINE = Param("baseline", "baseline", {"kind": "zero", "token_id": 0},
                   "the baseline: 'zero', 'pad_token', 'unk_token', 'mask_token' or a token id")
 _REDUCTION = Param("gradient_reduction", GradientReduction, "abs_sum",

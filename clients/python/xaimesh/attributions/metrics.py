@@ -120,7 +120,8 @@ class AttributionMetric:
 
     model: the remote model the attributions were computed with;
     n_steps: points of the curve minus one (None: one element per step);
-    replacement: what removed elements become (default "pad_token");
+    replacement: what removed elements become (default: the model's mask token, else its pad
+    token, else its unk token);
     inference_mode: default SOFTMAX; n_random_orders: random-order baseline
     curves averaged (default 10, 0 disables); seed; batch_size.
     """
