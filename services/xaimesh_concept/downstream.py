@@ -48,8 +48,9 @@ class ActivationsQuery:
     model: str = ""
     granularity: int = 0
     aggregation: int = 0
-    add_special_tokens: bool = False
+    add_special_tokens: bool = False  # deprecated: true = SPECIAL_TOKENS_POLICY_ADD
     max_length: int = 0
+    special_tokens: int = 0  # SpecialTokensPolicy (0: the tokenizer's own, docs/models.md, "Token semantics")
 
 
 class ActivationStream(Protocol):
@@ -145,7 +146,7 @@ class GrpcActivationPuller:
             model=query.model, texts=list(query.texts), split_points=list(query.split_points),
             granularity=query.granularity, aggregation=query.aggregation,
             add_special_tokens=query.add_special_tokens, max_length=query.max_length,
-            dtype=tensor_pb2.DATA_TYPE_FLOAT32)
+            special_tokens=query.special_tokens, dtype=tensor_pb2.DATA_TYPE_FLOAT32)
         return _GrpcActivationStream(self._stub().StreamActivations(request, timeout=timeout))
 
     def close(self) -> None:

@@ -163,7 +163,8 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                                   field="split_points")
         query = ActivationsQuery(texts=texts, split_points=list(request.split_points), model=request.model,
                                  granularity=request.granularity, aggregation=request.aggregation,
-                                 add_special_tokens=request.add_special_tokens, max_length=request.max_length)
+                                 add_special_tokens=request.add_special_tokens, max_length=request.max_length,
+                                 special_tokens=request.special_tokens)
         stream = self._model_server.stream_activations(query, timeout=remaining_timeout(context))
 
         def work(emit, should_stop):

@@ -51,6 +51,8 @@ BaselineKind = _from_contract("BaselineKind", model_pb2.BaselineKind)
 GradientOutput = _from_contract("GradientOutput", model_pb2.GradientOutput, _GradientOutputBase)
 Granularity = _from_contract("Granularity", tensor_pb2.Granularity)
 Aggregation = _from_contract("Aggregation", tensor_pb2.Aggregation)
+# Which special tokens activations run with (docs/models.md, "Token semantics").
+SpecialTokensPolicy = _from_contract("SpecialTokensPolicy", model_pb2.SpecialTokensPolicy)
 
 
 def proto_enum_of(cls: type[IntEnum]) -> Any:

@@ -197,11 +197,29 @@ def find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     return best[2], best[3]
 
 
+def position_offset(model: nn.Module) -> int:
+    """The first position id of a sequence: 0, except for RoBERTa-like
+    embeddings (RoBERTa, XLM-R, CamemBERT, Longformer...), whose learned
+    position table reserves rows 0..padding_idx (positions start at
+    padding_idx + 1 = 2), recognised by a position embedding with a
+    padding_idx. Where the engine passes explicit position ids (left padding,
+    batched generation) it must add it."""
+    emb = getattr(getattr(model, "base_model", model), "embeddings", None)
+    positions = getattr(emb, "position_embeddings", None)
+    pad = getattr(emb, "padding_idx", None)
+    if isinstance(positions, nn.Embedding) and positions.padding_idx is not None and isinstance(pad, int):
+        return pad + 1
+    return 0
+
+
 def _max_sequence_length(model: nn.Module, tokenizer: Any) -> int:
     config = model.config
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
+            if name == "max_position_embeddings":
+                # RoBERTa-like: 514 position rows hold 512 positions (see position_offset).
+                value -= position_offset(model)
             return value
     value = getattr(tokenizer, "model_max_length", None)
     if isinstance(value, int) and 0 < value < 10**7:
@@ -232,6 +250,8 @@ class LoadedModel:
     layers_path: str
     split_points: list[str]
     max_sequence_length: int
+    # First position id (position_offset: 2 for RoBERTa-like models, else 0).
+    position_offset: int = 0
     # Set by the registry / adapter: an executor (batching.DynamicBatcher) that
     # the engine sends its work through; None runs work in the calling thread.
     executor: Any = None
@@ -244,6 +264,22 @@ class LoadedModel:
 
     @property
     def hidden_size(self) -> int:
+        """Width of the blocks' outputs (activation rows, ModelInfo.hidden_size).
+
+        Not the input embeddings' width: ELECTRA / ALBERT embed in a smaller
+        size projected up (ELECTRA-small: 128 -> 256), so the embedding
+        width would misdescribe every activation row."""
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        for name in ("hidden_size", "n_embd", "d_model", "dim"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return self.embedding_size
+
+    @property
+    def embedding_size(self) -> int:
+        """Width of the input embeddings (what gradients are taken w.r.t.)."""
         return int(self.input_embeddings.weight.shape[1])
 
     @property
@@ -353,10 +389,31 @@ def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tor
         ) from None
 
 
+# Heads the model-server does not serve. An encoder checkpoint saved only
+# with one of them (bert-base-uncased is a BertForMaskedLM, an ELECTRA
+# discriminator an ElectraForPreTraining) would otherwise be loaded as a
+# "causal LM" (BertLMHeadModel without is_decoder: wrong numbers, a warning)
+# or as a classifier with a random head: refuse it and say what to give.
+_UNSERVED_HEADS = ("ForMaskedLM", "ForPreTraining", "ForTokenClassification", "ForQuestionAnswering",
+                   "ForMultipleChoice", "ForNextSentencePrediction")
+_CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
 def _detect_task(config: Any) -> str:
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return TASK_SEQUENCE_CLASSIFICATION
+    if (
+        architectures
+        and not any(a.endswith(_CAUSAL_HEADS) for a in architectures)
+        and all(a.endswith(_UNSERVED_HEADS) for a in architectures)
+    ):
+        raise InvalidArgument(
+            f"the checkpoint is a {', '.join(architectures)}: the model-server serves causal LMs "
+            "(...ForCausalLM) and sequence classifiers (...ForSequenceClassification); give a fine-tuned "
+            "classifier or a causal LM checkpoint",
+            field="model",
+        )
     return TASK_CAUSAL_LM
 
 
@@ -418,7 +475,12 @@ def load_model(
         try:
             model = auto.from_pretrained(path, attn_implementation="sdpa", **kwargs)
         except (ValueError, ImportError) as exc:
-            if "sdpa" not in str(exc).lower():
+            # Families without SDPA (Gemma2: SDPA has no attention soft-capping;
+            # DeBERTa-v2: disentangled attention) refuse it, in transformers 5
+            # with "does not support ... scaled_dot_product_attention" (no
+            # "sdpa" in the message): both wordings fall back to the default.
+            msg = str(exc).lower()
+            if "sdpa" not in msg and "scaled_dot_product_attention" not in msg:
                 raise
             log.info("%s does not support SDPA attention; using its default", spec)
             model = auto.from_pretrained(path, **kwargs)
@@ -431,6 +493,16 @@ def load_model(
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is not None:
             tokenizer.pad_token = fallback
+    if task == TASK_SEQUENCE_CLASSIFICATION and tokenizer.pad_token_id is not None:
+        # Decoder classifiers (GPT2/Llama/Qwen2...ForSequenceClassification)
+        # refuse batches of more than one row when the config has no pad
+        # token id ("Cannot handle batch sizes > 1"), although the engine
+        # feeds them left-padded embeddings and pools the last position
+        # itself: give the config the tokenizer's pad token (the EOS fallback
+        # above for GPT-2 / Llama-3 tokenizers).
+        text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        if getattr(text_config, "pad_token_id", None) is None:
+            text_config.pad_token_id = int(tokenizer.pad_token_id)
     model.to(dev)
     model.eval()
     for param in model.parameters():
@@ -448,6 +520,7 @@ def load_model(
         layers_path=layers_path,
         split_points=[f"{layers_path}.{i}" for i in range(len(layers))],
         max_sequence_length=_max_sequence_length(model, tokenizer),
+        position_offset=position_offset(model),
     )
 
 

@@ -230,8 +230,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             raise InvalidArgument("max_length must be >= 0 (0 = the model's maximum)", field="max_length")
         job = engine.activations(
             loaded, list(request.texts), list(request.split_points), request.granularity, request.aggregation,
-            request.add_special_tokens, request.max_length, is_active=context.is_active, limits=self.limits,
-            out_dtype=out_dtype)
+            request.add_special_tokens or None, request.max_length, special_tokens=request.special_tokens,
+            is_active=context.is_active, limits=self.limits, out_dtype=out_dtype)
         yield model_pb2.StreamActivationsResponse(header=model_pb2.ActivationsHeader(
             split_points=job.split_points, hidden_size=job.hidden_size, num_samples=job.num_samples,
             dtype=data_type(out_dtype), granularity=int(job.granularity), aggregation=int(job.aggregation),

@@ -211,8 +211,14 @@ class RemoteModel:
                           response.finish_reason)
 
     def activations(self, texts: list[str], split_points=(8,), granularity="TOKEN", aggregation="MEAN",
-                    add_special_tokens: bool = False, show_progress: bool = True) -> dict[str, "FetchedActivations"]:
-        """Activations at `split_points` copied to the client, one entry per split point."""
+                    add_special_tokens: bool | None = None, show_progress: bool = True,
+                    ) -> dict[str, "FetchedActivations"]:
+        """Activations at `split_points` copied to the client, one entry per split point.
+
+        Texts run with the tokenizer's own special tokens and TOKEN / WORD /
+        SENTENCE / SAMPLE leave their rows out (docs/models.md, "Token semantics");
+        ``add_special_tokens=False`` runs them without, True adds them
+        explicitly."""
         return fetch_activations(self, texts, split_points, granularity, aggregation, add_special_tokens,
                                  show_progress)
 
@@ -312,10 +318,24 @@ def _aggregation(value) -> int:
     return to_number(tensor_pb2.Aggregation, value, field="aggregation")
 
 
+def special_tokens_policy(add_special_tokens: bool | None) -> int:
+    """The contract's SpecialTokensPolicy for the SDK's ``add_special_tokens``
+    override: None -> UNSPECIFIED (the tokenizer's own special tokens, their
+    rows left out except for ALL_TOKENS / CLS_TOKEN), True -> ADD, False ->
+    OMIT (the text without special tokens)."""
+    if add_special_tokens is None:
+        return model_pb2.SPECIAL_TOKENS_POLICY_UNSPECIFIED
+    return model_pb2.SPECIAL_TOKENS_POLICY_ADD if add_special_tokens else model_pb2.SPECIAL_TOKENS_POLICY_OMIT
+
+
 def fetch_activations(model: RemoteModel, texts: list[str], split_points=(8,), granularity="TOKEN",
-                      aggregation="MEAN", add_special_tokens: bool = False,
+                      aggregation="MEAN", add_special_tokens: bool | None = None,
                       show_progress: bool = True) -> dict[str, FetchedActivations]:
     """Streams activations straight from the model-server into client memory.
+
+    ``add_special_tokens``: None (default) = the token semantics of
+    docs/models.md, "Token semantics"; False runs the texts without special tokens; True
+    adds them explicitly.
 
     For small inputs and quick looks; `ModelWithSplitPoints.get_activations`
     keeps large sets next to the compute in the concept-service instead.
@@ -327,7 +347,7 @@ def fetch_activations(model: RemoteModel, texts: list[str], split_points=(8,), g
     request = model_pb2.StreamActivationsRequest(
         model=model.model_id, texts=list(texts), split_points=[str(s) for s in split_points],
         granularity=_granularity(granularity), aggregation=_aggregation(aggregation),
-        add_special_tokens=add_special_tokens)
+        add_special_tokens=bool(add_special_tokens), special_tokens=special_tokens_policy(add_special_tokens))
     parts: dict[str, list] = {}
     out: dict[str, FetchedActivations] = {}
     for event in model.mesh.client("model").stream("StreamActivations", request, show_progress=show_progress,

@@ -29,6 +29,7 @@ from xaimesh_contracts.enums import to_name, to_number
 from xaimesh_contracts.v1 import concept_pb2, tensor_pb2
 
 from .datasets import load_texts
+from .mesh import special_tokens_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -456,7 +457,13 @@ class ModelWithSplitPoints:
 
         Returns an :class:`ActivationSet` when there is one split point, else
         ``{split_point: ActivationSet}``. ``inputs``: see :func:`load_texts`.
-        ``add_special_tokens`` defaults to True for ALL_TOKENS and CLS_TOKEN.
+        Token semantics (docs/models.md, "Token semantics"): the texts run with the
+        tokenizer's own special tokens ([CLS] / [SEP], a BOS; none for
+        SmolLM2); TOKEN / WORD / SENTENCE / SAMPLE leave the special tokens'
+        rows out, ALL_TOKENS keeps them, CLS_TOKEN is the first token.
+        ``add_special_tokens`` overrides it: False runs the texts without
+        special tokens, True adds them explicitly; None (default) = the
+        definition.
         Texts that fail (e.g. empty ones) are skipped with a warning naming
         them; the call fails if none produced activations.
         """
@@ -473,15 +480,13 @@ class ModelWithSplitPoints:
                              "can carry; call get_activations on smaller parts")
         granularity = ActivationGranularity.coerce(activation_granularity)
         aggregation = AggregationStrategy.coerce(aggregation_strategy)
-        if add_special_tokens is None:
-            add_special_tokens = granularity in (ActivationGranularity.ALL_TOKENS, ActivationGranularity.CLS_TOKEN)
         if display_name is None:
             display_name = f"{self.model.model_id} {granularity.name.lower()} ({len(texts)} texts)"
         request = concept_pb2.CreateActivationSetsRequest(
             model=self.model.model_id, texts=texts, split_points=[str(s) for s in self._split_points],
             granularity=granularity.value, aggregation=aggregation.value,
             add_special_tokens=bool(add_special_tokens), max_length=int(max_length or 0),
-            display_name=display_name)
+            display_name=display_name, special_tokens=special_tokens_policy(add_special_tokens))
         sets = None
         errors = []
         for event in concept_client(self.mesh).stream("CreateActivationSets", request, timeout=timeout,

@@ -107,7 +107,7 @@ class ActivationSet(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., display_name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_tensor_pb2.DataType, str]] = ..., model: _Optional[str] = ..., split_point: _Optional[str] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., num_samples: _Optional[int] = ..., create_time: _Optional[int] = ..., has_provenance: _Optional[bool] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class CreateActivationSetsRequest(_message.Message):
-    __slots__ = ("model", "texts", "split_points", "granularity", "aggregation", "add_special_tokens", "max_length", "display_name")
+    __slots__ = ("model", "texts", "split_points", "granularity", "aggregation", "add_special_tokens", "max_length", "display_name", "special_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     SPLIT_POINTS_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class CreateActivationSetsRequest(_message.Message):
     ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     split_points: _containers.RepeatedScalarFieldContainer[str]
@@ -124,7 +125,8 @@ class CreateActivationSetsRequest(_message.Message):
     add_special_tokens: bool
     max_length: int
     display_name: str
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., split_points: _Optional[_Iterable[str]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., add_special_tokens: _Optional[bool] = ..., max_length: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+    special_tokens: _model_pb2.SpecialTokensPolicy
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., split_points: _Optional[_Iterable[str]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., add_special_tokens: _Optional[bool] = ..., max_length: _Optional[int] = ..., display_name: _Optional[str] = ..., special_tokens: _Optional[_Union[_model_pb2.SpecialTokensPolicy, str]] = ...) -> None: ...
 
 class CreateActivationSetsResponse(_message.Message):
     __slots__ = ("progress", "sets", "item_error")

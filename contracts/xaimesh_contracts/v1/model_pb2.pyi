@@ -9,6 +9,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SpecialTokensPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPECIAL_TOKENS_POLICY_UNSPECIFIED: _ClassVar[SpecialTokensPolicy]
+    SPECIAL_TOKENS_POLICY_OMIT: _ClassVar[SpecialTokensPolicy]
+    SPECIAL_TOKENS_POLICY_ADD: _ClassVar[SpecialTokensPolicy]
+
 class ModelTask(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MODEL_TASK_UNSPECIFIED: _ClassVar[ModelTask]
@@ -43,6 +49,9 @@ class GradientOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRADIENT_OUTPUT_SQUARE_SUM: _ClassVar[GradientOutput]
     GRADIENT_OUTPUT_L2_NORM: _ClassVar[GradientOutput]
     GRADIENT_OUTPUT_DOT_INPUT: _ClassVar[GradientOutput]
+SPECIAL_TOKENS_POLICY_UNSPECIFIED: SpecialTokensPolicy
+SPECIAL_TOKENS_POLICY_OMIT: SpecialTokensPolicy
+SPECIAL_TOKENS_POLICY_ADD: SpecialTokensPolicy
 MODEL_TASK_UNSPECIFIED: ModelTask
 MODEL_TASK_CAUSAL_LM: ModelTask
 MODEL_TASK_SEQUENCE_CLASSIFICATION: ModelTask
@@ -368,7 +377,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., finish_reason: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class StreamActivationsRequest(_message.Message):
-    __slots__ = ("model", "texts", "split_points", "granularity", "aggregation", "add_special_tokens", "max_length", "chunk_bytes", "dtype")
+    __slots__ = ("model", "texts", "split_points", "granularity", "aggregation", "add_special_tokens", "max_length", "chunk_bytes", "dtype", "special_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     SPLIT_POINTS_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +387,7 @@ class StreamActivationsRequest(_message.Message):
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     split_points: _containers.RepeatedScalarFieldContainer[str]
@@ -387,7 +397,8 @@ class StreamActivationsRequest(_message.Message):
     max_length: int
     chunk_bytes: int
     dtype: _tensor_pb2.DataType
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., split_points: _Optional[_Iterable[str]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., add_special_tokens: _Optional[bool] = ..., max_length: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DataType, str]] = ...) -> None: ...
+    special_tokens: SpecialTokensPolicy
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., split_points: _Optional[_Iterable[str]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., add_special_tokens: _Optional[bool] = ..., max_length: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DataType, str]] = ..., special_tokens: _Optional[_Union[SpecialTokensPolicy, str]] = ...) -> None: ...
 
 class RowProvenance(_message.Message):
     __slots__ = ("sample_index", "token_start", "token_end", "text")

@@ -14,7 +14,7 @@ forward passes). One module per work kind, each registering its runner in
     score.py        Score            ScoreWork(task)
     gradients.py    ComputeGradients GradWork(task)
     generation.py   Generate         GenWork()
-    activations.py  StreamActivations ActWork(paths, stop)
+    activations.py  StreamActivations ActWork(paths, stop); token semantics: docs/models.md, "Token semantics"
 
 This package re-exports the public names, so callers write
 `from xaimesh_model_server import engine; engine.score(...)`.
@@ -22,7 +22,15 @@ This package re-exports the public names, so callers write
 
 from __future__ import annotations
 
-from ..enums import Aggregation, BaselineKind, GradientOutput, Granularity, InferenceMode, ReplacementPolicy
+from ..enums import (
+    Aggregation,
+    BaselineKind,
+    GradientOutput,
+    Granularity,
+    InferenceMode,
+    ReplacementPolicy,
+    SpecialTokensPolicy,
+)
 from .activations import (
     ActivationBatch,
     ActivationJob,
@@ -32,7 +40,9 @@ from .activations import (
     SplitPoint,
     activations,
     aggregate_rows,
+    resolve_special_tokens,
     resolve_split_points,
+    split_point_candidates,
 )
 from .generation import GENERATE_MAX_BATCH, GenerationResult, GenWork, generate
 from .gradients import EmbeddingSamples, GradWork, gradients, input_embeddings, make_samples
@@ -45,8 +55,9 @@ __all__ = [
     "DEFAULT_LIMITS", "GENERATE_MAX_BATCH", "MAX_NEW_TOKENS_WHEN_UNSET", "RUNNERS",
     "ActWork", "ActivationBatch", "ActivationJob", "Aggregation", "BaselineKind", "EmbeddingSamples", "GenWork",
     "GenerationResult", "GradWork", "GradientOutput", "Granularity", "InferenceMode", "ItemError", "Limits",
-    "Replacement", "ReplacementPolicy", "RowProvenance", "ScoreWork", "SplitPoint", "WorkKind",
+    "Replacement", "ReplacementPolicy", "RowProvenance", "ScoreWork", "SpecialTokensPolicy", "SplitPoint", "WorkKind",
     "activations", "aggregate_rows", "attach_dynamic_batcher", "check_input_ids", "generate", "get_executor",
-    "gradients", "input_embeddings", "make_dynamic_batcher", "make_samples", "resolve_split_points", "run_rows",
+    "gradients", "input_embeddings", "make_dynamic_batcher", "make_samples", "resolve_special_tokens",
+    "resolve_split_points", "run_rows", "split_point_candidates",
     "score",
 ]

@@ -2,12 +2,27 @@
 
 Texts are tokenized and sent in windows as items of kind ActWork(split
 points, deepest layer); a batch is one right-padded forward with hooks on
-the split points that stops after the deepest one. Rows are aggregated per
-granularity (tokens, words, sentences, the sample) with their provenance.
+the split points that stops once every split point has its output. Rows are
+aggregated per granularity (tokens, words, sentences, the sample) with their
+provenance.
+
+Token semantics (docs/models.md, "Token semantics", the one definition): by default
+(SpecialTokensPolicy.UNSPECIFIED) a text is tokenized with the tokenizer's
+own special tokens ([CLS] ... [SEP] of BERT, the BOS of Llama-3 / Gemma /
+Mistral, none for SmolLM2) and the model runs on that sequence, so every row
+is computed in the context the model was trained in. TOKEN / WORD / SENTENCE
+/ SAMPLE leave the special tokens' rows out (SAMPLE aggregates the
+non-special rows); ALL_TOKENS keeps them; CLS_TOKEN is the first token of
+the sequence (the [CLS] of an encoder, the BOS of a causal LM whose
+tokenizer adds one, otherwise the first text token). Provenance token
+indices count every token the model saw, special tokens included.
+SpecialTokensPolicy.OMIT runs the text without special tokens (the old
+behaviour); ADD asks for them explicitly.
 """
 
 from __future__ import annotations
 
+import difflib
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -16,7 +31,7 @@ import torch
 
 from xaimesh_runtime.errors import InvalidArgument, ServiceError
 
-from ..enums import Aggregation, Granularity, coerce
+from ..enums import Aggregation, Granularity, SpecialTokensPolicy, coerce
 from ..loading import LoadedModel
 from ..tokenization import Tokenized, tokenize
 from .forward import forward, forward_params, pad_id, pad_stack
@@ -26,7 +41,9 @@ from .work import WorkKind, get_executor, runs
 
 @dataclass(frozen=True)
 class ActWork(WorkKind):
-    """Activation rows at one set of split points (`stop`: the deepest layer)."""
+    """Activation rows at one set of split points (`stop`: the deepest layer,
+    -1 when no split point is inside a layer). The forward pass stops as soon
+    as every split point has its output."""
 
     label = "act"
     paths: tuple[str, ...]
@@ -63,19 +80,16 @@ def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list
 
     def capture(path: str):
         def hook(module, args, output):
-            if threading.get_ident() == owner:
+            if threading.get_ident() == owner and path not in captured:
                 captured[path] = _first_tensor(output).detach()
+                if len(captured) == len(paths):
+                    raise _StopForward()
 
         return hook
-
-    def stopper(module, args, output):
-        if threading.get_ident() == owner and len(captured) == len(paths):
-            raise _StopForward()
 
     try:
         for path in paths:
             handles.append(loaded.model.get_submodule(path).register_forward_hook(capture(path)))
-        handles.append(loaded.layers[stop].register_forward_hook(stopper))
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if "logits_to_keep" in forward_params(loaded):
             kwargs["logits_to_keep"] = torch.tensor([0])
@@ -88,15 +102,25 @@ def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list
             h.remove()
     missing = [p for p in paths if p not in captured]
     if missing:
-        raise RuntimeError(f"split points {missing} were not reached by the forward pass")
+        raise InvalidArgument(
+            f"split points {missing} were not reached by the forward pass (the module does not run when the "
+            f"model computes its output): use one of the model's layers, {loaded.split_points[0]} .. "
+            f"{loaded.split_points[-1]}, or a module inside one",
+            field="split_points",
+        )
     out = []
     for b, seq in enumerate(items):
         n = int(seq.shape[0])
         row = {}
         for path in paths:
             t = captured[path]
-            if t.dim() < 2 or t.shape[0] != len(items):
-                raise InvalidArgument(f"split point {path!r} does not output one row per token (shape {list(t.shape)})")
+            if t.dim() < 2 or t.shape[0] != len(items) or t.shape[1] != ids.shape[1]:
+                raise InvalidArgument(
+                    f"split point {path!r} does not output one row per token (shape {list(t.shape)} for a batch "
+                    f"of {len(items)} sequences of {ids.shape[1]} tokens): use a layer or a module of a layer "
+                    "whose output is [batch, tokens, width]",
+                    field="split_points",
+                )
             row[path] = t[b, offsets[b] : offsets[b] + n].reshape(n, -1).cpu()
         out.append(row)
     return out
@@ -133,48 +157,114 @@ class ActivationBatch:
 @dataclass
 class SplitPoint:
     name: str  # module path, e.g. "model.layers.8"
-    layer: int  # index of the layer it is (or is inside)
+    layer: int  # index of the layer it is (or is inside); -1 for a module outside the layers
+
+
+_CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.ParameterList, torch.nn.ParameterDict)
+
+
+def split_point_candidates(loaded: LoadedModel) -> list[str]:
+    """Module paths valid as split points: the layers (ModelInfo.split_points)
+    first, then every module inside them, then the model's other modules
+    (embeddings, final norm, the other stack of an encoder-decoder...), minus
+    containers (ModuleList / ModuleDict), which never run."""
+    layers = list(loaded.split_points)
+    inside: list[str] = []
+    other: list[str] = []
+    prefixes = tuple(p + "." for p in layers)
+    layer_set = set(layers)
+    for name, module in loaded.model.named_modules():
+        if not name or name in layer_set or isinstance(module, _CONTAINERS):
+            continue
+        (inside if name.startswith(prefixes) else other).append(name)
+    return layers + inside + other
+
+
+def _unknown_split_point(loaded: LoadedModel, s: str, hint: str, why: str = "") -> InvalidArgument:
+    candidates = split_point_candidates(loaded)
+    near = difflib.get_close_matches(s, candidates, n=3, cutoff=0.5)
+    if not near:  # e.g. a path of another architecture: the layer of the same index
+        digits = [part for part in s.split(".") if part.isdigit()]
+        if digits and int(digits[0]) < len(loaded.split_points):
+            near = [loaded.split_points[int(digits[0])]]
+    suggestion = f"; nearest valid: {', '.join(near)}" if near else ""
+    why = why or ": no such module"
+    return InvalidArgument(f"unknown split point {s!r}{why}{suggestion}; {hint}", field="split_points")
 
 
 def resolve_split_points(loaded: LoadedModel, split_points: Sequence[str | int]) -> list[SplitPoint]:
-    """Layer indices ("8") or module paths ("model.layers.8", or a submodule of a
-    layer such as "model.layers.8.mlp") -> SplitPoints, duplicates removed."""
+    """Layer indices ("8") or module paths -> SplitPoints, duplicates removed.
+
+    A module path is a layer ("model.layers.8", one of ModelInfo.split_points),
+    a module inside one ("model.layers.8.mlp": its output, the first element
+    of a tuple output), or another module of the model that runs in the
+    forward pass and outputs one row per token ("model.embed_tokens", the
+    other stack of an encoder-decoder such as "encoder.block.3"). An unknown
+    path is InvalidArgument naming the nearest valid ones."""
     n = loaded.num_layers
     prefix = loaded.layers_path
     hint = (
         f"model {loaded.model_id!r} has {n} layers: use a layer index 0..{n - 1} or a module path "
-        f"{prefix}.0 .. {prefix}.{n - 1} (or a submodule of one, e.g. {prefix}.0.mlp)"
+        f"{prefix}.0 .. {prefix}.{n - 1} (or a module inside one, e.g. {prefix}.0.mlp)"
     )
+    if isinstance(split_points, (str, int)):
+        split_points = [split_points]
     if not split_points:
         raise InvalidArgument(f"split_points is empty: {hint}", field="split_points")
+    layer_of = {path: i for i, path in enumerate(loaded.split_points)}
     out: list[SplitPoint] = []
     seen: set[str] = set()
     for sp in split_points:
+        if isinstance(sp, bool) or not isinstance(sp, (str, int)):
+            raise InvalidArgument(f"split point {sp!r} is neither a layer index nor a module path: {hint}",
+                                  field="split_points")
         s = str(sp).strip()
         if s.lstrip("-").isdigit():
             i = int(s)
             if i < 0 or i >= n:
                 raise InvalidArgument(f"split point {s} is out of range: {hint}", field="split_points")
-            point = SplitPoint(f"{prefix}.{i}", i)
+            point = SplitPoint(loaded.split_points[i], i)
+        elif s in layer_of:
+            point = SplitPoint(s, layer_of[s])
         else:
-            if not s.startswith(prefix + "."):
-                raise InvalidArgument(f"unknown split point {s!r}: {hint}", field="split_points")
-            rest = s[len(prefix) + 1 :]
-            head = rest.split(".", 1)[0]
-            if not head.isdigit():
-                raise InvalidArgument(f"unknown split point {s!r}: {hint}", field="split_points")
-            i = int(head)
-            if i >= n:
-                raise InvalidArgument(f"split point {s!r} is out of range: {hint}", field="split_points")
             try:
-                loaded.model.get_submodule(s)
+                module = loaded.model.get_submodule(s) if s else None
             except AttributeError:
-                raise InvalidArgument(f"unknown split point {s!r}: no such module; {hint}", field="split_points") from None
-            point = SplitPoint(s, i)
+                module = None
+            if module is None:
+                head = s[len(prefix) + 1 :].split(".", 1)[0] if s.startswith(prefix + ".") else ""
+                if head.isdigit() and int(head) >= n:
+                    raise InvalidArgument(f"split point {s!r} is out of range: {hint}", field="split_points")
+                raise _unknown_split_point(loaded, s, hint)
+            if isinstance(module, _CONTAINERS):
+                raise _unknown_split_point(loaded, s, hint, ": a list of modules, which never runs itself")
+            head = next((p for p in loaded.split_points if s.startswith(p + ".")), None)
+            point = SplitPoint(s, layer_of[head] if head is not None else -1)
         if point.name not in seen:
             seen.add(point.name)
             out.append(point)
     return out
+
+
+def resolve_special_tokens(
+    special_tokens: SpecialTokensPolicy | int | str | None = None, add_special_tokens: bool | None = None
+) -> bool:
+    """Whether texts are tokenized with the tokenizer's special tokens.
+
+    special_tokens UNSPECIFIED (or None) -> the definition: yes, the
+    tokenizer's own (rows of special tokens are dropped by the granularity,
+    not by leaving the tokens out); OMIT -> no; ADD -> yes. The deprecated
+    bool `add_special_tokens`: True means ADD (an error with OMIT); False /
+    None leave the choice to `special_tokens` (on the wire false is also
+    what an unset field reads as)."""
+    policy = coerce(SpecialTokensPolicy, special_tokens if special_tokens is not None else 0, field="special_tokens")
+    if add_special_tokens and policy == SpecialTokensPolicy.OMIT:
+        raise InvalidArgument(
+            "add_special_tokens=true contradicts special_tokens=SPECIAL_TOKENS_POLICY_OMIT: set only special_tokens "
+            "(add_special_tokens is deprecated)",
+            field="special_tokens",
+        )
+    return policy != SpecialTokensPolicy.OMIT
 
 
 def aggregate_rows(rows: torch.Tensor, segment_ids: torch.Tensor, n_segments: int, aggregation: Aggregation) -> torch.Tensor:
@@ -237,6 +327,7 @@ class ActivationJob:
         self.num_samples = len(texts)
         self.hidden_size = loaded.hidden_size
         self.kind = ActWork(tuple(self.split_points), max(p.layer for p in points))
+        self._widths: dict[str, int] = {}
 
     def _windows(self) -> Iterator[tuple[list[tuple[int, Tokenized]], list[ItemError]]]:
         window: list[tuple[int, Tokenized]] = []
@@ -294,8 +385,9 @@ class ActivationJob:
         for p in self.split_points:
             if rows[p]:
                 out[p] = torch.cat(rows[p]).to(self.out_dtype)
-            else:
-                out[p] = torch.zeros(0, self.hidden_size, dtype=self.out_dtype)
+                self._widths[p] = int(out[p].shape[1])
+            else:  # only errors here: the width seen so far (a module's output may be wider)
+                out[p] = torch.zeros(0, self._widths.get(p, self.hidden_size), dtype=self.out_dtype)
         return ActivationBatch(out, provenance, [idx for idx, _ in window], errors, done, self.num_samples)
 
     def _segments(self, idx: int, tk: Tokenized) -> tuple[torch.Tensor | None, int, list[RowProvenance]]:
@@ -335,9 +427,10 @@ def activations(
     split_points: Sequence[str | int],
     granularity: Granularity | int | str = Granularity.TOKEN,
     aggregation: Aggregation | int | str = Aggregation.MEAN,
-    add_special_tokens: bool = False,
+    add_special_tokens: bool | None = None,
     max_length: int = 0,
     *,
+    special_tokens: SpecialTokensPolicy | int | str | None = None,
     executor: Any = None,
     is_active: Any = None,
     limits: Limits | None = None,
@@ -347,13 +440,18 @@ def activations(
 
     Validates everything up front (InvalidArgument) and returns an
     ActivationJob to iterate. The activation of a layer is its output hidden
-    state (for the last layer: before the final norm). The forward pass stops
-    right after the deepest requested layer. granularity (UNSPECIFIED ->
-    TOKEN): ALL_TOKENS (every token), TOKEN (non-special tokens), WORD,
-    SENTENCE (segments of tokenization.py, rows aggregated), SAMPLE (all
-    non-special tokens aggregated), CLS_TOKEN (first token). aggregation
-    (UNSPECIFIED -> MEAN): MEAN, MAX, MIN, SUM, SIGNED_MAX. max_length
-    truncates each text (0 = the model's maximum).
+    state (for the last layer: before the final norm); of a module inside a
+    layer, its output (first element of a tuple). The forward pass stops as
+    soon as every split point has its output. Texts run with the
+    tokenizer's own special tokens unless special_tokens is OMIT (see the
+    module docstring and resolve_special_tokens; add_special_tokens=True is
+    the deprecated spelling of ADD). granularity (UNSPECIFIED -> TOKEN):
+    ALL_TOKENS (every token, special ones included), TOKEN (non-special
+    tokens), WORD, SENTENCE (segments of tokenization.py, rows aggregated),
+    SAMPLE (all non-special tokens aggregated), CLS_TOKEN (the first token).
+    aggregation (UNSPECIFIED -> MEAN): MEAN, MAX, MIN, SUM, SIGNED_MAX.
+    max_length truncates each text, special tokens included (0 = the
+    model's maximum).
     """
     limits = limits or DEFAULT_LIMITS
     if isinstance(texts, str):
@@ -362,6 +460,7 @@ def activations(
     if not texts:
         raise InvalidArgument("texts is empty: give at least one text", field="texts")
     points = resolve_split_points(loaded, split_points)
+    add = resolve_special_tokens(special_tokens, add_special_tokens)
     g = coerce(Granularity, granularity, field="granularity", default=Granularity.TOKEN)
     a = coerce(Aggregation, aggregation, field="aggregation", default=Aggregation.MEAN)
     max_length = int(max_length or 0)
@@ -377,7 +476,7 @@ def activations(
         points,
         g,
         a,
-        bool(add_special_tokens),
+        add,
         max_length or loaded.max_sequence_length,
         get_executor(loaded, executor, limits),
         is_active,

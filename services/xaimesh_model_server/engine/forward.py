@@ -1,8 +1,9 @@
 """The forward pass every work kind shares: padding, position ids, logits.
 
 Padding. Causal LMs and encoders are padded on the right: with causal
-attention real tokens never see the padding, position ids are the natural
-ones, so a padded row gives the numbers of an unpadded forward. Decoder
+attention real tokens never see the padding, position ids are the model's
+own defaults (those of an unpadded forward), so a padded row gives the
+numbers of an unpadded forward. Decoder
 sequence classifiers (a `score` head that reads the last token) are padded on
 the left and fed input embeddings with explicit position ids
 (cumsum(attention_mask) - 1), so the last position is always the real last
@@ -69,9 +70,11 @@ def pad_stack(seqs: Sequence[torch.Tensor], side: str, value: float | int = 0) -
     return out, mask, offsets
 
 
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Each real token's position in its own sequence (padding gets 0)."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+def position_ids(attention_mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Each real token's position in its own sequence (padding gets the first
+    position), plus `offset` (LoadedModel.position_offset: RoBERTa-like models
+    count from padding_idx + 1; explicit ids from 0 would shift every position)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0) + offset
 
 
 def forward(
@@ -91,8 +94,14 @@ def forward(
         kwargs["input_ids"] = input_ids.to(dev)
     else:
         kwargs["inputs_embeds"] = inputs_embeds
-    if "position_ids" in params:
-        kwargs["position_ids"] = position_ids(attention_mask)
+    # Explicit position ids only where padding would shift them (left padding
+    # of decoder classifiers). With right padding every family's own default
+    # is what an unpadded forward uses, and the default is the family's real
+    # rule: RoBERTa-like models number positions from the ids (a PAD token
+    # replacing a word gets position padding_idx and later tokens move up),
+    # which explicit ids counted from the mask would not reproduce.
+    if "position_ids" in params and bool((attention_mask[:, 0] == 0).any()):
+        kwargs["position_ids"] = position_ids(attention_mask, loaded.position_offset)
     if "use_cache" in params:
         kwargs["use_cache"] = False
     if logits_to_keep is not None:

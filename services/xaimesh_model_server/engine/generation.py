@@ -232,7 +232,7 @@ def _generate_batch(loaded: LoadedModel, items: list[GenItem]) -> list[Any]:
         mask[i, longest - lengths[i]:] = 1
     if batch > 1:  # a lone prompt runs exactly as before batching existed
         kwargs["attention_mask"] = mask.to(device)
-        kwargs["position_ids"] = position_ids(mask).to(device)
+        kwargs["position_ids"] = position_ids(mask, loaded.position_offset).to(device)
     gens = [torch.Generator().manual_seed(it.seed) for it in items]
     new: list[list[int]] = [[] for _ in items]
     finish = ["length"] * batch
@@ -263,7 +263,8 @@ def _generate_batch(loaded: LoadedModel, items: list[GenItem]) -> list[Any]:
             if batch > 1:
                 kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones(batch, 1, dtype=torch.long,
                                                                                            device=device)], dim=1)
-                kwargs["position_ids"] = position.unsqueeze(1).to(device)
+                # + position_offset: RoBERTa-like positions start at padding_idx + 1 (loading.position_offset)
+                kwargs["position_ids"] = (position + loaded.position_offset).unsqueeze(1).to(device)
             position = position + 1  # not in place: position_ids above is a view of it (.to on its own device)
             out = loaded.model(input_ids=torch.tensor(step_ids, device=device).unsqueeze(1),
                                **{cache_kw: cache}, **kwargs)

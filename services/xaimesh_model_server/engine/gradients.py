@@ -245,7 +245,7 @@ def gradients(
     limits = limits or DEFAULT_LIMITS
     ids = check_input_ids(loaded, input_ids)
     L = int(ids.shape[0])
-    D = loaded.hidden_size
+    D = loaded.embedding_size  # the input embeddings' width (ELECTRA: smaller than hidden_size)
     tg = check_targets(loaded, ids, target_positions, target_classes, limits)
     mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
     keys: list[str] = []
@@ -266,7 +266,7 @@ def gradients(
             emb = emb.unsqueeze(0)
         if emb.dim() != 3 or emb.shape[1] != L or emb.shape[2] != D:
             raise InvalidArgument(
-                f"embeddings must have shape [n_samples, {L}, {D}] (seq_len of input_ids, hidden size), "
+                f"embeddings must have shape [n_samples, {L}, {D}] (seq_len of input_ids, embedding width), "
                 f"got {list(emb.shape)}",
                 field="embeddings",
             )
