@@ -50,7 +50,10 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     model = mesh.model()
     tokenizer = model.tokenizer
     print(f"\n{model}")
-    reply = model.generate([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24)
+    if model.info.has_chat_template:  # an instruct model: a chat
+        reply = model.generate([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24)
+    else:  # a base model (GPT-2...): a text to continue
+        reply = model.generate("The capital of France is", max_new_tokens=24)
     print(f"Generation: {reply.text.strip()!r}")
 
     print("\n== Attributions ==")

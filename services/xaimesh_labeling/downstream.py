@@ -31,6 +31,7 @@ from xaimesh_runtime.client import remaining_timeout
 from xaimesh_runtime.errors import Cancelled, ServiceError
 
 from .examples import ConceptExample, ConceptExamples, ContextToken, RowProvenance
+from .prompts import plain_chat_prompt
 
 __all__ = ["ActivationSetSummary", "ConceptSource", "GrpcConceptSource", "GrpcModelGenerator", "ModelGenerator",
            "Progress", "TopExamplesQuery", "examples_from_proto", "example_from_proto", "example_to_proto"]
@@ -229,18 +230,25 @@ class GrpcModelGenerator:
     def __init__(self, stub: Any, context: grpc.ServicerContext) -> None:
         self._stub = stub
         self._context = context
+        self._base_models: set[str] = set()  # models without a chat template
 
     def resolve_model(self, model: str) -> str:
         info = self._stub.GetModel(model_pb2.GetModelRequest(model=model),
                                    timeout=remaining_timeout(self._context, CONTROL_TIMEOUT)).model
+        if not info.has_chat_template:
+            self._base_models.add(info.model_id)
         return info.model_id
 
     def generate(self, model_id: str, messages: Sequence[dict[str, str]], *, max_new_tokens: int,
                  temperature: float, seed: int) -> str:
+        if model_id in self._base_models:  # a base model (GPT-2...) continues a plain-text transcript
+            prompt: dict[str, Any] = {"text": plain_chat_prompt(messages)}
+        else:
+            prompt = {"chat": model_pb2.ChatConversation(
+                messages=[model_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages])}
         request = model_pb2.GenerateRequest(
             model=model_id,
-            chat=model_pb2.ChatConversation(
-                messages=[model_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages]),
+            **prompt,
             max_new_tokens=max_new_tokens,
             do_sample=temperature > 0,
             temperature=temperature,

@@ -229,3 +229,10 @@ def clean_label(raw: str, max_words: int = MAX_LABEL_WORDS, instructions: str = 
         raise LabelParseError(redact(f"the LLM repeated the instructions instead of naming a pattern "
                                      f"(answer: {shown!r}); a larger model labels better"))
     raise LabelParseError(redact(f"the LLM returned no usable label (answer: {shown!r})"))
+
+
+def plain_chat_prompt(messages: Sequence[dict[str, str]]) -> str:
+    """A chat as a plain-text transcript ending where the assistant speaks,
+    for a model without a chat template (a base model continues it)."""
+    turns = [f"{m['role'].capitalize()}: {m['content'].strip()}" for m in messages]
+    return "\n\n".join(turns) + "\n\nAssistant:"

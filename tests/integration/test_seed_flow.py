@@ -47,6 +47,19 @@ def test_demo_entry_point_on_the_tiny_model(isolated_home, tiny_lm_path):
     assert not re.search(r"(src|href)\s*=\s*[\"']?https?:", page)  # standalone: nothing loaded from outside
 
 
+def test_demo_entry_point_on_a_tiny_gpt2(isolated_home):
+    # The seed notebook's own family: GPT-2 (learned positions, no special
+    # tokens, transformer.h.N layers), tiny and built offline, served through
+    # xaimesh.connect(models=[path]) with the rest of the flow unchanged.
+    from tests.fixtures.family_models import family_dir
+
+    result = _seed_demo().run(out_dir=isolated_home / "out", n_texts=120, nb_concepts=20, split_point=1,
+                              models=[str(family_dir("gpt2"))])
+    assert _concept_rows(result["report"]) == 20 and len(result["labels"]) == 20
+    assert result["mse"] > 0 and 0 < result["sparsity"] <= 1
+    assert "KernelShap" in result["report"].read_text()
+
+
 @pytest.mark.slow
 def test_demo_on_the_embedded_smollm2(isolated_home):
     result = _seed_demo().run(out_dir=isolated_home / "out", n_texts=200, score_labels=False)

@@ -116,3 +116,11 @@ def test_a_label_that_repeats_the_instructions_is_not_a_label():
     assert clean_label("grammatical role", instructions=instructions) == "grammatical role"
     assert clean_label("days of the week", instructions=instructions) == "days of the week"
     assert clean_label("active, each with its activation") == "active, each with its activation"  # no instructions given
+
+
+def test_a_chat_for_a_model_without_chat_template_is_a_plain_transcript():
+    from xaimesh_labeling.prompts import plain_chat_prompt
+
+    text = plain_chat_prompt([{"role": "system", "content": "Name the pattern. "},
+                              {"role": "user", "content": "Examples: cat, dog"}])
+    assert text == "System: Name the pattern.\n\nUser: Examples: cat, dog\n\nAssistant:"
