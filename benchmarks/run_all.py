@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import xaimesh  # noqa: E402
-from benchmarks import bench_flow, bench_model_server  # noqa: E402
+from benchmarks import bench_families, bench_flow, bench_model_server  # noqa: E402
 from benchmarks.common import Row, sample_texts  # noqa: E402
 from benchmarks.reference_env import reference_seconds, run_reference  # noqa: E402
 
@@ -66,6 +66,9 @@ def main() -> None:
         semi = ref.get("rows", {}).get("semi_nmf", {})
         if "mse" in semi:
             rows[-2].notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
+    # One row per model family (tiny models), in a model-server of their own.
+    if os.environ.get("XAIMESH_BENCH_FAMILIES", "1") != "0":
+        rows += bench_families.run()
     header = (f"Measured {datetime.date.today()} on {platform.machine()} with {os.cpu_count()} CPU cores, "
               f"torch {torch.__version__} ({torch.get_num_threads()} threads), model {model.model_id} "
               f"({model.info.device}, {model.info.dtype}). Times are medians of 3 runs after a warm-up run.")
@@ -94,6 +97,11 @@ ratio over xaimesh above 1 means xaimesh is faster. Run it with
 `OMP_NUM_THREADS=1 make bench` on a quiet machine: timings on a busy 2-core
 machine swing a lot, ratios within one run much less. The section "Changes
 measured" below (kept by `make bench`) compares runs before and after a change.
+The "Family" rows score the same 100 perturbations on the tiny random model
+of each family that the family matrix tests (`benchmarks/bench_families.py`):
+on models this small the forwards take milliseconds, so their ratio is mostly
+the cost of a gRPC call; they are there so that a slowdown or a change of
+numbers on one family shows.
 
 {header}
 
