@@ -85,6 +85,9 @@ class Tokenized:
     # The text the character spans refer to (TokenizedText.text): the input
     # text, or the decoded text of a sequence of token ids.
     text: str = ""
+    # A chat (`tokenize_chat`): per token, the index of the message whose
+    # content holds it, -1 for template tokens. Empty for texts.
+    message_index: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -226,6 +229,20 @@ class ModelBackend(Protocol):
     def generate(self, prompt: str, max_new_tokens: int) -> list[int]:
         """Generate greedily (no chat template, the prompt tokenized with the
         tokenizer's special tokens): the continuation's token ids only."""
+        ...
+
+    # Chats (explainer inputs that are conversations). A backend without
+    # them cannot explain chats (FAILED_PRECONDITION); texts still work.
+
+    def tokenize_chat(self, messages: Sequence[dict]) -> Tokenized:
+        """Tokenize with `chats`: the chat ({"role", "content"} dicts)
+        rendered with the model's chat template and its generation prompt,
+        tokenized as Generate does; `message_index` per token."""
+        ...
+
+    def generate_chat(self, messages: Sequence[dict], max_new_tokens: int) -> list[int]:
+        """Generate greedily from the chat rendered with the template (its
+        generation prompt added): the continuation's token ids only."""
         ...
 
 

@@ -73,6 +73,9 @@ class Problem:
     prompt_text: str = ""
     target_token_ids: list[int] = field(default_factory=list)
     target_element_token_ends: list[int] = field(default_factory=list)
+    # bool [L]: the positions gradient samples move (None: all). A chat's
+    # template / context positions stay at their input embeddings.
+    moved: np.ndarray | None = None
     element_of_token: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -135,8 +138,16 @@ def token_segment(tok: Tokenized, i: int) -> Segment:
     return Segment(tok.tokens[i], tok.token_start_chars[i], tok.token_end_chars[i], i, i + 1)
 
 
-def prompt_segments(tok: Tokenized, granularity: Granularity) -> list[Segment]:
-    """The elements of a prompt (token indices into `tok`)."""
+def prompt_segments(tok: Tokenized, granularity: Granularity,
+                    fixed: Sequence[bool] | None = None) -> list[Segment]:
+    """The elements of a prompt (token indices into `tok`).
+
+    fixed: per token, True for a token that is in no element (a chat's
+    template and non-user tokens): never perturbed, never attributed. A word
+    / sentence keeps only its free tokens (split where they are not
+    consecutive), its text and span clipped to them."""
+    if fixed is not None:
+        return _free_segments(tok, granularity, fixed)
     if granularity == Granularity.ALL_TOKENS:
         return [token_segment(tok, i) for i in range(len(tok))]
     if granularity == Granularity.TOKEN:
@@ -152,6 +163,33 @@ def prompt_segments(tok: Tokenized, granularity: Granularity) -> list[Segment]:
             out.append(Segment(seg.text, seg.start_char, seg.end_char, toks[0], toks[-1] + 1))
         return out
     raise InvalidArgument(f"granularity {granularity.value!r} is not supported by attribution", field="granularity")
+
+
+def _free_segments(tok: Tokenized, granularity: Granularity, fixed: Sequence[bool]) -> list[Segment]:
+    free = [not f for f in fixed]
+    if granularity in (Granularity.ALL_TOKENS, Granularity.TOKEN):
+        return [token_segment(tok, i) for i in range(len(tok)) if free[i]]
+    if granularity not in (Granularity.WORD, Granularity.SENTENCE):
+        raise InvalidArgument(f"granularity {granularity.value!r} is not supported by attribution",
+                              field="granularity")
+    segs = tok.words if granularity == Granularity.WORD else tok.sentences
+    index = tok.word_index if granularity == Granularity.WORD else tok.sentence_index
+    out: list[Segment] = []
+    i, n = 0, len(tok)
+    while i < n:
+        if not free[i] or not 0 <= index[i] < len(segs):
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and free[j + 1] and index[j + 1] == index[i]:
+            j += 1
+        seg = segs[index[i]]
+        a = max(seg.start_char, tok.token_start_chars[i])
+        b = min(seg.end_char, tok.token_end_chars[j])
+        text = tok.text[a:b] if tok.text and b > a else seg.text
+        out.append(Segment(text, a, max(a, b), i, j + 1))
+        i = j + 1
+    return out
 
 
 def target_segments(tok: Tokenized, granularity: Granularity) -> list[Segment]:
@@ -193,15 +231,20 @@ def generation_problem(
     target_text: str,
     target_tok: Tokenized,
     granularity: Granularity,
+    fixed: Sequence[bool] | None = None,
 ) -> Problem:
-    """Prompt + target (continuation) of a causal LM."""
+    """Prompt + target (continuation) of a causal LM. fixed: per prompt
+    token, True for a token in no element (see `prompt_segments`)."""
     p_len = len(prompt_tok)
-    psegs = prompt_segments(prompt_tok, granularity)
+    psegs = prompt_segments(prompt_tok, granularity, fixed)
     tsegs = target_segments(target_tok, granularity)
-    special = list(prompt_tok.special_mask) + list(target_tok.special_mask)
+    pspecial = list(prompt_tok.special_mask)
+    if fixed is not None:
+        pspecial = [bool(a) or bool(b) for a, b in zip(pspecial, fixed)]
+    special = pspecial + list(target_tok.special_mask)
     segments = psegs + [_shift(s, p_len, len(prompt_text)) for s in tsegs]
     ends = [s.end_token for s in tsegs]
-    return build_problem(
+    problem = build_problem(
         task=Task.CAUSAL_LM,
         input_ids=list(prompt_tok.token_ids) + list(target_tok.token_ids),
         segments=segments,
@@ -213,6 +256,9 @@ def generation_problem(
         target_token_ids=list(target_tok.token_ids),
         target_element_token_ends=ends,
     )
+    if fixed is not None:
+        problem.moved = np.array([not f for f in fixed] + [True] * len(target_tok), dtype=bool)
+    return problem
 
 
 def classification_problem(

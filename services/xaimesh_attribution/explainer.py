@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xaimesh_runtime.errors import InvalidArgument
+from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from . import metrics as metrics_mod
 from .backend import ModelBackend, ModelDescription
@@ -70,7 +70,8 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop):
+def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop,
+                       chat=None):
     if targets is None:
         n_new = DEFAULT_TARGET_NEW_TOKENS if max_new_tokens in (None, 0) else max_new_tokens
         if not _is_int(n_new) or n_new < 1:
@@ -86,7 +87,8 @@ def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens,
         check_stop(should_stop)
         if progress is not None:
             progress(0, 1, "generating")
-        ids = [int(i) for i in backend.generate(text, int(n_new))]
+        ids = [int(i) for i in (backend.generate(text, int(n_new)) if chat is None
+                                else backend.generate_chat(chat, int(n_new)))]
         stop_ids = {desc.eos_token_id, desc.pad_token_id} - {-1}
         while ids and ids[-1] in stop_ids:
             ids.pop()
@@ -173,6 +175,52 @@ def _classification_targets(backend, desc, prompt_tok, targets, replacement, mod
     raise InvalidArgument("targets mix class indices and class names: use one kind", field="targets")
 
 
+# ------------------------------------------------------------------ chats
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def as_chat(value: Any, field: str = "chat") -> list[dict] | None:
+    """A chat ({"role", "content"} dicts, or objects with role / content,
+    e.g. ChatMessage) as a list of dicts; None when `value` is not a chat
+    (a text)."""
+    if not isinstance(value, (list, tuple)):
+        return None  # a text (or not an input: the caller says so)
+    out = []
+    for i, m in enumerate(value):
+        role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
+        content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
+        if role not in CHAT_ROLES:
+            raise InvalidArgument(f"chat message {i} has role {role!r}: use 'system', 'user' or 'assistant'",
+                                  field=f"{field}.messages[{i}].role")
+        if not isinstance(content, str):
+            raise InvalidArgument(f"chat message {i}'s content must be a string, got {type(content).__name__}",
+                                  field=f"{field}.messages[{i}].content")
+        out.append({"role": role, "content": content})
+    if not out:
+        raise InvalidArgument("the chat has no messages: give at least one", field=f"{field}.messages")
+    if not any(m["role"] == "user" and m["content"].strip() for m in out):
+        raise InvalidArgument("the chat has no user message with content: its user words are what is explained",
+                              field=f"{field}.messages")
+    return out
+
+
+def _chat_prompt(backend, chat: list[dict]):
+    """The chat tokenized as the model sees it, and per token whether it is
+    fixed (not a user message's content: template, system, assistant)."""
+    if not callable(getattr(backend, "tokenize_chat", None)):
+        raise FailedPrecondition("this model backend cannot render chats: send a text", field="chat")
+    tok = backend.tokenize_chat(chat)
+    index = list(tok.message_index)
+    if len(index) != len(tok):
+        raise FailedPrecondition("the model-server did not say which tokens are the chat's content "
+                                 "(is it older than this service?)", field="chat")
+    fixed = [not (0 <= k < len(chat) and chat[k]["role"] == "user") for k in index]
+    if all(fixed):
+        raise InvalidArgument("no token of the chat is a user message's content", field="chat")
+    return tok, fixed
+
+
 # ------------------------------------------------------------------ explain
 
 
@@ -240,10 +288,18 @@ def explain_input(
     targets: Any = None,
     *,
     max_new_tokens: int | None = None,
+    chat_template: bool | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> AttributionResult:
     """Explains one input with a prepared plan.
+
+    text: a plain text, or a chat (a list of {"role", "content"} messages;
+    causal LMs with a chat template): rendered with the template and its
+    generation prompt, its elements are the user messages' content only
+    (template, system and assistant tokens are kept, never perturbed, not
+    attributed). chat_template=True wraps a plain text as one user message
+    (default False / None: the text as given, no template).
 
     targets: causal LM — continuation text (str), token ids (list of int),
     or None (the model generates `max_new_tokens`, default
@@ -253,15 +309,27 @@ def explain_input(
     progress(done, total, stage) is called between batches; should_stop()
     is polled between batches and raises Cancelled when it returns True.
     """
-    if not isinstance(text, str):
-        raise InvalidArgument(f"text must be a string, got {type(text).__name__}", field="text")
-    if text == "":
-        raise InvalidArgument("text is empty: give the input to explain", field="text")
+    chat = as_chat(text)
+    if chat is None:
+        if not isinstance(text, str):
+            raise InvalidArgument(f"text must be a string, got {type(text).__name__}", field="text")
+        if text == "":
+            raise InvalidArgument("text is empty: give the input to explain", field="text")
+        if chat_template:
+            chat = [{"role": "user", "content": text}]
     desc, prm, mode = plan.desc, plan.parameters, plan.inference_mode
     replacement = getattr(prm, "replacement", Replacement())
     check_stop(should_stop)
 
-    prompt_tok = backend.tokenize(text, add_special_tokens=True)
+    fixed = None
+    if chat is not None:
+        if plan.task != Task.CAUSAL_LM:
+            raise InvalidArgument("a chat input is for causal LMs with a chat template; this model is a "
+                                  "classifier: send a text", field="chat")
+        prompt_tok, fixed = _chat_prompt(backend, chat)
+        text = prompt_tok.text
+    else:
+        prompt_tok = backend.tokenize(text, add_special_tokens=True)
     max_len = int(desc.max_sequence_length or 0)
     if max_len and len(prompt_tok) > max_len:
         raise InvalidArgument(
@@ -269,7 +337,7 @@ def explain_input(
         )
     if plan.task == Task.CAUSAL_LM:
         target_text, target_tok = _generation_target(
-            backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop
+            backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop, chat
         )
         total = len(prompt_tok) + len(target_tok)
         if max_len and total > max_len:
@@ -278,7 +346,7 @@ def explain_input(
                 f"the model's context of {max_len} tokens: shorten the targets or the text",
                 field="targets",
             )
-        problem = generation_problem(text, prompt_tok, target_text, target_tok, plan.granularity)
+        problem = generation_problem(text, prompt_tok, target_text, target_tok, plan.granularity, fixed)
     else:
         classes = _classification_targets(backend, desc, prompt_tok, targets, replacement, mode)
         problem = classification_problem(text, prompt_tok, plan.granularity, classes, desc.labels)
@@ -321,12 +389,13 @@ def explain(
     should_stop: StopFn | None = None,
     *,
     max_new_tokens: int | None = None,
+    chat_template: bool | None = None,
 ) -> AttributionResult:
     """Explains one input with one method: `prepare` then `explain_input`
-    (see both for the arguments)."""
+    (see both for the arguments; text may be a chat)."""
     plan = prepare(backend, method, params, granularity, aggregation, inference_mode)
-    return explain_input(backend, plan, text, targets, max_new_tokens=max_new_tokens, progress=progress,
-                         should_stop=should_stop)
+    return explain_input(backend, plan, text, targets, max_new_tokens=max_new_tokens, chat_template=chat_template,
+                         progress=progress, should_stop=should_stop)
 
 
 # ------------------------------------------------------------------ evaluate
@@ -473,6 +542,7 @@ def evaluate(
 
 __all__ = [
     "DEFAULT_TARGET_NEW_TOKENS",
+    "as_chat",
     "ExplainPlan",
     "REGISTRY",
     "evaluate",

@@ -157,6 +157,7 @@ def _batches(job, plan: SamplePlan, output: str, batch_size: int):
             noise_stddev=plan.noise_stddev,
             baseline_noise_stddev=plan.baseline_noise_stddev,
             seed=batch_seed(plan.seed, b),
+            position_mask=None if problem.moved is None else [bool(x) for x in problem.moved],
         )
         res = job.backend.gradients(
             [int(i) for i in problem.input_ids],

@@ -64,7 +64,13 @@ def _tokenized(t: model_pb2.TokenizedText) -> Tokenized:
         words=[_segment(s) for s in t.words],
         sentences=[_segment(s) for s in t.sentences],
         text=t.text,
+        message_index=list(t.message_index),
     )
+
+
+def _chat(messages: Sequence[dict]) -> model_pb2.ChatConversation:
+    return model_pb2.ChatConversation(messages=[
+        model_pb2.ChatMessage(role=str(m["role"]), content=str(m["content"])) for m in messages])
 
 
 class GrpcModelBackend:
@@ -220,4 +226,13 @@ class GrpcModelBackend:
     def generate(self, prompt: str, max_new_tokens: int) -> list[int]:
         request = model_pb2.GenerateRequest(model=self.model_id, text=prompt, max_new_tokens=int(max_new_tokens),
                                             do_sample=False)
+        return [int(i) for i in self._call("Generate", request).token_ids]
+
+    def tokenize_chat(self, messages: Sequence[dict]) -> Tokenized:
+        request = model_pb2.TokenizeRequest(model=self.model_id, chats=[_chat(messages)])
+        return _tokenized(self._call("Tokenize", request).results[0])
+
+    def generate_chat(self, messages: Sequence[dict], max_new_tokens: int) -> list[int]:
+        request = model_pb2.GenerateRequest(model=self.model_id, chat=_chat(messages),
+                                            max_new_tokens=int(max_new_tokens), do_sample=False)
         return [int(i) for i in self._call("Generate", request).token_ids]

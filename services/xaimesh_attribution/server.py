@@ -75,7 +75,7 @@ SERVICE_NAME = "xaimesh.v1.AttributionService"
 # Model-server codes that describe one item (its text, targets...) rather than the service.
 ITEM_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION}
 # Fields of an InvalidArgument that concern one item; any other field is the request's.
-_ITEM_FIELDS = {"explain": ("text", "targets"), "evaluate": ("attribution", "attributions")}
+_ITEM_FIELDS = {"explain": ("text", "targets", "chat", "chat_template"), "evaluate": ("attribution", "attributions")}
 
 # (model_id, context) -> the backend one call uses.
 BackendFactory = Callable[[str, grpc.ServicerContext], ModelBackend]
@@ -92,6 +92,18 @@ def method_of(number: int, field: str = "method") -> AttributionMethod:
         return resolve_method(int(number))
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, field=field) from None
+
+
+def _input_of(item: attribution_pb2.ExplainInput) -> Any:
+    """An ExplainInput's text, or its chat as a list of {"role", "content"}."""
+    if not item.HasField("chat"):
+        return item.text
+    if item.text:
+        raise InvalidArgument("give a text or a chat to explain, not both", field="chat")
+    if item.HasField("chat_template"):
+        raise InvalidArgument("chat_template is for a plain text: a chat always uses the template",
+                              field="chat_template")
+    return [{"role": m.role, "content": m.content} for m in item.chat.messages]
 
 
 def parameters_of(method: AttributionMethod, message: attribution_pb2.MethodParameters,
@@ -370,8 +382,9 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         def work(index: int, progress: Callable, should_stop: Callable) -> attribution_pb2.ExplainResponse:
             item = request.inputs[index]
             targets, max_new = _targets(item, index, desc.task)
-            result = explain_input(backend, plan, item.text, targets, max_new_tokens=max_new, progress=progress,
-                                   should_stop=should_stop)
+            result = explain_input(backend, plan, _input_of(item), targets, max_new_tokens=max_new,
+                                   chat_template=item.chat_template if item.HasField("chat_template") else None,
+                                   progress=progress, should_stop=should_stop)
             return attribution_pb2.ExplainResponse(result=attribution_pb2.AttributionResult(
                 input_index=index, attribution=attribution_to_proto(result)))
 

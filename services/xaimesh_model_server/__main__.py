@@ -13,11 +13,20 @@ def build_parser():
                          "generation and activations of language models", default_port=50051,
                          default_metrics_port=9101)
     parser.add_option("--model", multiple=True, default=[],
-                      help="model to load: a Hugging Face id or a local path; repeat for several (the first is "
-                           "the default). None: the embedded SmolLM2-135M-Instruct")
-    parser.add_option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+                      help="model to load: SPEC[,key=value...] where SPEC is a Hugging Face id, a local path or "
+                           "'default'; repeat for several (the first is the default model; none: the embedded "
+                           "SmolLM2-135M-Instruct). Per-model keys: id=NAME (API id), dtype=float32|bfloat16|"
+                           "float16|auto (overrides --dtype), device=cpu|cuda:N (overrides --device), "
+                           "device_map=auto|cpu|cuda:N|{JSON module->device} (accelerate: shard over GPUs / "
+                           "offload to CPU), max_memory={JSON device->size} e.g. '{\"0\":\"20GiB\",\"cpu\":"
+                           "\"60GiB\"}' (implies device_map=auto), trust_remote_code=true (off by default: a "
+                           "checkpoint that needs its own code is refused). Example: --model "
+                           "Qwen/Qwen2.5-7B,dtype=bfloat16,device_map=auto --model ./my-clf,id=clf")
+    parser.add_option("--device", help="cpu, cuda, cuda:1 for every model without its own device / device_map "
+                                       "(default: cuda when present)")
     parser.add_option("--dtype", choices=["float32", "bfloat16", "float16", "auto"],
-                      help="weights dtype (default float32; bfloat16 recommended on GPU)")
+                      help="weights dtype of every model without its own dtype= (default float32; bfloat16 "
+                           "recommended on GPU)")
     parser.add_option("--max-batch-tokens", type=int, default=16384,
                       help="padded tokens in one coalesced forward pass")
     parser.add_option("--max-batch-size", type=int, default=256, help="sequences in one forward pass")
@@ -38,10 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print(embedded_default_path(config.cache_dir))
         return 0
+    from xaimesh_runtime.errors import ServiceError
+
+    from .loading import parse_model_options
     from .server import ModelServicer
 
+    try:
+        models = parse_model_options(options.model or None)
+    except ServiceError as exc:
+        build_parser().error(f"--model (XAIMESH_MODEL): {exc.message}")
     servicer = ModelServicer(
-        options.model or [None], device=options.device, dtype=options.dtype, cache_dir=config.cache_dir,
+        models, device=options.device, dtype=options.dtype, cache_dir=config.cache_dir,
         batcher_options={"max_batch_tokens": options.max_batch_tokens, "max_batch_size": options.max_batch_size,
                          "max_wait_s": options.batch_wait_ms / 1000.0, "max_queue_items": options.max_queue_items})
     try:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaimesh_runtime.errors import InvalidArgument, NotFound
+from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,9 @@ class LoadedModel:
     max_sequence_length: int
     # First position id (position_offset: 2 for RoBERTa-like models, else 0).
     position_offset: int = 0
+    # Where accelerate placed the modules ({module: device}); empty when the
+    # whole model sits on `device`.
+    device_map: dict[str, str] = field(default_factory=dict)
     # Set by the registry / adapter: an executor (batching.DynamicBatcher) that
     # the engine sends its work through; None runs work in the calling thread.
     executor: Any = None
@@ -417,6 +420,287 @@ def _detect_task(config: Any) -> str:
     return TASK_CAUSAL_LM
 
 
+# --------------------------------------------------------------------------- options
+
+GIB = 1 << 30
+_MODEL_KEYS = ("id", "dtype", "device", "device_map", "max_memory", "trust_remote_code")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to load one model: `--model SPEC[,key=value...]` (see parse_model_options)."""
+
+    spec: str | None = None
+    model_id: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    device_map: str | dict | None = None
+    max_memory: dict | None = None
+    trust_remote_code: bool = False
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of load_model, without the unset ones."""
+        out: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        for name in ("model_id", "dtype", "device", "device_map", "max_memory"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Splits on commas outside {...} / [...] (a JSON device_map keeps its commas)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_json_option(key: str, value: str) -> Any:
+    import json
+
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"model option {key}={value!r} is not valid JSON: {exc.msg}", field="model") from None
+
+
+def _parse_bool_option(key: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise InvalidArgument(f"model option {key}={value!r} is not a boolean: use true or false", field="model")
+
+
+def parse_model_options(values: list[str] | str | None) -> list[ModelOptions]:
+    """Parses `--model` values (or the comma-separated XAIMESH_MODEL) into ModelOptions.
+
+    Each model is `SPEC[,key=value...]`: SPEC is a hub id, a local folder or
+    "default" (the embedded model), then per-model settings that apply to it:
+    id=NAME (the API id), dtype=float32|bfloat16|float16|auto,
+    device=cpu|cuda:N, device_map=auto|balanced|cpu|cuda:N|{JSON module->device},
+    max_memory={JSON device->size, e.g. {"0":"20GiB","cpu":"60GiB"}} (implies
+    device_map=auto), trust_remote_code=true|false (default false). A
+    key=value item attaches to the model before it, so the list may be split
+    over several flags or one environment variable. Unknown keys are refused.
+    """
+    if values is None:
+        return [ModelOptions()]
+    if isinstance(values, str):
+        values = [values]
+    # Joined, then split on top-level commas: XAIMESH_MODEL arrives already
+    # split on every comma (JSON ones included), flags each hold one model.
+    items = _split_top_level(",".join("default" if v is None else str(v) for v in values))
+    models: list[dict[str, Any]] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower().replace("-", "_")
+        if sep and key in _MODEL_KEYS:
+            if not models:
+                raise InvalidArgument(f"model option {item!r} comes before any model: write "
+                                      "--model SPEC,{item}", field="model")
+            current = models[-1]
+            value = value.strip()
+            if key == "id":
+                current["model_id"] = value or None
+            elif key == "dtype":
+                if value.lower() not in _DTYPES and value != "auto":
+                    raise InvalidArgument(f"model option dtype={value!r}: use float32, bfloat16, float16 or auto",
+                                          field="model")
+                current["dtype"] = value
+            elif key == "device":
+                current["device"] = value
+            elif key == "device_map":
+                current["device_map"] = _parse_json_option(key, value) if value.startswith("{") else value
+            elif key == "max_memory":
+                parsed = _parse_json_option(key, value)
+                if not isinstance(parsed, dict) or not parsed:
+                    raise InvalidArgument('model option max_memory must be a JSON object such as '
+                                          '{"0":"20GiB","cpu":"60GiB"}', field="model")
+                current["max_memory"] = parsed
+            else:
+                current["trust_remote_code"] = _parse_bool_option(key, value)
+            continue
+        if sep and "/" not in key and not Path(item).expanduser().exists() and key.isidentifier():
+            raise InvalidArgument(
+                f"unknown model option {key!r} in {item!r}: per-model options are {', '.join(_MODEL_KEYS)}",
+                field="model")
+        spec = item or None
+        models.append({"spec": None if spec in (None, "default", "embedded") else spec})
+    return [ModelOptions(**m) for m in models] or [ModelOptions()]
+
+
+# --------------------------------------------------------------------------- placement and memory
+
+
+@dataclass(frozen=True)
+class _Placement:
+    device_map: str | dict | None  # None: the whole model moves to `device`
+    max_memory: dict | None
+    device: torch.device
+
+
+def _placement(device_map: str | dict | None, max_memory: dict | None, dev: torch.device) -> _Placement:
+    if max_memory is not None and device_map is None:
+        device_map = "auto"
+    if isinstance(device_map, str):
+        text = device_map.strip()
+        if text == "":
+            device_map = None
+        elif text in ("auto", "balanced", "balanced_low_0", "sequential"):
+            device_map = text
+        else:
+            single = _resolve_device(text)  # "cpu", "cuda:1": one device, via accelerate
+            device_map = {"": str(single)}
+    elif device_map is not None and not isinstance(device_map, dict):
+        raise InvalidArgument(f"device_map must be auto, cpu, cuda:N or a JSON object; got {device_map!r}",
+                              field="model")
+    if isinstance(device_map, dict):
+        for module, target in device_map.items():
+            if isinstance(target, str) and target not in ("cpu", "disk"):
+                _resolve_device(target)
+            elif not isinstance(target, (str, int)):
+                raise InvalidArgument(f"device_map[{module!r}] = {target!r}: give a device (cpu, disk, 0, cuda:1)",
+                                      field="model")
+    mm = None
+    if max_memory is not None:
+        mm = {}
+        for key, size in max_memory.items():
+            mm[int(key) if str(key).isdigit() else str(key)] = size
+    return _Placement(device_map, mm, dev)
+
+
+def free_memory_bytes(device: str) -> int:
+    """Free memory of one device: torch.cuda.mem_get_info on a GPU, the
+    available RAM (psutil, else /proc/meminfo MemAvailable) for "cpu"."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev.index if dev.index is not None else 0)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+        return 1 << 62
+
+
+def _size_bytes(size: Any) -> int:
+    if isinstance(size, (int, float)):
+        return int(size)
+    from accelerate.utils import convert_file_size_to_int
+
+    try:
+        return int(convert_file_size_to_int(str(size)))
+    except ValueError:
+        raise InvalidArgument(f"max_memory size {size!r} is not a size such as 20GiB or 500MB", field="model") from None
+
+
+def _budget(placement: _Placement) -> tuple[int, str]:
+    """(free bytes the weights may use, the device(s) in words)."""
+    dm = placement.device_map
+    if dm is None:
+        dev = str(placement.device)
+        return free_memory_bytes(dev), dev
+    if placement.max_memory is not None:
+        total = 0
+        names = []
+        for key, size in placement.max_memory.items():
+            name = f"cuda:{key}" if isinstance(key, int) else key
+            allowed = _size_bytes(size)
+            if name != "disk":
+                allowed = min(allowed, free_memory_bytes(name))
+            total += allowed
+            names.append(name)
+        return total, "+".join(names) + " (max_memory)"
+    if isinstance(dm, dict):
+        targets = []
+        for target in dm.values():
+            name = f"cuda:{target}" if isinstance(target, int) else str(target)
+            if name not in targets:
+                targets.append(name)
+        if "disk" in targets:
+            return 1 << 62, "+".join(targets)
+    else:  # auto / balanced / sequential: every GPU, then the CPU
+        targets = [f"cuda:{i}" for i in range(torch.cuda.device_count())] + ["cpu"]
+    return sum(free_memory_bytes(t) for t in targets), "+".join(targets)
+
+
+def estimate_weight_bytes(auto: Any, config: Any, dtype: torch.dtype, *, trust_remote_code: bool = False) -> int:
+    """Bytes of the model's weights in `dtype`, from the config only: the
+    model is built on the meta device (accelerate.init_empty_weights), no
+    weight is allocated or read."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        meta = auto.from_config(config, trust_remote_code=trust_remote_code)
+    per = torch.empty((), dtype=dtype).element_size()
+    skip: set[int] = set()
+    # On the meta device the output embeddings may stay untied: a tied head
+    # is the input embedding matrix, counted once.
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    out_emb = meta.get_output_embeddings() if hasattr(meta, "get_output_embeddings") else None
+    in_emb = meta.get_input_embeddings() if hasattr(meta, "get_input_embeddings") else None
+    if (getattr(text_config, "tie_word_embeddings", False) and out_emb is not None and in_emb is not None
+            and getattr(out_emb, "weight", None) is not None and out_emb.weight is not in_emb.weight):
+        skip.add(id(out_emb.weight))
+    total = 0
+    for param in meta.parameters():  # shared parameters are yielded once
+        if id(param) in skip:
+            continue
+        total += param.numel() * (per if param.is_floating_point() else param.element_size())
+    return total
+
+
+def check_fits(auto: Any, config: Any, dtype: torch.dtype, placement: _Placement, *, model_id: str,
+               trust_remote_code: bool = False) -> int:
+    """Refuses (ResourceExhausted) a model whose weights exceed the free
+    memory of its target device(s); returns the estimated bytes."""
+    needed = estimate_weight_bytes(auto, config, dtype, trust_remote_code=trust_remote_code)
+    free, where = _budget(placement)
+    if needed > free:
+        dtype_name = str(dtype).removeprefix("torch.")
+        hints = []
+        if dtype == torch.float32:
+            hints.append("dtype=bfloat16")
+        if placement.device_map is None or placement.max_memory is not None:
+            hints.append("device_map=auto")
+        hints.append("a smaller model")
+        raise ResourceExhausted(
+            f"model {model_id!r} needs ~{needed / GIB:.2f} GiB for its weights in {dtype_name}, "
+            f"{where} has {free / GIB:.2f} GiB free; use {' / '.join(hints)}",
+            field="model")
+    return needed
+
+
+def _describe_device_map(model: nn.Module, placement: _Placement) -> dict[str, str]:
+    if placement.device_map is None:
+        return {}
+    # transformers sets hf_device_map only when it dispatched over devices.
+    hf_map = getattr(model, "hf_device_map", None) or {"": str(model.get_input_embeddings().weight.device)}
+    return {str(k): (f"cuda:{v}" if isinstance(v, int) else str(v)) for k, v in hf_map.items()}
+
+
+def _remote_code_refused(model_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"model {model_id!r} needs its own Python code (its config has an auto_map to modules of the "
+        "checkpoint) and remote code is not trusted: review that code, then load it with "
+        f"--model {model_id},trust_remote_code=true (load_model(..., trust_remote_code=True))",
+        field="model")
+
+
 def load_model(
     spec: str | os.PathLike | None = None,
     *,
@@ -424,6 +708,10 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     cache_dir: str | os.PathLike | None = None,
     model_id: str | None = None,
+    trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+    max_memory: dict | None = None,
+    check_memory: bool = True,
 ) -> LoadedModel:
     """Loads a model for the engine.
 
@@ -432,7 +720,13 @@ def load_model(
     device: default "cuda:0" when available, else "cpu". dtype: default
     float32; "bfloat16" / "float16" / "auto" (bf16 on a GPU that supports it).
     model_id: the id the API uses; default: the spec (a folder's name for a
-    path).
+    path). trust_remote_code: run the checkpoint's own Python code (off: a
+    checkpoint that needs it is refused, naming the setting). device_map /
+    max_memory: accelerate placement ("auto", "cpu", "cuda:0", a
+    {module: device} map; max_memory {device: "10GiB"} implies "auto"),
+    instead of moving the whole model to `device`. check_memory: refuse
+    (ResourceExhausted) a model whose weights do not fit the free memory of
+    the target device(s), estimated from the config before any weight is read.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -462,7 +756,11 @@ def load_model(
             source = spec_str
             mid = model_id or spec_str
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) or "custom code" in str(exc):
+            raise _remote_code_refused(str(spec)) from None
+        raise InvalidArgument(f"cannot read the config of model {spec!s}: {exc}", field="model") from exc
     except OSError as exc:
         raise NotFound(
             f"model {spec!s} not found: it is neither a local folder nor a Hugging Face id "
@@ -470,7 +768,14 @@ def load_model(
         ) from exc
     task = _detect_task(config)
     auto = AutoModelForSequenceClassification if task == TASK_SEQUENCE_CLASSIFICATION else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    placement = _placement(device_map, max_memory, dev)
+    if check_memory:
+        check_fits(auto, config, torch_dtype, placement, model_id=mid, trust_remote_code=trust_remote_code)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if placement.device_map is not None:
+        kwargs["device_map"] = placement.device_map
+        if placement.max_memory is not None:
+            kwargs["max_memory"] = placement.max_memory
     try:
         try:
             model = auto.from_pretrained(path, attn_implementation="sdpa", **kwargs)
@@ -487,8 +792,10 @@ def load_model(
     except OSError as exc:
         raise NotFound(f"cannot load the weights of model {spec!s}: {exc}") from exc
     except (ValueError, ImportError, KeyError) as exc:
+        if not trust_remote_code and ("trust_remote_code" in str(exc) or "custom code" in str(exc)):
+            raise _remote_code_refused(str(spec)) from None
         raise InvalidArgument(f"cannot load model {spec!s}: {exc}", field="model") from exc
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is not None:
@@ -503,7 +810,13 @@ def load_model(
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         if getattr(text_config, "pad_token_id", None) is None:
             text_config.pad_token_id = int(tokenizer.pad_token_id)
-    model.to(dev)
+    if placement.device_map is None:
+        model.to(dev)
+    else:
+        # Sharded / offloaded by accelerate: inputs go where the embeddings are.
+        dev = model.get_input_embeddings().weight.device
+        if dev.type == "meta":  # embeddings offloaded to disk: accelerate's hooks move inputs
+            dev = torch.device("cpu")
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
@@ -521,6 +834,7 @@ def load_model(
         split_points=[f"{layers_path}.{i}" for i in range(len(layers))],
         max_sequence_length=_max_sequence_length(model, tokenizer),
         position_offset=position_offset(model),
+        device_map=_describe_device_map(model, placement),
     )
 
 

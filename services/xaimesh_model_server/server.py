@@ -18,7 +18,7 @@ from xaimesh_runtime.errors import InvalidArgument, Unavailable, map_errors, sta
 
 from . import engine
 from .engine import EmbeddingSamples, Replacement
-from .loading import LoadedModel, ModelRegistry
+from .loading import LoadedModel, ModelOptions, ModelRegistry
 from .tokenization import detokenize, tokenize, tokenize_ids
 
 log = logging.getLogger("xaimesh_model_server")
@@ -53,7 +53,7 @@ def _on_queue_wait(seconds: float) -> None:
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     """Serves the models of a registry. `warm_up()` loads them (health waits for it)."""
 
-    def __init__(self, specs: list[str | None], *, device: str | None = None, dtype: str | None = None,
+    def __init__(self, specs: list[str | ModelOptions | None], *, device: str | None = None, dtype: str | None = None,
                  cache_dir=None, batcher_options: dict | None = None, limits: engine.Limits | None = None):
         self.specs = specs or [None]
         self.device = device
@@ -68,7 +68,11 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def warm_up(self) -> None:
         for spec in self.specs:
             started = time.perf_counter()
-            loaded = self.registry.load(spec, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir)
+            # A ModelOptions' own settings win over the server-wide device / dtype.
+            options = spec if isinstance(spec, ModelOptions) else ModelOptions(spec=spec)
+            kwargs = {"device": self.device, "dtype": self.dtype, "cache_dir": self.cache_dir,
+                      **options.load_kwargs()}
+            loaded = self.registry.load(options.spec, **kwargs)
             engine.attach_dynamic_batcher(loaded, limits=self.limits, on_batch=_on_batch,
                                           on_queue_wait=_on_queue_wait, **self.batcher_options)
             self._warm_forward(loaded)
@@ -119,6 +123,14 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         loaded = self._model(request.model)
         if request.texts and request.sequences:
             raise InvalidArgument("give texts or sequences to tokenize, not both", field="sequences")
+        if request.chats and (request.texts or request.sequences):
+            raise InvalidArgument("give texts, sequences or chats to tokenize, one kind", field="chats")
+        if request.chats:
+            from .tokenization import tokenize_chat_at  # (import here: this edit stays inside Tokenize)
+
+            return model_pb2.TokenizeResponse(results=[
+                model_pb2.TokenizedText(**_tokenized_fields(tokenize_chat_at(loaded, i, chat)))
+                for i, chat in enumerate(request.chats)])
         if not request.texts and not request.sequences:
             raise InvalidArgument("texts and sequences are empty: give texts (or token id sequences) to tokenize",
                                   field="texts")
@@ -227,7 +239,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         if out_dtype is None:
             raise InvalidArgument("dtype must be FLOAT32, FLOAT16 or BFLOAT16", field="dtype")
         if request.max_length < 0:
-            raise InvalidArgument("max_length must be >= 0 (0 = the model's maximum)", field="max_length")
+            raise InvalidArgument("max_length must be >= 0 (0 = no truncation)", field="max_length")
         job = engine.activations(
             loaded, list(request.texts), list(request.split_points), request.granularity, request.aggregation,
             request.add_special_tokens or None, request.max_length, special_tokens=request.special_tokens,
@@ -249,7 +261,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             if not context.is_active():
                 return
         yield model_pb2.StreamActivationsResponse(summary=model_pb2.ActivationsSummary(
-            num_rows=num_rows, num_samples=job.num_samples))
+            num_rows=num_rows, num_samples=job.num_samples, truncated_samples=sorted(job.truncated_samples)))
 
 
 

@@ -94,6 +94,9 @@ class Tokenized:
     sentences: list[Segment] = field(default_factory=list)
     # True when max_length cut the text short.
     truncated: bool = False
+    # Chats only (tokenize_chat): per token, the index of the message whose
+    # content holds it, -1 for template tokens. Empty for texts.
+    message_index: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -102,6 +105,8 @@ class Tokenized:
         """The TokenizedText message fields as plain values."""
         out = asdict(self)
         out.pop("truncated")
+        if not out["message_index"]:  # a text: the field is a chat's only
+            out.pop("message_index")
         return out
 
     def segments(self, granularity: str) -> list[Segment]:
@@ -182,6 +187,83 @@ def tokenize(
             tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
         ) > len(ids)
         return build_tokenized(tokenizer, text, ids, raw, truncated=truncated)
+
+
+CHAT_SENTINEL = "@@XAIMESH_CONTENT_{}@@"
+
+
+def _chat_content_spans(loaded: Any, messages: Sequence[Any]) -> tuple[str, list[tuple[int, int]]]:
+    """Renders a chat with the model's template and its generation prompt
+    (as Generate does) and finds each message's content in the rendered
+    text: the chat is rendered a second time with each content replaced by
+    a sentinel, and the real rendering must be that one with the sentinels
+    replaced by the contents (as given, or stripped for templates that trim
+    them). Returns the rendered text and a [start, end) span per message."""
+    from .engine.generation import _chat_prompt  # the one rendering Generate uses
+
+    rendered = _chat_prompt(loaded, messages)
+    probes = [{"role": _role(m), "content": CHAT_SENTINEL.format(i)} for i, m in enumerate(messages)]
+    skeleton = _chat_prompt(loaded, probes)
+    contents = [str(_content(m) or "") for m in messages]
+    for transform in (lambda c: c, str.strip):
+        out, spans, pos = [], [], 0
+        for i, content in enumerate(contents):
+            mark = CHAT_SENTINEL.format(i)
+            at = skeleton.find(mark, pos)
+            if at < 0:  # the template dropped the message (none known does)
+                spans.append((-1, -1))
+                continue
+            out.append(skeleton[pos:at])
+            start = sum(len(x) for x in out)
+            value = transform(content)
+            out.append(value)
+            spans.append((start, start + len(value)))
+            pos = at + len(mark)
+        out.append(skeleton[pos:])
+        if "".join(out) == rendered:
+            return rendered, spans
+    raise InvalidArgument(
+        "the model's chat template changes the messages' content: their tokens cannot be located in the "
+        "rendered prompt", field="chats")
+
+
+def _role(m: Any) -> Any:
+    return m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
+
+
+def _content(m: Any) -> Any:
+    return m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
+
+
+def tokenize_chat(loaded: Any, messages: Sequence[Any]) -> Tokenized:
+    """Tokenizes a chat as the model sees it: rendered with the chat
+    template and its generation prompt, tokenized without adding special
+    tokens (the prompt Generate builds from a chat). `message_index` says,
+    per token, which message's content holds it (-1: a template token, or a
+    token straddling content and template)."""
+    rendered, spans = _chat_content_spans(loaded, list(messages))
+    tok = tokenize(loaded, rendered, add_special_tokens=False)
+    index = []
+    for i in range(len(tok)):
+        a, b = tok.token_start_chars[i], tok.token_end_chars[i]
+        owner = -1
+        if not tok.special_mask[i] and b > a:
+            for k, (s, e) in enumerate(spans):
+                if s <= a and b <= e:
+                    owner = k
+                    break
+        index.append(owner)
+    tok.message_index = index
+    return tok
+
+
+def tokenize_chat_at(loaded: Any, i: int, chat: Any) -> Tokenized:
+    """`tokenize_chat` of TokenizeRequest.chats[i] (a ChatConversation),
+    its errors naming the field."""
+    try:
+        return tokenize_chat(loaded, list(chat.messages))
+    except InvalidArgument as error:
+        raise InvalidArgument(f"chats[{i}]: {error.message}", field=f"chats[{i}].messages") from None
 
 
 def build_tokenized(

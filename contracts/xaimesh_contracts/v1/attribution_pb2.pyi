@@ -241,12 +241,16 @@ class ClassNames(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainInput(_message.Message):
-    __slots__ = ("text", "targets")
+    __slots__ = ("text", "targets", "chat", "chat_template")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    CHAT_FIELD_NUMBER: _ClassVar[int]
+    CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     text: str
     targets: Targets
-    def __init__(self, text: _Optional[str] = ..., targets: _Optional[_Union[Targets, _Mapping]] = ...) -> None: ...
+    chat: _model_pb2.ChatConversation
+    chat_template: bool
+    def __init__(self, text: _Optional[str] = ..., targets: _Optional[_Union[Targets, _Mapping]] = ..., chat: _Optional[_Union[_model_pb2.ChatConversation, _Mapping]] = ..., chat_template: _Optional[bool] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("model", "method", "parameters", "inputs", "granularity", "aggregation", "inference_mode")

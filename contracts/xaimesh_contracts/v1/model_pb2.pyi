@@ -163,19 +163,21 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class TokenizeRequest(_message.Message):
-    __slots__ = ("model", "texts", "add_special_tokens", "sequences")
+    __slots__ = ("model", "texts", "add_special_tokens", "sequences", "chats")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    CHATS_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     add_special_tokens: bool
     sequences: _containers.RepeatedCompositeFieldContainer[TokenIds]
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., sequences: _Optional[_Iterable[_Union[TokenIds, _Mapping]]] = ...) -> None: ...
+    chats: _containers.RepeatedCompositeFieldContainer[ChatConversation]
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., sequences: _Optional[_Iterable[_Union[TokenIds, _Mapping]]] = ..., chats: _Optional[_Iterable[_Union[ChatConversation, _Mapping]]] = ...) -> None: ...
 
 class TokenizedText(_message.Message):
-    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text")
+    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text", "message_index")
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_START_CHARS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +188,7 @@ class TokenizedText(_message.Message):
     WORDS_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     tokens: _containers.RepeatedScalarFieldContainer[str]
     token_start_chars: _containers.RepeatedScalarFieldContainer[int]
@@ -196,7 +199,8 @@ class TokenizedText(_message.Message):
     words: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
     sentences: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
     text: str
-    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ...) -> None: ...
+    message_index: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ..., message_index: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TokenizeResponse(_message.Message):
     __slots__ = ("results",)
@@ -449,12 +453,14 @@ class ItemError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class ActivationsSummary(_message.Message):
-    __slots__ = ("num_rows", "num_samples")
+    __slots__ = ("num_rows", "num_samples", "truncated_samples")
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     num_rows: int
     num_samples: int
-    def __init__(self, num_rows: _Optional[int] = ..., num_samples: _Optional[int] = ...) -> None: ...
+    truncated_samples: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, num_rows: _Optional[int] = ..., num_samples: _Optional[int] = ..., truncated_samples: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StreamActivationsResponse(_message.Message):
     __slots__ = ("header", "progress", "chunk", "item_error", "summary")

@@ -328,6 +328,8 @@ class ActivationJob:
         self.hidden_size = loaded.hidden_size
         self.kind = ActWork(tuple(self.split_points), max(p.layer for p in points))
         self._widths: dict[str, int] = {}
+        # Indices of the texts max_length cut short (their provenance stops at the cut).
+        self.truncated_samples: list[int] = []
 
     def _windows(self) -> Iterator[tuple[list[tuple[int, Tokenized]], list[ItemError]]]:
         window: list[tuple[int, Tokenized]] = []
@@ -335,9 +337,16 @@ class ActivationJob:
         tokens = 0
         for idx, text in enumerate(self.texts):
             try:
-                tk = tokenize(self.loaded, text, self.add_special_tokens, max_length=self.max_length)
+                tk = tokenize(self.loaded, text, self.add_special_tokens, max_length=self.max_length or None)
                 if len(tk) == 0:
                     raise InvalidArgument(f"text {idx} has no tokens", field="texts")
+                if len(tk) > self.loaded.max_sequence_length:  # max_length 0: no silent truncation
+                    raise InvalidArgument(
+                        f"text {idx} has {len(tk)} tokens but model {self.loaded.model_id!r} accepts at most "
+                        f"{self.loaded.max_sequence_length}: shorten it, or set max_length to truncate",
+                        field="texts")
+                if tk.truncated:
+                    self.truncated_samples.append(idx)
             except ServiceError as exc:
                 errors.append(ItemError(idx, exc))
                 continue
@@ -450,8 +459,9 @@ def activations(
     tokens), WORD, SENTENCE (segments of tokenization.py, rows aggregated),
     SAMPLE (all non-special tokens aggregated), CLS_TOKEN (the first token).
     aggregation (UNSPECIFIED -> MEAN): MEAN, MAX, MIN, SUM, SIGNED_MAX.
-    max_length truncates each text, special tokens included (0 = the
-    model's maximum).
+    max_length truncates each text, special tokens included; 0 = no
+    truncation: a text longer than the model's maximum is an item error
+    (INVALID_ARGUMENT). The job's truncated_samples lists the texts cut.
     """
     limits = limits or DEFAULT_LIMITS
     if isinstance(texts, str):
@@ -477,7 +487,7 @@ def activations(
         g,
         a,
         add,
-        max_length or loaded.max_sequence_length,
+        max_length,
         get_executor(loaded, executor, limits),
         is_active,
         limits,

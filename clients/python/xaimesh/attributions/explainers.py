@@ -147,8 +147,9 @@ class AttributionExplainer:
         return encode_parameters(self.method, values)
 
     def request(self, texts: list[str],
-                targets: list[attribution_pb2.Targets | None]) -> attribution_pb2.ExplainRequest:
-        """The ExplainRequest of these inputs (what `__call__` sends)."""
+                targets: list[attribution_pb2.Targets | None], *,
+                chat_template: bool | None = None) -> attribution_pb2.ExplainRequest:
+        """The ExplainRequest of these inputs (texts or chats; what `__call__` sends)."""
         request = attribution_pb2.ExplainRequest(model=self.model.model_id, method=self.spec.number,
                                                  parameters=self._parameters())
         for name, enum in (("granularity", Granularity), ("aggregation", Aggregation),
@@ -156,25 +157,43 @@ class AttributionExplainer:
             if name in self.options:
                 setattr(request, name, to_proto_enum(enum, self.options[name], name))
         for text, target in zip(texts, targets, strict=True):
-            item = request.inputs.add(text=text)
+            item = request.inputs.add()
+            if isinstance(text, str):
+                item.text = text
+                if chat_template is not None:
+                    item.chat_template = bool(chat_template)
+            else:  # a chat: [{"role", "content"}, ...]
+                for m in text:
+                    item.chat.messages.add(role=m["role"], content=m["content"])
             if target is not None:
                 item.targets.CopyFrom(target)
         return request
 
     # ------------------------------------------------------------ call
 
-    def __call__(self, model_inputs: str | list[str], targets: Any = None, *, max_new_tokens: int | None = None,
-                 errors: str = "raise") -> list[AttributionOutput]:
-        """Explains `model_inputs` (one text or a list); one AttributionOutput
-        per text, in order. `errors="raise"` (default) raises the first
+    def __call__(self, model_inputs: Any, targets: Any = None, *, max_new_tokens: int | None = None,
+                 chat_template: bool | None = None, errors: str = "raise") -> list[AttributionOutput]:
+        """Explains `model_inputs`: one text, one chat (a list of
+        {"role", "content"} messages, as transformers' chat format), or a
+        list of texts / chats; one AttributionOutput per input, in order.
+
+        A chat is rendered with the model's chat template (its generation
+        prompt added); its elements are the user messages' words only (the
+        template, system and assistant messages are kept, never perturbed);
+        targets continue the rendered prompt, none: the model answers the
+        chat. `chat_template=True` renders plain texts as one user message
+        (default: texts as given, no template).
+        `errors="raise"` (default) raises the first
         input's error (all of them in `.errors`, the other results in
         `.results`); `errors="none"` puts None in place of a failed input."""
         texts = _texts(model_inputs)
         if max_new_tokens is not None:
             check_int("max_new_tokens", max_new_tokens, 1)
+        if chat_template is not None and not isinstance(chat_template, bool):
+            raise invalid(f"chat_template must be True or False, got {chat_template!r}", "chat_template")
         per_input = _per_input_targets(targets, len(texts), self.model.is_classifier)
         protos = [_targets_proto(t, self.model.is_classifier, max_new_tokens, i) for i, t in enumerate(per_input)]
-        request = self.request(texts, protos)
+        request = self.request(texts, protos, chat_template=chat_template)
         results = collect(self.model.mesh.client("attribution"), "Explain", request, len(texts), what="input",
                           description=type(self).__name__, show_progress=self.show_progress, timeout=self.timeout,
                           errors=errors, convert=lambda _, r: AttributionOutput.from_proto(r.attribution))
@@ -252,12 +271,39 @@ class VarGrad(GradientExplainer):
 # --------------------------------------------------------------------------- inputs and targets
 
 
-def _texts(model_inputs: Any) -> list[str]:
+def _is_message(m: Any) -> bool:
+    return isinstance(m, dict) and "role" in m
+
+
+def _chat(value: Any, field: str) -> list[dict[str, str]]:
+    out = []
+    for j, m in enumerate(value):
+        if not _is_message(m) or not isinstance(m.get("content"), str) or not isinstance(m["role"], str):
+            raise invalid(f"{field}[{j}]: a chat message is a dict with a 'role' and a 'content' string, got {m!r}",
+                          f"{field}[{j}]")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def _texts(model_inputs: Any) -> list[str | list[dict[str, str]]]:
+    """The inputs: texts, or chats (lists of {"role", "content"} messages)."""
     if isinstance(model_inputs, str):
         return [model_inputs]
-    if isinstance(model_inputs, (list, tuple)) and model_inputs and all(isinstance(t, str) for t in model_inputs):
-        return list(model_inputs)
-    raise invalid("model_inputs must be a text or a non-empty list of texts", "model_inputs")
+    if isinstance(model_inputs, (list, tuple)) and model_inputs:
+        if all(_is_message(m) for m in model_inputs):
+            return [_chat(model_inputs, "model_inputs")]  # one chat
+        out: list[str | list[dict[str, str]]] = []
+        for i, x in enumerate(model_inputs):
+            if isinstance(x, str):
+                out.append(x)
+            elif isinstance(x, (list, tuple)) and x and all(_is_message(m) for m in x):
+                out.append(_chat(x, f"model_inputs[{i}]"))
+            else:
+                break
+        else:
+            return out
+    raise invalid("model_inputs must be a text, a chat (a list of {'role', 'content'} messages) or a non-empty "
+                  "list of texts / chats", "model_inputs")
 
 
 def _as_list(x: Any) -> list | None:
