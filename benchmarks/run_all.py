@@ -25,7 +25,11 @@ from benchmarks.reference_env import reference_seconds, run_reference  # noqa: E
 
 
 def _fmt(value, unit="s"):
-    return "—" if value is None else f"{value:.2f} {unit}" if unit else f"{value:.2f}×"
+    if value is None:
+        return "—"
+    if not unit:
+        return f"{value:.2f}×"
+    return f"{value * 1000:.1f} ms" if value < 0.1 else f"{value:.2f} {unit}"  # tiny-model rows take ms
 
 
 def table(rows: list[Row]) -> str:
