@@ -29,3 +29,23 @@ def sentence_ids(lm):
     from xaimesh_model_server.tokenization import tokenize
 
     return tokenize(lm, "Alice and Bob enter the bar, then Alice offers a drink to Bob.").token_ids
+
+
+@pytest.fixture(scope="module")
+def stub(tiny_lm_path):
+    """A ModelService stub over a real in-process gRPC server holding the tiny LM."""
+    import grpc
+    from xaimesh_contracts.v1 import model_pb2_grpc
+    from xaimesh_model_server.server import ModelServicer
+    from xaimesh_runtime.config import ServerConfig
+    from xaimesh_runtime.server import start_server
+
+    servicer = ModelServicer([str(tiny_lm_path)], device="cpu")
+    handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register,
+                          warmup=servicer.warm_up)
+    assert handle.wait_ready(120)
+    channel = grpc.insecure_channel(handle.address)
+    yield model_pb2_grpc.ModelServiceStub(channel)
+    channel.close()
+    handle.stop(grace=0)
+    servicer.close()

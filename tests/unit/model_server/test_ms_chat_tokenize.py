@@ -9,10 +9,8 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
-from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc
-from xaimesh_runtime.config import ServerConfig
+from xaimesh_contracts.v1 import model_pb2
 from xaimesh_runtime.errors import InvalidArgument
-from xaimesh_runtime.server import start_server
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello world, how are you?"},
         {"role": "assistant", "content": "Fine."}, {"role": "user", "content": "Tell me more."}]
@@ -72,21 +70,6 @@ def test_no_chat_template(tiny_lm_path):
     with pytest.raises(InvalidArgument) as err:
         tokenize_chat(loaded, CHAT)
     assert "no chat template" in err.value.message
-
-
-@pytest.fixture(scope="module")
-def stub(tiny_lm_path):
-    from xaimesh_model_server.server import ModelServicer
-
-    servicer = ModelServicer([str(tiny_lm_path)], device="cpu")
-    handle = start_server(ServerConfig(service="model-server", workers=2), servicer.register,
-                          warmup=servicer.warm_up)
-    assert handle.wait_ready(120)
-    channel = grpc.insecure_channel(handle.address)
-    yield model_pb2_grpc.ModelServiceStub(channel)
-    channel.close()
-    handle.stop(grace=0)
-    servicer.close()
 
 
 def _conv(chat):

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import model_pb2, tensor_pb2
 from xaimesh_model_server import engine, loading
 from xaimesh_model_server.loading import ModelOptions, load_model, parse_model_options
-from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from xaimesh_runtime.server import start_server
 
 LONG_TEXT = "word " * 700  # > 512 tokens, the tiny LM's maximum
 
@@ -173,21 +171,6 @@ def test_start_up_refuses_a_model_that_cannot_fit(tiny_lm_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- sequence length
-
-
-@pytest.fixture(scope="module")
-def stub(tiny_lm_path):
-    from xaimesh_model_server.server import ModelServicer
-
-    servicer = ModelServicer([str(tiny_lm_path)], device="cpu")
-    handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register,
-                          warmup=servicer.warm_up)
-    assert handle.wait_ready(120)
-    channel = grpc.insecure_channel(handle.address)
-    yield model_pb2_grpc.ModelServiceStub(channel)
-    channel.close()
-    handle.stop(grace=0)
-    servicer.close()
 
 
 def _too_long_ids():

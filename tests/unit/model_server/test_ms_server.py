@@ -5,24 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc
-from xaimesh_runtime.config import ServerConfig
-from xaimesh_runtime.server import start_server
-
-
-@pytest.fixture(scope="module")
-def stub(tiny_lm_path):
-    from xaimesh_model_server.server import ModelServicer
-
-    servicer = ModelServicer([str(tiny_lm_path)], device="cpu")
-    handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register,
-                          warmup=servicer.warm_up)
-    assert handle.wait_ready(120)
-    channel = grpc.insecure_channel(handle.address)
-    yield model_pb2_grpc.ModelServiceStub(channel)
-    channel.close()
-    handle.stop(grace=0)
-    servicer.close()
+from xaimesh_contracts.v1 import model_pb2
 
 
 def _field(error: grpc.RpcError) -> list[str]:
