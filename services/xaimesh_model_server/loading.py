@@ -37,6 +37,8 @@ _COMPLETE_MARKER = ".xaimesh-complete"
 
 TASK_CAUSAL_LM = "causal_lm"
 TASK_SEQUENCE_CLASSIFICATION = "sequence_classification"
+# Encoder-decoder generation models (T5, BART, Marian): docs/models.md, "Encoder-decoders".
+TASK_SEQ2SEQ_LM = "seq2seq_lm"
 
 # Attribute paths of the transformer-block list in common architectures,
 # tried in order before the generic search.
@@ -241,7 +243,7 @@ class LoadedModel:
 
     model_id: str
     source: str
-    task: str  # TASK_CAUSAL_LM or TASK_SEQUENCE_CLASSIFICATION
+    task: str  # TASK_CAUSAL_LM, TASK_SEQUENCE_CLASSIFICATION or TASK_SEQ2SEQ_LM
     model: nn.Module
     tokenizer: Any
     device: torch.device
@@ -255,6 +257,17 @@ class LoadedModel:
     # Where accelerate placed the modules ({module: device}); empty when the
     # whole model sits on `device`.
     device_map: dict[str, str] = field(default_factory=dict)
+    # Encoder-decoders: `layers` / `split_points` are the encoder's layers
+    # then the decoder's; the first `num_encoder_layers` are the encoder's.
+    # `decoder_path` is the decoder stack's module path ("decoder",
+    # "model.decoder"); the decoder starts from `decoder_start_token_id`.
+    num_encoder_layers: int = 0
+    decoder_path: str = ""
+    decoder_start_token_id: int = -1
+    # Encoder-decoders: the factor (encoder's, decoder's) by which the
+    # embedding module's output must be multiplied to be the stack's
+    # inputs_embeds (_inputs_embeds_scale).
+    embed_scales: tuple[float, float] = (1.0, 1.0)
     # Set by the registry / adapter: an executor (batching.DynamicBatcher) that
     # the engine sends its work through; None runs work in the calling thread.
     executor: Any = None
@@ -264,6 +277,10 @@ class LoadedModel:
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.task == TASK_SEQ2SEQ_LM
 
     @property
     def hidden_size(self) -> int:
@@ -348,6 +365,9 @@ class LoadedModel:
             "dtype": str(self.dtype).removeprefix("torch."),
             "labels": self.labels,
             "is_default": is_default,
+            "num_encoder_layers": self.num_encoder_layers,
+            "decoder_start_token_id": self.decoder_start_token_id,
+            "device_map": dict(self.device_map),
         }
 
 
@@ -399,13 +419,17 @@ def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tor
 # or as a classifier with a random head: refuse it and say what to give.
 _UNSERVED_HEADS = ("ForMaskedLM", "ForPreTraining", "ForTokenClassification", "ForQuestionAnswering",
                    "ForMultipleChoice", "ForNextSentencePrediction")
-_CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+_CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "MTModel")
 
 
 def _detect_task(config: Any) -> str:
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return TASK_SEQUENCE_CLASSIFICATION
+    if getattr(config, "is_encoder_decoder", False):
+        # T5 / BART / Marian / mBART / Pegasus...: loaded by AutoModelForSeq2SeqLM
+        # (a config it does not know is refused by the load with its message).
+        return TASK_SEQ2SEQ_LM
     if (
         architectures
         and not any(a.endswith(_CAUSAL_HEADS) for a in architectures)
@@ -413,8 +437,8 @@ def _detect_task(config: Any) -> str:
     ):
         raise InvalidArgument(
             f"the checkpoint is a {', '.join(architectures)}: the model-server serves causal LMs "
-            "(...ForCausalLM) and sequence classifiers (...ForSequenceClassification); give a fine-tuned "
-            "classifier or a causal LM checkpoint",
+            "(...ForCausalLM), encoder-decoder generation models (...ForConditionalGeneration) and sequence "
+            "classifiers (...ForSequenceClassification); give a fine-tuned classifier or a causal LM checkpoint",
             field="model",
         )
     return TASK_CAUSAL_LM
@@ -728,7 +752,13 @@ def load_model(
     (ResourceExhausted) a model whose weights do not fit the free memory of
     the target device(s), estimated from the config before any weight is read.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
@@ -767,7 +797,8 @@ def load_model(
             f"that could be downloaded ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
     task = _detect_task(config)
-    auto = AutoModelForSequenceClassification if task == TASK_SEQUENCE_CLASSIFICATION else AutoModelForCausalLM
+    auto = {TASK_SEQUENCE_CLASSIFICATION: AutoModelForSequenceClassification,
+            TASK_SEQ2SEQ_LM: AutoModelForSeq2SeqLM}.get(task, AutoModelForCausalLM)
     placement = _placement(device_map, max_memory, dev)
     if check_memory:
         check_fits(auto, config, torch_dtype, placement, model_id=mid, trust_remote_code=trust_remote_code)
@@ -820,7 +851,12 @@ def load_model(
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
-    layers_path, layers = find_layers(model)
+    stacks = _encoder_decoder_layers(model) if task == TASK_SEQ2SEQ_LM else None
+    if stacks is None:
+        layers_path, layers = find_layers(model)
+        split_points = [f"{layers_path}.{i}" for i in range(len(layers))]
+    else:
+        layers_path, layers, split_points = stacks[0][0], nn.ModuleList(stacks[0][1] + stacks[1][1]), stacks[2]
     return LoadedModel(
         model_id=mid,
         source=source,
@@ -831,11 +867,59 @@ def load_model(
         dtype=torch_dtype,
         layers=layers,
         layers_path=layers_path,
-        split_points=[f"{layers_path}.{i}" for i in range(len(layers))],
+        split_points=split_points,
         max_sequence_length=_max_sequence_length(model, tokenizer),
         position_offset=position_offset(model),
         device_map=_describe_device_map(model, placement),
+        **(_seq2seq_fields(model, stacks) if stacks is not None else {}),
     )
+
+
+def _module_path(model: nn.Module, module: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def _encoder_decoder_layers(model: nn.Module) -> tuple[tuple[str, list], tuple[str, list], list[str]]:
+    """((encoder layers path, layers), (decoder layers path, layers), split
+    points: the encoder's layers then the decoder's), found inside the
+    model's get_encoder() / get_decoder() stacks."""
+    out = []
+    for stack in (model.get_encoder(), model.get_decoder()):
+        inner, layers = find_layers(stack)
+        out.append((f"{_module_path(model, stack)}.{inner}", list(layers)))
+    points = [f"{path}.{i}" for path, layers in out for i in range(len(layers))]
+    return out[0], out[1], points
+
+
+def _seq2seq_fields(model: nn.Module, stacks: tuple) -> dict[str, Any]:
+    start = getattr(model.generation_config, "decoder_start_token_id", None)
+    if start is None:
+        start = model.config.decoder_start_token_id
+    if not isinstance(start, int):
+        raise InvalidArgument("the encoder-decoder's config has no decoder_start_token_id: the decoder cannot "
+                              "start; set it in config.json / generation_config.json", field="model")
+    return {"num_encoder_layers": len(stacks[0][1]), "decoder_path": _module_path(model, model.get_decoder()),
+            "decoder_start_token_id": int(start),
+            "embed_scales": (_inputs_embeds_scale(model.get_encoder()), _inputs_embeds_scale(model.get_decoder()))}
+
+
+def _inputs_embeds_scale(stack: nn.Module) -> float:
+    """The factor that turns the stack's embedding output into what its
+    `inputs_embeds` must be to reproduce `input_ids`. Families differ and
+    even a model's two stacks differ: Marian's encoder multiplies by
+    embed_scale (sqrt(d_model)) only the embeddings it computes from ids,
+    its decoder also the inputs_embeds it is given; BART's embedding module
+    scales itself; T5 does not scale. A stack with an embed_scale is probed
+    once with one token both ways."""
+    emb = stack.get_input_embeddings()
+    scale = getattr(stack, "embed_scale", None)
+    if scale is None or hasattr(emb, "embed_scale") or float(scale) == 1.0:
+        return 1.0
+    probe = torch.zeros(1, 1, dtype=torch.long, device=emb.weight.device)
+    with torch.no_grad():
+        from_ids = stack(input_ids=probe).last_hidden_state
+        given = stack(inputs_embeds=emb(probe)).last_hidden_state
+    return 1.0 if torch.allclose(from_ids, given) else float(scale)
 
 
 # --------------------------------------------------------------------------- registry

@@ -20,6 +20,7 @@ class ModelTask(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_TASK_UNSPECIFIED: _ClassVar[ModelTask]
     MODEL_TASK_CAUSAL_LM: _ClassVar[ModelTask]
     MODEL_TASK_SEQUENCE_CLASSIFICATION: _ClassVar[ModelTask]
+    MODEL_TASK_SEQ2SEQ_LM: _ClassVar[ModelTask]
 
 class ReplacementPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +56,7 @@ SPECIAL_TOKENS_POLICY_ADD: SpecialTokensPolicy
 MODEL_TASK_UNSPECIFIED: ModelTask
 MODEL_TASK_CAUSAL_LM: ModelTask
 MODEL_TASK_SEQUENCE_CLASSIFICATION: ModelTask
+MODEL_TASK_SEQ2SEQ_LM: ModelTask
 REPLACEMENT_POLICY_UNSPECIFIED: ReplacementPolicy
 REPLACEMENT_POLICY_PAD_TOKEN: ReplacementPolicy
 REPLACEMENT_POLICY_UNK_TOKEN: ReplacementPolicy
@@ -103,7 +105,14 @@ class SpecialTokens(_message.Message):
     def __init__(self, bos_token: _Optional[str] = ..., bos_token_id: _Optional[int] = ..., eos_token: _Optional[str] = ..., eos_token_id: _Optional[int] = ..., pad_token: _Optional[str] = ..., pad_token_id: _Optional[int] = ..., unk_token: _Optional[str] = ..., unk_token_id: _Optional[int] = ..., mask_token: _Optional[str] = ..., mask_token_id: _Optional[int] = ..., all_special_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "model_id", "source", "task", "architecture", "num_layers", "hidden_size", "vocab_size", "max_sequence_length", "num_parameters", "split_points", "special_tokens", "has_chat_template", "device", "dtype", "labels", "is_default")
+    __slots__ = ("name", "model_id", "source", "task", "architecture", "num_layers", "hidden_size", "vocab_size", "max_sequence_length", "num_parameters", "split_points", "special_tokens", "has_chat_template", "device", "dtype", "labels", "is_default", "num_encoder_layers", "decoder_start_token_id", "device_map")
+    class DeviceMapEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +130,9 @@ class ModelInfo(_message.Message):
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    NUM_ENCODER_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    DECODER_START_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MAP_FIELD_NUMBER: _ClassVar[int]
     name: str
     model_id: str
     source: str
@@ -138,7 +150,10 @@ class ModelInfo(_message.Message):
     dtype: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., model_id: _Optional[str] = ..., source: _Optional[str] = ..., task: _Optional[_Union[ModelTask, str]] = ..., architecture: _Optional[str] = ..., num_layers: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., num_parameters: _Optional[int] = ..., split_points: _Optional[_Iterable[str]] = ..., special_tokens: _Optional[_Union[SpecialTokens, _Mapping]] = ..., has_chat_template: _Optional[bool] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    num_encoder_layers: int
+    decoder_start_token_id: int
+    device_map: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., model_id: _Optional[str] = ..., source: _Optional[str] = ..., task: _Optional[_Union[ModelTask, str]] = ..., architecture: _Optional[str] = ..., num_layers: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., num_parameters: _Optional[int] = ..., split_points: _Optional[_Iterable[str]] = ..., special_tokens: _Optional[_Union[SpecialTokens, _Mapping]] = ..., has_chat_template: _Optional[bool] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., is_default: _Optional[bool] = ..., num_encoder_layers: _Optional[int] = ..., decoder_start_token_id: _Optional[int] = ..., device_map: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -239,7 +254,7 @@ class Replacement(_message.Message):
     def __init__(self, policy: _Optional[_Union[ReplacementPolicy, str]] = ..., token_id: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model", "input_ids", "keep_mask", "replacement", "target_positions", "target_classes", "inference_mode")
+    __slots__ = ("model", "input_ids", "keep_mask", "replacement", "target_positions", "target_classes", "inference_mode", "source_length")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
     KEEP_MASK_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +262,7 @@ class ScoreRequest(_message.Message):
     TARGET_POSITIONS_FIELD_NUMBER: _ClassVar[int]
     TARGET_CLASSES_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
     keep_mask: _tensor_pb2.Tensor
@@ -254,7 +270,8 @@ class ScoreRequest(_message.Message):
     target_positions: _containers.RepeatedScalarFieldContainer[int]
     target_classes: _containers.RepeatedScalarFieldContainer[int]
     inference_mode: _tensor_pb2.InferenceMode
-    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., keep_mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ...) -> None: ...
+    source_length: int
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., keep_mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., source_length: _Optional[int] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("scores", "model")
@@ -289,7 +306,7 @@ class EmbeddingSamples(_message.Message):
     def __init__(self, baseline: _Optional[_Union[Baseline, _Mapping]] = ..., alphas: _Optional[_Iterable[float]] = ..., noise_stddev: _Optional[float] = ..., baseline_noise_stddev: _Optional[float] = ..., seed: _Optional[int] = ..., position_mask: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ComputeGradientsRequest(_message.Message):
-    __slots__ = ("model", "input_ids", "target_positions", "target_classes", "inference_mode", "samples", "embeddings", "outputs")
+    __slots__ = ("model", "input_ids", "target_positions", "target_classes", "inference_mode", "samples", "embeddings", "outputs", "source_length")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
     TARGET_POSITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +315,7 @@ class ComputeGradientsRequest(_message.Message):
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
     target_positions: _containers.RepeatedScalarFieldContainer[int]
@@ -306,7 +324,8 @@ class ComputeGradientsRequest(_message.Message):
     samples: EmbeddingSamples
     embeddings: _tensor_pb2.Tensor
     outputs: _containers.RepeatedScalarFieldContainer[GradientOutput]
-    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., samples: _Optional[_Union[EmbeddingSamples, _Mapping]] = ..., embeddings: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[GradientOutput, str]]] = ...) -> None: ...
+    source_length: int
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., samples: _Optional[_Union[EmbeddingSamples, _Mapping]] = ..., embeddings: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[GradientOutput, str]]] = ..., source_length: _Optional[int] = ...) -> None: ...
 
 class ComputeGradientsResponse(_message.Message):
     __slots__ = ("scores", "full", "dot_delta", "abs_sum", "square_sum", "l2_norm", "dot_input", "model")

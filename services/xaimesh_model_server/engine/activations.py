@@ -18,6 +18,13 @@ tokenizer adds one, otherwise the first text token). Provenance token
 indices count every token the model saw, special tokens included.
 SpecialTokensPolicy.OMIT runs the text without special tokens (the old
 behaviour); ADD asks for them explicitly.
+
+Encoder-decoders: the encoder runs on the text; the decoder runs teacher-
+forced on the decoder start token followed by the same token ids, attending
+to the encoder's output of the text. A decoder-side split point's row of
+token j is its output at decoder position j + 1 (after reading the start
+token and tokens 0..j), so encoder and decoder rows have the same
+provenance. docs/models.md, "Encoder-decoders".
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from xaimesh_runtime.errors import InvalidArgument, ServiceError
 from ..enums import Aggregation, Granularity, SpecialTokensPolicy, coerce
 from ..loading import LoadedModel
 from ..tokenization import Tokenized, tokenize
-from .forward import forward, forward_params, pad_id, pad_stack
+from .forward import decoder_start, forward, forward_params, pad_id, pad_stack
 from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
 
@@ -90,11 +97,14 @@ def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list
     try:
         for path in paths:
             handles.append(loaded.model.get_submodule(path).register_forward_hook(capture(path)))
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if "logits_to_keep" in forward_params(loaded):
-            kwargs["logits_to_keep"] = torch.tensor([0])
         try:
-            forward(loaded, **kwargs)
+            if loaded.is_seq2seq:
+                _seq2seq_act_forward(loaded, ids, mask)
+            else:
+                kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+                if "logits_to_keep" in forward_params(loaded):
+                    kwargs["logits_to_keep"] = torch.tensor([0])
+                forward(loaded, **kwargs)
         except _StopForward:
             pass
     finally:
@@ -108,6 +118,10 @@ def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list
             f"{loaded.split_points[-1]}, or a module inside one",
             field="split_points",
         )
+    if loaded.is_seq2seq:  # decoder rows: position j + 1 is token j's (position 0 read the start token)
+        for path in paths:
+            if _on_decoder_side(loaded, path):
+                captured[path] = captured[path][:, 1:]
     out = []
     for b, seq in enumerate(items):
         n = int(seq.shape[0])
@@ -124,6 +138,27 @@ def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list
             row[path] = t[b, offsets[b] : offsets[b] + n].reshape(n, -1).cpu()
         out.append(row)
     return out
+
+
+def _seq2seq_act_forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    """The encoder on the texts, the decoder on the start token + the same ids."""
+    B = ids.shape[0]
+    start = decoder_start(loaded, embeds=False).expand(B, 1)
+    dev = loaded.device
+    loaded.model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                 decoder_input_ids=torch.cat([start, ids], 1).to(dev),
+                 decoder_attention_mask=torch.cat([torch.ones(B, 1, dtype=mask.dtype), mask], 1).to(dev),
+                 use_cache=False)
+
+
+def _on_decoder_side(loaded: LoadedModel, path: str) -> bool:
+    """Whether a split point of an encoder-decoder runs on the decoder's
+    positions: a module of the decoder stack or the LM head. Everything else
+    (the encoder, the shared embeddings, whose first run is the encoder's)
+    runs on the encoder's."""
+    head = loaded.model.get_output_embeddings()
+    return (path == loaded.decoder_path or path.startswith(loaded.decoder_path + ".")
+            or (head is not None and loaded.model.get_submodule(path) is head))
 
 
 @dataclass
@@ -207,6 +242,13 @@ def resolve_split_points(loaded: LoadedModel, split_points: Sequence[str | int])
         f"model {loaded.model_id!r} has {n} layers: use a layer index 0..{n - 1} or a module path "
         f"{prefix}.0 .. {prefix}.{n - 1} (or a module inside one, e.g. {prefix}.0.mlp)"
     )
+    if loaded.is_seq2seq:
+        k = loaded.num_encoder_layers
+        hint = (
+            f"model {loaded.model_id!r} is an encoder-decoder with {k} encoder and {n - k} decoder layers: use a "
+            f"layer index 0..{n - 1} (encoder first) or a module path {loaded.split_points[0]} .. "
+            f"{loaded.split_points[k - 1]}, {loaded.split_points[k]} .. {loaded.split_points[-1]} (or a module inside one)"
+        )
     if isinstance(split_points, (str, int)):
         split_points = [split_points]
     if not split_points:

@@ -8,6 +8,12 @@ sequence classifiers (a `score` head that reads the last token) are padded on
 the left and fed input embeddings with explicit position ids
 (cumsum(attention_mask) - 1), so the last position is always the real last
 token and no pad-token heuristics are involved.
+
+Encoder-decoders (docs/models.md, "Encoder-decoders"). A sequence is a
+source (the first `source_length` ids: the encoder's input) followed by a
+target; the decoder reads the decoder start token then the target minus
+its last token (teacher forcing), so decoder position j predicts target
+token j. Both stacks are padded on the right, each with its own mask.
 """
 
 from __future__ import annotations
@@ -131,3 +137,56 @@ def target_values(rows: torch.Tensor, targets: torch.Tensor, modes: torch.Tensor
         vals = torch.where(modes == InferenceMode.LOG_SOFTMAX, logp, vals)
         vals = torch.where(modes == InferenceMode.SOFTMAX, logp.exp(), vals)
     return vals
+
+
+# --------------------------------------------------------------------------- encoder-decoders
+
+
+def _stack_embed(loaded: LoadedModel, decoder: bool, ids: torch.Tensor) -> torch.Tensor:
+    """The stack's inputs_embeds for `ids` (those that give what input_ids
+    gives): its embedding times LoadedModel.embed_scales (Marian's encoder
+    scales by sqrt(d_model) outside the embedding module)."""
+    stack = loaded.model.get_decoder() if decoder else loaded.model.get_encoder()
+    emb = stack.get_input_embeddings()(ids.to(loaded.device))
+    scale = loaded.embed_scales[int(decoder)]
+    return emb * scale if scale != 1.0 else emb
+
+
+def sequence_embeddings(loaded: LoadedModel, ids: torch.Tensor, source_length: int = 0) -> torch.Tensor:
+    """The input embeddings of a sequence [L] -> [L, D] as the model consumes
+    them: the input embeddings; for an encoder-decoder, the encoder's of the
+    source positions then the decoder's of the target positions."""
+    if not loaded.is_seq2seq:
+        return loaded.input_embeddings(ids.to(loaded.device))
+    return torch.cat([_stack_embed(loaded, False, ids[:source_length]), _stack_embed(loaded, True, ids[source_length:])])
+
+
+def decoder_start(loaded: LoadedModel, embeds: bool) -> torch.Tensor:
+    """The decoder start token as an id [1] or its decoder embedding [1, D]."""
+    start = torch.tensor([loaded.decoder_start_token_id], dtype=torch.long)
+    return _stack_embed(loaded, True, start) if embeds else start
+
+
+def seq2seq_forward(loaded: LoadedModel, seqs: Sequence[torch.Tensor], source_lengths: Sequence[int]) -> Any:
+    """One teacher-forced forward of source + target sequences ([L_i] ids or
+    [L_i, D] embeddings from sequence_embeddings): the encoder reads each
+    source, the decoder its start token then the target minus its last
+    token. Logits [B, Ld, V]: row b, decoder position j scores target token
+    j (sequence position source_lengths[b] + j)."""
+    embeds = seqs[0].dim() == 2
+    start = decoder_start(loaded, embeds)
+    if embeds:
+        start = start.to(seqs[0].dtype)
+    sources = [s[:n] for s, n in zip(seqs, source_lengths)]
+    decoder = [torch.cat([start.to(s.device), s[n : s.shape[0] - 1]]) for s, n in zip(seqs, source_lengths)]
+    fill = 0.0 if embeds else pad_id(loaded)
+    src, src_mask, _ = pad_stack(sources, "right", fill)
+    dec, dec_mask, _ = pad_stack(decoder, "right", fill)
+    dev = loaded.device
+    kwargs: dict[str, Any] = {"attention_mask": src_mask.to(dev), "decoder_attention_mask": dec_mask.to(dev),
+                              "use_cache": False}
+    if embeds:
+        kwargs.update(inputs_embeds=src, decoder_inputs_embeds=dec)
+    else:
+        kwargs.update(input_ids=src.to(dev), decoder_input_ids=dec.to(dev))
+    return loaded.model(**kwargs)

@@ -16,9 +16,9 @@ import torch
 
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
-from ..loading import TASK_CAUSAL_LM, LoadedModel
+from ..loading import TASK_CAUSAL_LM, TASK_SEQ2SEQ_LM, LoadedModel
 from ..tokenization import tokenizer_lock
-from .forward import forward_params, pad_id, position_ids
+from .forward import forward_params, pad_id, pad_stack, position_ids
 from .inputs import check_input_ids
 from .limits import DEFAULT_LIMITS, MAX_NEW_TOKENS_WHEN_UNSET, Limits
 from .work import WorkKind, get_executor, runs
@@ -109,7 +109,8 @@ def generate(
     """Generates a continuation of exactly one of: `text` (tokenized with the
     tokenizer's special tokens), `token_ids`, or chat `messages` (dicts /
     objects with role and content, rendered with the chat template and its
-    generation prompt).
+    generation prompt). For an encoder-decoder the prompt is the source the
+    encoder reads; the decoder generates from its start token.
 
     max_new_tokens 0 / None = 128. Greedy unless do_sample; temperature <= 0
     means 1, top_p <= 0 or >= 1 and top_k <= 0 disable those filters. Sampling
@@ -119,8 +120,9 @@ def generate(
     model's maximum length ("length").
     """
     limits = limits or DEFAULT_LIMITS
-    if loaded.task != TASK_CAUSAL_LM:
-        raise InvalidArgument(f"model {loaded.model_id!r} is a sequence classifier: generation needs a causal LM", field="model")
+    if loaded.task not in (TASK_CAUSAL_LM, TASK_SEQ2SEQ_LM):
+        raise InvalidArgument(f"model {loaded.model_id!r} is a sequence classifier: generation needs a causal LM "
+                              "or an encoder-decoder", field="model")
     given = sum(v is not None for v in (text, token_ids, messages))
     if given != 1:
         raise InvalidArgument("give exactly one prompt: text, token_ids or chat messages", field="prompt")
@@ -142,7 +144,9 @@ def generate(
             f"max_new_tokens {max_new} is out of range: use 1..{limits.max_new_tokens} (0 = {MAX_NEW_TOKENS_WHEN_UNSET})",
             field="max_new_tokens",
         )
-    room = loaded.max_sequence_length - int(ids.shape[0])
+    # An encoder-decoder's prompt is its source: the decoder has the model's
+    # whole length, minus its start token.
+    room = loaded.max_sequence_length - (1 if loaded.is_seq2seq else int(ids.shape[0]))
     if room <= 0:
         raise InvalidArgument(
             f"the prompt has {int(ids.shape[0])} tokens, the model's maximum length: shorten it", field="prompt"
@@ -211,36 +215,20 @@ def run_generate(loaded: LoadedModel, items: list[GenItem]) -> list[Any]:
 
 
 def _generate_batch(loaded: LoadedModel, items: list[GenItem]) -> list[Any]:
-    """Greedy or sampled decoding of several prompts at once: left-padded
-    prefill, then one forward per step for the sequences still going. Each
-    has its own sampling generator, EOS ids and length limit, so its tokens
-    are those it would get alone (up to float rounding of batched kernels).
-    A sequence whose caller went away gets `Cancelled` as its result."""
-    params = forward_params(loaded)
-    cache_kw = "cache" if "cache" in params else "past_key_values"
-    kwargs: dict[str, Any] = {"use_cache": True}
-    if "logits_to_keep" in params:
-        kwargs["logits_to_keep"] = 1
-    device = loaded.device
+    """Greedy or sampled decoding of several prompts at once: a prefill,
+    then one forward per step for the sequences still going. Each has its
+    own sampling generator, EOS ids and length limit, so its tokens are
+    those it would get alone (up to float rounding of batched kernels). A
+    sequence whose caller went away gets `Cancelled` as its result."""
+    steps = _Seq2SeqSteps(loaded, items) if loaded.is_seq2seq else _CausalSteps(loaded, items)
     batch = len(items)
-    lengths = [int(it.ids.shape[0]) for it in items]
-    longest = max(lengths)
-    input_ids = torch.full((batch, longest), pad_id(loaded), dtype=torch.long)
-    mask = torch.zeros(batch, longest, dtype=torch.long)
-    for i, it in enumerate(items):
-        input_ids[i, longest - lengths[i]:] = it.ids
-        mask[i, longest - lengths[i]:] = 1
-    if batch > 1:  # a lone prompt runs exactly as before batching existed
-        kwargs["attention_mask"] = mask.to(device)
-        kwargs["position_ids"] = position_ids(mask, loaded.position_offset).to(device)
     gens = [torch.Generator().manual_seed(it.seed) for it in items]
     new: list[list[int]] = [[] for _ in items]
     finish = ["length"] * batch
     done = [False] * batch
     cancelled = [False] * batch
-    position = torch.tensor(lengths, dtype=torch.long)
     with loaded.lock, torch.inference_mode():
-        out = loaded.model(input_ids=input_ids.to(device), **kwargs)
+        out = steps.prefill()
         while True:
             step_ids = []
             for i, it in enumerate(items):
@@ -260,14 +248,7 @@ def _generate_batch(loaded: LoadedModel, items: list[GenItem]) -> list[Any]:
             cache = getattr(out, "cache", None)
             if cache is None:
                 cache = getattr(out, "past_key_values", None)
-            if batch > 1:
-                kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones(batch, 1, dtype=torch.long,
-                                                                                           device=device)], dim=1)
-                # + position_offset: RoBERTa-like positions start at padding_idx + 1 (loading.position_offset)
-                kwargs["position_ids"] = (position + loaded.position_offset).unsqueeze(1).to(device)
-            position = position + 1  # not in place: position_ids above is a view of it (.to on its own device)
-            out = loaded.model(input_ids=torch.tensor(step_ids, device=device).unsqueeze(1),
-                               **{cache_kw: cache}, **kwargs)
+            out = steps.step(step_ids, cache)
     results: list[Any] = []
     for i, it in enumerate(items):
         if cancelled[i]:
@@ -277,3 +258,71 @@ def _generate_batch(loaded: LoadedModel, items: list[GenItem]) -> list[Any]:
             text = loaded.tokenizer.decode(new[i], skip_special_tokens=True, clean_up_tokenization_spaces=False)
         results.append(GenerationResult(text, new[i], [int(t) for t in it.ids], finish[i]))
     return results
+
+
+def _cache_keyword(loaded: LoadedModel) -> str:
+    return "cache" if "cache" in forward_params(loaded) else "past_key_values"
+
+
+class _CausalSteps:
+    """A causal LM's forwards: left-padded prefill of the prompts, then one
+    token per sequence per step, each with its own positions."""
+
+    def __init__(self, loaded: LoadedModel, items: list[GenItem]) -> None:
+        self.loaded = loaded
+        self.kwargs: dict[str, Any] = {"use_cache": True}
+        if "logits_to_keep" in forward_params(loaded):
+            self.kwargs["logits_to_keep"] = 1
+        self.batch = batch = len(items)
+        lengths = [int(it.ids.shape[0]) for it in items]
+        longest = max(lengths)
+        self.input_ids = torch.full((batch, longest), pad_id(loaded), dtype=torch.long)
+        mask = torch.zeros(batch, longest, dtype=torch.long)
+        for i, it in enumerate(items):
+            self.input_ids[i, longest - lengths[i]:] = it.ids
+            mask[i, longest - lengths[i]:] = 1
+        if batch > 1:  # a lone prompt runs exactly as before batching existed
+            self.kwargs["attention_mask"] = mask.to(loaded.device)
+            self.kwargs["position_ids"] = position_ids(mask, loaded.position_offset).to(loaded.device)
+        self.position = torch.tensor(lengths, dtype=torch.long)
+
+    def prefill(self) -> Any:
+        return self.loaded.model(input_ids=self.input_ids.to(self.loaded.device), **self.kwargs)
+
+    def step(self, step_ids: list[int], cache: Any) -> Any:
+        loaded, kwargs, device = self.loaded, self.kwargs, self.loaded.device
+        if self.batch > 1:
+            kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"],
+                                                  torch.ones(self.batch, 1, dtype=torch.long, device=device)], dim=1)
+            # + position_offset: RoBERTa-like positions start at padding_idx + 1 (loading.position_offset)
+            kwargs["position_ids"] = (self.position + loaded.position_offset).unsqueeze(1).to(device)
+        self.position = self.position + 1  # not in place: position_ids above is a view of it (.to on its own device)
+        return loaded.model(input_ids=torch.tensor(step_ids, device=device).unsqueeze(1),
+                            **{_cache_keyword(loaded): cache}, **kwargs)
+
+
+class _Seq2SeqSteps:
+    """An encoder-decoder's forwards: the encoder once on the right-padded
+    sources (each cross-attends only to its own source's tokens), then the
+    decoder from its start token, one token per sequence per step; every
+    decoder is at the same position, so no position ids are needed."""
+
+    def __init__(self, loaded: LoadedModel, items: list[GenItem]) -> None:
+        self.loaded = loaded
+        sources, mask, _ = pad_stack([it.ids for it in items], "right", pad_id(loaded))
+        self.sources, self.mask = sources.to(loaded.device), mask.to(loaded.device)
+        self.encoded: Any = None
+        self.batch = len(items)
+
+    def prefill(self) -> Any:
+        loaded = self.loaded
+        self.encoded = loaded.model.get_encoder()(input_ids=self.sources, attention_mask=self.mask)
+        start = torch.full((self.batch, 1), loaded.decoder_start_token_id, dtype=torch.long, device=loaded.device)
+        return loaded.model(encoder_outputs=self.encoded, attention_mask=self.mask, decoder_input_ids=start,
+                            use_cache=True)
+
+    def step(self, step_ids: list[int], cache: Any) -> Any:
+        loaded = self.loaded
+        return loaded.model(encoder_outputs=self.encoded, attention_mask=self.mask,
+                            decoder_input_ids=torch.tensor(step_ids, device=loaded.device).unsqueeze(1),
+                            use_cache=True, **{_cache_keyword(loaded): cache})

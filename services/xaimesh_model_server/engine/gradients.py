@@ -21,8 +21,8 @@ from xaimesh_runtime.errors import InvalidArgument
 
 from ..enums import BaselineKind, GradientOutput, InferenceMode, coerce
 from ..loading import TASK_CAUSAL_LM, LoadedModel
-from .forward import forward, lm_rows, pad_side, pad_stack, target_values
-from .inputs import check_input_ids, check_targets, check_token_id, special_token_id
+from .forward import forward, lm_rows, pad_side, pad_stack, seq2seq_forward, sequence_embeddings, target_values
+from .inputs import check_input_ids, check_source_length, check_targets, check_token_id, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
 
@@ -57,6 +57,7 @@ class GradItem:
     targets: torch.Tensor
     mode: InferenceMode
     outputs: tuple[str, ...]  # GradientOutput keys
+    source_length: int = 0  # encoder-decoder: points[:source_length] are the encoder's input embeddings
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,12 @@ def _run_grad(loaded: LoadedModel, items: list[GradItem]) -> list[dict[str, np.n
         targets = torch.cat([it.targets for it in items]).to(dev)
         modes = torch.tensor([int(it.mode) for it in items for _ in range(int(it.targets.shape[0]))], device=dev)
         kwargs = {"inputs_embeds": points, "attention_mask": mask}
-        if loaded.task == TASK_CAUSAL_LM:
+        if loaded.is_seq2seq:  # right-padded: offsets are 0
+            logits = seq2seq_forward(loaded, [points[b, : int(it.point.shape[0])] for b, it in enumerate(items)],
+                                     [it.source_length for it in items]).logits
+            pos = torch.cat([it.gather for it in items])
+            rows = logits[batch_idx.to(dev), pos.to(dev)]
+        elif loaded.task == TASK_CAUSAL_LM:
             pos = torch.cat([it.gather + offsets[b] for b, it in enumerate(items)])
             rows = lm_rows(loaded, kwargs, batch_idx, pos)
         else:
@@ -151,14 +157,17 @@ def _run_grad(loaded: LoadedModel, items: list[GradItem]) -> list[dict[str, np.n
 
 
 
-def input_embeddings(loaded: LoadedModel, input_ids: Any) -> torch.Tensor:
-    """The sequence's input embeddings x, float32 CPU [L, D]."""
+def input_embeddings(loaded: LoadedModel, input_ids: Any, source_length: int = 0) -> torch.Tensor:
+    """The sequence's input embeddings x, float32 CPU [L, D] (an
+    encoder-decoder's: the encoder's for the source, the decoder's for the
+    target; forward.sequence_embeddings)."""
     ids = check_input_ids(loaded, input_ids)
     with loaded.lock, torch.no_grad():  # not inference_mode: the result may enter autograd
-        return loaded.input_embeddings(ids.to(loaded.device)).float().cpu().clone()
+        return sequence_embeddings(loaded, ids, source_length).float().cpu().clone()
 
 
-def _baseline(loaded: LoadedModel, kind: BaselineKind, token_id: int, x: torch.Tensor) -> torch.Tensor:
+def _baseline(loaded: LoadedModel, kind: BaselineKind, token_id: int, x: torch.Tensor,
+              source_length: int = 0) -> torch.Tensor:
     if kind == BaselineKind.ZERO:
         return torch.zeros_like(x)
     alternatives = "use ZERO or TOKEN_ID"
@@ -170,8 +179,8 @@ def _baseline(loaded: LoadedModel, kind: BaselineKind, token_id: int, x: torch.T
         tid = special_token_id(loaded, "mask", "samples.baseline", alternatives)
     else:
         tid = check_token_id(loaded, int(token_id), "samples.baseline.token_id")
-    row = input_embeddings(loaded, [tid])[0]
-    return row.expand_as(x).clone()
+    # the token at every position, embedded as that position's stack does (encoder-decoders)
+    return input_embeddings(loaded, [tid] * int(x.shape[0]), source_length)
 
 
 def _finite(value: float, name: str, nonneg: bool = False) -> float:
@@ -181,13 +190,14 @@ def _finite(value: float, name: str, nonneg: bool = False) -> float:
     return v
 
 
-def make_samples(loaded: LoadedModel, ids: torch.Tensor, spec: EmbeddingSamples, limits: Limits | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def make_samples(loaded: LoadedModel, ids: torch.Tensor, spec: EmbeddingSamples, limits: Limits | None = None,
+                 source_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(points [n, L, D], deltas x - baseline_i [n, L, D]), float32 CPU."""
     limits = limits or DEFAULT_LIMITS
-    x = input_embeddings(loaded, ids)
+    x = input_embeddings(loaded, ids, source_length)
     L = x.shape[0]
     kind = coerce(BaselineKind, spec.baseline, field="samples.baseline", default=BaselineKind.ZERO)
-    base = _baseline(loaded, kind, spec.baseline_token_id, x)
+    base = _baseline(loaded, kind, spec.baseline_token_id, x, source_length)
     alphas = [_finite(a, "samples.alphas") for a in (spec.alphas if spec.alphas is not None else ())] or [1.0]
     if len(alphas) > limits.max_sequences:
         raise InvalidArgument(
@@ -229,6 +239,7 @@ def gradients(
     samples: EmbeddingSamples | None = None,
     embeddings: Any = None,
     outputs: Sequence[GradientOutput | int | str] = (),
+    source_length: int = 0,
     executor: Any = None,
     is_active: Any = None,
     limits: Limits | None = None,
@@ -241,12 +252,19 @@ def gradients(
     [n, T] (the score at each sample) and, per requested output (default
     DOT_DELTA), "full" [n, T, L, D] or "dot_delta" / "abs_sum" / "square_sum"
     / "l2_norm" / "dot_input" [n, T, L], all float32.
+
+    Encoder-decoder (`source_length`, as in score): the points are the
+    encoder's input embeddings at source positions and the decoder's input
+    embeddings of the target tokens at target positions; the decoder start
+    token's embedding stays fixed. Target token k feeds the decoder at
+    position k + 1, so the last target token's gradient is 0.
     """
     limits = limits or DEFAULT_LIMITS
     ids = check_input_ids(loaded, input_ids)
     L = int(ids.shape[0])
     D = loaded.embedding_size  # the input embeddings' width (ELECTRA: smaller than hidden_size)
-    tg = check_targets(loaded, ids, target_positions, target_classes, limits)
+    S = check_source_length(loaded, ids, source_length)
+    tg = check_targets(loaded, ids, target_positions, target_classes, limits, S)
     mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
     keys: list[str] = []
     for o in outputs or ():
@@ -284,10 +302,10 @@ def gradients(
                 field="embeddings",
             )
         points = emb
-        x = input_embeddings(loaded, ids) if "dot_delta" in keys else None
+        x = input_embeddings(loaded, ids, S) if "dot_delta" in keys else None
         deltas = None if x is None else x.unsqueeze(0).expand_as(points)
     else:
-        points, deltas = make_samples(loaded, ids, samples or EmbeddingSamples(), limits)
+        points, deltas = make_samples(loaded, ids, samples or EmbeddingSamples(), limits, S)
     n, T = int(points.shape[0]), int(tg.tokens.shape[0])
     size = 4 * n * T * (L * D if "full" in keys else L) * len(keys)
     if size > limits.max_output_bytes:
@@ -297,9 +315,8 @@ def gradients(
             "instead of FULL, or fewer samples / targets",
             field="outputs",
         )
-    gather = tg.positions - 1 if tg.positions is not None else None
     items = [
-        GradItem(points[i], None if deltas is None else deltas[i], gather, tg.tokens, mode, tuple(keys))
+        GradItem(points[i], None if deltas is None else deltas[i], tg.gather, tg.tokens, mode, tuple(keys), S)
         for i in range(n)
     ]
     kind = GradWork(loaded.task)

@@ -10,7 +10,7 @@ import torch
 
 from xaimesh_runtime.errors import InvalidArgument
 
-from ..loading import TASK_CAUSAL_LM, LoadedModel
+from ..loading import TASK_CAUSAL_LM, TASK_SEQ2SEQ_LM, LoadedModel
 from .limits import Limits
 
 
@@ -74,16 +74,61 @@ def special_token_id(loaded: LoadedModel, which: str, field: str, alternatives: 
 
 
 class Targets(NamedTuple):
-    positions: torch.Tensor | None  # [T] causal LM
+    positions: torch.Tensor | None  # [T] causal LM / encoder-decoder
     tokens: torch.Tensor  # [T] token ids (LM) or class indices (classifier)
+    # [T] the logits position that scores each target position (causal LM:
+    # p - 1; encoder-decoder: the decoder position p - source_length)
+    gather: torch.Tensor | None = None
+
+
+def check_source_length(loaded: LoadedModel, ids: torch.Tensor, source_length: Any) -> int:
+    """The validated source length: required (1..len - 1) for an
+    encoder-decoder, 0 for every other model."""
+    n = int(source_length or 0)
+    L = int(ids.shape[0])
+    if loaded.task != TASK_SEQ2SEQ_LM:
+        if n:
+            raise InvalidArgument(
+                f"source_length is for encoder-decoder models; model {loaded.model_id!r} is a {loaded.task}: "
+                "leave it 0", field="source_length")
+        return 0
+    if not 1 <= n < L:
+        raise InvalidArgument(
+            f"model {loaded.model_id!r} is an encoder-decoder: input_ids is the source followed by the target, and "
+            f"source_length (got {n}) says where the source ends: give 1..{L - 1} for these {L} ids "
+            "(the source tokenized with the tokenizer's special tokens, then at least one target token)",
+            field="source_length")
+    return n
 
 
 def check_targets(
-    loaded: LoadedModel, ids: torch.Tensor, target_positions: Any, target_classes: Any, limits: Limits
+    loaded: LoadedModel, ids: torch.Tensor, target_positions: Any, target_classes: Any, limits: Limits,
+    source_length: int = 0,
 ) -> Targets:
     positions = as_int_list(target_positions, "target_positions")
     classes = as_int_list(target_classes, "target_classes")
     L = int(ids.shape[0])
+    if loaded.task == TASK_SEQ2SEQ_LM:
+        if classes:
+            raise InvalidArgument(
+                f"model {loaded.model_id!r} is an encoder-decoder: give target_positions, not target_classes",
+                field="target_classes")
+        S = source_length
+        if not positions:
+            raise InvalidArgument(
+                f"target_positions is empty: give target positions p in {S}..{L - 1} (after the source) whose "
+                "token input_ids[p] is scored", field="target_positions")
+        for p in positions:
+            if p < S or p >= L:
+                raise InvalidArgument(
+                    f"target position {p} is out of range: the source is input_ids[0:{S}] and the target "
+                    f"input_ids[{S}:{L}]: use {S}..{L - 1}", field="target_positions")
+        if len(positions) > limits.max_targets:
+            raise InvalidArgument(
+                f"{len(positions)} targets exceed the limit of {limits.max_targets}: split the request",
+                field="target_positions")
+        pos = torch.tensor(positions, dtype=torch.long)
+        return Targets(pos, ids[pos].clone(), pos - S)
     if loaded.task == TASK_CAUSAL_LM:
         if classes:
             raise InvalidArgument(
@@ -108,7 +153,7 @@ def check_targets(
                 field="target_positions",
             )
         pos = torch.tensor(positions, dtype=torch.long)
-        return Targets(pos, ids[pos].clone())
+        return Targets(pos, ids[pos].clone(), pos - 1)
     if positions:
         raise InvalidArgument(
             f"model {loaded.model_id!r} is a sequence classifier: give target_classes, not target_positions",

@@ -3,7 +3,8 @@
 Each row of the keep-mask becomes one ScoreItem of kind ScoreWork(task);
 a batch of them is one padded, teacher-forced forward (split when the kept
 logits would exceed Limits.max_logits_elements) that projects only the
-target positions.
+target positions. An encoder-decoder's rows are source + target sequences
+(`source_length`), each stack padded on its own (forward.seq2seq_forward).
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ import torch
 from xaimesh_runtime.errors import InvalidArgument
 
 from ..enums import InferenceMode, ReplacementPolicy, coerce
-from ..loading import TASK_CAUSAL_LM, LoadedModel
-from .forward import forward, forward_params, lm_rows, pad_id, pad_side, pad_stack, target_values
-from .inputs import check_input_ids, check_targets, check_token_id, special_token_id
+from ..loading import TASK_SEQUENCE_CLASSIFICATION, LoadedModel
+from .forward import (
+    forward,
+    forward_params,
+    lm_rows,
+    pad_id,
+    pad_side,
+    pad_stack,
+    seq2seq_forward,
+    sequence_embeddings,
+    target_values,
+)
+from .inputs import check_input_ids, check_source_length, check_targets, check_token_id, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
 
@@ -36,9 +47,15 @@ class Replacement:
 class ScoreItem:
     ids: torch.Tensor  # [L] int64, CPU
     zero: torch.Tensor | None  # [L] bool: positions whose input embedding is zeroed
-    gather: torch.Tensor | None  # [T] logits position per target (causal LM)
+    gather: torch.Tensor | None  # [T] logits position per target (causal LM; decoder position: encoder-decoder)
     targets: torch.Tensor  # [T] token ids (LM) or class indices (classifier)
     mode: InferenceMode
+    source_length: int = 0  # encoder-decoder: ids[:source_length] is the source
+
+    @property
+    def logits_length(self) -> int:
+        """Positions the forward computes logits for (the decoder's, for an encoder-decoder)."""
+        return int(self.ids.shape[0]) - self.source_length
 
 
 @dataclass(frozen=True)
@@ -62,21 +79,21 @@ def _logits_chunks(loaded: LoadedModel, items: list[ScoreItem], limits: Limits) 
     """Splits a score batch so each forward keeps at most max_logits_elements logits
     (batch x kept positions x vocab; every position when the model has no
     `logits_to_keep`)."""
-    if loaded.task != TASK_CAUSAL_LM:
+    if loaded.task == TASK_SEQUENCE_CLASSIFICATION:
         return [items]
     vocab = loaded.vocab_size
-    selective = "logits_to_keep" in forward_params(loaded)
+    selective = "logits_to_keep" in forward_params(loaded) and not loaded.is_seq2seq
     chunks: list[list[ScoreItem]] = []
     current: list[ScoreItem] = []
     kept: set[int] = set()
     longest = 0
     for it in items:
         new = kept | set(it.gather.tolist())
-        new_longest = max(longest, int(it.ids.shape[0]))
+        new_longest = max(longest, it.logits_length)
         width = len(new) if selective else new_longest
         if current and (len(current) + 1) * width * vocab > limits.max_logits_elements:
             chunks.append(current)
-            current, new, new_longest = [], set(it.gather.tolist()), int(it.ids.shape[0])
+            current, new, new_longest = [], set(it.gather.tolist()), it.logits_length
         current.append(it)
         kept, longest = new, new_longest
     if current:
@@ -84,7 +101,35 @@ def _logits_chunks(loaded: LoadedModel, items: list[ScoreItem], limits: Limits) 
     return chunks
 
 
+def _seq2seq_rows(loaded: LoadedModel, items: list[ScoreItem], batch_idx: torch.Tensor) -> torch.Tensor:
+    """Logit rows [N, V] of every target of encoder-decoder items."""
+    seqs: list[torch.Tensor] = []
+    for it in items:
+        if it.zero is None:
+            seqs.append(it.ids)
+        else:
+            emb = sequence_embeddings(loaded, it.ids, it.source_length)
+            seqs.append(emb * (~it.zero).to(emb.dtype).to(emb.device).unsqueeze(-1))
+    if any(s.dim() == 2 for s in seqs):  # one forward: every row as embeddings
+        seqs = [s if s.dim() == 2 else sequence_embeddings(loaded, s, it.source_length) for s, it in zip(seqs, items)]
+    logits = seq2seq_forward(loaded, seqs, [it.source_length for it in items]).logits
+    pos = torch.cat([it.gather for it in items])
+    return logits[batch_idx.to(logits.device), pos.to(logits.device)]
+
+
 def _score_batch(loaded: LoadedModel, items: list[ScoreItem]) -> list[np.ndarray]:
+    dev = loaded.device
+    counts = [int(it.targets.shape[0]) for it in items]
+    batch_idx = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
+    targets = torch.cat([it.targets for it in items]).to(dev)
+    modes = torch.tensor([int(it.mode) for it in items for _ in range(int(it.targets.shape[0]))], device=dev)
+    rows = _seq2seq_rows(loaded, items, batch_idx) if loaded.is_seq2seq else _lm_or_class_rows(loaded, items, batch_idx)
+    vals = target_values(rows, targets, modes).cpu().numpy().astype(np.float32, copy=False)
+    return list(np.split(vals, np.cumsum(counts)[:-1]))
+
+
+def _lm_or_class_rows(loaded: LoadedModel, items: list[ScoreItem], batch_idx: torch.Tensor) -> torch.Tensor:
+    """Logit rows [N, V] (causal LM targets) or [N, C] (classifier rows)."""
     dev = loaded.device
     side = pad_side(loaded)
     ids, mask, offsets = pad_stack([it.ids for it in items], side, pad_id(loaded))
@@ -102,18 +147,13 @@ def _score_batch(loaded: LoadedModel, items: list[ScoreItem]) -> list[np.ndarray
         kwargs["inputs_embeds"] = embeds
     else:
         kwargs["input_ids"] = ids
-    counts = [int(it.targets.shape[0]) for it in items]
-    batch_idx = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
-    targets = torch.cat([it.targets for it in items]).to(dev)
-    modes = torch.tensor([int(it.mode) for it in items for _ in range(int(it.targets.shape[0]))], device=dev)
-    if loaded.task == TASK_CAUSAL_LM:
+    if loaded.task != TASK_SEQUENCE_CLASSIFICATION:
         pos = torch.cat([it.gather + offsets[b] for b, it in enumerate(items)])
         rows = lm_rows(loaded, kwargs, batch_idx, pos)
     else:
         logits = forward(loaded, **kwargs).logits  # [B, C]
         rows = logits[batch_idx.to(dev)]  # [N, C]
-    vals = target_values(rows, targets, modes).cpu().numpy().astype(np.float32, copy=False)
-    return list(np.split(vals, np.cumsum(counts)[:-1]))
+    return rows
 
 
 def _check_keep_mask(keep_mask: Any, L: int, limits: Limits) -> torch.Tensor:
@@ -165,11 +205,19 @@ def score(
     target_positions: Any = (),
     target_classes: Any = (),
     inference_mode: InferenceMode | int | str = InferenceMode.LOGITS,
+    source_length: int = 0,
     executor: Any = None,
     is_active: Any = None,
     limits: Limits | None = None,
 ) -> np.ndarray:
     """Target scores, float32 [n_sequences, n_targets] (ScoreRequest semantics).
+
+    Encoder-decoder: input_ids is the source (its first `source_length` ids)
+    then the target; target position p (source_length <= p < L) scores
+    input_ids[p] from the decoder logits after the decoder start token and
+    input_ids[source_length:p]. A masked source column replaces the token in
+    the encoder's input, a target column in the decoder's input. With REMOVE
+    each row keeps at least one source token.
 
     Causal LM: target position p is scored by the logits at p - 1 for token
     input_ids[p] (teacher forcing; every target of a sequence comes from one
@@ -185,7 +233,8 @@ def score(
     limits = limits or DEFAULT_LIMITS
     ids = check_input_ids(loaded, input_ids)
     L = int(ids.shape[0])
-    tg = check_targets(loaded, ids, target_positions, target_classes, limits)
+    S = check_source_length(loaded, ids, source_length)
+    tg = check_targets(loaded, ids, target_positions, target_classes, limits, S)
     mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
     if replacement is None:
         replacement = Replacement()
@@ -196,7 +245,7 @@ def score(
     )
     keep = torch.ones(1, L, dtype=torch.bool) if keep_mask is None else _check_keep_mask(keep_mask, L, limits)
     n = int(keep.shape[0])
-    gather = tg.positions - 1 if tg.positions is not None else None
+    gather = tg.gather
     items: list[ScoreItem] = []
     if policy == ReplacementPolicy.REMOVE:
         kept_counts = keep.sum(1)
@@ -205,6 +254,12 @@ def score(
             raise InvalidArgument(
                 f"keep_mask row {int(empty[0])} removes every token: keep at least one", field="keep_mask"
             )
+        new_source = keep[:, :S].sum(1)  # [n] kept source tokens (all 0 unless encoder-decoder)
+        if S and not bool((new_source > 0).all()):
+            r = int((new_source == 0).nonzero()[0])
+            raise InvalidArgument(
+                f"keep_mask row {r} removes every source token (input_ids[0:{S}]): the encoder needs at least "
+                "one; keep one, or use another replacement", field="keep_mask")
         if tg.positions is not None:
             at_target = keep[:, tg.positions]
             bad = (~at_target).nonzero()
@@ -216,7 +271,7 @@ def score(
                     field="keep_mask",
                 )
             new_pos = keep.long().cumsum(1)[:, tg.positions] - 1  # [n, T]
-            bad = (new_pos < 1).nonzero()
+            bad = (new_pos < 1).nonzero() if not S else torch.zeros(0, 2, dtype=torch.long)
             if len(bad):
                 r, t = int(bad[0, 0]), int(tg.positions[bad[0, 1]])
                 raise InvalidArgument(
@@ -226,17 +281,19 @@ def score(
                 )
         for i in range(n):
             row_ids = ids[keep[i]]
-            g = (new_pos[i] - 1) if tg.positions is not None else None
-            items.append(ScoreItem(row_ids, None, g, tg.tokens, mode))
+            row_source = int(new_source[i])
+            # the logits position of each target: p - 1 (causal LM), the decoder position p - S (encoder-decoder)
+            g = (new_pos[i] - (row_source if S else 1)) if tg.positions is not None else None
+            items.append(ScoreItem(row_ids, None, g, tg.tokens, mode, row_source))
     elif policy == ReplacementPolicy.ZERO_EMBEDDING:
         for i in range(n):
             zero = ~keep[i]
-            items.append(ScoreItem(ids, zero if bool(zero.any()) else None, gather, tg.tokens, mode))
+            items.append(ScoreItem(ids, zero if bool(zero.any()) else None, gather, tg.tokens, mode, S))
     else:
         repl = _replacement_id(loaded, policy, replacement.token_id)
         rows = torch.where(keep, ids.unsqueeze(0), torch.tensor(repl, dtype=torch.long))
         for i in range(n):
-            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode))
+            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode, S))
     lengths = [int(it.ids.shape[0]) for it in items]
     kind = ScoreWork(loaded.task)
     results = get_executor(loaded, executor, limits).run(kind, items, lengths, is_active=is_active)
