@@ -90,6 +90,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         ids = tokenize(loaded, "Hello world.").token_ids
         if loaded.task == "causal_lm":
             engine.score(loaded, ids, target_positions=[len(ids) - 1], limits=self.limits)
+        elif loaded.is_seq2seq:  # the text as source and as target
+            engine.score(loaded, ids + ids, target_positions=[len(ids)], source_length=len(ids), limits=self.limits)
         else:
             engine.score(loaded, ids, limits=self.limits)
 
@@ -167,7 +169,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             loaded, list(request.input_ids), keep_mask,
             Replacement(request.replacement.policy, request.replacement.token_id),
             target_positions=list(request.target_positions), target_classes=list(request.target_classes),
-            inference_mode=request.inference_mode, is_active=context.is_active, limits=self.limits)
+            inference_mode=request.inference_mode, source_length=request.source_length,
+            is_active=context.is_active, limits=self.limits)
         return model_pb2.ScoreResponse(scores=to_tensor(np.asarray(scores, dtype=np.float32)),
                                        model=loaded.model_id)
 
@@ -196,7 +199,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             loaded, list(request.input_ids), target_positions=list(request.target_positions),
             target_classes=list(request.target_classes), inference_mode=request.inference_mode,
             samples=samples, embeddings=embeddings, outputs=list(request.outputs),
-            is_active=context.is_active, limits=self.limits)
+            source_length=request.source_length, is_active=context.is_active, limits=self.limits)
         response = model_pb2.ComputeGradientsResponse(model=loaded.model_id)
         for key, value in result.items():
             getattr(response, key).CopyFrom(to_tensor(np.asarray(value, dtype=np.float32)))
@@ -292,7 +295,7 @@ def _model_info(info: dict) -> model_pb2.ModelInfo:
     special = info.pop("special_tokens", {}) or {}
     task = info.pop("task", "")
     message = model_pb2.ModelInfo(**{k: v for k, v in info.items() if k in model_pb2.ModelInfo.DESCRIPTOR.fields_by_name})
-    message.task = (model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION if "classif" in str(task)
-                    else model_pb2.MODEL_TASK_CAUSAL_LM)
+    message.task = {"sequence_classification": model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION,
+                    "seq2seq_lm": model_pb2.MODEL_TASK_SEQ2SEQ_LM}.get(str(task), model_pb2.MODEL_TASK_CAUSAL_LM)
     message.special_tokens.CopyFrom(model_pb2.SpecialTokens(**special))
     return message

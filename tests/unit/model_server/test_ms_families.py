@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fixtures.family_models import CAUSAL, FAMILIES, LABELS, family_dir, missing_class
+from tests.fixtures.family_models import CAUSAL, FAMILIES, LABELS, SEQ2SEQ, family_dir, missing_class
 
 TEXTS = [
     "Alice offers a drink to Bob.",
@@ -33,7 +33,7 @@ CHECKS_CAUSAL = ["generate", "generate_batched"]
 def _params():
     out = []
     for fam in FAMILIES:
-        for check in CHECKS_ALL + (CHECKS_CAUSAL if fam.task == CAUSAL else []):
+        for check in CHECKS_ALL + (CHECKS_CAUSAL if fam.task in (CAUSAL, SEQ2SEQ) else []):
             out.append(pytest.param(fam, check, id=f"{fam.name}-{check}"))
     return out
 
@@ -114,7 +114,8 @@ def _targets(fam, ids: list[int]) -> dict:
 @pytest.mark.parametrize("fam, check", _params())
 def test_family(fam, check):
     loaded, bare = _family(fam)
-    CHECKS[check](fam, loaded, bare)
+    checks = {**CHECKS, **SEQ2SEQ_CHECKS} if fam.task == SEQ2SEQ else CHECKS
+    checks[check](fam, loaded, bare)
 
 
 # --------------------------------------------------------------------------- checks
@@ -319,8 +320,8 @@ def _block_outputs(bare, ids: list[int]) -> list[torch.Tensor]:
 def _rows(loaded, texts, granularity):
     from xaimesh_model_server import engine
 
-    job = engine.activations(loaded, texts, [0, 1], granularity=granularity, add_special_tokens=True,
-                             executor=OneBatch(loaded))
+    job = engine.activations(loaded, texts, list(range(len(loaded.split_points))), granularity=granularity,
+                             add_special_tokens=True, executor=OneBatch(loaded))
     rows = {p: [] for p in loaded.split_points}
     for batch in job:
         assert not batch.errors
@@ -396,6 +397,256 @@ CHECKS = {
 }
 
 
+# --------------------------------------------------------------------------- encoder-decoders
+#
+# A sequence is source + target (docs/models.md, "Encoder-decoders"): the
+# reference is the bare model given input_ids = the source and
+# decoder_input_ids = the decoder start token + the target minus its last
+# token, one pair at a time, unpadded.
+
+SOURCES = TEXTS
+TARGETS = ["the cat sat on the mat", "Bob offers a drink", "i miss him"]
+
+
+def _pair(loaded, k: int = 0, target: int | None = None) -> tuple[list[int], list[int]]:
+    """(source ids, target ids), both tokenized with the tokenizer's special tokens."""
+    return _ids(loaded, SOURCES[k]), _ids(loaded, TARGETS[k if target is None else target])
+
+
+@torch.no_grad()
+def _bare_seq2seq(loaded, bare, src, tgt, decoder_src=None, decoder_embeds=None, encoder_embeds=None) -> torch.Tensor:
+    """Bare logits [len(tgt), V]: row k scores target token k. `decoder_src`:
+    the decoder's input tokens (default the target) before the shift."""
+    dec = tgt if decoder_src is None else decoder_src
+    kwargs = {}
+    if encoder_embeds is None:
+        kwargs["input_ids"] = torch.tensor([src])
+    else:
+        kwargs["inputs_embeds"] = encoder_embeds[None]
+    if decoder_embeds is None:
+        kwargs["decoder_input_ids"] = torch.tensor([[loaded.decoder_start_token_id] + dec[:-1]])
+    else:
+        kwargs["decoder_inputs_embeds"] = decoder_embeds[None]
+    return bare(**kwargs).logits[0].float()
+
+
+def _picked(logits: torch.Tensor, tgt: list[int], ks) -> np.ndarray:
+    return np.array([float(logits[k, tgt[k]]) for k in ks])
+
+
+def s2s_check_load(fam, loaded, bare):
+    enc, dec = fam.layers_path, fam.decoder_layers_path
+    assert loaded.task == SEQ2SEQ and loaded.is_seq2seq
+    assert loaded.architecture == fam.model_class
+    assert loaded.split_points == [f"{enc}.0", f"{enc}.1", f"{dec}.0", f"{dec}.1"]
+    assert loaded.num_layers == 4 and loaded.num_encoder_layers == 2
+    assert loaded.decoder_start_token_id == bare.config.decoder_start_token_id
+    info = loaded.info()
+    assert info["num_encoder_layers"] == 2 and info["decoder_start_token_id"] == loaded.decoder_start_token_id
+    assert loaded.hidden_size == info["hidden_size"] == 64
+    assert loaded.max_sequence_length == 256
+    assert loaded.tokenizer.pad_token_id is not None
+
+
+def s2s_check_score(fam, loaded, bare):
+    """Every target token of one source + target pair, logits and log-softmax."""
+    from xaimesh_model_server import engine
+
+    for k in range(len(SOURCES)):
+        src, tgt = _pair(loaded, k)
+        S, ids = len(src), src + tgt
+        positions = list(range(S, len(ids)))
+        ref = _bare_seq2seq(loaded, bare, src, tgt)
+        for mode, table in (("log_softmax", ref.log_softmax(-1)), ("logits", ref)):
+            got = engine.score(loaded, ids, source_length=S, target_positions=positions, inference_mode=mode)[0]
+            assert _rel(got, _picked(table, tgt, range(len(tgt)))) <= RTOL, (k, mode)
+
+
+def s2s_check_score_batched(fam, loaded, bare):
+    """Rows of different source and target lengths (REMOVE drops source and
+    target-prefix tokens) in one padded forward of each stack: each row
+    equals an unpadded bare forward of its shortened source and target."""
+    from xaimesh_model_server import engine
+
+    src, tgt = _pair(loaded, 2, target=0)
+    S, ids = len(src), src + tgt
+    L = len(ids)
+    targets = [L - 2, L - 1]
+    rng = np.random.default_rng(0)
+    keep = np.ones((5, L), dtype=bool)
+    for r in range(1, 5):  # drop 2r source tokens and r target-prefix tokens
+        keep[r, rng.choice(np.arange(0, S), size=2 * r, replace=False)] = False
+        keep[r, rng.choice(np.arange(S, L - 2), size=r, replace=False)] = False
+    one = OneBatch(loaded)
+    got = engine.score(loaded, ids, keep, "remove", source_length=S, target_positions=targets,
+                       inference_mode="log_softmax", executor=one)
+    assert one.batches == [[int(k.sum()) for k in keep]]
+    for r in range(5):
+        row_src = [i for i, k in zip(src, keep[r, :S]) if k]
+        row_tgt = [i for i, k in zip(tgt, keep[r, S:]) if k]
+        ks = [int(keep[r, S : p + 1].sum()) - 1 for p in targets]
+        want = _picked(_bare_seq2seq(loaded, bare, row_src, row_tgt).log_softmax(-1), row_tgt, ks)
+        assert _rel(got[r], want) <= RTOL, (r, got[r], want)
+    # batched == one at a time, rows with different source lengths through the default executor
+    for r in range(5):
+        alone = engine.score(loaded, ids, keep[r : r + 1], "remove", source_length=S, target_positions=targets,
+                             inference_mode="log_softmax")
+        assert _rel(alone[0], got[r]) <= RTOL
+
+
+def _bare_embeds(fam, bare, ids: list[int], decoder: bool) -> torch.Tensor:
+    """A stack's inputs_embeds for `ids`, from the config and the family's
+    known behaviour (independent of the engine's probe): the embedding rows
+    times sqrt(d_model) where scale_embedding is set, except for a stack
+    that scales the inputs_embeds it is given itself (Marian's decoder)."""
+    rows = bare.get_input_embeddings().weight[torch.tensor(ids)].detach()
+    scaled = getattr(bare.config, "scale_embedding", False) and not (
+        decoder and fam.extra.get("decoder_scales_inputs_embeds"))
+    return rows * float(bare.config.d_model) ** 0.5 if scaled else rows
+
+
+def s2s_check_score_replacement(fam, loaded, bare):
+    """PAD_TOKEN in the source and in the target prefix equals the bare model
+    fed the replaced source and decoder input (the scored tokens stay the
+    base target's); ZERO_EMBEDDING equals zeroed input embeddings."""
+    from xaimesh_model_server import engine
+
+    src, tgt = _pair(loaded, 0)
+    S, ids = len(src), src + tgt
+    L = len(ids)
+    keep = np.ones((2, L), dtype=bool)
+    keep[0, S // 2] = False
+    keep[1, 1 : S // 2] = False
+    keep[1, S + 1] = False  # a target-prefix token: the decoder reads it at position 2
+    positions = list(range(S, L))
+    pad = loaded.tokenizer.pad_token_id
+    got = engine.score(loaded, ids, keep, "pad_token", source_length=S, target_positions=positions,
+                       inference_mode="log_softmax")
+    for r in range(2):
+        row = [i if k else pad for i, k in zip(ids, keep[r])]
+        ref = _bare_seq2seq(loaded, bare, row[:S], tgt, decoder_src=row[S:]).log_softmax(-1)
+        assert _rel(got[r], _picked(ref, tgt, range(len(tgt)))) <= RTOL, r
+    got = engine.score(loaded, ids, keep, "zero_embedding", source_length=S, target_positions=positions,
+                       inference_mode="log_softmax")
+    start = _bare_embeds(fam, bare, [loaded.decoder_start_token_id], True)
+    for r in range(2):
+        k = torch.tensor(keep[r], dtype=torch.float32)[:, None]
+        enc = _bare_embeds(fam, bare, src, False) * k[:S]
+        dec = torch.cat([start, (_bare_embeds(fam, bare, tgt, True) * k[S:])[:-1]])
+        ref = _bare_seq2seq(loaded, bare, src, tgt, decoder_embeds=dec, encoder_embeds=enc).log_softmax(-1)
+        assert _rel(got[r], _picked(ref, tgt, range(len(tgt)))) <= RTOL, r
+
+
+def s2s_check_gradients(fam, loaded, bare):
+    """Gradients w.r.t. the encoder's input embeddings (source positions) and
+    the decoder's (target positions; target token k feeds decoder position
+    k + 1, the last one nothing) equal autograd on the bare model."""
+    from xaimesh_model_server import engine
+
+    src, tgt = _pair(loaded, 0)
+    S, ids = len(src), src + tgt
+    L = len(ids)
+    targets = [L - 1, S + 1]
+    samples = engine.EmbeddingSamples(alphas=[0.5, 1.0])
+    got = engine.gradients(loaded, ids, source_length=S, target_positions=targets, inference_mode="log_softmax",
+                           samples=samples, outputs=["full", "dot_delta"])
+    x = torch.cat([_bare_embeds(fam, bare, src, False), _bare_embeds(fam, bare, tgt, True)])
+    start = _bare_embeds(fam, bare, [loaded.decoder_start_token_id], True)
+    for s, alpha in enumerate([0.5, 1.0]):
+        for t, p in enumerate(targets):
+            point = (alpha * x).clone().requires_grad_(True)
+            dec = torch.cat([start, point[S : L - 1]])
+            logp = bare(inputs_embeds=point[None, :S], decoder_inputs_embeds=dec[None]).logits[0].log_softmax(-1)
+            value = logp[p - S, ids[p]]
+            (grad,) = torch.autograd.grad(value, point)
+            value = float(value.detach())
+            assert abs(got["scores"][s, t] - value) <= RTOL * max(abs(value), 1e-6)
+            assert _rel(got["full"][s, t], grad.numpy()) <= 1e-3, (s, t)
+            assert not got["full"][s, t, L - 1].any()  # the last target token feeds nothing
+            err = np.abs(got["dot_delta"][s, t] - (grad * x).sum(-1).numpy()).max()
+            assert err <= 1e-3 * float((grad * x).abs().sum(-1).max())
+    # at alpha 1 the scores are the bare model's from token ids: the embeddings are what the stacks consume
+    want = _picked(_bare_seq2seq(loaded, bare, src, tgt).log_softmax(-1), tgt, [p - S for p in targets])
+    assert _rel(got["scores"][1], want) <= RTOL
+
+
+def _bare_s2s_generate(loaded, bare, src, n):
+    from xaimesh_model_server.engine.generation import eos_ids
+
+    with torch.no_grad():
+        out = bare.generate(torch.tensor([src]), attention_mask=torch.ones(1, len(src), dtype=torch.long),
+                            max_new_tokens=n, do_sample=False, eos_token_id=sorted(eos_ids(loaded)))[0].tolist()
+    assert out[0] == loaded.decoder_start_token_id
+    out = out[1:]
+    eos = eos_ids(loaded)
+    return next((out[:i] for i, t in enumerate(out) if t in eos), out)
+
+
+def s2s_check_generate(fam, loaded, bare):
+    from xaimesh_model_server import engine
+
+    for text in SOURCES[:2]:
+        res = engine.generate(loaded, text, max_new_tokens=8)
+        assert res.prompt_token_ids == _ids(loaded, text)
+        assert res.token_ids == _bare_s2s_generate(loaded, bare, res.prompt_token_ids, 8)
+
+
+def s2s_check_generate_batched(fam, loaded, bare):
+    """Sources of different lengths encoded together (right-padded, each
+    cross-attending to its own tokens), decoded together: each gets the
+    tokens it gets alone."""
+    from xaimesh_model_server.engine.generation import GenItem, eos_ids, run_generate
+
+    sources = [_ids(loaded, t) for t in SOURCES]
+    items = [GenItem(torch.tensor(p), 6, False, 1.0, 1.0, 0, 0, eos_ids(loaded), None) for p in sources]
+    for p, res in zip(sources, run_generate(loaded, items)):
+        assert res.token_ids == _bare_s2s_generate(loaded, bare, p, 6)
+
+
+def s2s_check_activations(fam, loaded, bare):
+    """ALL_TOKENS rows of several texts in one padded forward: encoder layers
+    equal the bare encoder's block outputs; decoder layers the bare
+    decoder's outputs at positions 1.. when fed the start token + the text."""
+    got = _rows(loaded, TEXTS, "all_tokens")
+    k = loaded.num_encoder_layers
+    want = {p: [] for p in loaded.split_points}
+    for text in TEXTS:
+        ids = _ids(loaded, text)
+        captured = {}
+        hooks = [bare.get_submodule(p).register_forward_hook(
+            lambda m, a, o, p=p: captured.__setitem__(p, o[0] if isinstance(o, tuple) else o))
+            for p in loaded.split_points]
+        try:
+            with torch.no_grad():
+                out = bare(input_ids=torch.tensor([ids]),
+                           decoder_input_ids=torch.tensor([[loaded.decoder_start_token_id] + ids]),
+                           output_hidden_states=True)
+        finally:
+            for h in hooks:
+                h.remove()
+        for i, p in enumerate(loaded.split_points):
+            encoder = i < k
+            states = out.encoder_hidden_states if encoder else out.decoder_hidden_states
+            j = i if encoder else i - k
+            # inner blocks: hidden_states[j + 1]; the last block by the hook (hidden_states[-1] is after the final norm)
+            block = states[j + 1][0] if j + 1 < len(states) - 1 else captured[p][0]
+            want[p].append(block if encoder else block[1:])
+    for p in loaded.split_points:
+        assert _rel(got[p].numpy(), torch.cat(want[p]).numpy()) <= RTOL, p
+
+
+SEQ2SEQ_CHECKS = {
+    "load": s2s_check_load,
+    "score": s2s_check_score,
+    "score_batched": s2s_check_score_batched,
+    "score_replacement": s2s_check_score_replacement,
+    "gradients": s2s_check_gradients,
+    "activations": s2s_check_activations,
+    "generate": s2s_check_generate,
+    "generate_batched": s2s_check_generate_batched,
+}
+
+
 # --------------------------------------------------------------------------- outside the matrix
 
 
@@ -405,6 +656,7 @@ def test_the_matrix_covers_every_family_asked_for():
     assert names >= {
         "gpt2", "gpt-neox", "llama-bos", "llama-spm", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "olmo2",
         "gpt2-classifier", "qwen2-classifier", "bert", "roberta", "distilbert", "deberta-v2", "electra", "modernbert",
+        "t5", "bart", "marian",
     }
 
 
