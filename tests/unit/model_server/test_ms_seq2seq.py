@@ -1,0 +1,163 @@
+"""Encoder-decoders (T5, BART, Marian) outside the family matrix: what a
+seq2seq model refuses and how, the dynamic batcher (batched == one at a
+time), and the contract over real gRPC. The numbers themselves are checked
+against bare transformers in test_ms_families.py."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import grpc
+import numpy as np
+import pytest
+
+from tests.fixtures.family_models import family_dir
+
+
+@pytest.fixture(scope="module")
+def t5():
+    from xaimesh_model_server.loading import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(family_dir("t5"), device="cpu", model_id="t5")
+
+
+def _pair(loaded, source="Alice offers a drink to Bob.", target="the cat sat on the mat"):
+    from xaimesh_model_server.tokenization import tokenize
+
+    src = tokenize(loaded, source, add_special_tokens=True).token_ids
+    return src, tokenize(loaded, target, add_special_tokens=True).token_ids
+
+
+@pytest.mark.parametrize("case, field, words", [
+    ("no_source_length", "source_length", "encoder-decoder"),
+    ("source_length_too_long", "source_length", "1.."),
+    ("target_in_source", "target_positions", "out of range"),
+    ("target_classes", "target_classes", "target_positions"),
+    ("remove_every_source_token", "keep_mask", "source token"),
+])
+def test_bad_seq2seq_scores_are_invalid_argument_naming_the_fix(t5, case, field, words):
+    from xaimesh_model_server import engine
+    from xaimesh_runtime.errors import InvalidArgument
+
+    src, tgt = _pair(t5)
+    ids, S, L = src + tgt, len(src), len(src) + len(tgt)
+    kwargs = {
+        "no_source_length": dict(target_positions=[L - 1]),
+        "source_length_too_long": dict(source_length=L, target_positions=[L - 1]),
+        "target_in_source": dict(source_length=S, target_positions=[S - 1]),
+        "target_classes": dict(source_length=S, target_classes=[0]),
+        "remove_every_source_token": dict(source_length=S, target_positions=[L - 1],
+                                          keep_mask=np.r_[np.zeros(S, bool), np.ones(L - S, bool)][None],
+                                          replacement="remove"),
+    }[case]
+    with pytest.raises(InvalidArgument) as info:
+        engine.score(t5, ids, **kwargs)
+    assert info.value.field == field and words in str(info.value)
+
+
+def test_source_length_on_a_causal_lm_is_refused(lm, sentence_ids):
+    from xaimesh_model_server import engine
+    from xaimesh_runtime.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="encoder-decoder") as info:
+        engine.gradients(lm, sentence_ids, target_positions=[3], source_length=2)
+    assert info.value.field == "source_length"
+
+
+def test_a_chat_on_a_model_without_template_is_refused(t5):
+    from xaimesh_model_server import engine
+    from xaimesh_runtime.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="no chat template"):
+        engine.generate(t5, messages=[{"role": "user", "content": "hi"}], max_new_tokens=2)
+
+
+def test_concurrent_callers_through_the_dynamic_batcher_get_their_own_numbers(t5):
+    """Score calls of different source and target lengths, merged by the
+    DynamicBatcher into shared forwards, equal each call run alone."""
+    from xaimesh_model_server import engine
+
+    pairs = [_pair(t5, s, t) for s, t in [("the cat sat", "a drink"), ("Alice offers a drink to Bob.", "the cat"),
+                                           ("i miss him terribly", "Bob offers a drink to Alice and the cat")]]
+    alone = [engine.score(t5, s + t, source_length=len(s), target_positions=list(range(len(s), len(s) + len(t))),
+                          inference_mode="log_softmax") for s, t in pairs]
+    batcher = engine.make_dynamic_batcher(t5, max_wait_s=0.05)
+    got: dict[int, np.ndarray] = {}
+    try:
+        def call(i):
+            s, t = pairs[i]
+            got[i] = engine.score(t5, s + t, source_length=len(s), inference_mode="log_softmax",
+                                  target_positions=list(range(len(s), len(s) + len(t))), executor=batcher)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(pairs))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        batcher.close()
+    for i, want in enumerate(alone):
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_decoder_split_point_names_both_stacks(t5):
+    from xaimesh_model_server import engine
+    from xaimesh_runtime.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument) as info:
+        engine.activations(t5, ["the cat"], ["decoder.blocks.1"])
+    assert "decoder.block.1" in str(info.value) and "encoder.block.0" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def t5_stub():
+    from xaimesh_contracts.v1 import model_pb2_grpc
+    from xaimesh_model_server.server import ModelServicer
+    from xaimesh_runtime.config import ServerConfig
+    from xaimesh_runtime.server import start_server
+
+    servicer = ModelServicer([str(family_dir("t5"))], device="cpu")
+    handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register,
+                          warmup=servicer.warm_up)
+    assert handle.wait_ready(120)
+    channel = grpc.insecure_channel(handle.address)
+    yield model_pb2_grpc.ModelServiceStub(channel)
+    channel.close()
+    handle.stop(grace=0)
+    servicer.close()
+
+
+def test_grpc_contract_of_an_encoder_decoder(t5_stub, t5):
+    """GetModel says what the model is; Score / Generate / StreamActivations
+    over the wire give the engine's numbers; a missing source_length is
+    INVALID_ARGUMENT with the field."""
+    from xaimesh_contracts.status import field_violations
+    from xaimesh_contracts.tensors import to_numpy
+    from xaimesh_contracts.v1 import model_pb2
+    from xaimesh_model_server import engine
+
+    info = t5_stub.GetModel(model_pb2.GetModelRequest()).model
+    assert info.task == model_pb2.MODEL_TASK_SEQ2SEQ_LM
+    assert info.num_encoder_layers == 2 and list(info.split_points)[2:] == ["decoder.block.0", "decoder.block.1"]
+    assert info.decoder_start_token_id == t5.decoder_start_token_id
+    src, tgt = _pair(t5)
+    S, L = len(src), len(src) + len(tgt)
+    request = model_pb2.ScoreRequest(input_ids=src + tgt, source_length=S, target_positions=range(S, L),
+                                     inference_mode=3)
+    got = to_numpy(t5_stub.Score(request).scores)
+    want = engine.score(t5, src + tgt, source_length=S, target_positions=list(range(S, L)), inference_mode=3)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    with pytest.raises(grpc.RpcError) as info:
+        t5_stub.Score(model_pb2.ScoreRequest(input_ids=src + tgt, target_positions=[L - 1]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "source_length" in info.value.details()
+    assert [field for field, _ in field_violations(info.value)] == ["source_length"]
+    gen = t5_stub.Generate(model_pb2.GenerateRequest(text="Alice offers a drink to Bob.", max_new_tokens=4))
+    assert list(gen.prompt_token_ids) == src
+    assert list(gen.token_ids) == engine.generate(t5, "Alice offers a drink to Bob.", max_new_tokens=4).token_ids
+    chunks = [r.chunk for r in t5_stub.StreamActivations(model_pb2.StreamActivationsRequest(
+        texts=["the cat sat"], split_points=["encoder.block.1", "decoder.block.1"])) if r.HasField("chunk")]
+    assert {c.split_point for c in chunks} == {"encoder.block.1", "decoder.block.1"}
