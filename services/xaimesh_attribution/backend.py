@@ -9,7 +9,7 @@ synthetic game).
 
 String values used across the protocol:
 
-- task: "causal_lm" | "sequence_classification"
+- task: "causal_lm" | "sequence_classification" | "seq2seq_lm"
 - inference_mode: "logits" | "softmax" | "log_softmax"
 - Replacement.policy: a `ReplacementPolicy` (a str: "pad_token" | "unk_token"
   | "mask_token" | "token_id" | "zero_embedding" | "remove"; model.proto
@@ -99,7 +99,7 @@ class ModelDescription:
     special tokens have id -1."""
 
     model_id: str
-    task: str  # "causal_lm" | "sequence_classification"
+    task: str  # "causal_lm" | "sequence_classification" | "seq2seq_lm"
     labels: list[str] = field(default_factory=list)  # classifier labels, class-index order
     max_sequence_length: int = 0  # 0 = unknown / unbounded
     bos_token_id: int = -1
@@ -193,6 +193,7 @@ class ModelBackend(Protocol):
         target_positions: Sequence[int] | None = None,
         target_classes: Sequence[int] | None = None,
         inference_mode: str = "softmax",
+        source_length: int = 0,
     ) -> np.ndarray:
         """Score: float32 [n_sequences, n_targets].
 
@@ -201,7 +202,9 @@ class ModelBackend(Protocol):
         Causal LM: target_positions p (1 <= p < len) — token input_ids[p]
         scored from the logits at p - 1, every target from one teacher-forced
         forward per sequence. Classifier: target_classes (None / empty = all
-        classes).
+        classes). Encoder-decoder: input_ids[:source_length] is the source,
+        target positions p >= source_length are scored by the decoder
+        (model.proto ScoreRequest.source_length); 0 for other models.
         """
         ...
 
@@ -214,8 +217,9 @@ class ModelBackend(Protocol):
         inference_mode: str = "logits",
         samples: EmbeddingSamples,
         outputs: Sequence[str] = ("dot_delta",),
+        source_length: int = 0,
     ) -> dict[str, np.ndarray]:
-        """ComputeGradients: gradients of each target's score with respect to
+        """ComputeGradients (source_length: as in `score`): gradients of each target's score with respect to
         the input embeddings, at the points `samples` describes.
 
         Returns a dict with "scores" float32 [n_samples, n_targets] and one
@@ -228,7 +232,8 @@ class ModelBackend(Protocol):
 
     def generate(self, prompt: str, max_new_tokens: int) -> list[int]:
         """Generate greedily (no chat template, the prompt tokenized with the
-        tokenizer's special tokens): the continuation's token ids only."""
+        tokenizer's special tokens): the continuation's token ids only (an
+        encoder-decoder's: the decoder's tokens after its start token)."""
         ...
 
     # Chats (explainer inputs that are conversations). A backend without

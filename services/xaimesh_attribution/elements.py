@@ -29,6 +29,13 @@ tokens. Each target element is one explained output (one attribution row):
   entries for target elements >= t are NaN (a causal model's score of
   element t does not depend on them, and element t itself is the output).
 
+Encoder-decoders (T5, BART, Marian) have the same layout: the prompt is the
+source (the encoder's input, tokenized with the tokenizer's special tokens),
+the target the decoder's tokens; the model-server gets the source length
+(`Problem.source_length`) and scores target token k from the decoder after
+its start token and the target tokens before k, so row t covers the source
+elements and the target elements before t exactly as for a causal LM.
+
 Classification: elements are the prompt's; one row per target class, every
 row covers every element.
 
@@ -46,6 +53,9 @@ from xaimesh_runtime.errors import InvalidArgument
 
 from .backend import Segment, Tokenized
 from .options import Granularity, InferenceMode, Task
+
+# Tasks whose attribution explains a target sequence token by token.
+GENERATION_TASKS = (Task.CAUSAL_LM, Task.SEQ2SEQ_LM)
 
 
 @dataclass
@@ -76,6 +86,9 @@ class Problem:
     # bool [L]: the positions gradient samples move (None: all). A chat's
     # template / context positions stay at their input embeddings.
     moved: np.ndarray | None = None
+    # Encoder-decoders: input_ids[:source_length] is the source (the prompt);
+    # 0 for other models (ScoreRequest.source_length).
+    source_length: int = 0
     element_of_token: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +111,7 @@ class Problem:
 
     @property
     def is_generation(self) -> bool:
-        return self.task == Task.CAUSAL_LM
+        return self.task in GENERATION_TASKS
 
     def element_sizes(self) -> np.ndarray:
         return np.array([len(p) for p in self.positions], dtype=np.int64)
@@ -232,9 +245,11 @@ def generation_problem(
     target_tok: Tokenized,
     granularity: Granularity,
     fixed: Sequence[bool] | None = None,
+    task: Task = Task.CAUSAL_LM,
 ) -> Problem:
-    """Prompt + target (continuation) of a causal LM. fixed: per prompt
-    token, True for a token in no element (see `prompt_segments`)."""
+    """Prompt + target (continuation) of a causal LM, or source + target of
+    an encoder-decoder (task SEQ2SEQ_LM). fixed: per prompt token, True for
+    a token in no element (see `prompt_segments`)."""
     p_len = len(prompt_tok)
     psegs = prompt_segments(prompt_tok, granularity, fixed)
     tsegs = target_segments(target_tok, granularity)
@@ -245,7 +260,7 @@ def generation_problem(
     segments = psegs + [_shift(s, p_len, len(prompt_text)) for s in tsegs]
     ends = [s.end_token for s in tsegs]
     problem = build_problem(
-        task=Task.CAUSAL_LM,
+        task=task,
         input_ids=list(prompt_tok.token_ids) + list(target_tok.token_ids),
         segments=segments,
         num_prompt_elements=len(psegs),
@@ -321,7 +336,7 @@ def build_problem(
         raise InvalidArgument(
             "the text has no element to attribute at this granularity (only special tokens?)", field="text"
         )
-    if task == Task.CAUSAL_LM:
+    if task in GENERATION_TASKS:
         n_t = len(target_token_ids)
         p_len = L - n_t
         ends = list(target_element_token_ends)
@@ -356,6 +371,7 @@ def build_problem(
             prompt_text=prompt_text,
             target_token_ids=[int(i) for i in target_token_ids],
             target_element_token_ends=[int(e) for e in ends],
+            source_length=p_len if task == Task.SEQ2SEQ_LM else 0,
         )
     classes = np.asarray(list(target_classes), dtype=np.int64)
     T = len(classes)
@@ -379,6 +395,7 @@ def build_problem(
 
 
 __all__ = [
+    "GENERATION_TASKS",
     "Problem",
     "prompt_segments",
     "target_segments",

@@ -26,7 +26,7 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from . import metrics as metrics_mod
 from .backend import ModelBackend, ModelDescription
-from .elements import Problem, build_problem, classification_problem, generation_problem
+from .elements import GENERATION_TASKS, Problem, build_problem, classification_problem, generation_problem
 from .methods import REGISTRY, AttributionMethod, Job, Parameters, list_methods, resolve_method  # noqa: F401
 from .methods.base import (
     ATTRIBUTION_GRANULARITIES,
@@ -78,7 +78,9 @@ def _generation_target(backend, desc, text, prompt_tok, targets, max_new_tokens,
             raise InvalidArgument(
                 f"max_new_tokens must be >= 1, got {max_new_tokens!r}", field="targets.max_new_tokens"
             )
-        if desc.max_sequence_length and len(prompt_tok) + 1 > desc.max_sequence_length:
+        # an encoder-decoder's decoder has the whole context (prompt_tok is its source)
+        if (desc.max_sequence_length and desc.task != Task.SEQ2SEQ_LM.value
+                and len(prompt_tok) + 1 > desc.max_sequence_length):
             raise InvalidArgument(
                 f"the prompt has {len(prompt_tok)} tokens: no room to generate in the model's context of "
                 f"{desc.max_sequence_length}",
@@ -304,6 +306,8 @@ def explain_input(
     targets: causal LM — continuation text (str), token ids (list of int),
     or None (the model generates `max_new_tokens`, default
     DEFAULT_TARGET_NEW_TOKENS = 20, greedily; trailing EOS / pad dropped);
+    encoder-decoder — the same, the text being the source and the targets
+    what the decoder produces;
     classifier — class indices (int or list), class names (str or list), or
     None (the predicted class).
     progress(done, total, stage) is called between batches; should_stop()
@@ -324,8 +328,9 @@ def explain_input(
     fixed = None
     if chat is not None:
         if plan.task != Task.CAUSAL_LM:
-            raise InvalidArgument("a chat input is for causal LMs with a chat template; this model is a "
-                                  "classifier: send a text", field="chat")
+            kind = "an encoder-decoder" if plan.task == Task.SEQ2SEQ_LM else "a classifier"
+            raise InvalidArgument(f"a chat input is for causal LMs with a chat template; this model is {kind}: "
+                                  "send a text", field="chat")
         prompt_tok, fixed = _chat_prompt(backend, chat)
         text = prompt_tok.text
     else:
@@ -335,18 +340,23 @@ def explain_input(
         raise InvalidArgument(
             f"the text has {len(prompt_tok)} tokens, more than the model's maximum of {max_len}", field="text"
         )
-    if plan.task == Task.CAUSAL_LM:
+    if plan.task in GENERATION_TASKS:
         target_text, target_tok = _generation_target(
             backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop, chat
         )
-        total = len(prompt_tok) + len(target_tok)
-        if max_len and total > max_len:
+        if plan.task == Task.SEQ2SEQ_LM:  # the decoder reads its start token + the target but its last token
+            if max_len and len(target_tok) > max_len:
+                raise InvalidArgument(
+                    f"the targets have {len(target_tok)} tokens, more than the decoder's maximum of {max_len}: "
+                    "shorten them", field="targets")
+        elif max_len and len(prompt_tok) + len(target_tok) > max_len:
+            total = len(prompt_tok) + len(target_tok)
             raise InvalidArgument(
                 f"prompt ({len(prompt_tok)} tokens) + targets ({len(target_tok)} tokens) = {total} tokens exceed "
                 f"the model's context of {max_len} tokens: shorten the targets or the text",
                 field="targets",
             )
-        problem = generation_problem(text, prompt_tok, target_text, target_tok, plan.granularity, fixed)
+        problem = generation_problem(text, prompt_tok, target_text, target_tok, plan.granularity, fixed, plan.task)
     else:
         classes = _classification_targets(backend, desc, prompt_tok, targets, replacement, mode)
         problem = classification_problem(text, prompt_tok, plan.granularity, classes, desc.labels)

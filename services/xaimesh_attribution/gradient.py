@@ -166,6 +166,7 @@ def _batches(job, plan: SamplePlan, output: str, batch_size: int):
             inference_mode=job.inference_mode.value,
             samples=samples,
             outputs=[output],
+            source_length=problem.source_length,
         )
         scores = np.asarray(res["scores"], dtype=np.float64)
         yield sl, _coefficients(problem, scores, job.inference_mode), np.asarray(res[output], dtype=np.float64)

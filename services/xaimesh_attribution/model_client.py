@@ -180,7 +180,7 @@ class GrpcModelBackend:
 
     def score(self, input_ids: Sequence[int], keep_mask: np.ndarray | None, replacement: Replacement, *,
               target_positions: Sequence[int] | None = None, target_classes: Sequence[int] | None = None,
-              inference_mode: str = "softmax") -> np.ndarray:
+              inference_mode: str = "softmax", source_length: int = 0) -> np.ndarray:
         request = model_pb2.ScoreRequest(
             model=self.model_id,
             input_ids=[int(i) for i in input_ids],
@@ -190,6 +190,7 @@ class GrpcModelBackend:
             target_positions=[int(p) for p in target_positions or ()],
             target_classes=[int(c) for c in target_classes or ()],
             inference_mode=to_proto(InferenceMode, inference_mode),
+            source_length=int(source_length),
         )
         if keep_mask is not None:
             request.keep_mask.CopyFrom(to_tensor(np.ascontiguousarray(keep_mask, dtype=bool)))
@@ -198,7 +199,8 @@ class GrpcModelBackend:
 
     def gradients(self, input_ids: Sequence[int], *, target_positions: Sequence[int] | None = None,
                   target_classes: Sequence[int] | None = None, inference_mode: str = "logits",
-                  samples: EmbeddingSamples, outputs: Sequence[str] = ("dot_delta",)) -> dict[str, np.ndarray]:
+                  samples: EmbeddingSamples, outputs: Sequence[str] = ("dot_delta",),
+                  source_length: int = 0) -> dict[str, np.ndarray]:
         spec = model_pb2.EmbeddingSamples(
             baseline=model_pb2.Baseline(kind=to_proto(BaselineKind, samples.baseline_kind),
                                         token_id=int(samples.baseline_token_id)),
@@ -216,6 +218,7 @@ class GrpcModelBackend:
             inference_mode=to_proto(InferenceMode, inference_mode),
             samples=spec,
             outputs=[to_number(model_pb2.GradientOutput, o, field="outputs") for o in outputs],
+            source_length=int(source_length),
         )
         response = self._call("ComputeGradients", request)
         out = {"scores": _floats(response.scores, "scores")}

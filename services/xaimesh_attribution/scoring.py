@@ -224,6 +224,7 @@ class MaskScorer:
                 self.replacement,
                 target_positions=[int(i) for i in positions],
                 inference_mode=self.mode.value,
+                source_length=p.source_length,
             )
             return self._checked(raw, len(keep), len(positions))
         # REMOVE: a removed token cannot be scored, so each group of rows that
@@ -243,6 +244,7 @@ class MaskScorer:
                 self.replacement,
                 target_positions=[int(i) for i in positions[cols]],
                 inference_mode=self.mode.value,
+                source_length=p.source_length,
             )
             out[np.ix_(rows, cols)] = self._checked(raw, len(rows), len(cols))
         return out

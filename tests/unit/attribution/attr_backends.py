@@ -189,7 +189,9 @@ class SyntheticBackend:
         target_positions=None,
         target_classes=None,
         inference_mode="softmax",
+        source_length=0,
     ):
+        assert source_length == 0, "synthetic games are causal LMs or classifiers"
         ids = np.asarray(input_ids)
         keep = np.ones((1, len(ids)), dtype=bool) if keep_mask is None else np.asarray(keep_mask, dtype=bool)
         targets = list(target_positions) if target_positions is not None else list(target_classes or [])
@@ -269,7 +271,8 @@ class EngineBackend:
         return [self.tokenization.detokenize(self.loaded, list(s), skip_special_tokens) for s in sequences]
 
     def score(
-        self, input_ids, keep_mask, replacement, *, target_positions=None, target_classes=None, inference_mode="softmax"
+        self, input_ids, keep_mask, replacement, *, target_positions=None, target_classes=None, inference_mode="softmax",
+        source_length=0,
     ):
         self.score_calls += 1
         return self.engine.score(
@@ -280,6 +283,7 @@ class EngineBackend:
             target_positions=list(target_positions or ()),
             target_classes=list(target_classes or ()),
             inference_mode=inference_mode,
+            source_length=source_length,
         )
 
     def gradients(
@@ -291,6 +295,7 @@ class EngineBackend:
         inference_mode="logits",
         samples: EmbeddingSamples,
         outputs=("dot_delta",),
+        source_length=0,
     ):
         self.gradient_calls += 1
         spec = self.engine.EmbeddingSamples(
@@ -310,6 +315,7 @@ class EngineBackend:
             inference_mode=inference_mode,
             samples=spec,
             outputs=list(outputs),
+            source_length=source_length,
         )
 
     def generate(self, prompt: str, max_new_tokens: int):
