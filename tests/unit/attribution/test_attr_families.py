@@ -185,3 +185,36 @@ def test_encoder_decoder_occlusion_and_input_x_gradient_equal_the_bare_model(nam
         for e, el in enumerate(ixg.input_elements):
             if el.start_token < S + t:
                 assert abs(got[e] - want[el.start_token]) <= 1e-3 * max(1.0, np.abs(want).max()), (t, e)
+
+
+def test_an_encoder_decoder_over_grpc_gives_the_in_process_numbers(torch_single_thread):
+    """The attribution-service's model-server client sends the source length
+    (Score / ComputeGradients) and reads the task: KernelShap and
+    IntegratedGradients on BART over a real ModelServicer equal the
+    in-process engine's."""
+    import grpc
+
+    from xaimesh_attribution import explain
+    from xaimesh_attribution.model_client import GrpcModelBackend
+    from xaimesh_model_server.server import ModelServicer
+    from xaimesh_runtime.config import ServerConfig
+    from xaimesh_runtime.server import start_server
+
+    from tests.fixtures.family_models import family_dir
+
+    local = _backend("bart", torch_single_thread)
+    servicer = ModelServicer([str(family_dir("bart"))], device="cpu")
+    handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register, warmup=servicer.warm_up)
+    try:
+        assert handle.wait_ready(120)
+        with grpc.insecure_channel(handle.address) as channel:
+            remote = GrpcModelBackend(channel, "", lambda: 30.0, address=handle.address)
+            assert remote.describe().task == "seq2seq_lm"
+            for method, params in (("kernel_shap", {"n_perturbations": 8}), ("integrated_gradients", {"n_steps": 3})):
+                got = explain(remote, method, params, TEXT, CONTINUATION)
+                want = explain(local, method, params, TEXT, CONTINUATION)
+                assert got.input_ids == want.input_ids
+                np.testing.assert_allclose(got.scores, want.scores, rtol=1e-4, atol=1e-5)
+    finally:
+        handle.stop(grace=0)
+        servicer.close()
