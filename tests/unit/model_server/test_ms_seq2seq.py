@@ -161,3 +161,22 @@ def test_grpc_contract_of_an_encoder_decoder(t5_stub, t5):
     chunks = [r.chunk for r in t5_stub.StreamActivations(model_pb2.StreamActivationsRequest(
         texts=["the cat sat"], split_points=["encoder.block.1", "decoder.block.1"])) if r.HasField("chunk")]
     assert {c.split_point for c in chunks} == {"encoder.block.1", "decoder.block.1"}
+
+
+def test_a_concept_fits_on_encoder_and_decoder_activations(t5):
+    """TOKEN activations of sample texts at an encoder and a decoder layer
+    (one forward for both) feed a SemiNMF concept fit, which reconstructs
+    them better than their mean does."""
+    import torch
+
+    from xaimesh.datasets import sample_texts
+    from xaimesh_concept.methods import build_method
+    from xaimesh_model_server import engine
+
+    job = engine.activations(t5, sample_texts()[:40], ["encoder.block.1", "decoder.block.1"], granularity="token")
+    rows = {p: torch.cat([b.rows[p] for b in job]).numpy() for p in job.split_points}
+    assert rows["encoder.block.1"].shape == rows["decoder.block.1"].shape and rows["encoder.block.1"].shape[1] == 64
+    for X in rows.values():
+        concepts = build_method("SEMI_NMF", 8, {"device": "cpu", "seed": 0, "max_iterations": 50}).fit(X)
+        error = np.square(concepts.decode(concepts.encode(X)) - X).mean()
+        assert np.isfinite(error) and error < np.square(X - X.mean(0)).mean()
