@@ -31,16 +31,15 @@ def sentence_ids(lm):
     return tokenize(lm, "Alice and Bob enter the bar, then Alice offers a drink to Bob.").token_ids
 
 
-@pytest.fixture(scope="module")
-def stub(tiny_lm_path):
-    """A ModelService stub over a real in-process gRPC server holding the tiny LM."""
+def _served(paths):
+    """A ModelService stub over a real in-process gRPC server holding the models at `paths`."""
     import grpc
     from xaimesh_contracts.v1 import model_pb2_grpc
     from xaimesh_model_server.server import ModelServicer
     from xaimesh_runtime.config import ServerConfig
     from xaimesh_runtime.server import start_server
 
-    servicer = ModelServicer([str(tiny_lm_path)], device="cpu")
+    servicer = ModelServicer([str(p) for p in paths], device="cpu")
     handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register,
                           warmup=servicer.warm_up)
     assert handle.wait_ready(120)
@@ -49,3 +48,17 @@ def stub(tiny_lm_path):
     channel.close()
     handle.stop(grace=0)
     servicer.close()
+
+
+@pytest.fixture(scope="module")
+def stub(tiny_lm_path):
+    """A ModelService stub over a real in-process gRPC server holding the tiny LM."""
+    yield from _served([tiny_lm_path])
+
+
+@pytest.fixture(scope="module")
+def t5_stub():
+    """The same, holding the tiny T5 of the family matrix."""
+    from tests.fixtures.family_models import family_dir
+
+    yield from _served([family_dir("t5")])

@@ -112,24 +112,6 @@ def test_an_unknown_decoder_split_point_names_both_stacks(t5):
     assert "decoder.block.1" in str(info.value) and "encoder.block.0" in str(info.value)
 
 
-@pytest.fixture(scope="module")
-def t5_stub():
-    from xaimesh_contracts.v1 import model_pb2_grpc
-    from xaimesh_model_server.server import ModelServicer
-    from xaimesh_runtime.config import ServerConfig
-    from xaimesh_runtime.server import start_server
-
-    servicer = ModelServicer([str(family_dir("t5"))], device="cpu")
-    handle = start_server(ServerConfig(service="model-server", workers=4), servicer.register,
-                          warmup=servicer.warm_up)
-    assert handle.wait_ready(120)
-    channel = grpc.insecure_channel(handle.address)
-    yield model_pb2_grpc.ModelServiceStub(channel)
-    channel.close()
-    handle.stop(grace=0)
-    servicer.close()
-
-
 def test_grpc_contract_of_an_encoder_decoder(t5_stub, t5):
     """GetModel says what the model is; Score / Generate / StreamActivations
     over the wire give the engine's numbers; a missing source_length is
