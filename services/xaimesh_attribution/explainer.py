@@ -425,8 +425,18 @@ def problem_of(backend: ModelBackend, attribution: AttributionResult, desc: Mode
     if not a.input_elements or a.num_prompt_elements < 1:
         raise InvalidArgument("the attribution has no input elements", field="attribution.input_elements")
     special = set(desc.all_special_ids)
-    ids = list(a.input_ids)
-    if not ids:
+    ids = [int(i) for i in a.input_ids]
+    if ids:  # as the model saw them (a chat's template, a BOS): checked against the rest of the attribution
+        n_t = len(a.target_token_ids)
+        if task != Task.SEQUENCE_CLASSIFICATION and (n_t >= len(ids) or ids[len(ids) - n_t:] != list(a.target_token_ids)):
+            raise InvalidArgument(
+                "the attribution's input_ids do not end with its target_token_ids: send the attribution as the "
+                "service returned it", field="attribution.input_ids")
+        if desc.vocab_size and any(i < 0 or i >= desc.vocab_size for i in ids):
+            raise InvalidArgument(
+                f"the attribution's input_ids hold ids outside the model's vocabulary (0..{desc.vocab_size - 1}): "
+                "was it made with another model?", field="attribution.input_ids")
+    else:
         if task == Task.SEQUENCE_CLASSIFICATION:
             ids = list(backend.tokenize(a.text, add_special_tokens=True).token_ids)
         else:

@@ -163,6 +163,7 @@ def attribution_to_proto(r: AttributionResult) -> attribution_pb2.Attribution:
         scores=to_tensor(np.ascontiguousarray(r.scores, dtype=np.float32)),
         target_scores=[float(x) for x in np.asarray(r.target_scores, dtype=np.float32)],
         text=r.text,
+        input_ids=[int(i) for i in r.input_ids],
     )
 
 
@@ -197,6 +198,7 @@ def attribution_from_proto(a: attribution_pb2.Attribution, index: int) -> Attrib
         scores=scores,
         target_scores=np.asarray(list(a.target_scores), dtype=np.float32),
         text=a.text,
+        input_ids=[int(i) for i in a.input_ids],
     )
 
 

@@ -141,6 +141,42 @@ def test_evaluate_a_chat_attribution(chat_backend):
     np.testing.assert_allclose(rebuilt.curve.scores, direct.curve.scores, rtol=1e-6)
 
 
+# Llama-3's template shape: the rendered chat starts with the BOS as text.
+BOS_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                "{{ m['content'] }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+def test_evaluate_a_chat_attribution_of_a_bos_adding_model_over_the_wire(torch_single_thread):
+    """The attribution carries the ids the model saw (Attribution.input_ids),
+    so a metric evaluates them as they were: re-tokenizing the rendered chat
+    of a BOS-adding tokenizer would add a second BOS (refused, never wrong
+    numbers, when an attribution comes without its ids)."""
+    from xaimesh_attribution import evaluate
+    from xaimesh_attribution.server import attribution_from_proto, attribution_to_proto
+    from xaimesh_model_server.loading import load_model
+
+    from tests.fixtures.family_models import family_dir
+
+    loaded = load_model(family_dir("llama-bos"), device="cpu", model_id="llama-bos-chat")
+    loaded.tokenizer.chat_template = BOS_TEMPLATE
+    backend = ChatBackend(loaded)
+    r = explain(backend, "occlusion", {}, CHAT, TARGET)
+    assert r.input_ids[0] == loaded.tokenizer.bos_token_id and r.input_ids[1] != r.input_ids[0]
+    wire = attribution_from_proto(attribution_to_proto(r), 0)
+    assert wire.input_ids == r.input_ids
+    direct = evaluate(backend, "deletion", r, n_random_orders=-1)
+    np.testing.assert_allclose(evaluate(backend, "deletion", wire, n_random_orders=-1).curve.scores,
+                               direct.curve.scores, rtol=1e-6)
+    wire.input_ids = []
+    with pytest.raises(InvalidArgument, match="cannot rebuild"):
+        evaluate(backend, "deletion", wire, n_random_orders=-1)
+    wire.input_ids = list(r.input_ids[:-1])  # not ending with the targets
+    with pytest.raises(InvalidArgument) as err:
+        evaluate(backend, "deletion", wire, n_random_orders=-1)
+    assert err.value.field == "attribution.input_ids"
+
+
 @pytest.mark.parametrize("method, params", [("occlusion", {}), ("kernel_shap", {"n_perturbations": 16}),
                                             ("integrated_gradients", {"n_steps": 4})])
 def test_scores_equal_the_rendered_prompt_with_fixed_positions(chat_backend, method, params):

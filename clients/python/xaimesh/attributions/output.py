@@ -32,7 +32,8 @@ __all__ = ["AttributionOutput", "Segment", "METHOD_CLASS_NAMES", "load_json"]
 FORMAT = "xaimesh.attribution/v1"
 
 _TASKS = {model_pb2.MODEL_TASK_CAUSAL_LM: "causal_lm",
-          model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION: "sequence_classification"}
+          model_pb2.MODEL_TASK_SEQUENCE_CLASSIFICATION: "sequence_classification",
+          model_pb2.MODEL_TASK_SEQ2SEQ_LM: "seq2seq_lm"}
 
 
 def method_number(method: str) -> int:
@@ -86,8 +87,9 @@ def _from_nan_list(v: list, n_cols: int | None = None) -> np.ndarray:
 class AttributionOutput:
     """The attribution of one input: a matrix of target rows x input elements.
 
-    Generation (causal LM): one row per target element; row t covers the
-    prompt elements and the target elements before t (NaN elsewhere).
+    Generation (causal LM; encoder-decoder, whose prompt is the source): one
+    row per target element; row t covers the prompt elements and the target
+    elements before t (NaN elsewhere).
     Classification: one row per explained class, covering every element.
     """
 
@@ -97,7 +99,7 @@ class AttributionOutput:
     method: str = ""  # "kernel_shap", "integrated_gradients"...
     parameters: dict[str, Any] = field(default_factory=dict)  # the parameters the service used
     model_id: str = ""
-    task: str = ""  # "causal_lm" | "sequence_classification"
+    task: str = ""  # "causal_lm" | "sequence_classification" | "seq2seq_lm"
     granularity: str = ""
     aggregation: str = ""  # gradient methods only
     inference_mode: str = ""
@@ -108,6 +110,8 @@ class AttributionOutput:
     target_element_token_ends: list[int] = field(default_factory=list)  # generation
     target_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # on the full input
     text: str = ""  # the full text the model saw (prompt + targets)
+    # the token ids the model saw (segments' token spans index them); metrics send them back
+    input_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.attributions = np.asarray(self.attributions, dtype=np.float32)
@@ -170,6 +174,7 @@ class AttributionOutput:
             "target_element_token_ends": [int(e) for e in self.target_element_token_ends],
             "target_scores": _nan_list(self.target_scores),
             "attributions": _nan_list(self.attributions),
+            "input_ids": [int(i) for i in self.input_ids],
         }
 
     @classmethod
@@ -196,6 +201,7 @@ class AttributionOutput:
             target_element_token_ends=[int(e) for e in d.get("target_element_token_ends", [])],
             target_scores=_from_nan_list(d.get("target_scores", [])),
             text=str(d.get("text", "")),
+            input_ids=[int(i) for i in d.get("input_ids", [])],
         )
 
     def to_json(self, indent: int | None = None) -> str:
@@ -243,6 +249,7 @@ class AttributionOutput:
                                      raw_contents=scores.astype("<f4").tobytes()),
             target_scores=[float(x) for x in self.target_scores],
             text=self.text,
+            input_ids=[int(i) for i in self.input_ids],
         )
 
     @classmethod
@@ -269,6 +276,7 @@ class AttributionOutput:
             target_element_token_ends=list(a.target_element_token_ends),
             target_scores=np.asarray(list(a.target_scores), dtype=np.float32),
             text=a.text,
+            input_ids=[int(i) for i in a.input_ids],
         )
 
     # ------------------------------------------------------------ display
