@@ -141,8 +141,11 @@ MEMORY_LIMIT_MB = 6144
 @pytest.fixture(scope="module")
 def mesh_processes(module_launcher, tiny_lm_path, tiny_classifier_path, tmp_path_factory):
     """Service key -> address; services start on first use."""
+    from tests.fixtures.family_models import family_dir
+
+    # an encoder-decoder too: requests that name it with a causal LM's fields must be refused, not crash it
     model = module_launcher.start("model", "--model", str(tiny_lm_path), "--model", str(tiny_classifier_path),
-                                  memory_limit_mb=MEMORY_LIMIT_MB)
+                                  "--model", str(family_dir("t5")), memory_limit_mb=MEMORY_LIMIT_MB)
     addresses = {"model": model.address}
     upstream = ["--model-server-address", model.address]
 
@@ -329,6 +332,75 @@ def test_one_hostile_field_in_a_valid_request(mesh_processes, resources, service
     method = desc.methods_by_name[method_name]
     base = valid_request(resources, lambda: mesh_processes("concept"), lambda: mesh_processes("attribution"),
                          service, method_name)
+    channel = make_channel(mesh_processes(service))
+    _invoke(channel, desc, method, base, repeat=1)  # the base itself is valid
+    _fuzz(channel, service, method_name, mutation_strategy(base), repeat=1)
+
+
+CHAT = model_pb2.ChatConversation(messages=[model_pb2.ChatMessage(role="system", content="Be brief."),
+                                             model_pb2.ChatMessage(role="user", content=TEXTS[1])])
+# (service, method, variant): valid requests of the other kinds of input —
+# chats (the tiny LM has SmolLM2's chat template) and an encoder-decoder
+# (the tiny T5: source + target sequences, source_length).
+VARIANTS = [
+    ("model", "Tokenize", "chat"), ("model", "Generate", "chat"),
+    ("attribution", "Explain", "chat"), ("attribution", "EvaluateAttributions", "chat"),
+    ("model", "Score", "seq2seq"), ("model", "ComputeGradients", "seq2seq"), ("model", "Generate", "seq2seq"),
+    ("model", "StreamActivations", "seq2seq"), ("attribution", "Explain", "seq2seq"),
+]
+
+
+def variant_request(resources: Resources, attribution_address, service: str, method: str, variant: str):
+    """A valid request of `method` with a chat, or on the tiny T5."""
+    m, a = model_pb2, attribution_pb2
+    lm = resources.model_known()["model"][1]
+    if variant == "chat":
+        if method == "Tokenize":
+            return m.TokenizeRequest(model=lm, chats=[CHAT])
+        if method == "Generate":
+            return m.GenerateRequest(model=lm, chat=CHAT, max_new_tokens=4)
+        explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION,
+                                   inputs=[a.ExplainInput(chat=CHAT, targets=a.Targets(text=" Bob smiles."))])
+    else:
+        with make_channel(resources.model_address) as channel:
+            stub = model_pb2_grpc.ModelServiceStub(channel)
+            source, target = (list(r.token_ids) for r in stub.Tokenize(m.TokenizeRequest(
+                model="t5", texts=[TEXTS[1], TEXTS[0]], add_special_tokens=True), timeout=30).results)
+        ids, S = source + target, len(source)
+        if method == "Score":
+            return m.ScoreRequest(model="t5", input_ids=ids, source_length=S, target_positions=[S, len(ids) - 1])
+        if method == "ComputeGradients":
+            return m.ComputeGradientsRequest(model="t5", input_ids=ids, source_length=S, target_positions=[S + 1],
+                                             samples=m.EmbeddingSamples(alphas=[0.5, 1.0]))
+        if method == "Generate":
+            return m.GenerateRequest(model="t5", text=TEXTS[1], max_new_tokens=4)
+        if method == "StreamActivations":
+            return m.StreamActivationsRequest(model="t5", texts=TEXTS, split_points=["encoder.block.1", "3"])
+        explain = a.ExplainRequest(model="t5", method=a.ATTRIBUTION_METHOD_OCCLUSION,
+                                   inputs=[a.ExplainInput(text=TEXTS[1], targets=a.Targets(text="Bob smiles."))])
+    if method == "Explain":
+        return explain
+    with make_channel(attribution_address()) as channel:
+        from xaimesh_contracts.v1 import attribution_pb2_grpc
+
+        stub = attribution_pb2_grpc.AttributionServiceStub(channel)
+        attributions = [e.result.attribution for e in stub.Explain(explain, timeout=60)
+                        if e.WhichOneof("event") == "result"]
+    assert attributions and attributions[0].input_ids  # a chat attribution carries the ids the model saw
+    return a.EvaluateAttributionsRequest(model=explain.model, metric=a.ATTRIBUTION_METRIC_DELETION,
+                                         attributions=attributions[:1], n_random_orders=2)
+
+
+@pytest.mark.parametrize("service, method_name, variant", [pytest.param(*v, id=f"{v[0]}.{v[1]}:{v[2]}")
+                                                           for v in VARIANTS])
+def test_one_hostile_field_in_a_valid_chat_or_encoder_decoder_request(mesh_processes, resources, service,
+                                                                     method_name, variant):
+    """As above, from a valid request with a chat or on an encoder-decoder:
+    a broken chat message, a source_length past the ids, targets inside the
+    source... get actionable statuses too."""
+    desc = SERVICES[service]
+    method = desc.methods_by_name[method_name]
+    base = variant_request(resources, lambda: mesh_processes("attribution"), service, method_name, variant)
     channel = make_channel(mesh_processes(service))
     _invoke(channel, desc, method, base, repeat=1)  # the base itself is valid
     _fuzz(channel, service, method_name, mutation_strategy(base), repeat=1)
