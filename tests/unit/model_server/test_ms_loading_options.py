@@ -121,6 +121,12 @@ def test_device_map_scores_the_same(tiny_lm_path, lm, sentence_ids, device_map):
     placed = load_model(tiny_lm_path, device_map=device_map, model_id="placed")
     assert placed.device == torch.device("cpu")
     assert placed.device_map  # accelerate's map, e.g. {"": "cpu"}
+    # ModelInfo.device_map says where the modules are; a model moved whole to its device has none
+    from xaimesh_model_server.server import _model_info
+
+    assert dict(_model_info(placed.info()).device_map) == placed.device_map
+    assert set(placed.device_map.values()) == {"cpu"}
+    assert not _model_info(lm.info()).device_map
     pos = [len(sentence_ids) - 1, len(sentence_ids) - 2]
     np.testing.assert_allclose(engine.score(placed, sentence_ids, target_positions=pos),
                                engine.score(lm, sentence_ids, target_positions=pos), rtol=1e-5, atol=1e-6)
