@@ -76,31 +76,44 @@ def test_a_chat_on_a_model_without_template_is_refused(t5):
 
 
 def test_concurrent_callers_through_the_dynamic_batcher_get_their_own_numbers(t5):
-    """Score calls of different source and target lengths, merged by the
-    DynamicBatcher into shared forwards, equal each call run alone."""
+    """Score and gradient calls of different source and target lengths,
+    merged by the DynamicBatcher into shared forwards (each stack padded on
+    its own), equal each call run alone."""
     from xaimesh_model_server import engine
 
-    pairs = [_pair(t5, s, t) for s, t in [("the cat sat", "a drink"), ("Alice offers a drink to Bob.", "the cat"),
-                                           ("i miss him terribly", "Bob offers a drink to Alice and the cat")]]
-    alone = [engine.score(t5, s + t, source_length=len(s), target_positions=list(range(len(s), len(s) + len(t))),
-                          inference_mode="log_softmax") for s, t in pairs]
-    batcher = engine.make_dynamic_batcher(t5, max_wait_s=0.05)
-    got: dict[int, np.ndarray] = {}
-    try:
-        def call(i):
-            s, t = pairs[i]
-            got[i] = engine.score(t5, s + t, source_length=len(s), inference_mode="log_softmax",
-                                  target_positions=list(range(len(s), len(s) + len(t))), executor=batcher)
+    # one total length (the batcher groups rows by length), sources of 4, 7 and 10 tokens
+    src, tgt = _pair(t5, "i had to give away my cat because of the new lease", "Bob offers a drink to Alice and the cat")
+    pairs = [(src[:k], tgt[: 14 - k]) for k in (4, 7, 10)]
 
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(pairs))]
+    def run(kind, s, t, executor=None):
+        args = dict(source_length=len(s), target_positions=list(range(len(s), len(s) + len(t))),
+                    inference_mode="log_softmax", executor=executor)
+        if kind == "score":
+            return engine.score(t5, s + t, **args)
+        return engine.gradients(t5, s + t, samples=engine.EmbeddingSamples(alphas=[0.5, 1.0]), **args)["dot_delta"]
+
+    calls = [(kind, i) for kind in ("score", "gradients") for i in range(len(pairs))]
+    alone = {c: run(c[0], *pairs[c[1]]) for c in calls}
+    stats: list = []
+    batcher = engine.make_dynamic_batcher(t5, max_wait_s=0.2, on_batch=stats.append)
+    got: dict = {}
+    barrier = threading.Barrier(len(calls))
+
+    def call(c):
+        barrier.wait()
+        got[c] = run(c[0], *pairs[c[1]], batcher)
+
+    try:
+        threads = [threading.Thread(target=call, args=(c,)) for c in calls]
         for th in threads:
             th.start()
         for th in threads:
             th.join()
     finally:
         batcher.close()
-    for i, want in enumerate(alone):
-        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
+    assert max(st.callers for st in stats) > 1  # rows of several callers shared forwards
+    for c in calls:
+        np.testing.assert_allclose(got[c], alone[c], rtol=1e-4, atol=1e-5 * float(np.abs(alone[c]).max()))
 
 
 def test_an_unknown_decoder_split_point_names_both_stacks(t5):
