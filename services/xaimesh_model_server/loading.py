@@ -425,6 +425,15 @@ _CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "MTMo
 def _detect_task(config: Any) -> str:
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith("ForSequenceClassification") for a in architectures):
+        if getattr(config, "is_encoder_decoder", False):
+            # BartForSequenceClassification & co. refuse inputs_embeds (gradients,
+            # ZERO_EMBEDDING would fail deep in transformers) and pool the decoder
+            # fed the shifted text: not served rather than half served.
+            raise InvalidArgument(
+                f"the checkpoint is a {', '.join(architectures)}, an encoder-decoder sequence classifier: the "
+                "model-server does not serve these (their forward takes no input embeddings, which gradients "
+                "need); serve the encoder-decoder generation model (...ForConditionalGeneration) or an encoder "
+                "classifier", field="model")
         return TASK_SEQUENCE_CLASSIFICATION
     if getattr(config, "is_encoder_decoder", False):
         # T5 / BART / Marian / mBART / Pegasus...: loaded by AutoModelForSeq2SeqLM

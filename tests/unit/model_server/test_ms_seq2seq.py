@@ -175,3 +175,19 @@ def test_a_concept_fits_on_encoder_and_decoder_activations(t5):
         concepts = build_method("SEMI_NMF", 8, {"device": "cpu", "seed": 0, "max_iterations": 50}).fit(X)
         error = np.square(concepts.decode(concepts.encode(X)) - X).mean()
         assert np.isfinite(error) and error < np.square(X - X.mean(0)).mean()
+
+
+def test_an_encoder_decoder_classifier_is_refused_at_load(tmp_path):
+    """BartForSequenceClassification takes no inputs_embeds (gradients would
+    fail inside transformers): refused from its config, naming what to serve."""
+    from transformers import BartConfig
+
+    from xaimesh_model_server.loading import load_model
+    from xaimesh_runtime.errors import InvalidArgument
+
+    BartConfig(architectures=["BartForSequenceClassification"], d_model=16, encoder_layers=1, decoder_layers=1,
+               encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+               decoder_ffn_dim=32).save_pretrained(tmp_path)
+    with pytest.raises(InvalidArgument, match="ForConditionalGeneration") as info:
+        load_model(tmp_path, device="cpu")
+    assert info.value.field == "model"
