@@ -6,7 +6,9 @@ Each family is a tiny random model with a tokenizer of its own kind
 model loaded with eager attention in float32, run one sequence at a time,
 unpadded; the engine runs through `load_model` and its own padding,
 position ids and batching. A family whose class the installed transformers
-lacks is skipped with the reason (never silently).
+lacks fails with the reason (the matrix has no skips). Encoder-decoders (T5,
+BART, Marian) run the same checks on source + target sequences
+(SEQ2SEQ_CHECKS below).
 """
 
 from __future__ import annotations
