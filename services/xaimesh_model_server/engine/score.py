@@ -212,13 +212,6 @@ def score(
 ) -> np.ndarray:
     """Target scores, float32 [n_sequences, n_targets] (ScoreRequest semantics).
 
-    Encoder-decoder: input_ids is the source (its first `source_length` ids)
-    then the target; target position p (source_length <= p < L) scores
-    input_ids[p] from the decoder logits after the decoder start token and
-    input_ids[source_length:p]. A masked source column replaces the token in
-    the encoder's input, a target column in the decoder's input. With REMOVE
-    each row keeps at least one source token.
-
     Causal LM: target position p is scored by the logits at p - 1 for token
     input_ids[p] (teacher forcing; every target of a sequence comes from one
     forward). The scored token is always the base sequence's token, even
@@ -229,6 +222,13 @@ def score(
     REMOVE drops the masked tokens (targets are remapped; a target must be
     kept and have a kept token before it). inference_mode: LOGITS (default
     for UNSPECIFIED), SOFTMAX or LOG_SOFTMAX over the vocabulary / classes.
+
+    Encoder-decoder: input_ids is the source (its first `source_length` ids)
+    then the target; target position p (source_length <= p < L) scores
+    input_ids[p] from the decoder logits after the decoder start token and
+    input_ids[source_length:p]. A masked source column replaces the token in
+    the encoder's input, a target column in the decoder's input. With REMOVE
+    each row keeps at least one source token.
     """
     limits = limits or DEFAULT_LIMITS
     ids = check_input_ids(loaded, input_ids)
@@ -271,8 +271,8 @@ def score(
                     field="keep_mask",
                 )
             new_pos = keep.long().cumsum(1)[:, tg.positions] - 1  # [n, T]
-            bad = (new_pos < 1).nonzero() if not S else torch.zeros(0, 2, dtype=torch.long)
-            if len(bad):
+            bad = (new_pos < 1).nonzero()
+            if len(bad) and not S:  # (an encoder-decoder's decoder starts from its start token)
                 r, t = int(bad[0, 0]), int(tg.positions[bad[0, 1]])
                 raise InvalidArgument(
                     f"keep_mask row {r} keeps no token before target position {t}, so nothing predicts it: "
