@@ -19,6 +19,8 @@ Targets (`targets=`):
   greedily, and that is explained), a continuation text, or token ids — one
   for every input, or a list with one per input (texts, token-id lists or
   None);
+- encoder-decoder (T5, BART, Marian): the same, the text being the source
+  and the targets what the decoder produces;
 - classifier: None (the predicted class), a class index or name, or a list
   of them (the same classes for every input), or a list of such lists (one
   per input).
