@@ -261,6 +261,20 @@ MUTATED = {
 }
 
 
+def _evaluate_request(attribution_address: str, explain) -> attribution_pb2.EvaluateAttributionsRequest:
+    """A valid Deletion request of the first attribution `explain` gives."""
+    from xaimesh_contracts.v1 import attribution_pb2_grpc
+
+    with make_channel(attribution_address) as channel:
+        stub = attribution_pb2_grpc.AttributionServiceStub(channel)
+        attributions = [e.result.attribution for e in stub.Explain(explain, timeout=60)
+                        if e.WhichOneof("event") == "result"]
+    assert attributions, "the base Explain request gave no attribution"
+    return attribution_pb2.EvaluateAttributionsRequest(
+        model=explain.model, metric=attribution_pb2.ATTRIBUTION_METRIC_DELETION, attributions=attributions[:1],
+        n_random_orders=2)
+
+
 def valid_request(resources: Resources, concept_address, attribution_address, service: str, method: str):
     """A valid request of `method`, built with the real resources."""
     k = resources.model_known() if service in ("model", "attribution") else resources.concept_known(concept_address())
@@ -280,16 +294,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
     if service == "attribution":
         explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
             a.ExplainInput(text=TEXTS[1], targets=a.Targets(text=" Bob smiles."))])
-        if method == "Explain":
-            return explain
-        with make_channel(attribution_address()) as channel:
-            from xaimesh_contracts.v1 import attribution_pb2_grpc
-
-            stub = attribution_pb2_grpc.AttributionServiceStub(channel)
-            attributions = [e.result.attribution for e in stub.Explain(explain, timeout=60)
-                            if e.WhichOneof("event") == "result"]
-        return a.EvaluateAttributionsRequest(model=lm, metric=a.ATTRIBUTION_METRIC_DELETION,
-                                             attributions=attributions[:1], n_random_orders=2)
+        return explain if method == "Explain" else _evaluate_request(attribution_address(), explain)
     source = c.ActivationSource(activation_set=c.ActivationSetRange(name=resources.set_name))
     msg_server = labeling_pb2.LlmBackend(model_server=labeling_pb2.ModelServerBackend(max_new_tokens=4))
     return {
@@ -380,15 +385,9 @@ def variant_request(resources: Resources, attribution_address, service: str, met
                                    inputs=[a.ExplainInput(text=TEXTS[1], targets=a.Targets(text="Bob smiles."))])
     if method == "Explain":
         return explain
-    with make_channel(attribution_address()) as channel:
-        from xaimesh_contracts.v1 import attribution_pb2_grpc
-
-        stub = attribution_pb2_grpc.AttributionServiceStub(channel)
-        attributions = [e.result.attribution for e in stub.Explain(explain, timeout=60)
-                        if e.WhichOneof("event") == "result"]
-    assert attributions and attributions[0].input_ids  # a chat attribution carries the ids the model saw
-    return a.EvaluateAttributionsRequest(model=explain.model, metric=a.ATTRIBUTION_METRIC_DELETION,
-                                         attributions=attributions[:1], n_random_orders=2)
+    request = _evaluate_request(attribution_address(), explain)
+    assert request.attributions[0].input_ids  # a chat attribution carries the ids the model saw
+    return request
 
 
 @pytest.mark.parametrize("service, method_name, variant", [pytest.param(*v, id=f"{v[0]}.{v[1]}:{v[2]}")
