@@ -283,6 +283,13 @@ class LoadedModel:
         return self.task == TASK_SEQ2SEQ_LM
 
     @property
+    def max_text_tokens(self) -> int:
+        """The longest text StreamActivations runs: max_sequence_length, one
+        less for an encoder-decoder, whose decoder reads its start token then
+        the text."""
+        return self.max_sequence_length - (1 if self.is_seq2seq else 0)
+
+    @property
     def hidden_size(self) -> int:
         """Width of the blocks' outputs (activation rows, ModelInfo.hidden_size).
 

@@ -382,10 +382,10 @@ class ActivationJob:
                 tk = tokenize(self.loaded, text, self.add_special_tokens, max_length=self.max_length or None)
                 if len(tk) == 0:
                     raise InvalidArgument(f"text {idx} has no tokens", field="texts")
-                if len(tk) > self.loaded.max_sequence_length:  # max_length 0: no silent truncation
+                if len(tk) > self.loaded.max_text_tokens:  # max_length 0: no silent truncation
                     raise InvalidArgument(
                         f"text {idx} has {len(tk)} tokens but model {self.loaded.model_id!r} accepts at most "
-                        f"{self.loaded.max_sequence_length}: shorten it, or set max_length to truncate",
+                        f"{self.loaded.max_text_tokens}: shorten it, or set max_length to truncate",
                         field="texts")
                 if tk.truncated:
                     self.truncated_samples.append(idx)
@@ -516,9 +516,9 @@ def activations(
     g = coerce(Granularity, granularity, field="granularity", default=Granularity.TOKEN)
     a = coerce(Aggregation, aggregation, field="aggregation", default=Aggregation.MEAN)
     max_length = int(max_length or 0)
-    if max_length < 0 or max_length > loaded.max_sequence_length:
+    if max_length < 0 or max_length > loaded.max_text_tokens:
         raise InvalidArgument(
-            f"max_length {max_length} is out of range: model {loaded.model_id!r} accepts 1..{loaded.max_sequence_length} "
+            f"max_length {max_length} is out of range: model {loaded.model_id!r} accepts 1..{loaded.max_text_tokens} "
             "tokens (0 = that maximum)",
             field="max_length",
         )

@@ -22,7 +22,7 @@ from xaimesh_runtime.errors import InvalidArgument
 from ..enums import BaselineKind, GradientOutput, InferenceMode, coerce
 from ..loading import TASK_CAUSAL_LM, LoadedModel
 from .forward import forward, lm_rows, pad_side, pad_stack, seq2seq_forward, sequence_embeddings, target_values
-from .inputs import check_input_ids, check_source_length, check_targets, check_token_id, special_token_id
+from .inputs import check_source_length, check_targets, check_token_id, sequence_ids, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
 
@@ -161,7 +161,7 @@ def input_embeddings(loaded: LoadedModel, input_ids: Any, source_length: int = 0
     """The sequence's input embeddings x, float32 CPU [L, D] (an
     encoder-decoder's: the encoder's for the source, the decoder's for the
     target; forward.sequence_embeddings)."""
-    ids = check_input_ids(loaded, input_ids)
+    ids = sequence_ids(loaded, input_ids)
     with loaded.lock, torch.no_grad():  # not inference_mode: the result may enter autograd
         return sequence_embeddings(loaded, ids, source_length).float().cpu().clone()
 
@@ -260,7 +260,7 @@ def gradients(
     position k + 1, so the last target token's gradient is 0.
     """
     limits = limits or DEFAULT_LIMITS
-    ids = check_input_ids(loaded, input_ids)
+    ids = sequence_ids(loaded, input_ids)
     L = int(ids.shape[0])
     D = loaded.embedding_size  # the input embeddings' width (ELECTRA: smaller than hidden_size)
     S = check_source_length(loaded, ids, source_length)

@@ -32,8 +32,10 @@ def as_int_list(values: Any, field: str) -> list[int]:
     return [int(v) for v in arr]
 
 
-def check_input_ids(loaded: LoadedModel, input_ids: Any, field: str = "input_ids") -> torch.Tensor:
-    """Validated token ids as a CPU int64 tensor [L]."""
+def check_input_ids(loaded: LoadedModel, input_ids: Any, field: str = "input_ids",
+                    max_tokens: int | None = None) -> torch.Tensor:
+    """Validated token ids as a CPU int64 tensor [L] (at most `max_tokens`,
+    default the model's maximum length)."""
     ids = as_int_list(input_ids, field)
     if not ids:
         raise InvalidArgument(f"{field} is empty: give at least one token id (tokenize the text first)", field=field)
@@ -44,10 +46,10 @@ def check_input_ids(loaded: LoadedModel, input_ids: Any, field: str = "input_ids
                 f"token id {i} at position {pos} of {field} is out of the vocabulary: valid ids are 0..{vocab - 1}",
                 field=field,
             )
-    if len(ids) > loaded.max_sequence_length:
+    limit = loaded.max_sequence_length if max_tokens is None else max_tokens
+    if len(ids) > limit:
         raise InvalidArgument(
-            f"{field} has {len(ids)} tokens but model {loaded.model_id!r} accepts at most "
-            f"{loaded.max_sequence_length}: shorten the input",
+            f"{field} has {len(ids)} tokens but model {loaded.model_id!r} accepts at most {limit}: shorten the input",
             field=field,
         )
     return torch.tensor(ids, dtype=torch.long)
@@ -81,9 +83,18 @@ class Targets(NamedTuple):
     gather: torch.Tensor | None = None
 
 
+def sequence_ids(loaded: LoadedModel, input_ids: Any) -> torch.Tensor:
+    """Validated ids of a Score / ComputeGradients sequence: an
+    encoder-decoder's source + target may hold up to twice the model's
+    length (each stack has its own; check_source_length checks each)."""
+    return check_input_ids(loaded, input_ids, max_tokens=2 * loaded.max_sequence_length if loaded.is_seq2seq else None)
+
+
 def check_source_length(loaded: LoadedModel, ids: torch.Tensor, source_length: Any) -> int:
     """The validated source length: required (1..len - 1) for an
-    encoder-decoder, 0 for every other model."""
+    encoder-decoder, 0 for every other model. The source (the encoder's
+    input) and the target (the decoder reads its start token + the target
+    but its last token) each hold at most the model's maximum length."""
     n = int(source_length or 0)
     L = int(ids.shape[0])
     if loaded.task != TASK_SEQ2SEQ_LM:
@@ -98,6 +109,13 @@ def check_source_length(loaded: LoadedModel, ids: torch.Tensor, source_length: A
             f"source_length (got {n}) says where the source ends: give 1..{L - 1} for these {L} ids "
             "(the source tokenized with the tokenizer's special tokens, then at least one target token)",
             field="source_length")
+    M = loaded.max_sequence_length
+    if n > M:
+        raise InvalidArgument(f"the source has {n} tokens but the encoder of model {loaded.model_id!r} accepts at "
+                              f"most {M}: shorten it", field="input_ids")
+    if L - n > M:
+        raise InvalidArgument(f"the target has {L - n} tokens but the decoder of model {loaded.model_id!r} accepts "
+                              f"at most {M}: shorten it", field="input_ids")
     return n
 
 

@@ -30,7 +30,7 @@ from .forward import (
     sequence_embeddings,
     target_values,
 )
-from .inputs import check_input_ids, check_source_length, check_targets, check_token_id, special_token_id
+from .inputs import check_source_length, check_targets, check_token_id, sequence_ids, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
 
@@ -231,7 +231,7 @@ def score(
     each row keeps at least one source token.
     """
     limits = limits or DEFAULT_LIMITS
-    ids = check_input_ids(loaded, input_ids)
+    ids = sequence_ids(loaded, input_ids)
     L = int(ids.shape[0])
     S = check_source_length(loaded, ids, source_length)
     tg = check_targets(loaded, ids, target_positions, target_classes, limits, S)

@@ -191,3 +191,37 @@ def test_an_encoder_decoder_classifier_is_refused_at_load(tmp_path):
     with pytest.raises(InvalidArgument, match="ForConditionalGeneration") as info:
         load_model(tmp_path, device="cpu")
     assert info.value.field == "model"
+
+
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_each_stack_has_the_model_length(t5, name):
+    """The source and the target each hold up to the model's maximum (not
+    their sum); a longer one is INVALID_ARGUMENT naming it. Activations
+    leave the decoder its start token: texts of at most max - 1 tokens
+    (BART's learned decoder positions ran out, an IndexError, before)."""
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.loading import load_model
+    from xaimesh_runtime.errors import InvalidArgument
+
+    model = t5
+    if name != "t5":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_model(family_dir(name), device="cpu", model_id=name)
+    M = model.max_sequence_length
+    source, target = [5] * M, [6] * M
+    scores = engine.score(model, source + target, source_length=M, target_positions=[M, 2 * M - 1])
+    assert scores.shape == (1, 2) and np.isfinite(scores).all()
+    grads = engine.gradients(model, source[:4] + target, source_length=4, target_positions=[4 + M - 1])
+    assert grads["dot_delta"].shape == (1, 1, 4 + M)
+    for ids, S, which in ((source + [7] + target[:3], M + 1, "source"), (source[:3] + target + [7], 3, "target")):
+        with pytest.raises(InvalidArgument, match=f"the {which} has"):
+            engine.score(model, ids, source_length=S, target_positions=[len(ids) - 1])
+    with pytest.raises(InvalidArgument, match=f"1..{M - 1}"):
+        engine.activations(model, ["the cat"], [model.split_points[-1]], max_length=M)
+    long_text = " ".join(["cat"] * M)
+    rows = list(engine.activations(model, [long_text], [model.split_points[-1]], max_length=M - 1,
+                                   granularity="all_tokens"))
+    assert rows[0].rows[model.split_points[-1]].shape[0] == M - 1 and not rows[0].errors
+    (batch,) = list(engine.activations(model, [long_text], [model.split_points[-1]]))
+    assert batch.errors and "at most" in str(batch.errors[0].error)
