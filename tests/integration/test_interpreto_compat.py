@@ -12,7 +12,6 @@ lines changed, on a tiny GPT-2 (built offline) held as a Hugging Face object.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +33,12 @@ def gpt2_dir():
 def hf(gpt2_dir, tmp_path_factory):
     """The tiny GPT-2 as a user holds it; no mesh is connected: the first
     explainer starts a local stack on its folder (xaimesh.models)."""
-    import xaimesh.mesh
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    saved = {k: os.environ.get(k) for k in ("XAIMESH_HOME", "XAIMESH_PROGRESS", "OPENAI_API_KEY")}
-    os.environ["XAIMESH_HOME"] = str(tmp_path_factory.mktemp("home"))
-    os.environ["XAIMESH_PROGRESS"] = "0"
-    os.environ.pop("OPENAI_API_KEY", None)
-    open_before = list(xaimesh.mesh._OPEN)
-    xaimesh.mesh._OPEN.clear()
-    yield AutoModelForCausalLM.from_pretrained(gpt2_dir), AutoTokenizer.from_pretrained(gpt2_dir)
-    while xaimesh.mesh._OPEN:
-        xaimesh.mesh._OPEN[-1].close()
-    xaimesh.mesh._OPEN[:] = open_before
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    from tests.fixtures.sdk_state import fresh_sdk_state
+
+    with fresh_sdk_state(tmp_path_factory.mktemp("home")):
+        yield AutoModelForCausalLM.from_pretrained(gpt2_dir), AutoTokenizer.from_pretrained(gpt2_dir)
 
 
 def _seed_twin():

@@ -20,25 +20,12 @@ def gpt2_dir():
 @pytest.fixture(scope="module")
 def local_mesh(gpt2_dir, tmp_path_factory):
     """A local stack (`connect(models=[path])`) of its own, in a fresh home."""
-    import os
-
     import xaimesh
-    import xaimesh.mesh
 
-    saved = {k: os.environ.get(k) for k in ("XAIMESH_HOME", "XAIMESH_PROGRESS")}
-    os.environ["XAIMESH_HOME"] = str(tmp_path_factory.mktemp("home"))
-    os.environ["XAIMESH_PROGRESS"] = "0"
-    open_before = list(xaimesh.mesh._OPEN)
-    xaimesh.mesh._OPEN.clear()  # meshes other tests left open are not this module's current mesh
-    mesh = xaimesh.connect(models=[str(gpt2_dir)], local=True)
-    yield mesh
-    mesh.close()
-    xaimesh.mesh._OPEN[:] = open_before
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    from tests.fixtures.sdk_state import fresh_sdk_state
+
+    with fresh_sdk_state(tmp_path_factory.mktemp("home")):
+        yield xaimesh.connect(models=[str(gpt2_dir)], local=True)
 
 
 @pytest.fixture(scope="module")

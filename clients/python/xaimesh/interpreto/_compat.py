@@ -16,8 +16,8 @@ from typing import Any
 from xaimesh.attributions.options import invalid
 
 __all__ = ["ActivationGranularity", "DistancesFromMask", "Granularity", "GranularityAggregationStrategy",
-           "InferenceModes", "SamplingMethod", "SequenceSamplers", "SobolIndicesOrders", "accept_noop",
-           "activations_tensor", "mesh_activations", "refuse"]
+           "InferenceModes", "MeshPlacement", "SamplingMethod", "SequenceSamplers", "SobolIndicesOrders",
+           "accept_noop", "activations_tensor", "mesh_activations", "refuse"]
 
 
 class Granularity(Enum):
@@ -139,6 +139,20 @@ def accept_noop(who: str, name: str, value: Any, default: Any = None) -> None:
     """An interpreto argument that has no meaning on a mesh (placement,
     batching, progress bars): accepted and ignored (docs/interpreto-compat.md)."""
     del who, name, value, default
+
+
+class MeshPlacement:
+    """interpreto's placement methods (``to``, ``cpu``, ``cuda``): no-ops, placement is the model-server's."""
+
+    def to(self, device: Any) -> Any:
+        accept_noop(type(self).__name__, "device", device)
+        return self
+
+    def cpu(self) -> Any:
+        return self
+
+    def cuda(self) -> Any:
+        return self
 
 
 def refuse(who: str, name: str, why: str):

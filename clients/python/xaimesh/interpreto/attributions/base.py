@@ -20,6 +20,7 @@ from .._compat import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
+    MeshPlacement,
     accept_noop,
     member,
     native_aggregation,
@@ -91,7 +92,7 @@ def _values(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-class AttributionExplainer:
+class AttributionExplainer(MeshPlacement):
     """Base of the compatible explainers: interpreto's common arguments."""
 
     #: The native explainer class (xaimesh.attributions).
@@ -134,16 +135,6 @@ class AttributionExplainer:
         if kwargs:
             raise TypeError(f"{type(self).__name__}() takes model_inputs and targets; got {', '.join(kwargs)}")
         return self.explain(model_inputs, targets)
-
-    # interpreto's placement methods: placement is the model-server's
-    def to(self, device: Any) -> None:
-        accept_noop(type(self).__name__, "device", device)
-
-    def cpu(self) -> None:
-        return None
-
-    def cuda(self) -> None:
-        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(over {self.native!r})"

@@ -14,12 +14,12 @@ from typing import Any
 
 from xaimesh.attributions import metrics as native
 
-from ..._compat import accept_noop, refuse
+from ..._compat import MeshPlacement, accept_noop, refuse
 
 __all__ = ["Deletion", "Insertion"]
 
 
-class _InsertionDeletion:
+class _InsertionDeletion(MeshPlacement):
     native_class: type
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 4, device: Any = None,
@@ -46,15 +46,6 @@ class _InsertionDeletion:
 
     def __call__(self, attributions_outputs: Any) -> tuple[float, list[list[Any]]]:
         return self.evaluate(attributions_outputs)
-
-    def to(self, device: Any) -> None:
-        accept_noop(type(self).__name__, "device", device)
-
-    def cpu(self) -> None:
-        return None
-
-    def cuda(self) -> None:
-        return None
 
 
 class Deletion(_InsertionDeletion):

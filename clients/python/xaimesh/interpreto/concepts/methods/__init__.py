@@ -17,7 +17,7 @@ from typing import Any
 
 from xaimesh.concepts import explainers as native
 
-from ..._compat import accept_noop, mesh_activations, refuse
+from ..._compat import MeshPlacement, accept_noop, mesh_activations, refuse
 
 __all__ = ["BatchTopKSAEConcepts", "ConceptAutoEncoderExplainer", "ConceptEncoderExplainer", "ConvexNMFConcepts",
            "DictionaryLearningConcepts", "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "NMFConcepts",
@@ -39,7 +39,7 @@ def _torch(array: Any):
     return torch.from_numpy(array.copy())
 
 
-class ConceptEncoderExplainer:
+class ConceptEncoderExplainer(MeshPlacement):
     """Base of the compatible concept explainers."""
 
     native_class: type = native.ConceptExplainer
@@ -114,9 +114,6 @@ class ConceptEncoderExplainer:
 
     def get_dictionary(self):
         return _torch(self.native.get_dictionary())
-
-    def to(self, device: Any) -> None:
-        accept_noop(type(self).__name__, "device", device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(over {self.native!r})"

@@ -23,6 +23,7 @@ from xaimesh.split_model import ModelWithSplitPoints as NativeSplitModel
 from ..._compat import (
     ActivationGranularity,
     GranularityAggregationStrategy,
+    MeshPlacement,
     accept_noop,
     activations_tensor,
     member,
@@ -61,7 +62,7 @@ def _per_sample(tensor: Any, activation_set: Any, n_texts: int) -> list[Any]:
     return [tensor[[i for i, s in enumerate(rows) if s == sample]] for sample in range(n_texts)]
 
 
-class BaseSplitter:
+class BaseSplitter(MeshPlacement):
     """What the compatible splitters share: the native split model and the
     activations as torch tensors."""
 
@@ -123,17 +124,6 @@ class BaseSplitter:
 
         del inputs
         return torch.Size([self.model.hidden_size])
-
-    # placement is the model-server's
-    def to(self, device: Any) -> BaseSplitter:
-        accept_noop(self._who, "device", device)
-        return self
-
-    def cuda(self) -> BaseSplitter:
-        return self
-
-    def cpu(self) -> BaseSplitter:
-        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model.model_id!r}, split_points={self.native.split_points})"
