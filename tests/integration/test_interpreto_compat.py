@@ -198,8 +198,6 @@ def test_arguments_the_mesh_cannot_honour_are_refused_by_name(hf):
     from xaimesh.errors import InvalidArgumentError
     from xaimesh.interpreto import ModelWithSplitPoints
     from xaimesh.interpreto.attributions.metrics import Deletion
-    from xaimesh.interpreto.concepts import LLMLabels, SemiNMFConcepts
-    from xaimesh.interpreto.commons.llm_interface import LLMInterface
 
     model, tokenizer = hf
     with pytest.raises(InvalidArgumentError, match="max_percentage_perturbed"):
@@ -210,10 +208,30 @@ def test_arguments_the_mesh_cannot_honour_are_refused_by_name(hf):
     with pytest.raises(InvalidArgumentError, match="nnsight"):
         ModelWithSplitPoints(model, 1, "extra", tokenizer=tokenizer)
 
-    class MyLLM(LLMInterface):
-        def generate(self, prompt):
-            return "a label"
 
-    explainer = SemiNMFConcepts(ModelWithSplitPoints(model, 1, tokenizer=tokenizer), nb_concepts=2)
-    with pytest.raises(InvalidArgumentError, match="MyLLM runs in this process"):
-        LLMLabels(concept_explainer=explainer, llm_interface=MyLLM())
+def test_a_users_own_llm_interface_labels_concepts(hf):
+    """interpreto's LLMInterface subclass: the labeling-service builds the
+    prompts, generate(prompt) runs here with interpreto's (Role, text) pairs."""
+    from xaimesh.interpreto import ModelWithSplitPoints
+    from xaimesh.interpreto.commons.llm_interface import LLMInterface, Role
+    from xaimesh.interpreto.concepts import LLMLabels, PCAConcepts
+
+    class MyLLM(LLMInterface):
+        def __init__(self):
+            self.prompts = []
+
+        def generate(self, prompt):
+            self.prompts.append(prompt)
+            return f"concept seen in {len(prompt[-1][1].splitlines())} lines"
+
+    model, tokenizer = hf
+    splitter = ModelWithSplitPoints(model, 1, tokenizer=tokenizer)
+    granularity = splitter.activation_granularities.TOKEN
+    activations, _ = splitter.get_activations(TEXTS, activation_granularity=granularity)
+    explainer = PCAConcepts(splitter, nb_concepts=3)
+    explainer.fit(activations)
+    llm = MyLLM()
+    labels = LLMLabels(concept_explainer=explainer, activation_granularity=granularity, llm_interface=llm,
+                       k_examples=5).interpret(concepts_indices="all", inputs=TEXTS, latent_activations=activations)
+    assert set(labels) == {0, 1, 2} and all(label.startswith("concept seen in") for label in labels.values())
+    assert len(llm.prompts) == 3 and [role for role, _ in llm.prompts[0]] == [Role.SYSTEM, Role.USER]

@@ -4,9 +4,10 @@
 OpenAILLM (the labeling-service calls the endpoint; the key travels in call
 metadata only); ``num_try`` tries = 1 + the native ``max_retries``. With no
 key the labels come from the model-server's own model, as in the native SDK.
-A user's own ``LLMInterface`` subclass (its ``generate`` running in the
-user's process) cannot label concepts on the mesh yet: LLMLabels refuses it
-with that reason.
+A user's own ``LLMInterface`` subclass labels concepts too: the
+labeling-service builds the prompts and sends them back over a
+bidirectional stream; ``generate(prompt)`` runs in the user's process
+(``xaimesh.llm.CallerLLM``), one call at a time.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from xaimesh.concepts import interpretations as native
+from xaimesh.llm import CallerLLM
 from xaimesh.llm import LLMInterface as NativeLLMInterface
 
+from ...commons.llm_interface import Role
 from ..._compat import (
     ActivationGranularity,
     GranularityAggregationStrategy,
@@ -19,6 +21,14 @@ from ..._compat import (
 )
 
 __all__ = ["LLMLabels", "SamplingMethod", "TopKInputs"]
+
+
+def _interpreto_generate(llm: Any) -> Any:
+    """fn(messages) for CallerLLM from interpreto's generate(prompt), prompt a list of (Role, text)."""
+    def generate(messages: list[dict[str, str]]) -> str | None:
+        return llm.generate([(Role(m["role"]), m["content"]) for m in messages])
+
+    return generate
 
 
 def _common(who: str, concept_encoding_batch_size: int, use_vocab: bool, use_unique_words: Any,
@@ -60,10 +70,12 @@ class LLMLabels:
         _common("LLMLabels", concept_encoding_batch_size, use_vocab, use_unique_words, unique_words_kwargs,
                 aggregation_strategy)
         accept_noop("LLMLabels", "concept_model_device", concept_model_device)
-        if llm_interface is not None and not isinstance(llm_interface, NativeLLMInterface):
-            raise refuse("LLMLabels", "llm_interface", f"{type(llm_interface).__name__} runs in this process; the "
-                         "mesh's labeling-service calls OpenAILLM (any OpenAI-compatible endpoint: base_url=...) or "
-                         "the model-server's model (xaimesh.llm.ModelServerLLM)")
+        if llm_interface is not None and not isinstance(llm_interface, (NativeLLMInterface, CallerLLM)):
+            if not callable(getattr(llm_interface, "generate", None)):
+                raise refuse("LLMLabels", "llm_interface", f"an LLMInterface with generate(prompt), not "
+                             f"{type(llm_interface).__name__}")
+            # the user's own LLM: the labeling-service sends its prompts back to this process
+            llm_interface = CallerLLM(_interpreto_generate(llm_interface), name=type(llm_interface).__name__)
         self.concept_explainer = concept_explainer
         self.native = native.LLMLabels(
             concept_explainer.native, _granularity(activation_granularity), llm_interface=llm_interface,
