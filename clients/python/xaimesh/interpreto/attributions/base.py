@@ -5,8 +5,9 @@ interpreto's arguments into a native explainer's options.
 Each compatible explainer is a thin adapter: it builds the native
 explainer (``xaimesh.attributions.X``) with interpreto's defaults, calls it,
 and converts each native output into interpreto's `AttributionOutput`
-(torch tensors; generation rows with 0 where interpreto has 0 for the
-target elements not yet generated; a single explained class as a 1-D row).
+(torch tensors; generation rows with NaN for the target elements not yet
+generated, as interpreto 0.5.2 returns them; a single explained class as a
+1-D row).
 The native output stays in ``.xaimesh_output`` (plots, metrics, JSON).
 """
 
@@ -59,7 +60,7 @@ class AttributionOutput:
         import numpy as np
         import torch
 
-        values = np.nan_to_num(out.attributions, nan=0.0) * np.float32(scale)
+        values = out.attributions * np.float32(scale)  # NaN where a row does not cover an element, as interpreto
         generation = out.task != "sequence_classification"
         if generation:
             attributions = torch.from_numpy(values)

@@ -5,7 +5,9 @@ AUC over samples (each sample the mean over its targets) and, per sample,
 per target, the score curve as a torch tensor. Scores are softmax
 probabilities (interpreto's metric inference mode); the curve has
 ``min(n_perturbations, elements) + 1`` points from nothing to every element
-perturbed, its AUC the trapezoid rule over [0, 1].
+perturbed, its AUC the trapezoid rule over [0, 1] (each output is one call
+with its own number of steps). Checked against interpreto 0.5.2 itself
+(tests/integration/test_interpreto_reference.py).
 """
 
 from __future__ import annotations
@@ -32,17 +34,20 @@ class _InsertionDeletion(MeshPlacement):
                          "perturbed (1.0); a shorter curve is not computed")
         self.n_perturbations = int(n_perturbations)
         # interpreto computes no random-order baseline: none is asked for
-        self.native = self.native_class(model, tokenizer, n_steps=self.n_perturbations, inference_mode="softmax",
-                                        n_random_orders=0)
+        self.native = self.native_class(model, tokenizer, inference_mode="softmax", n_random_orders=0)
 
     def evaluate(self, attributions_outputs: Any) -> tuple[float, list[list[Any]]]:
         import torch
 
-        outputs = list(attributions_outputs)
-        natives = [o.to_native() if hasattr(o, "to_native") else o for o in outputs]
-        _, details = self.native.evaluate(natives)
-        scores = [[torch.from_numpy(row.copy()) for row in d.per_target_scores] for d in details]
-        return details.auc, scores
+        natives = [o.to_native() if hasattr(o, "to_native") else o for o in attributions_outputs]
+        aucs, scores = [], []
+        for native in natives:
+            # interpreto's curve: min(n_perturbations, elements) steps, one call per output for its own count
+            self.native.n_steps = min(self.n_perturbations, len(native.elements))
+            details = self.native.evaluate([native])[1][0]
+            aucs.append(details.auc)
+            scores.append([torch.from_numpy(row.copy()) for row in details.per_target_scores])
+        return float(sum(aucs) / len(aucs)), scores
 
     def __call__(self, attributions_outputs: Any) -> tuple[float, list[list[Any]]]:
         return self.evaluate(attributions_outputs)
