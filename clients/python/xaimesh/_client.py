@@ -75,8 +75,8 @@ def progress_enabled() -> bool:
 #: A stage's rate (items/s) is shown once its bar has run this long: a
 #: stage that finishes at once would otherwise show millions of items per second.
 RATE_AFTER_SECONDS = 1.0
-_NO_RATE = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
-_NO_RATE_NO_TOTAL = "{desc}: {n_fmt} [{elapsed}]"
+_NO_RATE = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+_NO_RATE_NO_TOTAL = "{desc}: {n_fmt} [{elapsed}{postfix}]"
 
 
 class StageBars:

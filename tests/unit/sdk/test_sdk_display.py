@@ -61,8 +61,8 @@ def test_the_deletion_legend_fits_in_its_drawing():
             assert float(x) + LEGEND_CHAR_PX * len(text) <= width and float(y) <= height
 
 
-def _progress(stage: str, done: int, total: int):
-    return SimpleNamespace(stage=stage, done=done, total=total, message="")
+def _progress(stage: str, done: int, total: int, message: str = ""):
+    return SimpleNamespace(stage=stage, done=done, total=total, message=message)
 
 
 def test_a_stage_that_finishes_at_once_shows_no_rate(monkeypatch):
@@ -71,9 +71,9 @@ def test_a_stage_that_finishes_at_once_shows_no_rate(monkeypatch):
     out = io.StringIO()
     bars = _client.StageBars("activations", file=out)
     bars.update(_progress("tokenizing", 0, 1000))
-    bars.update(_progress("tokenizing", 1000, 1000))
+    bars.update(_progress("tokenizing", 1000, 1000, "input 1/1"))
     first = out.getvalue()
-    assert "1000/1000" in first and "it/s" not in first
+    assert "1000/1000" in first and "input 1/1" in first and "it/s" not in first
     bars.update(_progress("forward", 0, 10))  # a new stage: a new bar with its own clock
     clock = _client.time.monotonic() + 5.0
     monkeypatch.setattr(_client.time, "monotonic", lambda: clock)
