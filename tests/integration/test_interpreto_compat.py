@@ -235,3 +235,33 @@ def test_a_users_own_llm_interface_labels_concepts(hf):
                        k_examples=5).interpret(concepts_indices="all", inputs=TEXTS, latent_activations=activations)
     assert set(labels) == {0, 1, 2} and all(label.startswith("concept seen in") for label in labels.values())
     assert len(llm.prompts) == 3 and [role for role, _ in llm.prompts[0]] == [Role.SYSTEM, Role.USER]
+
+
+def test_the_classification_plot_example(hf, tmp_path):
+    """visualizations.plot_attributions' classification example (interpreto
+    0.5.2 docstring), on a tiny BERT classifier held as an object; the local
+    stack serves it next to the GPT-2."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tests.fixtures.family_models import family_dir
+    from xaimesh.interpreto import Lime, plot_attributions
+
+    model = AutoModelForSequenceClassification.from_pretrained(family_dir("bert"))
+    tokenizer = AutoTokenizer.from_pretrained(family_dir("bert"))
+    classes_names = ["negative", "neutral", "positive"]
+
+    attribution_explainer = Lime(model, tokenizer)
+    attributions = attribution_explainer(
+        model_inputs="Love and hate are two sides of the same coin.",
+        targets=torch.tensor([[0, 1, 2]]),
+    )
+    plot_attributions(attributions[0], classes_names=classes_names, save_path=tmp_path / "lime.html")
+    out = attributions[0]
+    assert out.attributions.shape == (3, len(out.elements)) and out.targets.tolist() == [0, 1, 2]
+    import re
+
+    page = (tmp_path / "lime.html").read_text()
+    visible = re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)>.*?</\1>", "", page, flags=re.S))
+    assert all(name in visible for name in classes_names)
+    assert "Love and hate are two sides of the same coin." in visible  # the words keep their spaces

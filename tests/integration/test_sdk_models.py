@@ -108,3 +108,23 @@ def test_a_local_stack_serves_an_object_it_does_not_serve(local_mesh, hf_gpt2):
     out = Saliency(only_an_object, hf_gpt2[1])("Alice and Bob", "then")[0]
     assert out.model_id == remote.model_id
     assert np.isfinite(out.attributions[:, :out.num_prompt_elements]).all()  # every row covers the prompt
+
+
+def test_a_port_taken_before_the_service_binds_it_is_retried_on_another(gpt2_dir, tmp_path, monkeypatch):
+    import socket
+
+    from xaimesh import local_stack
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real_free_port = local_stack.free_port
+    ports = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(local_stack, "free_port", lambda: next(ports, None) or real_free_port())
+    stack = local_stack.LocalStack(models=[str(gpt2_dir)], home=tmp_path, services=["model"])
+    try:
+        addresses = stack.start(wait_seconds=120)
+        assert addresses["model"] != f"127.0.0.1:{taken.getsockname()[1]}"
+    finally:
+        stack.stop()
+        taken.close()

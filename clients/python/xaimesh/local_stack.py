@@ -71,6 +71,17 @@ class LocalStack:
         return command + self.extra_args.get(service, [])
 
     def start(self, wait_seconds: float = 600.0) -> dict[str, str]:
+        """Starts the services on free loopback ports and waits until they are
+        healthy; returns their addresses. A port taken by another process
+        between choosing it and binding it is retried once on new ports."""
+        try:
+            return self._start_once(wait_seconds)
+        except UnavailableError as error:
+            if "cannot bind" not in str(error):
+                raise
+        return self._start_once(wait_seconds)
+
+    def _start_once(self, wait_seconds: float) -> dict[str, str]:
         if "model" not in self.services:
             raise UnavailableError(None, "", "cannot start a local stack: the model-server is not "
                                    "installed (pip install 'xaimesh[all]')")
