@@ -97,10 +97,20 @@ def test_a_local_stack_serves_an_object_it_does_not_serve(local_mesh, hf_gpt2):
     from xaimesh import Saliency
     from xaimesh.models import resolve_model, saved_models_dir, weights_agree
 
+    import xaimesh
+    from xaimesh.concepts import PCAConcepts
+
+    split = xaimesh.ModelWithSplitPoints(local_mesh.model(), split_points=[1])
+    activations = split.get_activations(["Alice and Bob enter the bar.", "The cat sleeps on the mat."])
+    pca = PCAConcepts(split, nb_concepts=2).fit(activations)
+    codes = pca.encode_activations(activations)
+
     torch.manual_seed(1)  # not the fixture's seed: other weights
     only_an_object = GPT2LMHeadModel(hf_gpt2[0].config)  # built in memory, no folder of its own
     first = local_mesh.model().model_id
     remote = resolve_model(only_an_object, hf_gpt2[1])
+    # the stack restarted to serve it: stored sets and concept models are still there
+    np.testing.assert_array_equal(pca.encode_activations(activations), codes)
     assert remote.model_id != first and weights_agree(only_an_object, remote)
     assert (saved_models_dir() / remote.model_id / ".complete").exists()
     assert resolve_model(only_an_object, hf_gpt2[1]).model_id == remote.model_id  # saved and served once
