@@ -23,17 +23,21 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import queue
 import threading
 from typing import Any
 
 import grpc
 
 from xaimesh_contracts.enums import EnumValueError, to_name, to_number
-from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.client import connect, downstream_stub
 from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, map_errors, status_for_item
 
+from .caller_llm import DEFAULT_MAX_RETRIES as DEFAULT_CALLER_RETRIES
+from .caller_llm import DEFAULT_TIMEOUT_SECONDS as DEFAULT_CALLER_TIMEOUT_SECONDS
+from .caller_llm import Call, CallerLLM, Reply
 from .downstream import (ConceptSource, GrpcConceptSource, GrpcModelGenerator, ModelGenerator, Progress,
                          TopExamplesQuery, example_to_proto)
 from .examples import ConceptExample, ConceptExamples, ErrorInfo
@@ -56,6 +60,8 @@ DEFAULT_K_EXAMPLES = 20
 # tokens of context each side: larger values are refused up front.
 MAX_K_EXAMPLES = 1_000
 MAX_K_CONTEXT = 1_000
+MAX_CALLER_RETRIES = 10
+MAX_CALLER_TIMEOUT_SECONDS = 3600.0
 DEFAULT_SCORING_EXAMPLES = 5
 # ScoreLabels k_context 0 = this many tokens each side (fuzzing needs context).
 DEFAULT_SCORING_CONTEXT = 4
@@ -136,6 +142,16 @@ def _score_message(result: LabelScoreResult) -> labeling_pb2.LabelScore:
     if result.error is not None:
         msg.error.CopyFrom(_status(result.error))
     return msg
+
+
+def _caller_reply(reply: labeling_pb2.GenerateReply) -> Reply:
+    if reply.HasField("error") and reply.error.code:
+        return Reply(reply.id, error=reply.error.message or "the caller's LLM failed",
+                     code=grpc.StatusCode(_STATUS_BY_NUMBER.get(reply.error.code, grpc.StatusCode.UNKNOWN.value)).name)
+    return Reply(reply.id, text=reply.text if reply.HasField("text") else None)
+
+
+_STATUS_BY_NUMBER = {code.value[0]: code.value for code in grpc.StatusCode}
 
 
 def _check_target(request: Any) -> None:
@@ -228,8 +244,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
 
     # -- RPCs -----------------------------------------------------------------
 
-    @map_errors()
-    def LabelConcepts(self, request: labeling_pb2.LabelConceptsRequest, context: grpc.ServicerContext):
+    def _check_label_request(self, request: labeling_pb2.LabelConceptsRequest) -> None:
         _check_target(request)
         _check_range(request.k_examples, MAX_K_EXAMPLES, "k_examples", " (0 = 20)")
         _check_range(request.k_quantile, MAX_K_EXAMPLES, "k_quantile")
@@ -242,36 +257,98 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             raise InvalidArgument(f"unknown sampling {request.sampling}: use TOP, QUANTILE or RANDOM",
                                   field="sampling") from None
         self.policy.check_concurrency(request.max_concurrency, "max_concurrency")
+
+    def _label_events(self, request: labeling_pb2.LabelConceptsRequest, llm: Any, context: grpc.ServicerContext):
+        """The LabelConcepts responses (progress, labels) of a checked request with ``llm``."""
+        concurrency = self.policy.concurrency(request.max_concurrency, llm)
+        description = llm.describe()
+        concepts = self.concept_source(context)
+        self._labelable_set(concepts, request.activation_set)
+        query = TopExamplesQuery(
+            concept_model=request.concept_model, activation_set=request.activation_set,
+            concept_indices=list(request.concept_indices), k=request.k_examples or DEFAULT_K_EXAMPLES,
+            sampling=request.sampling, k_quantile=request.k_quantile, k_context=request.k_context,
+            seed=request.seed)
+        found: dict[int, ConceptExamples] = {}
+        for item in self._top_examples(concepts, query):
+            if isinstance(item, tensor_pb2.Progress):
+                yield labeling_pb2.LabelConceptsResponse(progress=item)
+            else:
+                found[item.concept_index] = item
+        total = len(found)
+        log.info("LabelConcepts: %d concepts of %s with %s", total, request.concept_model, description)
+        yield labeling_pb2.LabelConceptsResponse(progress=_progress("labeling", 0, total))
+        done = 0
+        results = label_concepts(list(found.values()), llm, system_prompt=request.system_prompt or None,
+                                 max_concurrency=concurrency, should_stop=lambda: not context.is_active())
+        for result in results:
+            done += 1
+            yield labeling_pb2.LabelConceptsResponse(label=_label_message(result, found[result.concept_index]))
+            yield labeling_pb2.LabelConceptsResponse(progress=_progress("labeling", done, total))
+
+    @map_errors()
+    def LabelConcepts(self, request: labeling_pb2.LabelConceptsRequest, context: grpc.ServicerContext):
+        self._check_label_request(request)
         llm = self._llm(request.llm if request.HasField("llm") else None, context, field="llm",
                         max_new_tokens=LABEL_MAX_NEW_TOKENS, seed=request.seed)
-        concurrency = self.policy.concurrency(request.max_concurrency, llm)
         try:
-            description = llm.describe()
-            concepts = self.concept_source(context)
-            self._labelable_set(concepts, request.activation_set)
-            query = TopExamplesQuery(
-                concept_model=request.concept_model, activation_set=request.activation_set,
-                concept_indices=list(request.concept_indices), k=request.k_examples or DEFAULT_K_EXAMPLES,
-                sampling=request.sampling, k_quantile=request.k_quantile, k_context=request.k_context,
-                seed=request.seed)
-            found: dict[int, ConceptExamples] = {}
-            for item in self._top_examples(concepts, query):
-                if isinstance(item, tensor_pb2.Progress):
-                    yield labeling_pb2.LabelConceptsResponse(progress=item)
-                else:
-                    found[item.concept_index] = item
-            total = len(found)
-            log.info("LabelConcepts: %d concepts of %s with %s", total, request.concept_model, description)
-            yield labeling_pb2.LabelConceptsResponse(progress=_progress("labeling", 0, total))
-            done = 0
-            results = label_concepts(list(found.values()), llm, system_prompt=request.system_prompt or None,
-                                     max_concurrency=concurrency, should_stop=lambda: not context.is_active())
-            for result in results:
-                done += 1
-                yield labeling_pb2.LabelConceptsResponse(label=_label_message(result, found[result.concept_index]))
-                yield labeling_pb2.LabelConceptsResponse(progress=_progress("labeling", done, total))
+            yield from self._label_events(request, llm, context)
         finally:
             llm.close()
+
+    @map_errors()
+    def LabelConceptsWithCallerLlm(self, request_iterator: Any, context: grpc.ServicerContext):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("message") != "start":
+            raise InvalidArgument("the first message must be `start`: the LabelConceptsRequest and the name of "
+                                  "the caller's LLM", field="start")
+        start = first.start
+        self._check_label_request(start.request)
+        max_retries = start.max_retries if start.HasField("max_retries") else DEFAULT_CALLER_RETRIES
+        _check_range(max_retries, MAX_CALLER_RETRIES, "start.max_retries")
+        timeout = start.timeout_seconds if start.HasField("timeout_seconds") else DEFAULT_CALLER_TIMEOUT_SECONDS
+        if not 0 < timeout <= MAX_CALLER_TIMEOUT_SECONDS:
+            raise InvalidArgument(f"timeout_seconds must be in (0, {MAX_CALLER_TIMEOUT_SECONDS:g}], got {timeout}",
+                                  field="start.timeout_seconds")
+        events: queue.Queue[Any] = queue.Queue()
+        llm = CallerLLM(start.description, max_retries=max_retries, timeout_seconds=timeout, outbox=events)
+        finished = object()
+
+        def read_replies() -> None:
+            try:
+                for message in request_iterator:
+                    if message.WhichOneof("message") == "reply":
+                        llm.deliver(_caller_reply(message.reply))
+            except grpc.RpcError:
+                pass  # the caller went away: close() below fails what waits
+            finally:
+                llm.close()
+
+        def label() -> None:
+            try:
+                for response in self._label_events(start.request, llm, context):
+                    events.put(response)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the RPC's thread below
+                events.put(exc)
+            finally:
+                events.put(finished)
+
+        threading.Thread(target=read_replies, name="caller-llm-replies", daemon=True).start()
+        threading.Thread(target=label, name="caller-llm-labels", daemon=True).start()
+        while True:
+            item = events.get()
+            if item is finished:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, Call):
+                yield labeling_pb2.LabelConceptsWithCallerLlmResponse(generate=labeling_pb2.GenerateCall(
+                    id=item.id, messages=[model_pb2.ChatMessage(role=m["role"], content=m["content"])
+                                          for m in item.messages]))
+            elif item.HasField("label"):
+                yield labeling_pb2.LabelConceptsWithCallerLlmResponse(label=item.label)
+            else:
+                yield labeling_pb2.LabelConceptsWithCallerLlmResponse(progress=item.progress)
 
     @map_errors()
     def ScoreLabels(self, request: labeling_pb2.ScoreLabelsRequest, context: grpc.ServicerContext):

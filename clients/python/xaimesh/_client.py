@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,7 +42,7 @@ class ServiceClient:
                on_progress: Callable[[Any], None] | None = None) -> Iterator[Any]:
         """Yields non-progress events; cancels the call if the consumer stops early."""
         call = getattr(self.stub, method)(request, timeout=timeout or self.timeout)
-        bar = None
+        bar = StageBars(description or method)
         try:
             for event in call:
                 kind = event.WhichOneof("event") if _has_event(event) else None
@@ -50,15 +51,14 @@ class ServiceClient:
                     if on_progress is not None:
                         on_progress(progress)
                     if show_progress and progress_enabled():
-                        bar = _update_bar(bar, progress, description or method)
+                        bar.update(progress)
                     continue
                 yield event
         except grpc.RpcError as error:
             raise from_rpc_error(error, self.service, self.address) from None
         finally:
             call.cancel()
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     def close(self) -> None:
         self.channel.close()
@@ -72,21 +72,52 @@ def progress_enabled() -> bool:
     return os.environ.get("XAIMESH_PROGRESS", "1") not in ("0", "false", "no")
 
 
-def _update_bar(bar, progress, description):
-    from tqdm.auto import tqdm
+#: A stage's rate (items/s) is shown once its bar has run this long: a
+#: stage that finishes at once would otherwise show millions of items per second.
+RATE_AFTER_SECONDS = 1.0
+_NO_RATE = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+_NO_RATE_NO_TOTAL = "{desc}: {n_fmt} [{elapsed}{postfix}]"
 
-    total = progress.total or None
-    if bar is None:
-        bar = tqdm(total=total, desc=progress.stage or description, leave=False)
-    elif total and bar.total != total:
-        bar.total = total
-    if progress.stage and bar.desc != progress.stage:
-        bar.set_description(progress.stage)
-    bar.n = progress.done
-    if progress.message:
-        bar.set_postfix_str(progress.message, refresh=False)
-    bar.refresh()
-    return bar
+
+class StageBars:
+    """One tqdm bar per stage of a stream's `progress` events: a new stage
+    gets a new bar (its own clock), progress advances it by the items done
+    since the last event, and the rate appears only once the stage has run
+    RATE_AFTER_SECONDS."""
+
+    def __init__(self, description: str, file=None):
+        self.description = description
+        self.file = file
+        self.bar = None
+        self.stage = None
+        self.started = 0.0
+
+    def update(self, progress) -> None:
+        from tqdm.auto import tqdm
+
+        stage = progress.stage or self.description
+        total = progress.total or None
+        if self.bar is None or stage != self.stage:
+            self.close()
+            self.bar = tqdm(total=total, desc=stage, leave=False, file=self.file,
+                            bar_format=_NO_RATE if total else _NO_RATE_NO_TOTAL)
+            self.stage, self.started = stage, time.monotonic()
+        elif total and self.bar.total != total:
+            self.bar.total = total
+        if self.bar.bar_format is not None and time.monotonic() - self.started >= RATE_AFTER_SECONDS:
+            self.bar.bar_format = None  # tqdm's default format, with the rate
+        if progress.message:
+            self.bar.set_postfix_str(progress.message, refresh=False)
+        if progress.done >= self.bar.n:
+            self.bar.update(progress.done - self.bar.n)
+        else:  # a stage that starts over
+            self.bar.n = progress.done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 @contextlib.contextmanager

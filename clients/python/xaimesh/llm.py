@@ -29,7 +29,7 @@ from typing import Any
 
 from xaimesh_contracts.v1 import labeling_pb2
 
-__all__ = ["API_KEY_METADATA", "DEFAULT_OPENAI_MODEL", "LLMInterface", "ModelServerLLM", "OpenAILLM",
+__all__ = ["API_KEY_METADATA", "DEFAULT_OPENAI_MODEL", "CallerLLM", "LLMInterface", "ModelServerLLM", "OpenAILLM",
            "as_llm_interface"]
 
 log = logging.getLogger("xaimesh.llm")
@@ -190,10 +190,62 @@ class OpenAILLM(LLMInterface):
         self.__key = ""
 
 
-def as_llm_interface(value: Any) -> LLMInterface | None:
-    """``None``, an :class:`LLMInterface`, or a shorthand: ``"model-server"``
-    / ``"local"`` (ModelServerLLM()), ``"openai"`` (OpenAILLM())."""
-    if value is None or isinstance(value, LLMInterface):
+class CallerLLM:
+    """An LLM that runs in this process — a notebook's own model — for
+    concept labels: the labeling-service builds each prompt and sends it
+    over a bidirectional stream; the SDK runs ``fn(messages)`` here and sends
+    the reply back (``LabelConceptsWithCallerLlm``).
+
+    ``fn(messages) -> str | None`` with ``messages`` a chat
+    ``[{"role": "system" | "user" | "assistant", "content": str}, ...]``;
+    an exception or ``None`` is a failed reply, retried ``max_retries``
+    times by the service, then that concept alone carries the error.
+    ``timeout_seconds``: how long the service waits for one reply. Calls run
+    one at a time, in the thread that called ``interpret``.
+    """
+
+    def __init__(self, fn: Any, name: str | None = None, *, max_retries: int = 2,
+                 timeout_seconds: float = 300.0):
+        if not callable(fn):
+            raise TypeError(f"CallerLLM takes a function fn(messages) -> str, not {type(fn).__name__}")
+        if int(max_retries) != max_retries or not 0 <= max_retries <= 10:
+            raise ValueError(f"max_retries must be an integer in [0, 10], got {max_retries!r}")
+        timeout_seconds = float(timeout_seconds)
+        if not math.isfinite(timeout_seconds) or not 0 < timeout_seconds <= 3600:
+            raise ValueError(f"timeout_seconds must be in (0, 3600], got {timeout_seconds!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        self.max_retries = int(max_retries)
+        self.timeout_seconds = timeout_seconds
+
+    def describe(self) -> str:
+        return f"caller:{self.name}"
+
+    def __repr__(self) -> str:
+        return f"CallerLLM({self.name!r})"
+
+    def reply(self, call: labeling_pb2.GenerateCall) -> labeling_pb2.GenerateReply:
+        """Runs ``fn`` on one prompt of the service; its answer or its error."""
+        from google.rpc import code_pb2, status_pb2
+
+        messages = [{"role": m.role, "content": m.content} for m in call.messages]
+        try:
+            text = self.fn(messages)
+        except Exception as exc:  # noqa: BLE001 - the service records it against the concept
+            message = f"{type(exc).__name__}: {exc}"[:500]
+            return labeling_pb2.GenerateReply(id=call.id, error=status_pb2.Status(code=code_pb2.UNKNOWN,
+                                                                                 message=message))
+        if not isinstance(text, str) or not text.strip():
+            return labeling_pb2.GenerateReply(id=call.id, error=status_pb2.Status(
+                code=code_pb2.INTERNAL, message=f"{self.name} returned {type(text).__name__ if text is None else repr(text)[:40]}, not a label"))
+        return labeling_pb2.GenerateReply(id=call.id, text=text)
+
+
+def as_llm_interface(value: Any) -> LLMInterface | CallerLLM | None:
+    """``None``, an :class:`LLMInterface`, a :class:`CallerLLM`, or a
+    shorthand: ``"model-server"`` / ``"local"`` (ModelServerLLM()),
+    ``"openai"`` (OpenAILLM())."""
+    if value is None or isinstance(value, (LLMInterface, CallerLLM)):
         return value
     if isinstance(value, str):
         key = value.strip().lower()
@@ -201,4 +253,5 @@ def as_llm_interface(value: Any) -> LLMInterface | None:
             return ModelServerLLM()
         if key == "openai":
             return OpenAILLM()
-    raise TypeError(f"expected an LLM interface (OpenAILLM(...), ModelServerLLM(...)) or None, not {value!r}")
+    raise TypeError(f"expected an LLM interface (OpenAILLM(...), ModelServerLLM(...), CallerLLM(fn)) or None, "
+                    f"not {value!r}")

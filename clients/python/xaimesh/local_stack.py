@@ -71,6 +71,17 @@ class LocalStack:
         return command + self.extra_args.get(service, [])
 
     def start(self, wait_seconds: float = 600.0) -> dict[str, str]:
+        """Starts the services on free loopback ports and waits until they are
+        healthy; returns their addresses. A port taken by another process
+        between choosing it and binding it is retried once on new ports."""
+        try:
+            return self._start_once(wait_seconds)
+        except UnavailableError as error:
+            if "cannot bind" not in str(error):
+                raise
+        return self._start_once(wait_seconds)
+
+    def _start_once(self, wait_seconds: float) -> dict[str, str]:
         if "model" not in self.services:
             raise UnavailableError(None, "", "cannot start a local stack: the model-server is not "
                                    "installed (pip install 'xaimesh[all]')")
@@ -87,6 +98,7 @@ class LocalStack:
                 self.processes[service] = subprocess.Popen(
                     self._command(service, port), stdout=log, stderr=subprocess.STDOUT, env=env,
                     stdin=subprocess.DEVNULL, start_new_session=True)
+        atexit.unregister(self.stop)  # once, however often the stack restarts
         atexit.register(self.stop)
         try:
             self._wait_healthy(wait_seconds)
@@ -94,6 +106,23 @@ class LocalStack:
             self.stop()
             raise
         return dict(self.addresses)
+
+    def restart_with_model(self, spec: str, wait_seconds: float = 600.0) -> dict[str, str]:
+        """Restarts every service with one more model-server model (`spec`:
+        SPEC[,key=value...] as --model takes it) and returns the new addresses.
+        All of them restart, on new ports, so that none keeps a channel to the
+        old model-server; the concept-service's sets stay in its data dir."""
+        if not self.models:  # the embedded default stays the default model
+            self.models = ["default"]
+        self.models.append(spec)
+        self.stop()
+        try:
+            return self.start(wait_seconds=wait_seconds)
+        except UnavailableError:
+            # the model could not be served (the log tail says why): back to the previous models
+            self.models.pop()
+            self.start(wait_seconds=wait_seconds)
+            raise
 
     def _wait_healthy(self, wait_seconds: float) -> None:
         from xaimesh_contracts.channels import wait_for_health

@@ -63,7 +63,18 @@ def connect(model_server: str | None = None, *, attribution: str | None = None,
     mesh = Mesh(addresses, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, timeout=timeout,
                 stack=stack)
     mesh.check(wait_seconds=wait_seconds if stack is None else 5.0)
+    _OPEN.append(mesh)
     return mesh
+
+
+# Meshes of connect() not yet closed, oldest first: the last one is where a
+# model given by name or as an object is looked for (xaimesh.models).
+_OPEN: list[Mesh] = []
+
+
+def current_mesh() -> Mesh | None:
+    """The last mesh of `connect()` that is still open, or None."""
+    return _OPEN[-1] if _OPEN else None
 
 
 class Mesh:
@@ -114,7 +125,40 @@ class Mesh:
         response = self.client("model").call("GetModel", model_pb2.GetModelRequest(model=name or ""))
         return RemoteModel(self, response.model)
 
+    def serve_model(self, spec: str, model_id: str | None = None) -> RemoteModel:
+        """Adds a model to a local stack (one `connect()` started) and returns
+        its handle: the stack's services restart with it (activation sets and
+        concept models are kept on disk). Running services cannot be changed
+        from here: start their model-server with --model instead."""
+        if self.stack is None:
+            import grpc
+
+            from xaimesh.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(grpc.StatusCode.FAILED_PRECONDITION, "model-server", f"cannot serve {spec!r}: this mesh's services were "
+                                          "started elsewhere; start their model-server with --model for it")
+        served = {m.model_id for m in self.models()}
+        if model_id is None:
+            # the id the model-server gives a folder (its name) or a hub id (itself), made unique
+            local = os.path.expanduser(spec)
+            base = os.path.basename(os.path.realpath(local)) if os.path.exists(local) else spec
+            model_id, n = base, 2
+            while model_id in served:
+                model_id, n = f"{base}-{n}", n + 1
+        if model_id in served:
+            return self.model(model_id)
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        try:
+            self.stack.restart_with_model(f"{spec},id={model_id}")
+        finally:  # on failure the stack is back on its previous models, on new ports too
+            self.addresses = dict(self.stack.addresses)
+        return self.model(model_id)
+
     def close(self) -> None:
+        if self in _OPEN:
+            _OPEN.remove(self)
         for client in self._clients.values():
             client.close()
         self._clients.clear()

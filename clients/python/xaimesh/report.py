@@ -37,14 +37,26 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+#: Width of one character of the legend (font-size 11), to size the drawing so no legend is cut.
+LEGEND_CHAR_PX = 7
+LEGEND_ROW_PX = 16
+
+
 def curve_svg(series: list[tuple[str, list[float], list[float], str]], *, width: int = 520, height: int = 260,
               x_label: str = "fraction of elements removed", y_label: str = "target probability") -> str:
-    """A line chart of (name, xs, ys, colour) series as inline SVG."""
-    pad_l, pad_b, pad_t, pad_r = 48, 36, 12, 140
+    """A line chart of (name, xs, ys, colour) series as inline SVG; the
+    legend goes under the axis label, one row per series, and the drawing is
+    widened when a legend row is longer than it (nothing is clipped)."""
+    pad_l, pad_b, pad_t, pad_r = 48, 36, 12, 16
+    legend_x = pad_l
+    longest = max((len(name) for name, *_ in series), default=0)
+    plot_width, plot_height = width, height
+    width = max(plot_width, legend_x + 26 + LEGEND_CHAR_PX * longest + pad_r)
+    height = plot_height + LEGEND_ROW_PX * len(series) + 6
     ys_all = [y for _, _, ys, _ in series for y in ys if y is not None and not math.isnan(y)]
     y_max = max(ys_all + [1e-9])
     y_max = 1.0 if y_max > 0.5 else y_max * 1.1
-    w, h = width - pad_l - pad_r, height - pad_t - pad_b
+    w, h = plot_width - pad_l - pad_r, plot_height - pad_t - pad_b
 
     def px(x: float, y: float) -> str:
         return f"{pad_l + x * w:.1f},{pad_t + h - (y / y_max) * h:.1f}"
@@ -57,16 +69,18 @@ def curve_svg(series: list[tuple[str, list[float], list[float], str]], *, width:
                      f'text-anchor="end">{y:.2f}</text>')
         parts.append(f'<text x="{pad_l + w * i / 4:.1f}" y="{pad_t + h + 14}" font-size="10" '
                      f'text-anchor="middle">{i / 4:.2f}</text>')
-    parts.append(f'<text x="{pad_l + w / 2}" y="{height - 4}" font-size="11" text-anchor="middle">{_e(x_label)}</text>')
+    parts.append(f'<text x="{pad_l + w / 2}" y="{plot_height - 4}" font-size="11" text-anchor="middle">'
+                 f'{_e(x_label)}</text>')
     parts.append(f'<text x="12" y="{pad_t + h / 2}" font-size="11" text-anchor="middle" '
                  f'transform="rotate(-90 12 {pad_t + h / 2})">{_e(y_label)}</text>')
     for k, (name, xs, ys, colour) in enumerate(series):
         points = " ".join(px(x, y) for x, y in zip(xs, ys) if y is not None and not math.isnan(y))
         dash = ' stroke-dasharray="5,4"' if k else ""
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}"/>')
-        parts.append(f'<line x1="{width - pad_r + 10}" x2="{width - pad_r + 30}" y1="{pad_t + 10 + 16 * k}" '
-                     f'y2="{pad_t + 10 + 16 * k}" stroke="{colour}" stroke-width="2"{dash}/>')
-        parts.append(f'<text x="{width - pad_r + 34}" y="{pad_t + 14 + 16 * k}" font-size="11">{_e(name)}</text>')
+        row_y = plot_height + LEGEND_ROW_PX * k + 8
+        parts.append(f'<line x1="{legend_x}" x2="{legend_x + 20}" y1="{row_y}" y2="{row_y}" stroke="{colour}" '
+                     f'stroke-width="2"{dash}/>')
+        parts.append(f'<text x="{legend_x + 26}" y="{row_y + 4}" font-size="11">{_e(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -380,9 +380,10 @@ class ModelWithSplitPoints:
     """A remote model plus the layers ("split points") whose activations are
     studied.
 
-    ``model``: a :class:`~xaimesh.mesh.RemoteModel` (``mesh.model()``), or a
-    model id of the model-server (then ``mesh`` or a default
-    ``xaimesh.connect()`` is used). ``split_points``: layer indices (``8``)
+    ``model``: a :class:`~xaimesh.mesh.RemoteModel` (``mesh.model()``), a
+    model name or path, or a Hugging Face model object with its tokenizer
+    (matched to a served model through ``mesh``, the last ``connect()`` or a
+    new one: ``xaimesh.models``). ``split_points``: layer indices (``8``)
     or module paths (``"model.layers.8"``). ``batch_size`` is kept for
     compatibility: the model-server batches work across callers on its own.
     """
@@ -393,18 +394,18 @@ class ModelWithSplitPoints:
     def __init__(self, model: RemoteModel | str, tokenizer: Any = None,
                  split_points: int | str | Sequence[int | str] = (8,), batch_size: int | None = None,
                  *, mesh: Mesh | None = None):
-        if isinstance(model, str):
-            if mesh is None:
-                from xaimesh.mesh import connect
+        from xaimesh.attributions._calls import is_int
+        from xaimesh.models import resolve_model
 
-                mesh = connect()
-            model = mesh.model(model)
-        if not hasattr(model, "mesh") or not hasattr(model, "info"):
-            raise TypeError(f"model must be a remote model (mesh.model(...)) or a model id, "
-                            f"not {type(model).__name__}")
+        if is_int(tokenizer) or (isinstance(tokenizer, (list, tuple)) and tokenizer
+                                 and all(is_int(t) for t in tokenizer)):
+            raise TypeError(f"ModelWithSplitPoints(model, {tokenizer!r}): the second argument is the tokenizer; "
+                            f"give the split points by name: split_points={tokenizer!r}")
+        model = resolve_model(model, tokenizer, mesh=mesh, who="ModelWithSplitPoints")
         self.model = model
-        self.mesh = mesh or model.mesh
-        self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+        self.mesh = model.mesh
+        # the model-server tokenizes: the served model's tokenizer, whatever object was given
+        self.tokenizer = model.tokenizer
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size

@@ -24,40 +24,51 @@ _sym_db = _symbol_database.Default()
 
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from xaimesh_contracts.v1 import concept_pb2 as xaimesh_dot_v1_dot_concept__pb2
+from xaimesh_contracts.v1 import model_pb2 as xaimesh_dot_v1_dot_model__pb2
 from xaimesh_contracts.v1 import tensor_pb2 as xaimesh_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19xaimesh/v1/labeling.proto\x12\nxaimesh.v1\x1a\x17google/rpc/status.proto\x1a\x18xaimesh/v1/concept.proto\x1a\x17xaimesh/v1/tensor.proto\"\x87\x01\n\rOpenAIBackend\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x02\x12\x13\n\x0bmax_retries\x18\x06 \x01(\x05\"P\n\x12ModelServerBackend\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0emax_new_tokens\x18\x02 \x01(\x05\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\"|\n\nLlmBackend\x12+\n\x06openai\x18\x01 \x01(\x0b\x32\x19.xaimesh.v1.OpenAIBackendH\x00\x12\x36\n\x0cmodel_server\x18\x02 \x01(\x0b\x32\x1e.xaimesh.v1.ModelServerBackendH\x00\x42\t\n\x07\x62\x61\x63kend\"\xab\x02\n\x14LabelConceptsRequest\x12\x15\n\rconcept_model\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tivation_set\x18\x02 \x01(\t\x12\x17\n\x0f\x63oncept_indices\x18\x03 \x03(\x05\x12#\n\x03llm\x18\x04 \x01(\x0b\x32\x16.xaimesh.v1.LlmBackend\x12-\n\x08sampling\x18\x05 \x01(\x0e\x32\x1b.xaimesh.v1.ExampleSampling\x12\x12\n\nk_examples\x18\x06 \x01(\x05\x12\x12\n\nk_quantile\x18\x07 \x01(\x05\x12\x11\n\tk_context\x18\x08 \x01(\x05\x12\x15\n\rsystem_prompt\x18\t \x01(\t\x12\x17\n\x0fmax_concurrency\x18\n \x01(\x05\x12\x0c\n\x04seed\x18\x0b \x01(\x03\"\xb5\x01\n\x0c\x43onceptLabel\x12\x15\n\rconcept_index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x11\n\thas_label\x18\x03 \x01(\x08\x12\x0b\n\x03llm\x18\x04 \x01(\t\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.google.rpc.Status\x12,\n\x08\x65xamples\x18\x06 \x03(\x0b\x32\x1a.xaimesh.v1.ConceptExample\x12\x0e\n\x06prompt\x18\x07 \x01(\t\"u\n\x15LabelConceptsResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.xaimesh.v1.ProgressH\x00\x12)\n\x05label\x18\x02 \x01(\x0b\x32\x18.xaimesh.v1.ConceptLabelH\x00\x42\x07\n\x05\x65vent\"4\n\x0cLabelToScore\x12\x15\n\rconcept_index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\"\xa6\x02\n\x12ScoreLabelsRequest\x12\x15\n\rconcept_model\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tivation_set\x18\x02 \x01(\t\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.xaimesh.v1.LabelToScore\x12&\n\x06scorer\x18\x04 \x01(\x0b\x32\x16.xaimesh.v1.LlmBackend\x12/\n\x07methods\x18\x05 \x03(\x0e\x32\x1e.xaimesh.v1.LabelScoringMethod\x12\x12\n\nn_examples\x18\x06 \x01(\x05\x12\x11\n\tk_context\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x17\n\x0fmax_concurrency\x18\t \x01(\x05\x12\x10\n\x08labeller\x18\n \x01(\t\"\xb4\x01\n\nLabelScore\x12\x15\n\rconcept_index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12.\n\x06method\x18\x03 \x01(\x0e\x32\x1e.xaimesh.v1.LabelScoringMethod\x12\x19\n\x11\x62\x61lanced_accuracy\x18\x04 \x01(\x01\x12\x12\n\nn_examples\x18\x05 \x01(\x05\x12!\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.Status\"n\n\x12LabelScoresSummary\x12\x16\n\x0emean_detection\x18\x01 \x01(\x01\x12\x14\n\x0cmean_fuzzing\x18\x02 \x01(\x01\x12\x0e\n\x06scorer\x18\x03 \x01(\t\x12\x1a\n\x12scorer_is_labeller\x18\x04 \x01(\x08\"\xa4\x01\n\x13ScoreLabelsResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.xaimesh.v1.ProgressH\x00\x12\'\n\x05score\x18\x02 \x01(\x0b\x32\x16.xaimesh.v1.LabelScoreH\x00\x12\x31\n\x07summary\x18\x03 \x01(\x0b\x32\x1e.xaimesh.v1.LabelScoresSummaryH\x00\x42\x07\n\x05\x65vent*\x80\x01\n\x12LabelScoringMethod\x12$\n LABEL_SCORING_METHOD_UNSPECIFIED\x10\x00\x12\"\n\x1eLABEL_SCORING_METHOD_DETECTION\x10\x01\x12 \n\x1cLABEL_SCORING_METHOD_FUZZING\x10\x02\x32\xbb\x01\n\x0fLabelingService\x12V\n\rLabelConcepts\x12 .xaimesh.v1.LabelConceptsRequest\x1a!.xaimesh.v1.LabelConceptsResponse0\x01\x12P\n\x0bScoreLabels\x12\x1e.xaimesh.v1.ScoreLabelsRequest\x1a\x1f.xaimesh.v1.ScoreLabelsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19xaimesh/v1/labeling.proto\x12\nxaimesh.v1\x1a\x17google/rpc/status.proto\x1a\x18xaimesh/v1/concept.proto\x1a\x16xaimesh/v1/model.proto\x1a\x17xaimesh/v1/tensor.proto\"\x87\x01\n\rOpenAIBackend\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x02\x12\x13\n\x0bmax_retries\x18\x06 \x01(\x05\"P\n\x12ModelServerBackend\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0emax_new_tokens\x18\x02 \x01(\x05\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\"|\n\nLlmBackend\x12+\n\x06openai\x18\x01 \x01(\x0b\x32\x19.xaimesh.v1.OpenAIBackendH\x00\x12\x36\n\x0cmodel_server\x18\x02 \x01(\x0b\x32\x1e.xaimesh.v1.ModelServerBackendH\x00\x42\t\n\x07\x62\x61\x63kend\"\xab\x02\n\x14LabelConceptsRequest\x12\x15\n\rconcept_model\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tivation_set\x18\x02 \x01(\t\x12\x17\n\x0f\x63oncept_indices\x18\x03 \x03(\x05\x12#\n\x03llm\x18\x04 \x01(\x0b\x32\x16.xaimesh.v1.LlmBackend\x12-\n\x08sampling\x18\x05 \x01(\x0e\x32\x1b.xaimesh.v1.ExampleSampling\x12\x12\n\nk_examples\x18\x06 \x01(\x05\x12\x12\n\nk_quantile\x18\x07 \x01(\x05\x12\x11\n\tk_context\x18\x08 \x01(\x05\x12\x15\n\rsystem_prompt\x18\t \x01(\t\x12\x17\n\x0fmax_concurrency\x18\n \x01(\x05\x12\x0c\n\x04seed\x18\x0b \x01(\x03\"\xb5\x01\n\x0c\x43onceptLabel\x12\x15\n\rconcept_index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x11\n\thas_label\x18\x03 \x01(\x08\x12\x0b\n\x03llm\x18\x04 \x01(\t\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.google.rpc.Status\x12,\n\x08\x65xamples\x18\x06 \x03(\x0b\x32\x1a.xaimesh.v1.ConceptExample\x12\x0e\n\x06prompt\x18\x07 \x01(\t\"u\n\x15LabelConceptsResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.xaimesh.v1.ProgressH\x00\x12)\n\x05label\x18\x02 \x01(\x0b\x32\x18.xaimesh.v1.ConceptLabelH\x00\x42\x07\n\x05\x65vent\"\xb4\x01\n\x0e\x43\x61llerLlmStart\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .xaimesh.v1.LabelConceptsRequest\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x18\n\x0bmax_retries\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x04 \x01(\x02H\x01\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x12\n\x10_timeout_seconds\"E\n\x0cGenerateCall\x12\n\n\x02id\x18\x01 \x01(\x03\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.xaimesh.v1.ChatMessage\"Z\n\rGenerateReply\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusB\x07\n\x05_text\"\x87\x01\n!LabelConceptsWithCallerLlmRequest\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.xaimesh.v1.CallerLlmStartH\x00\x12*\n\x05reply\x18\x02 \x01(\x0b\x32\x19.xaimesh.v1.GenerateReplyH\x00\x42\t\n\x07message\"\xb0\x01\n\"LabelConceptsWithCallerLlmResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.xaimesh.v1.ProgressH\x00\x12)\n\x05label\x18\x02 \x01(\x0b\x32\x18.xaimesh.v1.ConceptLabelH\x00\x12,\n\x08generate\x18\x03 \x01(\x0b\x32\x18.xaimesh.v1.GenerateCallH\x00\x42\x07\n\x05\x65vent\"4\n\x0cLabelToScore\x12\x15\n\rconcept_index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\"\xa6\x02\n\x12ScoreLabelsRequest\x12\x15\n\rconcept_model\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tivation_set\x18\x02 \x01(\t\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.xaimesh.v1.LabelToScore\x12&\n\x06scorer\x18\x04 \x01(\x0b\x32\x16.xaimesh.v1.LlmBackend\x12/\n\x07methods\x18\x05 \x03(\x0e\x32\x1e.xaimesh.v1.LabelScoringMethod\x12\x12\n\nn_examples\x18\x06 \x01(\x05\x12\x11\n\tk_context\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x17\n\x0fmax_concurrency\x18\t \x01(\x05\x12\x10\n\x08labeller\x18\n \x01(\t\"\xb4\x01\n\nLabelScore\x12\x15\n\rconcept_index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12.\n\x06method\x18\x03 \x01(\x0e\x32\x1e.xaimesh.v1.LabelScoringMethod\x12\x19\n\x11\x62\x61lanced_accuracy\x18\x04 \x01(\x01\x12\x12\n\nn_examples\x18\x05 \x01(\x05\x12!\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.Status\"n\n\x12LabelScoresSummary\x12\x16\n\x0emean_detection\x18\x01 \x01(\x01\x12\x14\n\x0cmean_fuzzing\x18\x02 \x01(\x01\x12\x0e\n\x06scorer\x18\x03 \x01(\t\x12\x1a\n\x12scorer_is_labeller\x18\x04 \x01(\x08\"\xa4\x01\n\x13ScoreLabelsResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.xaimesh.v1.ProgressH\x00\x12\'\n\x05score\x18\x02 \x01(\x0b\x32\x16.xaimesh.v1.LabelScoreH\x00\x12\x31\n\x07summary\x18\x03 \x01(\x0b\x32\x1e.xaimesh.v1.LabelScoresSummaryH\x00\x42\x07\n\x05\x65vent*\x80\x01\n\x12LabelScoringMethod\x12$\n LABEL_SCORING_METHOD_UNSPECIFIED\x10\x00\x12\"\n\x1eLABEL_SCORING_METHOD_DETECTION\x10\x01\x12 \n\x1cLABEL_SCORING_METHOD_FUZZING\x10\x02\x32\xbc\x02\n\x0fLabelingService\x12V\n\rLabelConcepts\x12 .xaimesh.v1.LabelConceptsRequest\x1a!.xaimesh.v1.LabelConceptsResponse0\x01\x12P\n\x0bScoreLabels\x12\x1e.xaimesh.v1.ScoreLabelsRequest\x1a\x1f.xaimesh.v1.ScoreLabelsResponse0\x01\x12\x7f\n\x1aLabelConceptsWithCallerLlm\x12-.xaimesh.v1.LabelConceptsWithCallerLlmRequest\x1a..xaimesh.v1.LabelConceptsWithCallerLlmResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'xaimesh_contracts.v1.labeling_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LABELSCORINGMETHOD']._serialized_start=1882
-  _globals['_LABELSCORINGMETHOD']._serialized_end=2010
-  _globals['_OPENAIBACKEND']._serialized_start=118
-  _globals['_OPENAIBACKEND']._serialized_end=253
-  _globals['_MODELSERVERBACKEND']._serialized_start=255
-  _globals['_MODELSERVERBACKEND']._serialized_end=335
-  _globals['_LLMBACKEND']._serialized_start=337
-  _globals['_LLMBACKEND']._serialized_end=461
-  _globals['_LABELCONCEPTSREQUEST']._serialized_start=464
-  _globals['_LABELCONCEPTSREQUEST']._serialized_end=763
-  _globals['_CONCEPTLABEL']._serialized_start=766
-  _globals['_CONCEPTLABEL']._serialized_end=947
-  _globals['_LABELCONCEPTSRESPONSE']._serialized_start=949
-  _globals['_LABELCONCEPTSRESPONSE']._serialized_end=1066
-  _globals['_LABELTOSCORE']._serialized_start=1068
-  _globals['_LABELTOSCORE']._serialized_end=1120
-  _globals['_SCORELABELSREQUEST']._serialized_start=1123
-  _globals['_SCORELABELSREQUEST']._serialized_end=1417
-  _globals['_LABELSCORE']._serialized_start=1420
-  _globals['_LABELSCORE']._serialized_end=1600
-  _globals['_LABELSCORESSUMMARY']._serialized_start=1602
-  _globals['_LABELSCORESSUMMARY']._serialized_end=1712
-  _globals['_SCORELABELSRESPONSE']._serialized_start=1715
-  _globals['_SCORELABELSRESPONSE']._serialized_end=1879
-  _globals['_LABELINGSERVICE']._serialized_start=2013
-  _globals['_LABELINGSERVICE']._serialized_end=2200
+  _globals['_LABELSCORINGMETHOD']._serialized_start=2569
+  _globals['_LABELSCORINGMETHOD']._serialized_end=2697
+  _globals['_OPENAIBACKEND']._serialized_start=142
+  _globals['_OPENAIBACKEND']._serialized_end=277
+  _globals['_MODELSERVERBACKEND']._serialized_start=279
+  _globals['_MODELSERVERBACKEND']._serialized_end=359
+  _globals['_LLMBACKEND']._serialized_start=361
+  _globals['_LLMBACKEND']._serialized_end=485
+  _globals['_LABELCONCEPTSREQUEST']._serialized_start=488
+  _globals['_LABELCONCEPTSREQUEST']._serialized_end=787
+  _globals['_CONCEPTLABEL']._serialized_start=790
+  _globals['_CONCEPTLABEL']._serialized_end=971
+  _globals['_LABELCONCEPTSRESPONSE']._serialized_start=973
+  _globals['_LABELCONCEPTSRESPONSE']._serialized_end=1090
+  _globals['_CALLERLLMSTART']._serialized_start=1093
+  _globals['_CALLERLLMSTART']._serialized_end=1273
+  _globals['_GENERATECALL']._serialized_start=1275
+  _globals['_GENERATECALL']._serialized_end=1344
+  _globals['_GENERATEREPLY']._serialized_start=1346
+  _globals['_GENERATEREPLY']._serialized_end=1436
+  _globals['_LABELCONCEPTSWITHCALLERLLMREQUEST']._serialized_start=1439
+  _globals['_LABELCONCEPTSWITHCALLERLLMREQUEST']._serialized_end=1574
+  _globals['_LABELCONCEPTSWITHCALLERLLMRESPONSE']._serialized_start=1577
+  _globals['_LABELCONCEPTSWITHCALLERLLMRESPONSE']._serialized_end=1753
+  _globals['_LABELTOSCORE']._serialized_start=1755
+  _globals['_LABELTOSCORE']._serialized_end=1807
+  _globals['_SCORELABELSREQUEST']._serialized_start=1810
+  _globals['_SCORELABELSREQUEST']._serialized_end=2104
+  _globals['_LABELSCORE']._serialized_start=2107
+  _globals['_LABELSCORE']._serialized_end=2287
+  _globals['_LABELSCORESSUMMARY']._serialized_start=2289
+  _globals['_LABELSCORESSUMMARY']._serialized_end=2399
+  _globals['_SCORELABELSRESPONSE']._serialized_start=2402
+  _globals['_SCORELABELSRESPONSE']._serialized_end=2566
+  _globals['_LABELINGSERVICE']._serialized_start=2700
+  _globals['_LABELINGSERVICE']._serialized_end=3016
 # @@protoc_insertion_point(module_scope)

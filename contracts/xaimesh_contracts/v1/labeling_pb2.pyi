@@ -1,5 +1,6 @@
 from google.rpc import status_pb2 as _status_pb2
 from xaimesh_contracts.v1 import concept_pb2 as _concept_pb2
+from xaimesh_contracts.v1 import model_pb2 as _model_pb2
 from xaimesh_contracts.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -104,6 +105,54 @@ class LabelConceptsResponse(_message.Message):
     progress: _tensor_pb2.Progress
     label: ConceptLabel
     def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., label: _Optional[_Union[ConceptLabel, _Mapping]] = ...) -> None: ...
+
+class CallerLlmStart(_message.Message):
+    __slots__ = ("request", "description", "max_retries", "timeout_seconds")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    request: LabelConceptsRequest
+    description: str
+    max_retries: int
+    timeout_seconds: float
+    def __init__(self, request: _Optional[_Union[LabelConceptsRequest, _Mapping]] = ..., description: _Optional[str] = ..., max_retries: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class GenerateCall(_message.Message):
+    __slots__ = ("id", "messages")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    messages: _containers.RepeatedCompositeFieldContainer[_model_pb2.ChatMessage]
+    def __init__(self, id: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[_model_pb2.ChatMessage, _Mapping]]] = ...) -> None: ...
+
+class GenerateReply(_message.Message):
+    __slots__ = ("id", "text", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    text: str
+    error: _status_pb2.Status
+    def __init__(self, id: _Optional[int] = ..., text: _Optional[str] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class LabelConceptsWithCallerLlmRequest(_message.Message):
+    __slots__ = ("start", "reply")
+    START_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    start: CallerLlmStart
+    reply: GenerateReply
+    def __init__(self, start: _Optional[_Union[CallerLlmStart, _Mapping]] = ..., reply: _Optional[_Union[GenerateReply, _Mapping]] = ...) -> None: ...
+
+class LabelConceptsWithCallerLlmResponse(_message.Message):
+    __slots__ = ("progress", "label", "generate")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    label: ConceptLabel
+    generate: GenerateCall
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., label: _Optional[_Union[ConceptLabel, _Mapping]] = ..., generate: _Optional[_Union[GenerateCall, _Mapping]] = ...) -> None: ...
 
 class LabelToScore(_message.Message):
     __slots__ = ("concept_index", "label")

@@ -51,6 +51,11 @@ class LabelingServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreLabelsRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreLabelsResponse.FromString,
                 _registered_method=True)
+        self.LabelConceptsWithCallerLlm = channel.stream_stream(
+                '/xaimesh.v1.LabelingService/LabelConceptsWithCallerLlm',
+                request_serializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmResponse.FromString,
+                _registered_method=True)
 
 
 class LabelingServiceServicer:
@@ -78,6 +83,18 @@ class LabelingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LabelConceptsWithCallerLlm(self, request_iterator, context):
+        """Labels concepts with an LLM that runs in the caller's process (a
+        notebook's own model): the caller's first message is `start`; the
+        service builds the prompts as in LabelConcepts and sends each as a
+        `generate` event; the caller answers each with a `reply` of the same
+        id. Labels and progress stream as in LabelConcepts; a failed reply is
+        retried `max_retries` times, then that concept alone has an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabelingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +107,11 @@ def add_LabelingServiceServicer_to_server(servicer, server):
                     servicer.ScoreLabels,
                     request_deserializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreLabelsRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreLabelsResponse.SerializeToString,
+            ),
+            'LabelConceptsWithCallerLlm': grpc.stream_stream_rpc_method_handler(
+                    servicer.LabelConceptsWithCallerLlm,
+                    request_deserializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -153,6 +175,33 @@ class LabelingService:
             '/xaimesh.v1.LabelingService/ScoreLabels',
             xaimesh_dot_v1_dot_labeling__pb2.ScoreLabelsRequest.SerializeToString,
             xaimesh_dot_v1_dot_labeling__pb2.ScoreLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabelConceptsWithCallerLlm(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/xaimesh.v1.LabelingService/LabelConceptsWithCallerLlm',
+            xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmRequest.SerializeToString,
+            xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -236,7 +236,7 @@ def test_option_checks():
     with pytest.raises(TypeError, match="base class"):
         PerturbationExplainer(model)
     with pytest.raises(TypeError, match="mesh.model"):
-        KernelShap("gpt2")
+        KernelShap(42)  # names, paths and Hugging Face objects are models too (tests/integration/test_sdk_models.py)
     assert KernelShap(model, granularity="WORD").options["granularity"] == tensor_pb2.GRANULARITY_WORD
     assert KernelShap(model, granularity=Granularity.SENTENCE).options["granularity"] == \
         tensor_pb2.GRANULARITY_SENTENCE

@@ -191,3 +191,61 @@ def test_top_k_inputs(explainer):
     top2 = TopKInputs(explainer, k=2).interpret(concepts_indices=[2])
     assert list(top2) == [2] and top2[2] == pytest.approx({" swam": 1.3, " sang": 1.2})
     assert set(ANIMALS) >= {t.strip() for t in top[0]}
+
+
+# ---------------------------------------------------------------------------
+# the caller's own LLM (CallerLLM over LabelConceptsWithCallerLlm)
+
+
+def test_a_callers_own_llm_labels_concepts(explainer):
+    from xaimesh.concepts.interpretations import LLMLabels
+    from xaimesh.llm import CallerLLM
+
+    prompts = []
+
+    def my_llm(messages):
+        prompts.append(messages)
+        return answer(messages)
+
+    labeller = LLMLabels(explainer, "TOKEN", llm_interface=CallerLLM(my_llm, "my-llm"), k_examples=4)
+    assert labeller.interpret(concepts_indices="all") == {**LABELS, 3: None}
+    assert labeller.results_[0].llm == "caller:my-llm" and labeller.labeller_ == "caller:my-llm"
+    assert len(prompts) == 3  # the dead concept 3 costs no call
+    assert [m["role"] for m in prompts[0]] == ["system", "user"]
+    assert "What do these have in common" in prompts[0][-1]["content"]
+    with pytest.raises(ValueError, match="cannot score"):
+        labeller.score()
+
+
+def test_a_callers_failed_replies_are_retried_then_recorded_against_their_concept(explainer):
+    from collections import Counter
+
+    from xaimesh.concepts.interpretations import LLMLabels
+    from xaimesh.llm import CallerLLM
+
+    calls = Counter()
+
+    def flaky(messages):
+        label = answer(messages).removeprefix("Label: ").rstrip(".")
+        calls[label] += 1
+        if label == "Animals":
+            raise RuntimeError("GPU out of memory")
+        if label == "Articles" and calls[label] == 1:
+            return None  # no answer the first time: retried
+        return answer(messages)
+
+    labeller = LLMLabels(explainer, "TOKEN", llm_interface=CallerLLM(flaky, max_retries=1), k_examples=4)
+    labels = labeller.interpret(concepts_indices=[0, 1, 2])
+    assert labels == {0: None, 1: "Articles", 2: "Past tense verbs"}
+    assert "GPU out of memory" in str(labeller.results_[0].error) and labeller.results_[1].error is None
+    assert calls["Animals"] == 2 and calls["Articles"] == 2  # one try + max_retries
+
+
+def test_caller_llm_arguments_are_checked():
+    from xaimesh.llm import CallerLLM
+
+    with pytest.raises(TypeError, match="function"):
+        CallerLLM("not a function")
+    for bad in (dict(max_retries=-1), dict(max_retries=11), dict(timeout_seconds=0)):
+        with pytest.raises(ValueError):
+            CallerLLM(answer, **bad)

@@ -17,12 +17,12 @@ from .options import BaselineKind, ReplacementPolicy, invalid, parse_enum
 ERROR_MODES = ("raise", "none")
 
 
-def remote_model(model: Any, who: str) -> Any:
-    """The RemoteModel handle (from `mesh.model()`), or a TypeError."""
-    if not (hasattr(model, "mesh") and hasattr(model, "model_id") and hasattr(model, "info")):
-        raise TypeError(f"{who} takes the remote model handle of `mesh.model()` (xaimesh.connect()), "
-                        f"got {type(model).__name__}")
-    return model
+def remote_model(model: Any, who: str, tokenizer: Any = None) -> Any:
+    """The RemoteModel handle of `model`: a handle of `mesh.model()`, a model
+    name or path, or a Hugging Face model object (xaimesh.models)."""
+    from xaimesh.models import resolve_model
+
+    return resolve_model(model, tokenizer, who=who)
 
 
 def is_int(x: Any) -> bool:

@@ -6,8 +6,10 @@
     outputs = explainer(model_inputs="Alice and Bob enter the bar, ", targets="then Alice offers a drink to Bob.")
     outputs[0].attributions                     # [n_target_elements, n_elements]
 
-Every explainer takes the remote model (`mesh.model(...)`); `tokenizer` is
-accepted for compatibility and ignored (the model-server tokenizes). Options
+Every explainer takes the model as the user holds it: the handle of
+`mesh.model(...)`, a model name or path, or a Hugging Face model object with
+its tokenizer (matched to a served model, or served by a local stack:
+`xaimesh.models`); the model-server tokenizes with the served model's tokenizer. Options
 left to None take the service's defaults (`ListMethods`, documented in
 docs/attribution-methods.md); the parameters actually used come back in
 `output.parameters`. A call explains one text or a list of texts and returns
@@ -124,8 +126,8 @@ class AttributionExplainer:
                  show_progress: bool = True, **options: Any) -> None:
         if type(self) in (AttributionExplainer, PerturbationExplainer, GradientExplainer):
             raise TypeError(f"{type(self).__name__} is a base class: use an explainer such as KernelShap")
-        self.model = remote_model(model, type(self).__name__)
-        self.tokenizer = tokenizer  # accepted for compatibility: the model-server tokenizes
+        self.model = remote_model(model, type(self).__name__, tokenizer)
+        self.tokenizer = tokenizer  # the model-server tokenizes (with the served model's own tokenizer)
         self.timeout = timeout
         self.show_progress = show_progress
         unknown = sorted(set(options) - set(self._all_options))

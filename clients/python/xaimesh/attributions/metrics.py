@@ -118,7 +118,8 @@ class MetricDetails:
 class AttributionMetric:
     """Base of Deletion / Insertion.
 
-    model: the remote model the attributions were computed with;
+    model: the model the attributions were computed with (a handle, a name or path, or a Hugging
+    Face model object: xaimesh.models);
     n_steps: points of the curve minus one (None: one element per step);
     replacement: what removed elements become (default: the model's mask token, else its pad
     token, else its unk token);
@@ -134,8 +135,8 @@ class AttributionMetric:
                  batch_size: int | None = None, timeout: float | None = None, show_progress: bool = True) -> None:
         if not self.metric:
             raise TypeError("AttributionMetric is a base class: use Deletion or Insertion")
-        self.model = remote_model(model, type(self).__name__)
-        self.tokenizer = tokenizer  # accepted for compatibility: the model-server tokenizes
+        self.model = remote_model(model, type(self).__name__, tokenizer)
+        self.tokenizer = tokenizer  # the model-server tokenizes (with the served model's own tokenizer)
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, 0)
         self.replacement = None if replacement is None else _replacement_of(replacement)
         self.inference_mode = to_proto_enum(InferenceMode, inference_mode, "inference_mode")

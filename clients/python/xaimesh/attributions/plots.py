@@ -207,6 +207,21 @@ def _span(output: AttributionOutput, i: int, value: float, scale: float, target:
     return f'<span class="{" ".join(classes)}" data-e="{i}"{data_t}{style} title="{html.escape(title)}">{shown}</span>'
 
 
+def _gap(output: AttributionOutput, i: int) -> str:
+    """The whitespace between element i - 1 and element i (the spaces between
+    words), from the elements' character spans in the explained text; one
+    space where the spans are not known (elements built by hand) or hold
+    more than whitespace (a chat template between two messages)."""
+    if i == 0:
+        return ""
+    prev, cur = output.segments[i - 1], output.segments[i]
+    if output.text and 0 <= prev.end_char <= cur.start_char <= len(output.text) and cur.end_char > cur.start_char:
+        between = output.text[prev.end_char:cur.start_char]
+        if not between.strip():
+            return html.escape(between)
+    return " "
+
+
 def _legend(low: float, high: float, caption: str) -> str:
     return ('<div class="xm-legend"><span class="xm-min">' + html.escape(_fmt(low)) + '</span>'
             '<span class="xm-bar"></span><span class="xm-max">' + html.escape(_fmt(high)) + '</span>'
@@ -228,7 +243,7 @@ def render_html(output: AttributionOutput, *, uid: str | None = None) -> str:
             score = float(output.target_scores[t]) if t < len(output.target_scores) else float("nan")
             label = html.escape(output.target_elements[t] if t < len(output.target_elements) else str(t))
             sc = f'<br><span class="xm-score">score {score:.4g}</span>' if math.isfinite(score) else ""
-            spans = "".join(_span(output, i, float(a[t, i]), scale) for i in range(n_el))
+            spans = "".join(_gap(output, i) + _span(output, i, float(a[t, i]), scale) for i in range(n_el))
             parts.append(f"<tr><th>{label}{sc}</th><td>{spans}</td></tr>")
         parts.append("</table>")
         parts.append(_legend(-scale, scale, " (scale shared by all rows)"))
@@ -243,6 +258,7 @@ def render_html(output: AttributionOutput, *, uid: str | None = None) -> str:
     spans = []
     for i in range(n_el):
         t = i - P
+        spans.append(_gap(output, i))
         if i == P:
             spans.append('<span class="xm-arrow">&#8594;</span>')
         if 0 <= t < n_rows:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ import grpc
 
 from xaimesh.concepts import _rpc
 from xaimesh.errors import from_rpc_error
-from xaimesh.llm import LLMInterface, OpenAILLM, as_llm_interface
+from xaimesh.llm import CallerLLM, LLMInterface, OpenAILLM, as_llm_interface
 from xaimesh_contracts.enums import to_name, to_number
 from xaimesh_contracts.status import status_code
 from xaimesh_contracts.v1 import concept_pb2, labeling_pb2
@@ -212,6 +213,15 @@ def _progress_bar(show: bool, total: int | None, description: str):
     return tqdm(total=total, desc=description, leave=False)
 
 
+def _caller_requests(request: Any, llm: CallerLLM, replies: queue.Queue) -> Iterator[Any]:
+    """The caller's side of LabelConceptsWithCallerLlm: the start, then each
+    reply as the SDK makes it, until None."""
+    yield labeling_pb2.LabelConceptsWithCallerLlmRequest(start=labeling_pb2.CallerLlmStart(
+        request=request, description=llm.name, max_retries=llm.max_retries, timeout_seconds=llm.timeout_seconds))
+    while (reply := replies.get()) is not None:
+        yield reply
+
+
 def _stream(client: Any, method: str, request: Any, *, metadata: list[tuple[str, str]],
             timeout: float | None, on_progress: Callable[[Any], None] | None = None) -> Iterator[Any]:
     """A server-streaming call with call metadata (the API key) and the SDK's
@@ -318,9 +328,10 @@ class LLMLabels(_Base):
     """Labels of concepts written by an LLM from each concept's examples.
 
     ``llm_interface``: :class:`~xaimesh.llm.OpenAILLM`,
-    :class:`~xaimesh.llm.ModelServerLLM` or ``None`` (the labeling-service
-    decides: its configured OpenAI key / endpoint, else the model-server's
-    model). ``k_examples`` examples per concept, chosen by ``sampling``:
+    :class:`~xaimesh.llm.ModelServerLLM`, :class:`~xaimesh.llm.CallerLLM`
+    (a function of this process, called back over a bidirectional stream)
+    or ``None`` (the labeling-service decides: its configured OpenAI key /
+    endpoint, else the model-server's model). ``k_examples`` examples per concept, chosen by ``sampling``:
     "top" (highest activations), "quantile" (spread over ``k_quantile``
     quantile bins) or "random" (random active rows); ``k_context``
     neighbouring tokens are shown around each (token-level sets), the row's
@@ -382,8 +393,15 @@ class LLMLabels(_Base):
             concept_indices=indices or [], k_examples=self.k_examples, sampling=self._sampling,
             k_quantile=self.k_quantile or 0, k_context=self.k_context, system_prompt=self.system_prompt or "",
             max_concurrency=self.max_concurrency, seed=self.seed)
-        if llm is not None:
-            request.llm.CopyFrom(llm.to_proto())
+        caller = isinstance(llm, CallerLLM)
+        replies: queue.Queue = queue.Queue()
+        if caller:  # the caller's LLM answers the service's prompts over a bidirectional stream
+            method, metadata = "LabelConceptsWithCallerLlm", []
+            call_request: Any = _caller_requests(request, llm, replies)
+        else:
+            if llm is not None:
+                request.llm.CopyFrom(llm.to_proto())
+            method, metadata, call_request = "LabelConcepts", llm.metadata() if llm else [], request
         total = len(indices) if indices is not None else (getattr(self.concept_explainer, "nb_concepts", 0) or None)
         bar = _progress_bar(self.show_progress, total, "labeling")
         results: dict[int, ConceptLabel] = {}
@@ -395,8 +413,11 @@ class LLMLabels(_Base):
 
         try:
             client = self.mesh.client("labeling")
-            for event in _stream(client, "LabelConcepts", request, metadata=llm.metadata() if llm else [],
-                                 timeout=self.timeout, on_progress=on_progress):
+            for event in _stream(client, method, call_request, metadata=metadata, timeout=self.timeout,
+                                 on_progress=on_progress):
+                if event.WhichOneof("event") == "generate":
+                    replies.put(labeling_pb2.LabelConceptsWithCallerLlmRequest(reply=llm.reply(event.generate)))
+                    continue
                 if event.WhichOneof("event") != "label":
                     continue
                 lab = event.label
@@ -407,6 +428,7 @@ class LLMLabels(_Base):
                 if bar is not None:
                     bar.update(1)
         finally:
+            replies.put(None)  # ends the caller's side of the stream
             if bar is not None:
                 bar.close()
         order = indices if indices is not None else sorted(results)
@@ -462,6 +484,9 @@ class LLMLabels(_Base):
         else:
             aset = self._activation_set(latent_activations, self.timeout)
         scorer = as_llm_interface(scorer) if scorer is not None else self.llm_interface
+        if isinstance(scorer, CallerLLM):
+            raise ValueError(f"{scorer!r} labels concepts but cannot score labels yet (ScoreLabels calls a service "
+                             "LLM): pass scorer=OpenAILLM(...) or ModelServerLLM()")
         kc = self.k_context if k_context is None else int(k_context)
         request = labeling_pb2.ScoreLabelsRequest(
             concept_model=_model_name(self.concept_explainer), activation_set=aset.name,

@@ -1,0 +1,116 @@
+"""interpreto.concepts.metrics over the mesh, with interpreto's definitions
+(which differ from the native SDK's where noted; docs/interpreto-compat.md):
+
+- ``MSE``: interpreto's "MSE" is the Euclidean (Frobenius) norm of
+  X - decode(encode(X)) over all rows: the native ``FrobeniusNorm``;
+- ``FID``: mean over features of the 1-D Wasserstein distance (native ``FID``);
+- ``Sparsity(epsilon)``: the fraction of codes with |c| > epsilon (native
+  ``Sparsity`` when epsilon is 0, else counted here from the codes);
+- ``SparsityRatio``: interpreto divides Sparsity by the number of concepts
+  (the native SparsityRatio is another quantity);
+- ``Stability``: 1 - the Hungarian-matched mean cosine distance (signed
+  cosine) between the dictionaries, averaged over pairs.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from itertools import combinations
+from typing import Any
+
+from xaimesh.concepts import metrics as native
+
+from ..._compat import mesh_activations
+
+__all__ = ["FID", "MSE", "ConceptMatchingAlgorithm", "Sparsity", "SparsityRatio", "Stability"]
+
+
+def _native_explainer(concept_explainer: Any) -> Any:
+    return getattr(concept_explainer, "native", concept_explainer)
+
+
+class _ServiceMetric:
+    native_class: type
+
+    def __init__(self, concept_explainer: Any) -> None:
+        self.concept_explainer = concept_explainer
+
+    def compute(self, latent_activations: Any) -> float:
+        explainer = _native_explainer(self.concept_explainer)
+        return float(self.native_class(explainer, show_progress=False).compute(
+            mesh_activations(latent_activations, self.concept_explainer.split_point)))
+
+
+class MSE(_ServiceMetric):
+    """interpreto's MSE: ||X - decode(encode(X))||_2 over every element."""
+
+    native_class = native.FrobeniusNorm
+
+
+class FID(_ServiceMetric):
+    native_class = native.FID
+
+
+class Sparsity:
+    """The fraction of concept activations with |c| > epsilon."""
+
+    def __init__(self, concept_explainer: Any, epsilon: float = 0.0) -> None:
+        self.concept_explainer = concept_explainer
+        self.epsilon = float(epsilon)
+
+    def compute(self, latent_activations: Any) -> float:
+        explainer = _native_explainer(self.concept_explainer)
+        activations = mesh_activations(latent_activations, self.concept_explainer.split_point)
+        if self.epsilon == 0.0:
+            return float(native.Sparsity(explainer, show_progress=False).compute(activations))
+        import numpy as np
+
+        codes = explainer.encode_activations(activations)
+        return float(np.mean(np.abs(codes) > self.epsilon, dtype=np.float64))
+
+
+class SparsityRatio(Sparsity):
+    """interpreto's SparsityRatio: Sparsity divided by the number of concepts."""
+
+    def compute(self, latent_activations: Any) -> float:
+        return super().compute(latent_activations) / _native_explainer(self.concept_explainer).nb_concepts
+
+
+def _cosine_hungarian_distance(x1: Any, x2: Any) -> Any:
+    import torch
+    from scipy.optimize import linear_sum_assignment
+
+    cost = 1 - torch.nn.functional.normalize(x1, dim=1) @ torch.nn.functional.normalize(x2, dim=1).T
+    rows, cols = linear_sum_assignment(cost.numpy())
+    return cost[rows, cols].sum() / x1.shape[0]
+
+
+class ConceptMatchingAlgorithm(Enum):
+    COSINE_HUNGARIAN = "cosine_hungarian"
+
+
+class Stability:
+    """interpreto's Stability of several explainers' (or dictionaries') concepts."""
+
+    def __init__(self, *concept_explainers: Any,
+                 matching_algorithm: Any = ConceptMatchingAlgorithm.COSINE_HUNGARIAN) -> None:
+        import torch
+
+        if not concept_explainers:
+            raise ValueError("At least one `ConceptAutoEncoderExplainer`s or `torch.Tensor`s must be provided.")
+        if matching_algorithm is not ConceptMatchingAlgorithm.COSINE_HUNGARIAN:
+            raise ValueError("xaimesh.interpreto's Stability matches concepts by ConceptMatchingAlgorithm."
+                             "COSINE_HUNGARIAN only")
+        if len(concept_explainers) == 1:
+            concept_explainers = concept_explainers * 2
+        self.dictionaries = [c if isinstance(c, torch.Tensor) else c.get_dictionary() for c in concept_explainers]
+        shapes = {tuple(d.shape) for d in self.dictionaries}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError(f"the dictionaries must be 2-D with one shape, got {sorted(shapes)}")
+
+    def compute(self) -> float:
+        import torch
+
+        scores = [1 - _cosine_hungarian_distance(a.detach().cpu().float(), b.detach().cpu().float())
+                  for a, b in combinations(self.dictionaries, 2)]
+        return torch.stack(scores).mean().item()

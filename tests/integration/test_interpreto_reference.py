@@ -1,0 +1,118 @@
+"""xaimesh.interpreto against interpreto 0.5.2 itself, on the same tiny
+GPT-2 (causal LM) and BERT (classifier) checkpoints: the same activations,
+the same Occlusion and Saliency attributions where the definitions coincide
+(TOKEN granularity; BERT has a mask token, so both replace by it; Saliency
+with input_x_gradient=False), the same Deletion curves for the same
+attribution.
+
+interpreto runs in its own venv (benchmarks/reference_env.py builds it once
+under .cache/bench-interpreto, as `make bench` does); a machine where it
+cannot be installed fails this test with the reason instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = {"texts": ["Alice and Bob enter the bar.", "The cat sleeps on the warm mat.", "I am so happy today!"],
+        "prompt": "Alice and Bob enter the bar,", "target": " then Alice offers a drink", "split_point": 1,
+        "text": "the cat sleeps on the warm mat", "classes": [0, 1, 2]}
+
+
+def _close(ours, theirs, rtol: float, what: str) -> None:
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs interpreto's {theirs.shape}"
+    covered = ~np.isnan(theirs)  # interpreto: NaN where a generation row does not cover an element
+    assert np.array_equal(covered, ~np.isnan(ours)), f"{what}: not the same cells covered"
+    scale = max(float(np.abs(theirs[covered]).max()), 1e-12)
+    worst = float(np.abs(ours[covered] - theirs[covered]).max()) / scale
+    print(f"{what}: max difference {worst:.2e} of the scale")  # the figures of docs/interpreto-compat.md
+    assert worst <= rtol, f"{what}: max difference {worst:.2e} of the scale (allowed {rtol:.0e})"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from benchmarks.reference_env import ensure_interpreto_venv
+    from tests.fixtures.family_models import family_dir
+
+    python = ensure_interpreto_venv()
+    if isinstance(python, str):
+        pytest.fail(f"interpreto 0.5.2 could not be installed in its venv: {python}")
+    tmp = tmp_path_factory.mktemp("reference")
+    (tmp / "spec.json").write_text(json.dumps(SPEC))
+    dirs = {"gpt2": family_dir("gpt2"), "bert": family_dir("bert")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([str(python), str(ROOT / "tests" / "fixtures" / "interpreto_reference.py"),
+                           "--gpt2", str(dirs["gpt2"]), "--bert", str(dirs["bert"]), "--spec", str(tmp / "spec.json"),
+                           "--out", str(tmp / "out.json")], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((tmp / "out.json").read_text()), dirs
+
+
+@pytest.fixture(scope="module")
+def models(reference, tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from tests.fixtures.sdk_state import fresh_sdk_state
+
+    dirs = reference[1]
+    with fresh_sdk_state(tmp_path_factory.mktemp("home")):
+        yield ((AutoModelForCausalLM.from_pretrained(dirs["gpt2"]), AutoTokenizer.from_pretrained(dirs["gpt2"])),
+               (AutoModelForSequenceClassification.from_pretrained(dirs["bert"]),
+                AutoTokenizer.from_pretrained(dirs["bert"])))
+
+
+def test_activations_equal_interpretos(reference, models):
+    from xaimesh.interpreto import ModelWithSplitPoints
+
+    ref = reference[0]
+    for (model, tokenizer), key in zip(models, ("gpt2_activations", "bert_activations"), strict=True):
+        splitter = ModelWithSplitPoints(model, split_point=SPEC["split_point"], tokenizer=tokenizer)
+        acts, _ = splitter.get_activations(SPEC["texts"],
+                                           activation_granularity=splitter.activation_granularities.TOKEN)
+        _close(acts.numpy(), ref[key], 1e-4, key)
+
+
+def test_saliency_and_occlusion_equal_interpretos_where_the_definitions_coincide(reference, models):
+    import torch
+
+    from xaimesh.interpreto import Granularity, Occlusion, Saliency
+
+    ref = reference[0]
+    (gpt2, gpt2_tok), (bert, bert_tok) = models
+    ours = Saliency(gpt2, gpt2_tok, granularity=Granularity.TOKEN, input_x_gradient=False)(
+        SPEC["prompt"], SPEC["target"])[0]
+    assert ours.elements == ref["gpt2_saliency"]["elements"]
+    _close(ours.attributions.numpy(), ref["gpt2_saliency"]["attributions"], 1e-3, "GPT-2 Saliency")
+
+    classes = torch.tensor([SPEC["classes"]])
+    occlusion = Occlusion(bert, bert_tok, granularity=Granularity.TOKEN)(SPEC["text"], classes)
+    # interpreto shows WordPiece tokens ("##s"), the mesh the text they cover ("s")
+    assert occlusion[0].elements == [e.removeprefix("##") for e in ref["bert_occlusion"]["elements"]]
+    _close(occlusion[0].attributions.numpy(), ref["bert_occlusion"]["attributions"], 1e-4, "BERT Occlusion")
+    saliency = Saliency(bert, bert_tok, granularity=Granularity.TOKEN, input_x_gradient=False)(SPEC["text"], classes)
+    _close(saliency[0].attributions.numpy(), ref["bert_saliency"], 1e-3, "BERT Saliency")
+
+
+def test_deletion_curves_equal_interpretos_for_the_same_attribution(reference, models):
+    import torch
+
+    from xaimesh.interpreto import Granularity, Occlusion
+    from xaimesh.interpreto.attributions.metrics import Deletion
+
+    ref = reference[0]["bert_deletion"]
+    bert, bert_tok = models[1]
+    occlusion = Occlusion(bert, bert_tok, granularity=Granularity.TOKEN)(SPEC["text"], torch.tensor([SPEC["classes"]]))
+    auc, curves = Deletion(bert, bert_tok, n_perturbations=100).evaluate(occlusion)
+    assert len(curves) == len(ref["curves"]) == 1 and len(curves[0]) == len(ref["curves"][0])
+    for k, (ours, theirs) in enumerate(zip(curves[0], ref["curves"][0], strict=True)):
+        _close(ours.numpy(), theirs, 1e-4, f"Deletion curve of class {k}")
+    assert auc == pytest.approx(ref["auc"], rel=1e-4)
