@@ -1,6 +1,7 @@
 """The reference toolkit (interpreto) in its own venv, and one call to run it.
 
-`ensure_interpreto_venv()` builds `.cache/bench-interpreto/venv` once (torch
+`ensure_interpreto_venv()` builds `~/.cache/xaimesh/bench-interpreto/venv` once
+(outside the checkout, so fresh clones on one machine share it; torch
 first, pinned, then interpreto with a constraints file that keeps that torch)
 and returns its python, or a one-line reason when it cannot. A stamp file
 makes later calls instant. `run_reference()` runs
@@ -49,6 +50,8 @@ INTERPRETO_DEPS = [
     "tqdm",
 ]
 INSTALL_TIMEOUT_S = 1800
+# Outside the checkout: CI's fresh clones on one machine reuse the venv instead of rebuilding it (minutes).
+REFERENCE_ROOT = Path(os.environ.get("XAIMESH_REFERENCE_DIR", Path.home() / ".cache" / "xaimesh" / "bench-interpreto"))
 
 
 def _transformers_spec() -> str:
@@ -69,7 +72,7 @@ def _last_line(text: str) -> str:
     return (errors[:1] or lines[-1:] or ["no output"])[0][:300]
 
 
-def ensure_interpreto_venv(root: str | os.PathLike = ".cache/bench-interpreto", *, quiet: bool = True) -> Path | str:
+def ensure_interpreto_venv(root: str | os.PathLike = REFERENCE_ROOT, *, quiet: bool = True) -> Path | str:
     """Path of the venv python with interpreto installed, or a one-line reason it cannot be installed."""
     root = Path(root)
     if not root.is_absolute():
@@ -123,7 +126,7 @@ def ensure_interpreto_venv(root: str | os.PathLike = ".cache/bench-interpreto", 
 
 
 def run_reference(model_path: str | os.PathLike, texts: list[str], *, timeout_s: float = 1800,
-                  root: str | os.PathLike = ".cache/bench-interpreto") -> dict | str:
+                  root: str | os.PathLike = REFERENCE_ROOT) -> dict | str:
     """Run the interpreto reference benchmarks in their venv: the parsed JSON, or a one-line reason string.
 
     The JSON is {"version", "rows": {"kernelshap", "deletion", "activations", "semi_nmf"}, "notes"}; a row whose

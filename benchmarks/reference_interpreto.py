@@ -2,7 +2,7 @@
 
 Runs INSIDE the interpreto venv (see benchmarks/reference_env.py), never in the main one:
 
-    .cache/bench-interpreto/venv/bin/python benchmarks/reference_interpreto.py \
+    ~/.cache/xaimesh/bench-interpreto/venv/bin/python benchmarks/reference_interpreto.py \
         --model ~/.cache/xaimesh/models/smollm2-135m-instruct-0.1.2 --out result.json [--texts-file texts.json]
 
 Steps (each timed as the median of N runs after one warm-up run; N per step in its "repeat"):

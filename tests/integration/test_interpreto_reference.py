@@ -6,7 +6,7 @@ with input_x_gradient=False), the same Deletion curves for the same
 attribution.
 
 interpreto runs in its own venv (benchmarks/reference_env.py builds it once
-under .cache/bench-interpreto, as `make bench` does); a machine where it
+under ~/.cache/xaimesh/bench-interpreto, as `make bench` does); a machine where it
 cannot be installed fails this test with the reason instead of skipping it.
 """
 
