@@ -27,9 +27,10 @@ import grpc
 
 from xaimesh_contracts.tensors import to_numpy
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
-from xaimesh_runtime.client import connect, downstream_stub
+from xaimesh_runtime.client import downstream_stub
 from xaimesh_runtime.config import Downstream
 from xaimesh_runtime.errors import Cancelled, DownstreamError, FailedPrecondition
+from xaimesh_runtime.replicas import ReplicaPool
 
 from .common import ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, \
     Progress, Provenance
@@ -116,12 +117,14 @@ class _GrpcActivationStream:
 
 class GrpcActivationPuller:
     """``ActivationPuller`` over a ModelService. ``model_server``: a
-    ``Downstream``, an address, an open channel, or None (then every pull is
-    FAILED_PRECONDITION); the channel is opened on first use."""
+    ``Downstream`` (whose address may name several replicas, balanced and
+    retried by :mod:`xaimesh_runtime.replicas`), an address, an open channel,
+    or None (then every pull is FAILED_PRECONDITION); connections are opened
+    on first use."""
 
     def __init__(self, model_server: Downstream | str | grpc.Channel | None) -> None:
         self._model_server = Downstream(model_server) if isinstance(model_server, str) else model_server
-        self._channel: grpc.Channel | None = None
+        self._pool: ReplicaPool | None = None
         self._lock = threading.Lock()
 
     @property
@@ -132,14 +135,17 @@ class GrpcActivationPuller:
         return "(channel)" if ms is not None else "(not configured)"
 
     def _stub(self):
+        ms = self._model_server
+        if ms is None:
+            raise FailedPrecondition("this concept-service has no model-server configured "
+                                     "(--model-server-address / XAIMESH_MODEL_SERVER)")
+        if isinstance(ms, grpc.Channel):
+            return downstream_stub(model_pb2_grpc.ModelServiceStub(ms), MODEL_SERVER, self.address)
         with self._lock:
-            if self._channel is None:
-                ms = self._model_server
-                if ms is None:
-                    raise FailedPrecondition("this concept-service has no model-server configured "
-                                             "(--model-server-address / XAIMESH_MODEL_SERVER)")
-                self._channel = ms if isinstance(ms, grpc.Channel) else connect(ms)
-            return downstream_stub(model_pb2_grpc.ModelServiceStub(self._channel), MODEL_SERVER, self.address)
+            if self._pool is None:
+                self._pool = ReplicaPool(ms, service=MODEL_SERVER, max_in_flight=ms.max_in_flight,
+                                         resolve_interval_s=ms.resolve_interval_s)
+            return self._pool.stub(model_pb2_grpc.ModelServiceStub)
 
     def stream_activations(self, query: ActivationsQuery, *, timeout: float | None) -> ActivationStream:
         request = model_pb2.StreamActivationsRequest(
@@ -151,6 +157,6 @@ class GrpcActivationPuller:
 
     def close(self) -> None:
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = None
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
