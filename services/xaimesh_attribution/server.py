@@ -46,6 +46,7 @@ import numpy as np
 
 from xaimesh_contracts.tensors import TensorError, to_numpy, to_tensor
 from xaimesh_contracts.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
+from xaimesh_contracts.channels import CALLER_METADATA
 from xaimesh_runtime.client import remaining_timeout
 from xaimesh_runtime.replicas import ReplicaPool
 from xaimesh_runtime.config import Downstream
@@ -314,9 +315,12 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         self.score_in_flight = score_in_flight
 
     def _grpc_backend(self, model_id: str, context: grpc.ServicerContext) -> ModelBackend:
+        # The explanation's calls share one turn in the model-server's batcher: the incoming
+        # call's own caller key when it has one (several explanations of one user), else a new one.
+        caller = dict(context.invocation_metadata() or ()).get(CALLER_METADATA, "")
         return GrpcModelBackend(self.stub, model_id, lambda: remaining_timeout(context),
                                 address=self.model_server.address if self.model_server else "",
-                                max_in_flight=self.score_in_flight)
+                                max_in_flight=self.score_in_flight, caller=caller)
 
     def register(self, server: grpc.Server) -> list[str]:
         attribution_pb2_grpc.add_AttributionServiceServicer_to_server(self, server)
