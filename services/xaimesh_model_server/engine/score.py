@@ -3,7 +3,8 @@
 Each row of the keep-mask becomes one ScoreItem of kind ScoreWork(task);
 a batch of them is one padded, teacher-forced forward (split when the kept
 logits would exceed Limits.max_logits_elements) that projects only the
-target positions.
+target positions. Rows of a causal LM that keep the base's leading tokens
+share the forward of that prefix (prefix.py; `Limits.share_prefixes`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..loading import TASK_CAUSAL_LM, LoadedModel
 from .forward import forward, forward_params, lm_rows, pad_id, pad_side, pad_stack, target_values
 from .inputs import check_input_ids, check_targets, check_token_id, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
+from .prefix import plan_shared, score_shared
 from .work import WorkKind, get_executor, runs
 
 
@@ -39,6 +41,9 @@ class ScoreItem:
     gather: torch.Tensor | None  # [T] logits position per target (causal LM)
     targets: torch.Tensor  # [T] token ids (LM) or class indices (classifier)
     mode: InferenceMode
+    # The request's base sequence, when `ids` is it with some tokens replaced
+    # (its leading tokens' forward can be shared: prefix.py)
+    base: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,14 @@ class ScoreWork(WorkKind):
 @runs(ScoreWork)
 def run_score(loaded: LoadedModel, kind: ScoreWork, items: list[ScoreItem], limits: Limits) -> list[np.ndarray]:
     with loaded.lock, torch.inference_mode():
-        out: list[np.ndarray] = []
-        for chunk in _logits_chunks(loaded, items, limits):
-            out.extend(_score_batch(loaded, chunk))
-        return out
+        plans, plain = plan_shared(loaded, items) if limits.share_prefixes else ([], list(range(len(items))))
+        out: dict[int, np.ndarray] = {}
+        for plan in plans:
+            out.update(score_shared(loaded, plan, items, limits.max_logits_elements))
+        rest = [items[i] for i in plain]
+        scores = [s for chunk in _logits_chunks(loaded, rest, limits) for s in _score_batch(loaded, chunk)]
+        out.update(zip(plain, scores))
+        return [out[i] for i in range(len(items))]
 
 
 def _logits_chunks(loaded: LoadedModel, items: list[ScoreItem], limits: Limits) -> list[list[ScoreItem]]:
@@ -236,7 +245,7 @@ def score(
         repl = _replacement_id(loaded, policy, replacement.token_id)
         rows = torch.where(keep, ids.unsqueeze(0), torch.tensor(repl, dtype=torch.long))
         for i in range(n):
-            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode))
+            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode, base=ids))
     lengths = [int(it.ids.shape[0]) for it in items]
     kind = ScoreWork(loaded.task)
     results = get_executor(loaded, executor, limits).run(kind, items, lengths, is_active=is_active)
