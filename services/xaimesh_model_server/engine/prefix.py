@@ -39,6 +39,7 @@ import torch
 
 from ..loading import TASK_CAUSAL_LM, LoadedModel
 from .forward import forward_params, target_values
+from .limits import Limits
 
 __all__ = ["MIN_SAVING", "SharedPlan", "plan_shared", "score_shared"]
 
@@ -132,15 +133,26 @@ def _base_cache(loaded: LoadedModel, base: torch.Tensor, length: int) -> Any:
     return getattr(loaded.model(**kwargs), _cache_arg(loaded))
 
 
-def _chunks(members: list[int], batch_items: list[Any], start: int, max_logits: int, vocab: int) -> list[list[int]]:
+def _cache_bytes(cache: Any) -> int:
+    layers = getattr(cache, "layers", None)  # transformers 5; 4.x keeps key_cache / value_cache lists
+    if layers is not None:
+        tensors = [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))]
+    else:
+        tensors = list(cache.key_cache) + list(cache.value_cache)
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def _chunks(members: list[int], batch_items: list[Any], start: int, max_logits: int, vocab: int,
+            max_rows: int) -> list[list[int]]:
     """Rows of a group split so that one forward keeps at most ``max_logits``
-    logits (rows x kept positions x vocab)."""
+    logits (rows x kept positions x vocab) and ``max_rows`` rows (each row
+    holds a whole key/value cache during its forward)."""
     chunks: list[list[int]] = []
     current: list[int] = []
     kept: set[int] = set()
     for i in members:
         new = kept | set((batch_items[i].gather - start).tolist())
-        if current and (len(current) + 1) * len(new) * vocab > max_logits:
+        if current and ((len(current) + 1) * len(new) * vocab > max_logits or len(current) >= max_rows):
             chunks.append(current)
             current, new = [], set((batch_items[i].gather - start).tolist())
         current.append(i)
@@ -148,13 +160,17 @@ def _chunks(members: list[int], batch_items: list[Any], start: int, max_logits: 
     return chunks + [current]
 
 
-def score_shared(loaded: LoadedModel, plan: SharedPlan, batch_items: list[Any],
-                 max_logits: int) -> dict[int, np.ndarray]:
+def score_shared(loaded: LoadedModel, plan: SharedPlan, batch_items: list[Any], limits: Limits) -> dict[int, np.ndarray]:
     """Scores of the plan's rows, by their index in ``batch_items``."""
-    cache = _base_cache(loaded, plan.base, max(g.start for g in plan.groups))
+    prefix = max(g.start for g in plan.groups)
+    cache = _base_cache(loaded, plan.base, prefix)
+    # a row's forward holds the cache of its whole sequence
+    row_bytes = _cache_bytes(cache) / prefix * int(plan.base.shape[0])
+    max_rows = max(1, int(limits.prefix_cache_bytes // row_bytes))
     out: dict[int, np.ndarray] = {}
     for group in plan.groups:
-        for chunk in _chunks(group.members, batch_items, group.start, max_logits, loaded.vocab_size):
+        for chunk in _chunks(group.members, batch_items, group.start, limits.max_logits_elements,
+                             loaded.vocab_size, max_rows):
             out.update(_score_suffixes(loaded, cache, group.start, chunk, batch_items))
     return out
 

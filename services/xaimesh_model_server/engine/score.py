@@ -60,7 +60,7 @@ def run_score(loaded: LoadedModel, kind: ScoreWork, items: list[ScoreItem], limi
         plans, plain = plan_shared(loaded, items) if limits.share_prefixes else ([], list(range(len(items))))
         out: dict[int, np.ndarray] = {}
         for plan in plans:
-            out.update(score_shared(loaded, plan, items, limits.max_logits_elements))
+            out.update(score_shared(loaded, plan, items, limits))
         rest = [items[i] for i in plain]
         scores = [s for chunk in _logits_chunks(loaded, rest, limits) for s in _score_batch(loaded, chunk)]
         out.update(zip(plain, scores))

@@ -108,3 +108,30 @@ def test_no_sharing_where_it_cannot_apply_or_does_not_pay(loaded_families):
     assert plan_shared(lm, [item(early, base=base)] * 4) == ([], [0, 1, 2, 3])
     assert plan_shared(lm, [item(late)] * 4) == ([], [0, 1, 2, 3])  # no base: rows of another kind
     assert plan_shared(classifier, [item(late, base=base)] * 4) == ([], [0, 1, 2, 3])  # every position sees all
+
+
+def test_a_small_cache_budget_splits_the_rows_and_changes_nothing(loaded_families, monkeypatch):
+    """prefix_cache_bytes bounds the caches one forward holds: a budget of
+    one row's cache runs the rows one by one, with the same scores."""
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine import prefix
+    from xaimesh_model_server.engine.limits import DEFAULT_LIMITS
+
+    loaded = loaded_families(next(f for f in FAMILIES if f.name == "qwen2"))
+    ids = loaded.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    targets = list(range(len(ids) - 5, len(ids)))
+    masks = _masks(len(ids), targets[0])
+    forwards: list[int] = []
+    real = prefix._score_suffixes
+
+    def counting(loaded_, cache, start, indices, items):
+        forwards.append(len(indices))
+        return real(loaded_, cache, start, indices, items)
+
+    monkeypatch.setattr(prefix, "_score_suffixes", counting)
+    roomy = engine.score(loaded, ids, masks, target_positions=targets)
+    roomy_forwards, forwards[:] = list(forwards), []
+    tight = engine.score(loaded, ids, masks, target_positions=targets,
+                         limits=dataclasses.replace(DEFAULT_LIMITS, prefix_cache_bytes=1))
+    assert max(roomy_forwards) > 1 and set(forwards) == {1} and sum(forwards) == sum(roomy_forwards)
+    np.testing.assert_allclose(tight, roomy, rtol=1e-5, atol=1e-6)
