@@ -375,24 +375,28 @@ class _Attempts:
         return unavailable
 
 
-class _ReplicatedFuture:
-    """The ``.future()`` of a unary call: ``result()`` runs the attempts,
-    ``cancel()`` stops them (and the attempt in flight) from any thread."""
+class _ReplicatedCall:
+    """One call's attempts; ``cancel()`` stops them (and the attempt in
+    flight) from any thread."""
 
     def __init__(self, method: _ReplicatedMethod, request: Any, timeout: float | None, kwargs: dict) -> None:
         self._method, self._request, self._kwargs = method, request, kwargs
         self._attempts = _Attempts(method, timeout)
         self._lock = threading.Lock()
-        self._inner: Any = None
+        self._call: Any = None  # the attempt in flight
         self._cancelled = False
 
     def cancel(self) -> bool:
         with self._lock:
             self._cancelled = True
-            inner = self._inner
-        if inner is not None:
-            inner.cancel()
+            call = self._call
+        if call is not None:
+            call.cancel()
         return True
+
+
+class _ReplicatedFuture(_ReplicatedCall):
+    """The ``.future()`` of a unary call: ``result()`` runs the attempts."""
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -404,10 +408,10 @@ class _ReplicatedFuture:
                 if self._cancelled:
                     self._method.pool._release(replica, False)
                     raise grpc.FutureCancelledError()
-                self._inner = self._method.multicallable(replica).future(
+                self._call = self._method.multicallable(replica).future(
                     self._request, timeout=self._attempts.timeout_left(), **self._kwargs)
             try:
-                reply = self._inner.result()
+                reply = self._call.result()
             except grpc.RpcError as error:
                 if self._cancelled:  # the caller's own cancellation, as the plain future raises it
                     self._method.pool._release(replica, False)
@@ -422,24 +426,13 @@ class _ReplicatedFuture:
             return reply
 
 
-class _ReplicatedStream:
+class _ReplicatedStream(_ReplicatedCall):
     """A server stream on one replica; sent to another replica if it fails
-    UNAVAILABLE before its first message. ``cancel()`` from any thread."""
+    UNAVAILABLE before its first message."""
 
     def __init__(self, method: _ReplicatedMethod, request: Any, timeout: float | None, kwargs: dict) -> None:
-        self._method, self._request, self._kwargs = method, request, kwargs
-        self._attempts = _Attempts(method, timeout)
-        self._lock = threading.Lock()
-        self._call: Any = None
-        self._cancelled = False
+        super().__init__(method, request, timeout, kwargs)
         self._messages = self._run()
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            call = self._call
-        if call is not None:
-            call.cancel()
 
     def __iter__(self) -> "_ReplicatedStream":
         return self

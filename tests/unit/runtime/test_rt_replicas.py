@@ -35,19 +35,18 @@ class CountingEcho(EchoServicer):
         with self.lock:
             self.now -= 1
 
-    def Echo(self, request, context):
+    def _counted(self, method, request, context):
         self._enter()
         try:
-            return super().Echo(request, context)
+            return method(request, context)
         finally:
             self._leave()
 
+    def Echo(self, request, context):
+        return self._counted(super().Echo, request, context)
+
     def Sleep(self, request, context):
-        self._enter()
-        try:
-            return super().Sleep(request, context)
-        finally:
-            self._leave()
+        return self._counted(super().Sleep, request, context)
 
 
 class Echo:
