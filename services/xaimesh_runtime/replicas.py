@@ -277,7 +277,9 @@ class ReplicaPool:
                     last[replica.address] = str(exc)
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no replica of {self.address} is SERVING after {timeout:g} s: "
-                                   + "; ".join(f"{a}: {m}" for a, m in last.items()))
+                                   + ("; ".join(f"{a}: {m}" for a, m in last.items()) or "the name resolves to none"))
+            if not last:  # nothing resolved yet: wait for the next resolution instead of spinning
+                time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
 
     def close(self) -> None:
         with self._cond:

@@ -203,3 +203,10 @@ def test_dns_names_are_followed_as_replicas_come_and_go(two_replicas, pools):
         stub.Echo(b"x", timeout=5)
     assert [r.address for r in pool.replicas] == [h.address for h in handles]
     assert servicers[1].served >= 2
+
+
+def test_health_waits_for_one_serving_replica(two_replicas, pools):
+    servicers, handles = two_replicas
+    assert pools(closed_address(), handles[1].address).wait_for_health(5) == handles[1].address
+    with pytest.raises(TimeoutError, match="resolves to none"):
+        pools("dns:///nowhere:1", resolve=lambda name: [], resolve_interval_s=0.01).wait_for_health(0.3)
