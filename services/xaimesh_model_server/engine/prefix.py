@@ -18,7 +18,8 @@ then one per group. It applies to rows that replace tokens (not ZERO_EMBEDDING,
 whose rows are embeddings, nor REMOVE, whose rows are shorter), of models
 whose forward takes a key/value cache and that have no sliding-window
 layer (Gemma2: a windowed cache cannot be cut back), and only when it saves at least
-`MIN_SAVING` of the token positions the plain forwards would run.
+`MIN_SAVING` of the token positions the plain forwards would run, counting
+each extra forward as `FORWARD_COST_POSITIONS` positions.
 Classifiers and bidirectional encoders never share: every position sees
 every token.
 
@@ -49,6 +50,12 @@ GROUPS = 8
 # Share only when at least this fraction of the plain path's token positions
 # is saved: a shared forward costs a cache copy and one more (smaller) forward.
 MIN_SAVING = 0.2
+# What one more forward costs, in token positions: its weights are read once
+# per forward whatever its size, which on a CPU is the price of about this
+# many positions of SmolLM2 (a 2-row forward of 15 tokens takes 0.25 s, a
+# 100-row one 6 s). A group whose rows save fewer positions is not worth its
+# forward, and the seed's 15-token occlusion rows stay on the plain path.
+FORWARD_COST_POSITIONS = 64
 
 
 @dataclass
@@ -113,10 +120,10 @@ def plan_shared(loaded: LoadedModel, items: list[Any]) -> tuple[list[SharedPlan]
         for i in indices:
             classes[shared[i] // step].append(i)
         groups = [_Group(min(shared[i] for i in members), members) for members in classes.values()]
-        groups = [g for g in groups if g.start > 0]
+        groups = [g for g in groups if g.start * len(g.members) > FORWARD_COST_POSITIONS]
         plain_cost = length * sum(len(g.members) for g in groups)
         shared_cost = max((g.start for g in groups), default=0) + sum(
-            (length - g.start) * len(g.members) for g in groups)
+            (length - g.start) * len(g.members) for g in groups) + FORWARD_COST_POSITIONS * (len(groups) + 1)
         if not groups or shared_cost > (1 - MIN_SAVING) * plain_cost:
             plain += indices
             continue

@@ -15,7 +15,8 @@ import torch
 
 from tests.fixtures.family_models import CAUSAL, FAMILIES, family_dir, missing_class
 
-TEXT = "i had to give away my cat because of the new lease and i miss him terribly every day"
+# Long enough that occlusion rows save more than a forward costs (prefix.FORWARD_COST_POSITIONS)
+TEXT = " ".join(["i had to give away my cat because of the new lease and i miss him terribly every day"] * 3)
 RTOL = 1e-4
 
 
@@ -71,7 +72,7 @@ def test_shared_prefixes_give_the_plain_scores(loaded_families, fam, mode):
     plain = engine.score(loaded, ids, masks, target_positions=targets, inference_mode=mode,
                          limits=dataclasses.replace(DEFAULT_LIMITS, share_prefixes=False))
     shared = engine.score(loaded, ids, masks, target_positions=targets, inference_mode=mode)
-    scale = np.maximum(np.abs(plain), 1e-3)
+    scale = np.maximum(np.abs(plain), 1e-2)  # a logit within 0.01 of zero: compared absolutely (1e-6)
     assert float((np.abs(shared - plain) / scale).max()) <= RTOL
 
     # and the rows were shared indeed: occlusion rows of the second half go to shared groups
@@ -94,14 +95,14 @@ def test_no_sharing_where_it_cannot_apply_or_does_not_pay(loaded_families):
 
     lm = loaded_families(next(f for f in FAMILIES if f.name == "llama-bos"))
     classifier = loaded_families(next(f for f in FAMILIES if f.task != CAUSAL))
-    base = torch.arange(3, 23)
-    gather = torch.tensor([17, 18])
+    base = torch.arange(3, 203)
+    gather = torch.tensor([197, 198])
 
     def item(row, **kw):
-        return ScoreItem(row, None, gather, base[[18, 19]], engine.InferenceMode.LOGITS, **kw)
+        return ScoreItem(row, None, gather, base[[198, 199]], engine.InferenceMode.LOGITS, **kw)
 
     late = base.clone()
-    late[16] = 0  # only the last few positions differ: worth sharing
+    late[190] = 0  # only the last few positions differ: worth sharing
     early = base.clone()
     early[1] = 0  # a prefix of 1 token saves nothing
     assert plan_shared(lm, [item(late, base=base)] * 4)[0]
