@@ -70,7 +70,8 @@ def main() -> None:
                     row.reference_s = reference_seconds(ref, step)
         semi = ref.get("rows", {}).get("semi_nmf", {})
         if "mse" in semi:
-            rows[-2].notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
+            semi_row = next(row for row in rows if row.name.startswith("SemiNMF"))
+            semi_row.notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
     # One row per model family (tiny models), in a model-server of their own.
     if os.environ.get("XAIMESH_BENCH_FAMILIES", "1") != "0":
         rows += bench_families.run()
