@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast soak node-test lint protos protos-check bench clean
+.PHONY: venv demo test test-fast soak node-test lint protos protos-check bench bench-large clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ demo: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# The long-input rows (300-word prompt, KernelShap 512): hours on a small CPU, minutes on a GPU.
+bench-large: venv
+	$(PY) -m benchmarks.bench_prefix
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

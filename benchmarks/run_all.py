@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import xaimesh  # noqa: E402
-from benchmarks import bench_families, bench_flow, bench_model_server  # noqa: E402
+from benchmarks import bench_concurrency, bench_families, bench_flow, bench_model_server  # noqa: E402
 from benchmarks.common import Row, sample_texts  # noqa: E402
 from benchmarks.reference_env import reference_seconds, run_reference  # noqa: E402
 
@@ -53,6 +53,7 @@ def main() -> None:
         rows: list[Row] = bench_model_server.run(mesh, model_path)
         flow_rows, flow = bench_flow.run(mesh, model_path, {"activations": rows[1].floor_s})
         rows += flow_rows
+        rows += bench_concurrency.run(mesh, model_path)
     # The reference runs after the services stopped, so it has the cores to itself.
     if os.environ.get("XAIMESH_BENCH_REFERENCE", "1") != "0":
         ref = run_reference(model_path, sample_texts(200))
@@ -69,7 +70,8 @@ def main() -> None:
                     row.reference_s = reference_seconds(ref, step)
         semi = ref.get("rows", {}).get("semi_nmf", {})
         if "mse" in semi:
-            rows[-2].notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
+            semi_row = next(row for row in rows if row.name.startswith("SemiNMF"))
+            semi_row.notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
     # One row per model family (tiny models), in a model-server of their own.
     if os.environ.get("XAIMESH_BENCH_FAMILIES", "1") != "0":
         rows += bench_families.run()
@@ -105,7 +107,12 @@ The "Family" rows score the same 100 perturbations on the tiny random model
 of each family that the family matrix tests (`benchmarks/bench_families.py`):
 on models this small the forwards take milliseconds, so their ratio is mostly
 the cost of a gRPC call; they are there so that a slowdown or a change of
-numbers on one family shows.
+numbers on one family shows. The "clients at once" rows run several SDK
+clients concurrently, each explaining its own prompt
+(`benchmarks/bench_concurrency.py`): the floor is all their forwards back to
+back, and "finish / mean" is each client's finish time over the mean of the
+clients with equal work (the model-server's batcher gives each caller one
+turn; goal ≤ 1.5).
 
 {header}
 

@@ -21,7 +21,14 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["BearerTokenInterceptor", "make_channel", "wait_for_health"]
+__all__ = ["CALLER_METADATA", "BearerTokenInterceptor", "make_channel", "wait_for_health"]
+
+#: Request metadata naming the caller a model-server call works for: the
+#: model-server's batcher gives each caller one turn (docs/architecture.md,
+#: "Many callers"), so requests that share a value share a turn. The
+#: attribution-service sends one value per explanation (the incoming call's
+#: own value when it has one); without it, each call is its own caller.
+CALLER_METADATA = "xaimesh-caller"
 
 
 class _CallDetails(collections.namedtuple(

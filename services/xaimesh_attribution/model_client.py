@@ -11,7 +11,10 @@ cancels, so a cancelled or expired explanation stops at once instead of
 finishing its current model-server request. The scorer keeps up to
 `max_in_flight` (default 4) Score requests of one explanation in flight
 (scoring.py), so the model-server's batcher always has the next batch
-queued; `cancel()` cancels all of them.
+queued; `cancel()` cancels all of them. Every call carries the
+`xaimesh-caller` metadata `caller` (default: a fresh key per backend, i.e.
+per explanation), so that the model-server's batcher gives one explanation
+one turn among concurrent callers.
 
 Upstream failures become the runtime's `DownstreamError`, which keeps the model-server's
 status code (INVALID_ARGUMENT stays INVALID_ARGUMENT, with its field
@@ -24,12 +27,14 @@ INTERNAL. A call cancelled by `cancel()` raises `errors.Cancelled`.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
 
+from xaimesh_contracts.channels import CALLER_METADATA
 from xaimesh_contracts.enums import to_number
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.errors import DownstreamError, downstream_error
@@ -84,7 +89,7 @@ class GrpcModelBackend:
 
     def __init__(self, stub_or_channel: Any, model_id: str = "",
                  timeout_fn: Callable[[], float | None] | None = None, *, address: str = "",
-                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, caller: str = "") -> None:
         if isinstance(stub_or_channel, grpc.Channel):
             stub_or_channel = model_pb2_grpc.ModelServiceStub(stub_or_channel)
         self.stub = stub_or_channel
@@ -97,6 +102,9 @@ class GrpcModelBackend:
         self._in_flight: set[Any] = set()
         self._cancelled = False
         self.calls: dict[str, int] = {}  # upstream calls made, by method (for tests and logs)
+        # Every call names the explanation it works for, so the model-server's batcher gives the
+        # explanation one turn however many Score requests it keeps in flight (CALLER_METADATA).
+        self.metadata = ((CALLER_METADATA, caller or uuid.uuid4().hex),)
 
     # ------------------------------------------------------------ plumbing
 
@@ -121,7 +129,7 @@ class GrpcModelBackend:
         with self._lock:
             if self._cancelled:
                 raise Cancelled("the attribution was cancelled")
-            future = getattr(self.stub, method).future(request, timeout=timeout)
+            future = getattr(self.stub, method).future(request, timeout=timeout, metadata=self.metadata)
             self._in_flight.add(future)
             self.calls[method] = self.calls.get(method, 0) + 1
         try:

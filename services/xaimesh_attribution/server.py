@@ -46,7 +46,9 @@ import numpy as np
 
 from xaimesh_contracts.tensors import TensorError, to_numpy, to_tensor
 from xaimesh_contracts.v1 import attribution_pb2, attribution_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
-from xaimesh_runtime.client import connect, remaining_timeout, wait_for_health
+from xaimesh_contracts.channels import CALLER_METADATA
+from xaimesh_runtime.client import remaining_timeout
+from xaimesh_runtime.replicas import ReplicaPool
 from xaimesh_runtime.config import Downstream
 from xaimesh_runtime.errors import (
     Cancelled,
@@ -62,7 +64,7 @@ from .backend import ModelBackend, Segment
 from .explainer import evaluate, explain_input, prepare
 from .methods import REGISTRY, AttributionMethod, list_methods, resolve_method
 from .methods.base import as_replacement
-from .model_client import DEFAULT_MAX_IN_FLIGHT, GrpcModelBackend
+from .model_client import DEFAULT_MAX_IN_FLIGHT, UPSTREAM, GrpcModelBackend
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
 from .results import AttributionResult, MetricCurve, MetricResult
 
@@ -303,25 +305,32 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         if model_server is None and backend_factory is None:
             raise ValueError("give the model-server downstream or a backend factory")
         self.model_server = model_server
-        self.channel = connect(model_server) if model_server is not None else None
-        self.stub = model_pb2_grpc.ModelServiceStub(self.channel) if self.channel is not None else None
+        # One name may stand for several model-server replicas: calls are balanced over them and a call
+        # to a replica that went away is sent to another (xaimesh_runtime.replicas).
+        self.pool = ReplicaPool(model_server, service=UPSTREAM, max_in_flight=model_server.max_in_flight,
+                                resolve_interval_s=model_server.resolve_interval_s) \
+            if model_server is not None else None
+        self.stub = self.pool.stub(model_pb2_grpc.ModelServiceStub) if self.pool is not None else None
         self.backend_factory = backend_factory or self._grpc_backend
         self.progress_interval = progress_interval
         self.poll_interval = poll_interval
         self.score_in_flight = score_in_flight
 
     def _grpc_backend(self, model_id: str, context: grpc.ServicerContext) -> ModelBackend:
+        # The explanation's calls share one turn in the model-server's batcher: the incoming
+        # call's own caller key when it has one (several explanations of one user), else a new one.
+        caller = dict(context.invocation_metadata() or ()).get(CALLER_METADATA, "")
         return GrpcModelBackend(self.stub, model_id, lambda: remaining_timeout(context),
                                 address=self.model_server.address if self.model_server else "",
-                                max_in_flight=self.score_in_flight)
+                                max_in_flight=self.score_in_flight, caller=caller)
 
     def register(self, server: grpc.Server) -> list[str]:
         attribution_pb2_grpc.add_AttributionServiceServicer_to_server(self, server)
         return [SERVICE_NAME]
 
     def close(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
+        if self.pool is not None:
+            self.pool.close()
 
     # ------------------------------------------------------------ warm-up
 
@@ -330,15 +339,15 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         """Polls the model-server's health until it is SERVING, then sets
         `ready`. Never gives up (the service stays NOT_SERVING meanwhile and
         logs what it last saw); returns early when `stop` is set."""
-        if self.channel is None:
+        if self.pool is None:
             ready.set()
             return
         address = self.model_server.address if self.model_server else "?"
         started = last_log = time.monotonic()
         while not (stop is not None and stop.is_set()):
             try:
-                wait_for_health(self.channel, timeout=max(interval, 0.2))
-                log.info("model-server at %s is serving", address)
+                serving = self.pool.wait_for_health(timeout=max(interval, 0.2))
+                log.info("model-server at %s is serving", serving)
                 ready.set()
                 return
             except TimeoutError as exc:

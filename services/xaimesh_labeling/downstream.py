@@ -12,7 +12,7 @@ implementations are made per incoming call (``GrpcConceptSource(stub,
 context)``): every call they make carries the caller's remaining deadline,
 and a stream whose caller went away stops with ``Cancelled``. Failed calls
 keep the other service's code and name it and its address (the runtime's
-``downstream_stub``); the unit tests give in-process implementations.
+``ReplicaPool`` stubs); the unit tests give in-process implementations.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def example_to_proto(e: ConceptExample) -> concept_pb2.ConceptExample:
 
 
 class GrpcConceptSource:
-    """``ConceptSource`` over a concept-service stub (a ``downstream_stub``),
+    """``ConceptSource`` over a concept-service stub whose failures are ``DownstreamError``s (a ``ReplicaPool`` stub),
     for the incoming call ``context``."""
 
     def __init__(self, stub: Any, context: grpc.ServicerContext) -> None:
@@ -224,7 +224,7 @@ class GrpcConceptSource:
 
 
 class GrpcModelGenerator:
-    """``ModelGenerator`` over a model-server stub (a ``downstream_stub``),
+    """``ModelGenerator`` over a model-server stub whose failures are ``DownstreamError``s (a ``ReplicaPool`` stub),
     for the incoming call ``context``."""
 
     def __init__(self, stub: Any, context: grpc.ServicerContext) -> None:

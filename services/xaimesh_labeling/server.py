@@ -31,7 +31,7 @@ import grpc
 
 from xaimesh_contracts.enums import EnumValueError, to_name, to_number
 from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
-from xaimesh_runtime.client import connect, downstream_stub
+from xaimesh_runtime.replicas import ReplicaPool
 from xaimesh_runtime.config import ServerConfig
 from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, map_errors, status_for_item
 
@@ -182,7 +182,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
                                 base_url=getattr(opts, "openai_base_url", None) or "",
                                 openai_model=getattr(opts, "openai_model", None) or "",
                                 max_concurrency=getattr(opts, "max_concurrency", None))
-        self._channels: dict[str, grpc.Channel] = {}
+        self._pools: dict[str, ReplicaPool] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -196,20 +196,24 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
 
     def close(self) -> None:
         with self._lock:
-            channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            channel.close()
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
     # -- the other services (one client per call: deadlines are the caller's) --
 
     def _stub(self, stub_class: Any, service: str) -> Any:
-        """A stub whose errors name the service and its address."""
+        """A stub over the service's replicas (one, or several behind one
+        address: xaimesh_runtime.replicas) whose errors name the replica."""
         with self._lock:
-            channel = self._channels.get(service)
-            if channel is None:
-                channel = connect(self.config.downstream(service), max_message_mb=self.config.max_message_mb)
-                self._channels[service] = channel
-        return downstream_stub(stub_class(channel), service, self.config.downstream(service).address)
+            pool = self._pools.get(service)
+            if pool is None:
+                downstream = self.config.downstream(service)
+                pool = ReplicaPool(downstream, service=service, max_in_flight=downstream.max_in_flight,
+                                   resolve_interval_s=downstream.resolve_interval_s,
+                                   max_message_mb=self.config.max_message_mb)
+                self._pools[service] = pool
+        return pool.stub(stub_class)
 
     def concept_source(self, context: grpc.ServicerContext) -> ConceptSource:
         return GrpcConceptSource(self._stub(concept_pb2_grpc.ConceptServiceStub, "concept-service"), context)

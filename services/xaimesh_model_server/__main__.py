@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from xaimesh_runtime.config import make_parser
@@ -34,6 +35,9 @@ def build_parser():
                       help="how long a forward pass waits for more work from other callers")
     parser.add_option("--max-queue-items", type=int, default=16384,
                       help="queued sequences before new requests get RESOURCE_EXHAUSTED")
+    parser.add_option("--share-prefixes", type=bool, default=True,
+                      help="score rows of a causal LM that keep the input's leading tokens share the forward of "
+                           "that prefix (same scores; --no-share-prefixes runs every row in full)")
     parser.add_option("--warm-cache-only", type=bool, default=False,
                       help="convert the embedded default model into the cache directory and exit")
     return parser
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from xaimesh_runtime.errors import ServiceError
 
     from .loading import parse_model_options
+    from . import engine
     from .server import ModelServicer
 
     try:
@@ -59,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     servicer = ModelServicer(
         models, device=options.device, dtype=options.dtype, cache_dir=config.cache_dir,
         batcher_options={"max_batch_tokens": options.max_batch_tokens, "max_batch_size": options.max_batch_size,
-                         "max_wait_s": options.batch_wait_ms / 1000.0, "max_queue_items": options.max_queue_items})
+                         "max_wait_s": options.batch_wait_ms / 1000.0, "max_queue_items": options.max_queue_items},
+        limits=dataclasses.replace(engine.DEFAULT_LIMITS, share_prefixes=options.share_prefixes))
     try:
         return serve(config, servicer.register, warmup=servicer.warm_up, name="model-server")
     finally:

@@ -15,11 +15,22 @@ order) that does one forward pass.
   adds at most 9 %) go into one forward, bounded by a token budget
   (`max_batch_tokens`, counted as padded tokens: longest item x items) and
   `max_batch_size`; a batch that is not full waits at most `max_wait_s` after
-  its oldest item arrived for more items. Batches are formed oldest item
-  first, so callers are served in arrival order. A caller's long request is
-  split across batches, and it is fed to the queue in windows of
-  `window_items` so that concurrent callers interleave with it. Results go
-  back to each caller through futures.
+  its oldest item arrived for more items. A caller's long request is split
+  across batches, and it is fed to the queue in windows of `window_items`.
+  Results go back to each caller through futures.
+
+  Fairness across callers. A *caller* is whoever the items are for: the
+  `is_active` callback a request passes stands for it (callbacks that
+  compare equal are one caller: the model-server passes the gRPC call's
+  `context.is_active`, or a `Caller` keyed by the request's `xaimesh-caller`
+  metadata, which the attribution-service sets to one key per explanation);
+  a request without a callback is a caller of its own. Callers take turns:
+  each batch is anchored on the oldest item of the caller served least
+  recently, and filled from the items of that kind and length class one item
+  per caller in turn, starting with the anchor's caller. So a caller with a
+  20x larger job gets one share of the forwards, like everybody else, and a
+  small job alongside it finishes after about (its items x callers) rows,
+  not after the whole large job. With one caller this is arrival order.
 
   Admission control: the queue holds at most `max_queue_items` items; a new
   request that does not fit raises `ResourceExhausted` (the remaining windows
@@ -50,7 +61,7 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 from xaimesh_runtime.errors import Cancelled, ResourceExhausted
@@ -206,11 +217,24 @@ def _kind_name(kind: Hashable) -> str:
     return str(kind)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """An `is_active` callback that names the caller it stands for: two
+    `Caller`s with the same `key` are one caller for the batcher's turns."""
+
+    key: Hashable
+    is_active: Callable[[], bool] = field(compare=False)
+
+    def __call__(self) -> bool:
+        return self.is_active()
+
+
 class _Ticket:
-    __slots__ = ("is_active", "cancelled", "keys")
+    __slots__ = ("is_active", "caller", "cancelled", "keys")
 
     def __init__(self, is_active: IsActive) -> None:
         self.is_active = is_active
+        self.caller: Hashable = is_active if is_active is not None else self
         self.cancelled = False
         self.keys: set[tuple] = set()
 
@@ -283,9 +307,13 @@ class DynamicBatcher:
         self.on_queue_wait = on_queue_wait
         self.name = name
         self._cv = threading.Condition()
-        self._queues: dict[tuple, deque[_Item]] = {}
+        # (kind, length class) -> caller -> that caller's items, oldest first
+        self._queues: dict[tuple, dict[Hashable, deque[_Item]]] = {}
         self._queued = 0
         self._seq = itertools.count()
+        # caller -> when it last anchored a batch (or arrived): the least recent goes next
+        self._last_turn: dict[Hashable, int] = {}
+        self._turns = itertools.count()
         self._closed = False
         # The kind of the last batch taken, when it yields to other kinds.
         self._yielding: Hashable | None = None
@@ -329,10 +357,12 @@ class DynamicBatcher:
             for payload, length in zip(payloads, lengths):
                 key = (kind, length_bucket(int(length)) if uses_length_classes(kind) else 0)
                 item = _Item(next(self._seq), key, kind, payload, int(length), ticket)
-                self._queues.setdefault(key, deque()).append(item)
+                self._queues.setdefault(key, {}).setdefault(ticket.caller, deque()).append(item)
                 ticket.keys.add(key)
                 futures.append(item.future)
             self._queued += len(payloads)
+            # a caller new to the queue takes its turn after those already waiting
+            self._last_turn.setdefault(ticket.caller, next(self._turns))
             self._cv.notify()
         return _DynamicHandle(self, futures, ticket)
 
@@ -387,7 +417,8 @@ class DynamicBatcher:
         with self._cv:
             ticket.cancelled = True
             for key in list(ticket.keys):
-                queue = self._queues.get(key)
+                per_caller = self._queues.get(key, {})
+                queue = per_caller.get(ticket.caller)
                 if not queue:
                     continue
                 kept = deque(item for item in queue if item.ticket is not ticket)
@@ -397,9 +428,11 @@ class DynamicBatcher:
                         item.future.cancel()
                 self._queued -= dropped
                 if kept:
-                    self._queues[key] = kept
+                    per_caller[ticket.caller] = kept
                 else:
-                    del self._queues[key]
+                    del per_caller[ticket.caller]
+                    if not per_caller:
+                        del self._queues[key]
 
     def close(self, wait: bool = True) -> None:
         """Stops the worker after the queued work is done."""
@@ -419,52 +452,79 @@ class DynamicBatcher:
 
     def _take_batch(self) -> list[_Item] | None:
         """Under the lock: the next batch, or None (wait, then retry)."""
-        # drop cancelled items at the heads, find the oldest item (the oldest
-        # of another kind after a batch of a yielding kind, when there is one)
-        anchor: _Item | None = None
-        other: _Item | None = None
-        for key in list(self._queues):
-            queue = self._queues[key]
-            while queue and queue[0].ticket.cancelled:
-                queue.popleft().future.cancel()
-                self._queued -= 1
-            if not queue:
-                del self._queues[key]
-                continue
-            if anchor is None or queue[0].seq < anchor.seq:
-                anchor = queue[0]
-            if self._yielding is not None and queue[0].kind != self._yielding and (
-                    other is None or queue[0].seq < other.seq):
-                other = queue[0]
-        if other is not None:
-            anchor = other
-        if anchor is None:
+        heads = self._waiting_heads()
+        if not heads:
             return None
-        queue = self._queues[anchor.key]
-        limit = max_items(anchor.kind, self.max_batch_size)
-        count = 0
-        longest = 0
-        full = False
-        for item in queue:
-            size = max(longest, item.length)
-            if count and (size * (count + 1) > self.max_batch_tokens or count >= limit):
-                full = True
-                break
-            count += 1
-            longest = size
-        if count >= limit:
-            full = True
+        if self._yielding is not None:  # after a batch of a yielding kind, another kind first
+            others = {c: [i for i in items if i.kind != self._yielding] for c, items in heads.items()}
+            heads = {c: items for c, items in others.items() if items} or heads
+        caller = min(heads, key=self._last_turn.__getitem__)
+        anchor = min(heads[caller], key=lambda item: item.seq)
+        per_caller = self._queues[anchor.key]
+        order = [caller] + sorted((c for c in per_caller if c != caller), key=self._last_turn.__getitem__)
+        taken, full = self._fill(anchor, [per_caller[c] for c in order])
         if not full and not self._closed and time.perf_counter() < anchor.enqueued + self.max_wait_s:
             return None  # wait a little for other callers
-        batch = [queue.popleft() for _ in range(count)]
-        if not queue:
+        batch = []
+        for c, n in zip(order, taken):
+            queue = per_caller[c]
+            batch += [queue.popleft() for _ in range(n)]
+            if not queue:
+                del per_caller[c]
+        if not per_caller:
             del self._queues[anchor.key]
-        self._queued -= count
+        self._queued -= len(batch)
+        self._last_turn[caller] = next(self._turns)
         self._yielding = anchor.kind if getattr(anchor.kind, "yields", False) else None
         return batch
 
+    def _waiting_heads(self) -> dict[Hashable, list[_Item]]:
+        """Under the lock: each waiting caller's oldest item per queue, after
+        dropping cancelled items at the heads; callers with nothing left
+        lose their turn history."""
+        heads: dict[Hashable, list[_Item]] = {}
+        for key in list(self._queues):
+            per_caller = self._queues[key]
+            for caller in list(per_caller):
+                queue = per_caller[caller]
+                while queue and queue[0].ticket.cancelled:
+                    queue.popleft().future.cancel()
+                    self._queued -= 1
+                if queue:
+                    heads.setdefault(caller, []).append(queue[0])
+                else:
+                    del per_caller[caller]
+            if not per_caller:
+                del self._queues[key]
+        for caller in [c for c in self._last_turn if c not in heads]:
+            del self._last_turn[caller]
+        return heads
+
+    def _fill(self, anchor: _Item, queues: list[deque[_Item]]) -> tuple[list[int], bool]:
+        """How many items to take from each caller's queue (the anchor's
+        first), one per caller in turn, within the token budget and the
+        kind's batch size; and whether the batch is full."""
+        limit = max_items(anchor.kind, self.max_batch_size)
+        taken = [0] * len(queues)
+        count = longest = 0
+        while True:
+            progressed = False
+            for i, queue in enumerate(queues):
+                if taken[i] >= len(queue):
+                    continue
+                size = max(longest, queue[taken[i]].length)
+                if count and (size * (count + 1) > self.max_batch_tokens or count >= limit):
+                    return taken, True
+                taken[i] += 1
+                count += 1
+                longest = size
+                progressed = True
+            if not progressed:
+                return taken, count >= limit
+
     def _next_deadline(self) -> float:
-        oldest = min((q[0].enqueued for q in self._queues.values() if q), default=None)
+        oldest = min((q[0].enqueued for per_caller in self._queues.values() for q in per_caller.values() if q),
+                     default=None)
         if oldest is None:
             return 1.0
         return max(0.0, oldest + self.max_wait_s - time.perf_counter())

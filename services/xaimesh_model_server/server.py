@@ -6,17 +6,20 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import numpy as np
 import torch
 
+from xaimesh_contracts.channels import CALLER_METADATA
 from xaimesh_contracts.tensors import data_type, to_numpy, to_tensor
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime import metrics
 from xaimesh_runtime.errors import InvalidArgument, Unavailable, map_errors, status_for_item
 
 from . import engine
+from .batching import Caller
 from .engine import EmbeddingSamples, Replacement
 from .loading import LoadedModel, ModelOptions, ModelRegistry
 from .tokenization import detokenize, tokenize, tokenize_ids
@@ -170,7 +173,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             Replacement(request.replacement.policy, request.replacement.token_id),
             target_positions=list(request.target_positions), target_classes=list(request.target_classes),
             inference_mode=request.inference_mode, source_length=request.source_length,
-            is_active=context.is_active, limits=self.limits)
+            is_active=_caller(context), limits=self.limits)
         return model_pb2.ScoreResponse(scores=to_tensor(np.asarray(scores, dtype=np.float32)),
                                        model=loaded.model_id)
 
@@ -199,7 +202,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             loaded, list(request.input_ids), target_positions=list(request.target_positions),
             target_classes=list(request.target_classes), inference_mode=request.inference_mode,
             samples=samples, embeddings=embeddings, outputs=list(request.outputs),
-            source_length=request.source_length, is_active=context.is_active, limits=self.limits)
+            source_length=request.source_length, is_active=_caller(context), limits=self.limits)
         response = model_pb2.ComputeGradientsResponse(model=loaded.model_id)
         for key, value in result.items():
             getattr(response, key).CopyFrom(to_tensor(np.asarray(value, dtype=np.float32)))
@@ -225,7 +228,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         result = engine.generate(
             loaded, **kwargs, max_new_tokens=request.max_new_tokens or None, do_sample=request.do_sample,
             temperature=request.temperature or 1.0, top_p=request.top_p or 1.0, top_k=request.top_k,
-            seed=request.seed, is_active=context.is_active, limits=self.limits)
+            seed=request.seed, is_active=_caller(context), limits=self.limits)
         return model_pb2.GenerateResponse(text=result.text, token_ids=list(result.token_ids),
                                           prompt_token_ids=list(result.prompt_token_ids),
                                           finish_reason=result.finish_reason, model=loaded.model_id)
@@ -246,7 +249,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         job = engine.activations(
             loaded, list(request.texts), list(request.split_points), request.granularity, request.aggregation,
             request.add_special_tokens or None, request.max_length, special_tokens=request.special_tokens,
-            is_active=context.is_active, limits=self.limits, out_dtype=out_dtype)
+            is_active=_caller(context), limits=self.limits, out_dtype=out_dtype)
         yield model_pb2.StreamActivationsResponse(header=model_pb2.ActivationsHeader(
             split_points=job.split_points, hidden_size=job.hidden_size, num_samples=job.num_samples,
             dtype=data_type(out_dtype), granularity=int(job.granularity), aggregation=int(job.aggregation),
@@ -267,6 +270,16 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             num_rows=num_rows, num_samples=job.num_samples, truncated_samples=sorted(job.truncated_samples)))
 
 
+
+
+def _caller(context: grpc.ServicerContext) -> Callable[[], bool]:
+    """The engine's ``is_active`` for a call, which also names whose turn its
+    work takes in the batcher: the ``xaimesh-caller`` metadata when set (one
+    turn for every call with that value), else the call itself."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CALLER_METADATA and value:
+            return Caller((CALLER_METADATA, value), context.is_active)
+    return context.is_active
 
 
 def _row_chunks(split: str, rows: torch.Tensor, provenance, chunk_bytes: int):

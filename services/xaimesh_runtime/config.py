@@ -60,7 +60,9 @@ def env_name(option: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Downstream:
-    """How to reach another service: see :func:`xaimesh_runtime.client.connect`."""
+    """How to reach another service: see :func:`xaimesh_runtime.client.connect`.
+    ``address`` may name several replicas (``a:50051,b:50051`` or
+    ``dns:///name:50051``): see :mod:`xaimesh_runtime.replicas`."""
 
     address: str
     token: str | None = dataclasses.field(default=None, repr=False)
@@ -68,6 +70,10 @@ class Downstream:
     # A client certificate for a downstream that requires mutual TLS.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Calls in flight to one replica from this process at once (0 = no limit).
+    max_in_flight: int = 0
+    # How often dns:/// names in the address are resolved again.
+    resolve_interval_s: float = 30.0
 
 
 @dataclasses.dataclass
@@ -315,8 +321,15 @@ class ServiceArgumentParser(argparse.ArgumentParser):
         ``--NAME-tls-ca``. Read back with ``config.downstream(NAME)``."""
         what = help or f"the {name}"
         # Env: XAIMESH_MODEL_SERVER, XAIMESH_CONCEPT_SERVICE — the same names the SDK reads.
-        self.add_option(f"--{name}-address", default=default, help=f"address of {what} (host:port)",
-                        env=env_name(name))
+        self.add_option(f"--{name}-address", default=default,
+                        help=f"address of {what}: host:port, or several replicas as a comma-separated list "
+                             f"and / or dns:///name:port (every address the name resolves to, e.g. a "
+                             f"Kubernetes headless Service), balanced round-robin", env=env_name(name))
+        self.add_option(f"--{name}-max-in-flight", type=int, default=0,
+                        help=f"calls in flight to one replica of {what} from this process at once; more wait "
+                             f"for a free replica (0 = no limit)")
+        self.add_option(f"--{name}-resolve-interval-s", type=float, default=30.0,
+                        help=f"how often dns:/// names of --{name}-address are resolved again")
         self.add_option(f"--{name}-token", secret=True,
                         help=f"bearer token for {what} (default: this server's --auth-token)")
         self.add_option(f"--{name}-tls-ca", type=Path,
@@ -399,8 +412,15 @@ class ServiceArgumentParser(argparse.ArgumentParser):
             cert, key = getattr(extra, dest + "_tls_cert"), getattr(extra, dest + "_tls_key")
             if (cert is None) != (key is None):
                 raise ConfigError(f"--{name}-tls-cert and --{name}-tls-key must be given together")
+            max_in_flight = getattr(extra, dest + "_max_in_flight")
+            if max_in_flight < 0:
+                raise ConfigError(f"--{name}-max-in-flight must be 0 (no limit) or more; got {max_in_flight}")
+            resolve_interval = getattr(extra, dest + "_resolve_interval_s")
+            if resolve_interval <= 0:
+                raise ConfigError(f"--{name}-resolve-interval-s must be positive; got {resolve_interval}")
             downstreams[name] = Downstream(getattr(extra, dest + "_address"), token,
-                                           getattr(extra, dest + "_tls_ca"), cert, key)
+                                           getattr(extra, dest + "_tls_ca"), cert, key, max_in_flight,
+                                           resolve_interval)
         config = ServerConfig(service=self.service, options=extra,
                               secret_options=tuple(secrets), downstreams=downstreams, **common)
         return config.validate()

@@ -256,7 +256,8 @@ def test_upstream_addresses_point_at_services(overlay):
         for var in ("XAIMESH_MODEL_SERVER", "XAIMESH_CONCEPT_SERVICE"):
             if var not in env:
                 continue
-            host, port = env[var].rsplit(":", 1)
+            # dns:///name:port: every address of the (headless) Service is a replica
+            host, port = env[var].removeprefix("dns:///").rsplit(":", 1)
             assert host in services, f"{name}: {var}={env[var]} names no Service"
             assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], f"{name}: {var} port"
     expected = {
@@ -411,20 +412,47 @@ def test_gpu_only_in_gpu_overlay(overlay):
                 assert image.endswith("-cpu")
 
 
-def test_auth_token_component(kubectl, kubernetes_validate):
-    """components/auth-token on top of an overlay: every service reads the
-    token file from the (externally created) Secret."""
+def render_with_component(kubectl: str, kubernetes_validate, component: str) -> list[dict]:
+    """The cpu overlay with ``components/<component>`` added, each object validated strictly."""
     with tempfile.TemporaryDirectory() as tmp:
         rel = os.path.relpath(K8S, tmp)
         Path(tmp, "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\n"
             "kind: Kustomization\n"
             f"resources:\n  - {rel}/overlays/cpu\n"
-            f"components:\n  - {rel}/components/auth-token\n"
+            f"components:\n  - {rel}/components/{component}\n"
         )
         docs = render(kubectl, Path(tmp), "--load-restrictor", "LoadRestrictionsNone")
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
+    return docs
+
+
+def test_model_server_autoscaling_component(kubectl, kubernetes_validate):
+    """components/model-server-autoscaling: the model-server scales on its
+    batcher's queue depth (a series it exports), the attribution-service
+    also on its calls in flight; no fixed replica count fights the HPAs."""
+    from xaimesh_runtime import metrics
+
+    docs = render_with_component(kubectl, kubernetes_validate, "model-server-autoscaling")
+    deployments, hpas = by_kind(docs, "Deployment"), by_kind(docs, "HorizontalPodAutoscaler")
+    assert set(hpas) == {"model-server", "attribution-service", "concept-service"}
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"]["name"] in deployments, name
+        assert "replicas" not in deployments[name]["spec"], f"{name}: a fixed replica count fights the HPA"
+    exported = {metrics.QUEUE_DEPTH._name, metrics.GRPC_IN_FLIGHT._name}
+    (queue,) = hpas["model-server"]["spec"]["metrics"]
+    assert queue["pods"]["metric"]["name"] == metrics.QUEUE_DEPTH._name
+    assert queue["pods"]["metric"]["selector"]["matchLabels"] == {"queue": "model"}
+    pods_metrics = [m["pods"]["metric"]["name"] for m in hpas["attribution-service"]["spec"]["metrics"]
+                    if m["type"] == "Pods"]
+    assert pods_metrics == [metrics.GRPC_IN_FLIGHT._name] and set(pods_metrics) <= exported
+
+
+def test_auth_token_component(kubectl, kubernetes_validate):
+    """components/auth-token on top of an overlay: every service reads the
+    token file from the (externally created) Secret."""
+    docs = render_with_component(kubectl, kubernetes_validate, "auth-token")
     deployments = by_kind(docs, "Deployment")
     assert set(deployments) == set(SERVICES)
     for name, deployment in deployments.items():

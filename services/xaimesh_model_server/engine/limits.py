@@ -23,6 +23,12 @@ class Limits:
     grad_batch_tokens: int = 4096
     # Logits kept by one score forward (batch x kept positions x vocab).
     max_logits_elements: int = 1 << 27
+    # Score rows of a causal LM share the forward of the base's leading
+    # tokens they keep, where that saves enough (engine/prefix.py).
+    share_prefixes: bool = True
+    # Key/value caches held at once by one shared-prefix forward (rows x
+    # sequence length x layers x 2 x kv width): its rows are split to fit.
+    prefix_cache_bytes: int = 1 << 30
     # Tokens of texts tokenized and sent together by activations() (two
     # windows are in flight: one computing, one being assembled).
     activation_window_tokens: int = 16384

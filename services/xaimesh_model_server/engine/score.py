@@ -5,6 +5,8 @@ a batch of them is one padded, teacher-forced forward (split when the kept
 logits would exceed Limits.max_logits_elements) that projects only the
 target positions. An encoder-decoder's rows are source + target sequences
 (`source_length`), each stack padded on its own (forward.seq2seq_forward).
+Rows of a causal LM that keep the base's leading tokens
+share the forward of that prefix (prefix.py; `Limits.share_prefixes`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .forward import (
 )
 from .inputs import check_source_length, check_targets, check_token_id, sequence_ids, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
+from .prefix import plan_shared, score_shared
 from .work import WorkKind, get_executor, runs
 
 
@@ -56,6 +59,9 @@ class ScoreItem:
     def logits_length(self) -> int:
         """Positions the forward computes logits for (the decoder's, for an encoder-decoder)."""
         return int(self.ids.shape[0]) - self.source_length
+    # The request's base sequence, when `ids` is it with some tokens replaced
+    # (its leading tokens' forward can be shared: prefix.py)
+    base: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,14 @@ class ScoreWork(WorkKind):
 @runs(ScoreWork)
 def run_score(loaded: LoadedModel, kind: ScoreWork, items: list[ScoreItem], limits: Limits) -> list[np.ndarray]:
     with loaded.lock, torch.inference_mode():
-        out: list[np.ndarray] = []
-        for chunk in _logits_chunks(loaded, items, limits):
-            out.extend(_score_batch(loaded, chunk))
-        return out
+        plans, plain = plan_shared(loaded, items) if limits.share_prefixes else ([], list(range(len(items))))
+        out: dict[int, np.ndarray] = {}
+        for plan in plans:
+            out.update(score_shared(loaded, plan, items, limits))
+        rest = [items[i] for i in plain]
+        scores = [s for chunk in _logits_chunks(loaded, rest, limits) for s in _score_batch(loaded, chunk)]
+        out.update(zip(plain, scores))
+        return [out[i] for i in range(len(items))]
 
 
 def _logits_chunks(loaded: LoadedModel, items: list[ScoreItem], limits: Limits) -> list[list[ScoreItem]]:
@@ -293,7 +303,7 @@ def score(
         repl = _replacement_id(loaded, policy, replacement.token_id)
         rows = torch.where(keep, ids.unsqueeze(0), torch.tensor(repl, dtype=torch.long))
         for i in range(n):
-            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode, S))
+            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode, S, base=ids))
     lengths = [int(it.ids.shape[0]) for it in items]
     kind = ScoreWork(loaded.task)
     results = get_executor(loaded, executor, limits).run(kind, items, lengths, is_active=is_active)

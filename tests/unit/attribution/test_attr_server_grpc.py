@@ -135,6 +135,7 @@ class FakeModelService(model_pb2_grpc.ModelServiceServicer):
 
     def __init__(self) -> None:
         self.time_remaining: list[float | None] = []
+        self.callers: list[str | None] = []
         self.score_started = threading.Event()
         self.score_cancelled = threading.Event()
         self.release = threading.Event()
@@ -149,6 +150,7 @@ class FakeModelService(model_pb2_grpc.ModelServiceServicer):
 
     def Tokenize(self, request, context):
         self.time_remaining.append(context.time_remaining())
+        self.callers.append(dict(context.invocation_metadata()).get("xaimesh-caller"))
         if request.texts[0] == "bad":
             abort_with(context, grpc.StatusCode.INVALID_ARGUMENT, "texts[0]: cannot tokenize", [("texts[0]", "no")])
         text = request.texts[0]
@@ -202,6 +204,17 @@ def test_deadline_is_forwarded(fake):
     with pytest.raises(DownstreamError) as info:
         expired.describe()
     assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_each_explanation_names_itself_as_one_caller(fake):
+    """All calls of one backend (one explanation) carry one xaimesh-caller
+    key, another backend's another; a given key (the incoming call's) is kept."""
+    first, second = (GrpcModelBackend(fake.channel, "fake", lambda: None) for _ in range(2))
+    kept = GrpcModelBackend(fake.channel, "fake", lambda: None, caller="user-7")
+    for backend in (first, first, second, kept):
+        backend.tokenize("x")
+    a, b, c, d = fake.servicer.callers
+    assert a == b and a != c and a and c and d == "user-7"
 
 
 def test_upstream_invalid_argument_keeps_code_and_fields(fake):

@@ -1,0 +1,138 @@
+"""Shared prefixes (engine/prefix.py): Score rows that keep the base's
+leading tokens share the forward of that prefix, with the same target scores
+as the plain path (max relative difference ≤ 1e-4), on every causal family
+of the family matrix (learned positions: GPT-2; rotary: Llama, Qwen2, ...);
+Gemma2, whose sliding-window caches cannot be cut back, is never shared."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from tests.fixtures.family_models import CAUSAL, FAMILIES, family_dir, missing_class
+
+# Long enough that occlusion rows save more than a forward costs (prefix.FORWARD_COST_POSITIONS)
+TEXT = " ".join(["i had to give away my cat because of the new lease and i miss him terribly every day"] * 3)
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def loaded_families():
+    from xaimesh_model_server.loading import load_model
+
+    cache: dict[str, object] = {}
+
+    def get(fam):
+        reason = missing_class(fam)
+        if reason:
+            pytest.fail(reason)
+        if fam.name not in cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cache[fam.name] = load_model(family_dir(fam.name), device="cpu", model_id=fam.name)
+        return cache[fam.name]
+
+    return get
+
+
+def _masks(n_tokens: int, first_target: int) -> np.ndarray:
+    """Occlusion rows (one prompt token masked each: long shared prefixes),
+    rows masking a late run of tokens, and random rows (short prefixes)."""
+    rows = []
+    for i in range(first_target):
+        row = np.ones(n_tokens, bool)
+        row[i] = False
+        rows.append(row)
+    for start in range(max(first_target - 4, 1), first_target):
+        row = np.ones(n_tokens, bool)
+        row[start:first_target] = False
+        rows.append(row)
+    rng = np.random.default_rng(0)
+    rows += list(rng.random((6, n_tokens)) < 0.6)
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("fam", [f for f in FAMILIES if f.task == CAUSAL], ids=lambda f: f.name)
+@pytest.mark.parametrize("mode", ["log_softmax", "logits"])
+def test_shared_prefixes_give_the_plain_scores(loaded_families, fam, mode):
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine.limits import DEFAULT_LIMITS
+    from xaimesh_model_server.engine.prefix import plan_shared
+    from xaimesh_model_server.engine.score import ScoreItem
+
+    loaded = loaded_families(fam)
+    ids = loaded.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    first_target = len(ids) - 5
+    targets = list(range(first_target, len(ids)))
+    masks = _masks(len(ids), first_target)
+    plain = engine.score(loaded, ids, masks, target_positions=targets, inference_mode=mode,
+                         limits=dataclasses.replace(DEFAULT_LIMITS, share_prefixes=False))
+    shared = engine.score(loaded, ids, masks, target_positions=targets, inference_mode=mode)
+    scale = np.maximum(np.abs(plain), 1e-2)  # a logit within 0.01 of zero: compared absolutely (1e-6)
+    assert float((np.abs(shared - plain) / scale).max()) <= RTOL
+
+    # and the rows were shared indeed: occlusion rows of the second half go to shared groups
+    base = torch.tensor(ids)
+    gather = torch.tensor(targets) - 1
+    items = [ScoreItem(torch.where(torch.from_numpy(m), base, torch.tensor(0)), None, gather,
+                       base[targets], engine.InferenceMode.LOGITS, base=base) for m in masks]
+    plans, rest = plan_shared(loaded, items)
+    if fam.name == "gemma2":  # sliding-window layers: never shared
+        assert plans == [] and rest == list(range(len(items)))
+        return
+    grouped = {i for plan in plans for g in plan.groups for i in g.members}
+    assert set(range(len(ids) // 2, first_target)) <= grouped and len(grouped) + len(rest) == len(items)
+
+
+def test_no_sharing_where_it_cannot_apply_or_does_not_pay(loaded_families):
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine.prefix import plan_shared
+    from xaimesh_model_server.engine.score import ScoreItem
+
+    lm = loaded_families(next(f for f in FAMILIES if f.name == "llama-bos"))
+    classifier = loaded_families(next(f for f in FAMILIES if f.task != CAUSAL))
+    base = torch.arange(3, 203)
+    gather = torch.tensor([197, 198])
+
+    def item(row, **kw):
+        return ScoreItem(row, None, gather, base[[198, 199]], engine.InferenceMode.LOGITS, **kw)
+
+    late = base.clone()
+    late[190] = 0  # only the last few positions differ: worth sharing
+    early = base.clone()
+    early[1] = 0  # a prefix of 1 token saves nothing
+    assert plan_shared(lm, [item(late, base=base)] * 4)[0]
+    assert plan_shared(lm, [item(early, base=base)] * 4) == ([], [0, 1, 2, 3])
+    assert plan_shared(lm, [item(late)] * 4) == ([], [0, 1, 2, 3])  # no base: rows of another kind
+    assert plan_shared(classifier, [item(late, base=base)] * 4) == ([], [0, 1, 2, 3])  # every position sees all
+
+
+def test_a_small_cache_budget_splits_the_rows_and_changes_nothing(loaded_families, monkeypatch):
+    """prefix_cache_bytes bounds the caches one forward holds: a budget of
+    one row's cache runs the rows one by one, with the same scores."""
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine import prefix
+    from xaimesh_model_server.engine.limits import DEFAULT_LIMITS
+
+    loaded = loaded_families(next(f for f in FAMILIES if f.name == "qwen2"))
+    ids = loaded.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    targets = list(range(len(ids) - 5, len(ids)))
+    masks = _masks(len(ids), targets[0])
+    forwards: list[int] = []
+    real = prefix._score_suffixes
+
+    def counting(loaded_, cache, start, indices, items):
+        forwards.append(len(indices))
+        return real(loaded_, cache, start, indices, items)
+
+    monkeypatch.setattr(prefix, "_score_suffixes", counting)
+    roomy = engine.score(loaded, ids, masks, target_positions=targets)
+    roomy_forwards, forwards[:] = list(forwards), []
+    tight = engine.score(loaded, ids, masks, target_positions=targets,
+                         limits=dataclasses.replace(DEFAULT_LIMITS, prefix_cache_bytes=1))
+    assert max(roomy_forwards) > 1 and set(forwards) == {1} and sum(forwards) == sum(roomy_forwards)
+    np.testing.assert_allclose(tight, roomy, rtol=1e-5, atol=1e-6)
