@@ -13,6 +13,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Optional: a wheel directory bind-mounted into the build (podman build -v) that
+# holds the CPU build of torch, for machines that cannot reach the PyTorch index
+# (scripts/build_images.sh).
+ARG PIP_FIND_LINKS
 ARG XAIMESH_WARM_MODELS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
