@@ -126,6 +126,7 @@ class Container:
     metrics_port: int
     volume: str | None = None
     started: float = field(default_factory=time.monotonic)
+    ready_after_s: float | None = None  # from `podman run` / `podman start` to SERVING
 
     @property
     def address(self) -> str:
@@ -153,7 +154,8 @@ class Container:
                                      f"{self.logs()[-4000:]}")
             try:
                 wait_for_health(self.address, timeout=min(5.0, max(deadline - time.monotonic(), 0.1)))
-                return time.monotonic() - self.started
+                self.ready_after_s = time.monotonic() - self.started
+                return self.ready_after_s
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{self.name} not SERVING after {timeout} s:\n{self.logs()[-4000:]}")
@@ -222,6 +224,18 @@ class Containers:
             podman("rm", "--force", "--time", "0", container.name, check=False, timeout=60)
         for volume in self.volumes:
             podman("volume", "rm", "--force", volume, check=False, timeout=60)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quiet_progress():
+    # The SDK's progress bars would fill the -s output of make test-images.
+    previous = os.environ.get("XAIMESH_PROGRESS")
+    os.environ["XAIMESH_PROGRESS"] = "0"
+    yield
+    if previous is None:
+        os.environ.pop("XAIMESH_PROGRESS", None)
+    else:
+        os.environ["XAIMESH_PROGRESS"] = previous
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -44,8 +44,9 @@ def _seed_demo():
 
 def test_start_up(mesh_containers):
     for service, container in mesh_containers.items():
-        # How long from `podman run` to SERVING (the fixture waited for it).
-        print(f"{service}: image {container.spec.image}, serving {container.wait_serving():.1f} s after podman run")
+        # The fixture waited for SERVING after each `podman run`.
+        assert container.ready_after_s is not None
+        print(f"{service}: {container.spec.image} SERVING {container.ready_after_s:.1f} s after podman run")
 
 
 def test_each_image_health_check_reports_healthy(mesh_containers):
@@ -54,7 +55,7 @@ def test_each_image_health_check_reports_healthy(mesh_containers):
         assert check and "/opt/xaimesh/healthcheck.py" in " ".join(check["Test"]), f"{service}: {check}"
         proc = podman("healthcheck", "run", container.name, check=False, timeout=60)
         assert proc.returncode == 0, f"{service}: {proc.stdout}{proc.stderr}"
-        assert container.inspect("{{.State.Healthcheck.Status}}") in ("healthy", "")
+        assert container.inspect("{{.State.Healthcheck.Status}}") == "healthy", service
 
 
 def test_reflection_with_buf_curl(mesh_containers):
@@ -79,7 +80,6 @@ def test_reflection_with_buf_curl(mesh_containers):
 
 
 def test_seed_flow_short(mesh, tmp_path, monkeypatch):
-    monkeypatch.setenv("XAIMESH_PROGRESS", "0")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # labels by the model-server's own model
     result = _seed_demo().run(mesh, out_dir=tmp_path, n_texts=100, nb_concepts=5, score_labels=False)
     assert result["report"].exists()
@@ -89,23 +89,30 @@ def test_seed_flow_short(mesh, tmp_path, monkeypatch):
     print(f"seed flow (100 texts, 5 concepts, SmolLM2) through the containers: {result['seconds']:.0f} s")
 
 
-def _server_uid(container) -> str:
-    """Real uid of the service process (PID 1 is the init, `--init`)."""
+def _process_uids(container) -> dict[str, set[str]]:
+    """Real uids of every process of the container (the init of `--init`,
+    the server and its threads' processes, if any), by command line."""
     script = ("import os\n"
               "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-              "    cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
-              "    if b'xaimesh' in cmd and b'serve' in cmd:\n"
-              "        uid = [l for l in open(f'/proc/{pid}/status') if l.startswith('Uid:')][0].split()[1]\n"
-              "        print(uid)\n")
+              "    if int(pid) == os.getpid(): continue\n"
+              "    cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip()\n"
+              "    uid = [l for l in open(f'/proc/{pid}/status') if l.startswith('Uid:')][0].split()[1]\n"
+              "    print(uid, cmd)\n")
     proc = container.exec("python", "-c", script)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    uids: dict[str, set[str]] = {}
+    for line in proc.stdout.splitlines():
+        uid, _, cmd = line.partition(" ")
+        uids.setdefault(uid, set()).add(cmd)
+    return uids
 
 
 def test_non_root_with_a_read_only_root(mesh_containers):
     for service, container in mesh_containers.items():
         spec = container.spec
-        assert _server_uid(container) == str(spec.run_as_user), service
+        uids = _process_uids(container)
+        assert set(uids) == {str(spec.run_as_user)}, (service, uids)
+        assert any("xaimesh serve" in cmd for cmd in uids[str(spec.run_as_user)]), (service, uids)
         assert spec.read_only_root, f"{service}: the manifest no longer asks for a read-only root"
         assert container.inspect("{{.HostConfig.ReadonlyRootfs}}") == "true"
         denied = container.exec("sh", "-c", "touch /opt/xaimesh/probe")
@@ -225,8 +232,10 @@ def test_podman_stop_drains_in_flight_calls(mesh_containers, mesh):
     assert container.inspect("{{.State.ExitCode}}") == "0", container.logs()[-3000:]
     if "error" in outcome:
         assert isinstance(outcome["error"], UnavailableError), outcome["error"]
+        print(f"the call in flight got UNAVAILABLE: {outcome['error']}")
     else:
         assert outcome["result"].text
+        print(f"the call in flight completed: {len(outcome['result'].token_ids)} tokens")
     container.start()
     container.wait_serving()
 
