@@ -24,7 +24,8 @@ BASE_IMAGE=${XAIMESH_BASE_IMAGE:-localhost/xaimesh/debian-python:bookworm}
 TORCH_BASE_IMAGE=localhost/xaimesh/debian-python-torch:bookworm
 TORCH_VERSION=2.13.0
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-PACKAGES=(podman buildah crun fuse-overlayfs mmdebstrap slirp4netns catatonit uidmap)
+# runc: `podman kube play` needs pods with cgroups, which crun refuses here.
+PACKAGES=(podman buildah crun runc fuse-overlayfs mmdebstrap slirp4netns catatonit uidmap)
 
 # name -> Dockerfile and tag (the tags the Kubernetes overlays use)
 declare -A DOCKERFILE=(

@@ -65,7 +65,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _memory_bytes(quantity: str) -> int:
+def memory_bytes(quantity: str) -> int:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
     for suffix, factor in units.items():
         if quantity.endswith(suffix):
@@ -110,7 +110,7 @@ def pod_spec(service: str) -> PodSpec:
         read_only_root=bool(security.get("readOnlyRootFilesystem")),
         drop_all_capabilities="ALL" in security.get("capabilities", {}).get("drop", []),
         no_privilege_escalation=security.get("allowPrivilegeEscalation") is False,
-        memory_limit=_memory_bytes(container["resources"]["limits"]["memory"]),
+        memory_limit=memory_bytes(container["resources"]["limits"]["memory"]),
         termination_grace_s=int(pod.get("terminationGracePeriodSeconds", 30)),
         empty_dirs=tuple(path for path, volume in mounts.items() if "emptyDir" in volume),
         persistent=tuple(path for path, volume in mounts.items() if "persistentVolumeClaim" in volume),
