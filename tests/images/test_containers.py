@@ -267,6 +267,9 @@ def test_model_server_restart_mid_explanation(mesh_containers, mesh):
     assert not call.is_alive(), "the explanation hangs after the model-server died"
     print(f"explanation failed {time.monotonic() - killed:.1f} s after the model-server was killed")
     assert isinstance(outcome.get("error"), UnavailableError), outcome
+    # `podman kill` only sends the signal: starting again before the container
+    # is cleaned up races with that cleanup (seen: /run/podman-init denied).
+    podman("wait", container.name, timeout=120)
     container.start()
     container.wait_serving()
     # The same SDK objects work again.
