@@ -10,6 +10,12 @@ empty anyway), replicas > 1, HPAs, NetworkPolicies and Services. What it
 does run as the manifests say: the images, the user, the read-only root,
 the emptyDir and PersistentVolumeClaim mounts, the resource limits and the
 environment. `kube down` always runs afterwards.
+
+The gpu overlay runs too, on the stand-in of its CUDA image (`make images`
+builds docker/model-server.Dockerfile on a CPU torch base): with no GPU here,
+its model-server is told XAIMESH_DEVICE=cpu / float32 and its
+`nvidia.com/gpu` resource is dropped; everything else is the overlay's
+(the -cuda image, its memory limit, the /dev/shm emptyDir).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ KUBE_CONF = str(ROOT / "docker" / "podman" / "containers-kube.conf")
 SERVICE_OF = {"model-server": "model", "attribution-service": "attribution", "concept-service": "concept",
               "labeling-service": "labeling"}
 PEER_VARIABLES = {"XAIMESH_MODEL_SERVER": "model", "XAIMESH_CONCEPT_SERVICE": "concept"}
+# Per overlay, what this machine cannot honour (module docstring).
+OVERLAY_OVERRIDES = {
+    "cpu": {},
+    "gpu": {"model": {"XAIMESH_DEVICE": "cpu", "XAIMESH_DTYPE": "float32"}},
+}
 # What podman kube play does not implement (module docstring).
 UNSUPPORTED_CONTAINER_FIELDS = ("startupProbe", "readinessProbe", "livenessProbe", "lifecycle", "ports")
 
@@ -45,7 +56,8 @@ def kube_podman(*args: str, check: bool = True, timeout: float = 300) -> subproc
     return proc
 
 
-def host_network_variant(rendered: list[dict], prefix: str) -> tuple[list[dict], dict[str, int]]:
+def host_network_variant(rendered: list[dict], prefix: str, overrides: dict[str, dict[str, str]]
+                         ) -> tuple[list[dict], dict[str, int]]:
     """The overlay's Deployments and PersistentVolumeClaims, each Deployment
     as one host-network pod on free loopback ports; returns them and the
     gRPC port of each service."""
@@ -86,6 +98,10 @@ def host_network_variant(rendered: list[dict], prefix: str) -> tuple[list[dict],
         for variable, peer in PEER_VARIABLES.items():
             if variable in env:
                 env[variable] = f"127.0.0.1:{ports[peer]}"
+        env.update(overrides.get(service, {}))
+        if service in overrides:
+            for requirements in container.get("resources", {}).values():
+                requirements.pop("nvidia.com/gpu", None)
         container["env"] = [{"name": k, "value": v} for k, v in env.items()]
         for unsupported in UNSUPPORTED_CONTAINER_FIELDS:
             container.pop(unsupported, None)
@@ -93,14 +109,15 @@ def host_network_variant(rendered: list[dict], prefix: str) -> tuple[list[dict],
     return variant, ports
 
 
-@pytest.fixture()
-def played(tmp_path):
+@pytest.fixture(params=sorted(OVERLAY_OVERRIDES))
+def played(request, tmp_path):
+    overlay = request.param
     rendered = list(yaml.safe_load_all(subprocess.run(
-        [KUBECTL, "kustomize", str(ROOT / "docker" / "k8s" / "overlays" / "cpu")],
+        [KUBECTL, "kustomize", str(ROOT / "docker" / "k8s" / "overlays" / overlay)],
         capture_output=True, text=True, check=True, timeout=120).stdout))
     prefix = f"xaimesh-kube-{uuid.uuid4().hex[:8]}"
-    variant, ports = host_network_variant(rendered, prefix)
-    manifest = tmp_path / "cpu-host-network.yaml"
+    variant, ports = host_network_variant(rendered, prefix, OVERLAY_OVERRIDES[overlay])
+    manifest = tmp_path / f"{overlay}-host-network.yaml"
     manifest.write_text(yaml.safe_dump_all(variant, sort_keys=False))
     claims = [d["metadata"]["name"] for d in variant if d["kind"] == "PersistentVolumeClaim"]
     try:
@@ -112,7 +129,7 @@ def played(tmp_path):
             kube_podman("volume", "rm", "--force", claim, check=False)
 
 
-def test_cpu_overlay_runs_under_podman_kube_play(played):
+def test_overlay_runs_under_podman_kube_play(played):
     import xaimesh
     from xaimesh import KernelShap
     from xaimesh.concepts import LLMLabels, SemiNMFConcepts
@@ -126,9 +143,11 @@ def test_cpu_overlay_runs_under_podman_kube_play(played):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         name = f"{deployment['metadata']['name']}-pod-0-{container['name']}"
-        read_only, user, memory = kube_podman(
-            "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.HostConfig.Memory}}",
+        image, read_only, user, memory = kube_podman(
+            "inspect", "--format",
+            "{{.ImageName}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.HostConfig.Memory}}",
             name).stdout.split()
+        assert image.endswith(container["image"]), (name, image)  # the overlay's tag (-cpu / -cuda)
         assert read_only == "true" and user.split(":")[0] == str(pod["securityContext"]["runAsUser"]), (name, user)
         assert int(memory) == memory_bytes(container["resources"]["limits"]["memory"]), (name, memory)
     address = {service: f"127.0.0.1:{port}" for service, port in ports.items()}
