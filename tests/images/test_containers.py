@@ -215,13 +215,14 @@ def test_podman_stop_drains_in_flight_calls(mesh_containers, mesh):
 
     def long_generation():
         try:
-            outcome["result"] = model.generate("Once upon a time", max_new_tokens=120)
+            # Seconds of work: longer than the pause below, well within the 20 s drain.
+            outcome["result"] = model.generate("Once upon a time", max_new_tokens=30)
         except BaseException as exc:
             outcome["error"] = exc
 
     call = threading.Thread(target=long_generation)
     call.start()
-    time.sleep(1.0)  # let the call reach the server
+    time.sleep(0.5)  # let the call reach the server
     assert call.is_alive(), "the generation ended before the stop: make it longer"
     stopped = time.monotonic()
     podman("stop", "--time", str(container.spec.termination_grace_s), container.name, timeout=120)
