@@ -24,9 +24,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY . .
 # torch is already satisfied: the extra adds safetensors, scikit-learn, scipy.
-RUN pip install --no-cache-dir "/src[concept]"
+# Dependencies first, from pyproject.toml alone (empty package directories and
+# README stand in for the sources): this layer stays cached until
+# pyproject.toml changes, so a source change re-installs xaimesh only.
+COPY pyproject.toml ./
+RUN mkdir -p contracts clients/python services && touch README.md \
+ && pip install --no-cache-dir "/src[concept]"
+COPY . .
+RUN pip install --no-cache-dir --no-deps --force-reinstall "/src[concept]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="xaimesh concept-service" \

