@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast soak node-test lint protos protos-check bench bench-large clean
+.PHONY: venv demo test test-fast soak node-test lint protos protos-check bench bench-large clean images test-images
 
 venv: $(STAMP)
 
@@ -37,8 +37,9 @@ lint: venv
 	  $(VENV)/bin/buf breaking protos --against '.git#ref=HEAD~1,subdir=protos'; fi
 	$(PY) scripts/gen_protos.py --check
 
+# tests/images need the built images and podman: `make test-images`.
 test: venv lint node-test
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/images
 
 # The 60 s mixed-load test (XAIMESH_SOAK_SECONDS); CI runs it after `make test`.
 soak: venv
@@ -48,7 +49,16 @@ node-test:
 	cd clients/node && npm ci --no-audit --no-fund --silent && npm test --silent
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow" -x tests
+	$(PY) -m pytest -q -m "not slow" -x tests --ignore=tests/images
+
+# The five images of docker/ built with podman (installed with apt-get when
+# missing) from a local Debian base: scripts/build_images.sh, docs/deploy.md.
+images:
+	scripts/build_images.sh
+
+# The mesh as containers of those images, driven through the SDK.
+test-images: venv
+	$(PY) -m pytest -q -s --timeout=900 tests/images
 
 demo: venv
 	$(PY) examples/seed_demo.py

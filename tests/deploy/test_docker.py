@@ -130,7 +130,9 @@ def test_dockerfile_conventions(name):
 
     installs = pip_install_commands(path)
     targets = [a for argv in installs for a in argv[2:] if a.startswith("/src")]
-    assert targets == [f"/src[{extra}]"], f"{name}: installs {targets}, expected only the {extra} extra"
+    # Dependencies from pyproject.toml alone first (a cached layer), then the sources.
+    assert targets == [f"/src[{extra}]"] * 2, f"{name}: installs {targets}, expected only the {extra} extra, twice"
+    assert "--no-deps" in next(argv for argv in reversed(installs) if f"/src[{extra}]" in argv), name
     if extra in TORCHLESS_EXTRAS:
         assert not any("torch" in a for argv in installs for a in argv), f"{name}: a slim image installs torch"
     if service == "model":
