@@ -227,6 +227,18 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
                                           prompt_token_ids=list(result.prompt_token_ids),
                                           finish_reason=result.finish_reason, model=loaded.model_id)
 
+    # -- lenses ----------------------------------------------------------
+    @map_errors()
+    def LogitLens(self, request, context):
+        loaded = self._model(request.model)
+        lens = engine.logit_lens(loaded, list(request.input_ids), top_k=request.top_k,
+                                 is_active=context.is_active, limits=self.limits)
+        return model_pb2.LogitLensResponse(
+            layers=lens.layers, top_token_ids=to_tensor(lens.top_token_ids),
+            top_probabilities=to_tensor(lens.top_probabilities), top_tokens=lens.top_tokens,
+            next_token_probabilities=to_tensor(lens.next_token_probabilities),
+            input_tokens=lens.input_tokens, model=loaded.model_id)
+
     # -- activations -----------------------------------------------------
     @map_errors()
     def StreamActivations(self, request, context):

@@ -249,7 +249,8 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, ser
 
 # RPCs whose valid request is mutated one or two fields at a time.
 MUTATED = {
-    "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations"],
+    "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations",
+              "LogitLens"],
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
@@ -273,6 +274,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
                 samples=m.EmbeddingSamples(alphas=[0.5, 1.0])),
             "Generate": lambda: m.GenerateRequest(model=lm, text="Hello", max_new_tokens=4),
             "StreamActivations": lambda: m.StreamActivationsRequest(model=lm, texts=TEXTS, split_points=["1"]),
+            "LogitLens": lambda: m.LogitLensRequest(model=lm, input_ids=ids, top_k=3),
         }[method]()
     if service == "attribution":
         explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
@@ -344,6 +346,7 @@ ENORMOUS = [
     ("model", "StreamActivations", {"chunk_bytes": INT32_MAX}),
     ("model", "Score", {"target_positions": [INT64_MAX]}),
     ("model", "ComputeGradients", {"samples.alphas": [0.5] * 100_000}),
+    ("model", "LogitLens", {"top_k": INT32_MAX}),
     ("attribution", "Explain", {"method": 2, "parameters.lime.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 3, "parameters.kernel_shap.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 4, "parameters.sobol.n_perturbations": INT32_MAX}),

@@ -475,3 +475,31 @@ class StreamActivationsResponse(_message.Message):
     item_error: ItemError
     summary: ActivationsSummary
     def __init__(self, header: _Optional[_Union[ActivationsHeader, _Mapping]] = ..., progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., chunk: _Optional[_Union[ActivationsChunk, _Mapping]] = ..., item_error: _Optional[_Union[ItemError, _Mapping]] = ..., summary: _Optional[_Union[ActivationsSummary, _Mapping]] = ...) -> None: ...
+
+class LogitLensRequest(_message.Message):
+    __slots__ = ("model", "input_ids", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_ids: _containers.RepeatedScalarFieldContainer[int]
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class LogitLensResponse(_message.Message):
+    __slots__ = ("layers", "top_token_ids", "top_probabilities", "top_tokens", "next_token_probabilities", "input_tokens", "model")
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TOP_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    TOP_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TOKEN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    top_token_ids: _tensor_pb2.Tensor
+    top_probabilities: _tensor_pb2.Tensor
+    top_tokens: _containers.RepeatedScalarFieldContainer[str]
+    next_token_probabilities: _tensor_pb2.Tensor
+    input_tokens: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    def __init__(self, layers: _Optional[_Iterable[str]] = ..., top_token_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_tokens: _Optional[_Iterable[str]] = ..., next_token_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., input_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...

@@ -81,6 +81,11 @@ class ModelServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsResponse.FromString,
                 _registered_method=True)
+        self.LogitLens = channel.unary_unary(
+                '/xaimesh.v1.ModelService/LogitLens',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -153,6 +158,16 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogitLens(self, request, context):
+        """Logit lens (causal LMs): the model's own final norm and unembedding
+        applied to the residual stream entering the first block and leaving
+        every block, at every position: the top-k next tokens and their
+        probabilities. Definition: docs/lenses.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +210,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.StreamActivations,
                     request_deserializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsResponse.SerializeToString,
+            ),
+            'LogitLens': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogitLens,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -420,6 +440,33 @@ class ModelService:
             '/xaimesh.v1.ModelService/StreamActivations',
             xaimesh_dot_v1_dot_model__pb2.StreamActivationsRequest.SerializeToString,
             xaimesh_dot_v1_dot_model__pb2.StreamActivationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogitLens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/LogitLens',
+            xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
             options,
             channel_credentials,
             insecure,
