@@ -345,6 +345,32 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                 yield concept_pb2.GetTopExamplesResponse(progress=_progress_to_proto(value))
 
     @map_errors()
+    def ExtractLabels(self, request, context):
+        if not request.concept_model:
+            raise InvalidArgument("concept_model is empty", field="concept_model")
+        if not request.activation_set:
+            raise InvalidArgument("activation_set is empty: give the set whose texts name the concepts",
+                                  field="activation_set")
+
+        def work(emit, should_stop):
+            return self.ws.extract_labels(
+                request.concept_model, request.activation_set, list(request.concept_indices) or None,
+                k_examples=request.k_examples, max_terms=request.max_terms, max_ngram=request.max_ngram,
+                min_count=request.min_count, progress=emit, should_stop=should_stop)
+
+        for kind, value in stream_job(work, context, "extracting labels"):
+            if kind == "result":
+                for lab in value:
+                    yield concept_pb2.ExtractLabelsResponse(label=concept_pb2.ExtractiveLabel(
+                        concept_index=lab.concept_index, label=lab.label or "", has_label=lab.label is not None,
+                        terms=[concept_pb2.LabelTerm(text=t.text, score=t.score, concept_count=t.concept_count,
+                                                     corpus_count=t.corpus_count) for t in lab.terms],
+                        num_active_rows=lab.num_active_rows, num_examples=lab.num_examples))
+                return
+            if isinstance(value, Progress):
+                yield concept_pb2.ExtractLabelsResponse(progress=_progress_to_proto(value))
+
+    @map_errors()
     def ExportConceptModel(self, request, context):
         info, pieces = self.ws.iter_export(request.name, MAX_MESSAGE_BYTES // 4)
         first = True

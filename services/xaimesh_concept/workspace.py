@@ -25,6 +25,7 @@ import numpy as np
 from xaimesh_runtime.errors import Cancelled, InvalidArgument, ServiceError, check_cancelled
 
 from . import examples as _examples
+from . import extractive as _extractive
 from . import metrics as _metrics
 
 from .common import (ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, LogEntry,
@@ -479,12 +480,8 @@ class ConceptWorkspace:
         return out
 
     # ---- examples ---------------------------------------------------------
-    def top_examples(self, model: str, activation_set: str, concept_indices=None, k: int = 0,
-                     sampling="TOP", k_quantile: int = 0, k_context: int = 0, seed: int = 0,
-                     keep_duplicates: bool = False, *, progress=None, should_stop=None
-                     ) -> list[_examples.ConceptExamples]:
-        """GetTopExamples: one ConceptExamples per requested concept, in
-        request order (default: every concept)."""
+    def _model_and_set(self, model: str, activation_set: str):
+        """(the loaded concept model, a reader of the set), refused when their widths differ."""
         info, m = self.load_model(model)
         reader = self.open_activation_set(activation_set)
         if reader.n_features != info.hidden_size:
@@ -492,10 +489,28 @@ class ConceptWorkspace:
                 f"activation set {reader.info.id} has hidden size {reader.n_features} but concept "
                 f"model {info.id} was fitted on hidden size {info.hidden_size}",
                 field="activation_set")
+        return m, reader
+
+    def top_examples(self, model: str, activation_set: str, concept_indices=None, k: int = 0,
+                     sampling="TOP", k_quantile: int = 0, k_context: int = 0, seed: int = 0,
+                     keep_duplicates: bool = False, *, progress=None, should_stop=None
+                     ) -> list[_examples.ConceptExamples]:
+        """GetTopExamples: one ConceptExamples per requested concept, in
+        request order (default: every concept)."""
+        m, reader = self._model_and_set(model, activation_set)
         return _examples.top_examples(m, reader, concept_indices, k=k, sampling=sampling,
                                       k_quantile=k_quantile, k_context=k_context, seed=seed,
                                       keep_duplicates=keep_duplicates, progress=progress,
                                       should_stop=should_stop)
+
+    def extract_labels(self, model: str, activation_set: str, concept_indices=None, *, k_examples: int = 0,
+                       max_terms: int = 0, max_ngram: int = 0, min_count: int = 0, progress=None,
+                       should_stop=None) -> list[_extractive.ExtractiveLabel]:
+        """ExtractLabels: one ExtractiveLabel per requested concept (default: every concept)."""
+        m, reader = self._model_and_set(model, activation_set)
+        return _extractive.extract_labels(m, reader, concept_indices, k_examples=k_examples, max_terms=max_terms,
+                                          max_ngram=max_ngram, min_count=min_count, progress=progress,
+                                          should_stop=should_stop)
 
     # ---- export / import --------------------------------------------------
     def export_concept_model(self, name: str) -> tuple[ConceptModelInfo, bytes]:

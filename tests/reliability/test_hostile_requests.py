@@ -254,7 +254,7 @@ MUTATED = {
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
-                "GetTopExamples", "ImportConceptModel"],
+                "GetTopExamples", "ExtractLabels", "ImportConceptModel"],
     "labeling": ["LabelConcepts", "ScoreLabels"],
 }
 
@@ -306,6 +306,8 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             concept_models=[resources.model_name], source=source),
         "GetTopExamples": lambda: c.GetTopExamplesRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, k=3, k_context=2),
+        "ExtractLabels": lambda: c.ExtractLabelsRequest(
+            concept_model=resources.model_name, activation_set=resources.set_name, k_examples=5),
         "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
         "LabelConcepts": lambda: labeling_pb2.LabelConceptsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, concept_indices=[0],
@@ -358,6 +360,7 @@ ENORMOUS = [
     ("attribution", "EvaluateAttributions", {"n_steps": INT32_MAX}),
     ("attribution", "EvaluateAttributions", {"n_random_orders": INT32_MAX}),
     ("attribution", "EvaluateAttributions", {"batch_size": INT32_MAX}),
+    ("concept", "ExtractLabels", {"k_examples": INT32_MAX}),
     ("concept", "FitConceptModel", {"nb_concepts": INT32_MAX}),
     ("concept", "FitConceptModel", {"method": 1, "options.max_iterations": INT32_MAX,
                                     "options.tolerance": 1e-30}),

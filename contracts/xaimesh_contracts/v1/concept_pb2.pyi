@@ -578,3 +578,57 @@ class ImportConceptModelResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: ConceptModel
     def __init__(self, model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...
+
+class ExtractLabelsRequest(_message.Message):
+    __slots__ = ("concept_model", "activation_set", "concept_indices", "k_examples", "max_terms", "max_ngram", "min_count")
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_INDICES_FIELD_NUMBER: _ClassVar[int]
+    K_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TERMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NGRAM_FIELD_NUMBER: _ClassVar[int]
+    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    concept_model: str
+    activation_set: str
+    concept_indices: _containers.RepeatedScalarFieldContainer[int]
+    k_examples: int
+    max_terms: int
+    max_ngram: int
+    min_count: int
+    def __init__(self, concept_model: _Optional[str] = ..., activation_set: _Optional[str] = ..., concept_indices: _Optional[_Iterable[int]] = ..., k_examples: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_ngram: _Optional[int] = ..., min_count: _Optional[int] = ...) -> None: ...
+
+class LabelTerm(_message.Message):
+    __slots__ = ("text", "score", "concept_count", "corpus_count")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    score: float
+    concept_count: int
+    corpus_count: int
+    def __init__(self, text: _Optional[str] = ..., score: _Optional[float] = ..., concept_count: _Optional[int] = ..., corpus_count: _Optional[int] = ...) -> None: ...
+
+class ExtractiveLabel(_message.Message):
+    __slots__ = ("concept_index", "label", "has_label", "terms", "num_active_rows", "num_examples")
+    CONCEPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    HAS_LABEL_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    NUM_ACTIVE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    concept_index: int
+    label: str
+    has_label: bool
+    terms: _containers.RepeatedCompositeFieldContainer[LabelTerm]
+    num_active_rows: int
+    num_examples: int
+    def __init__(self, concept_index: _Optional[int] = ..., label: _Optional[str] = ..., has_label: _Optional[bool] = ..., terms: _Optional[_Iterable[_Union[LabelTerm, _Mapping]]] = ..., num_active_rows: _Optional[int] = ..., num_examples: _Optional[int] = ...) -> None: ...
+
+class ExtractLabelsResponse(_message.Message):
+    __slots__ = ("progress", "label")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    label: ExtractiveLabel
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., label: _Optional[_Union[ExtractiveLabel, _Mapping]] = ...) -> None: ...

@@ -113,6 +113,11 @@ class ConceptServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesResponse.FromString,
                 _registered_method=True)
+        self.ExtractLabels = channel.unary_stream(
+                '/xaimesh.v1.ConceptService/ExtractLabels',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsResponse.FromString,
+                _registered_method=True)
         self.ExportConceptModel = channel.unary_stream(
                 '/xaimesh.v1.ConceptService/ExportConceptModel',
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.ExportConceptModelRequest.SerializeToString,
@@ -237,6 +242,15 @@ class ConceptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExtractLabels(self, request, context):
+        """Per concept, a label without an LLM: the words and word n-grams that
+        set its most activating rows apart from the rest of the set (log odds
+        ratio z-scores). Definition: docs/concept-labels.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportConceptModel(self, request, context):
         """Exports a concept model as a safetensors file + JSON metadata (bytes
         streamed in chunks), and imports it back.
@@ -328,6 +342,11 @@ def add_ConceptServiceServicer_to_server(servicer, server):
                     servicer.GetTopExamples,
                     request_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesResponse.SerializeToString,
+            ),
+            'ExtractLabels': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExtractLabels,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsResponse.SerializeToString,
             ),
             'ExportConceptModel': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportConceptModel,
@@ -749,6 +768,33 @@ class ConceptService:
             '/xaimesh.v1.ConceptService/GetTopExamples',
             xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesRequest.SerializeToString,
             xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtractLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/ExtractLabels',
+            xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
