@@ -14,6 +14,7 @@ numbers are accepted too.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -27,11 +28,12 @@ from xaimesh_runtime.errors import Cancelled, InvalidArgument, ServiceError, che
 from . import examples as _examples
 from . import extractive as _extractive
 from . import metrics as _metrics
+from . import probes as _probes
 
 from .common import (ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, LogEntry,
                      Progress, Provenance)
 from .data import ArraySource, RangeSource, check_finite, rows_per_chunk
-from .methods import ConceptMethod, build_method, method_class, resolve_device
+from .methods import ConceptMethod, LinearProbe, build_method, method_class, resolve_device
 from .store import (MODELS_COLLECTION, SETS_COLLECTION, ActivationSetInfo, ActivationSetReader,
                     ActivationSetWriter, ConceptModelInfo, Store, parse_name)
 
@@ -290,28 +292,42 @@ class ConceptWorkspace:
             options["device"] = self.default_device
         m = build_method(klass.method_name, nb_concepts, options)
         m.validate_fit_shape(source.n_rows, source.n_features)
-        log: list[dict] = []
-
-        def on_log(entry: LogEntry):
-            if not entry.progress_only and len(log) < MAX_STORED_LOG:
-                log.append(entry.to_dict())
-            if progress is not None:
-                progress(entry)
-
+        log, on_log = _log_collector(progress)
         t0 = time.perf_counter()
-        if progress is not None:
-            progress(LogEntry(step=0, epoch=0, loss=float("nan"), done=0, total=1, stage="starting",
-                              progress_only=True))
         m.fit(source, progress=on_log, should_stop=should_stop)
-        fit_seconds = time.perf_counter() - t0
-        info = reader.info
         params = m.get_params()
         params.pop("nb_concepts", None)
+        return self._save_fitted(m, reader.info, display_name, params, time.perf_counter() - t0, log, should_stop)
+
+    def fit_probe(self, activation_set: str, labels, settings: _probes.ProbeSettings, display_name: str = "",
+                  concept_names=(), *, progress=None, should_stop=None
+                  ) -> tuple[ConceptModelInfo, _probes.ProbeFit, list[str]]:
+        """FitProbe: (the stored LINEAR_PROBE model, the fit with its metrics, the concept names)."""
+        reader = self.open_activation_set(activation_set)
+        y = _probes.check_labels(labels, reader.n_rows)
+        names = [str(n) for n in concept_names] or [f"probe_{j}" for j in range(y.shape[1])]
+        if len(names) != y.shape[1]:
+            raise InvalidArgument(f"{len(names)} concept_names for {y.shape[1]} label columns: give one name per "
+                                  "column, or none", field="concept_names")
+        log, on_log = _log_collector(progress)
+        t0 = time.perf_counter()
+        fit = _probes.fit_probe(reader.read(0, reader.n_rows), y, settings, log=on_log, should_stop=should_stop)
+        m = LinearProbe.from_weights(fit.weight, fit.bias)
+        options = {**dataclasses.asdict(settings), "concept_names": names, "train_rows": fit.train_rows,
+                   "test_rows": fit.test_rows,
+                   "metrics": [{"train": dataclasses.asdict(a), "test": dataclasses.asdict(b)}
+                               for a, b in zip(fit.train, fit.test, strict=True)]}
+        stored = self._save_fitted(m, reader.info, display_name, _json_safe(options), time.perf_counter() - t0,
+                                   log, should_stop)
+        return stored, fit, names
+
+    def _save_fitted(self, m: ConceptMethod, info: ActivationSetInfo, display_name: str, options: dict,
+                     fit_seconds: float, log: list[dict], should_stop) -> ConceptModelInfo:
         record = ConceptModelInfo(
             id="pending", display_name=str(display_name or ""), method=m.method_name,
             nb_concepts=m.nb_concepts, hidden_size=int(m.hidden_size_),
             activation_set=info.name, model=info.model, split_point=info.split_point,
-            options=params, final_loss=(float(m.final_loss_) if math.isfinite(m.final_loss_) else None),
+            options=options, final_loss=(float(m.final_loss_) if math.isfinite(m.final_loss_) else None),
             device=m.device_, fit_seconds=fit_seconds, granularity=info.granularity,
             training_log=_jsonable_log(log))
         if should_stop is not None and should_stop():
@@ -540,6 +556,35 @@ class ConceptWorkspace:
 
         stored, _ = self.store.import_concept_model(bytes(data), display_name, validate=validate)
         return stored
+
+
+def _log_collector(progress):
+    """(the stored training log, the callback a fit reports to): keeps up to
+    MAX_STORED_LOG entries and passes every entry on to ``progress``, after a
+    first "starting" progress event."""
+    log: list[dict] = []
+
+    def on_log(entry: LogEntry):
+        if not entry.progress_only and len(log) < MAX_STORED_LOG:
+            log.append(entry.to_dict())
+        if progress is not None:
+            progress(entry)
+
+    if progress is not None:
+        progress(LogEntry(step=0, epoch=0, loss=float("nan"), done=0, total=1, stage="starting",
+                          progress_only=True))
+    return log, on_log
+
+
+def _json_safe(value):
+    """NaN / infinity (undefined metrics) as None, so the options are valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _jsonable_log(log: list[dict]) -> list[dict]:

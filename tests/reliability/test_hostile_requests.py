@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -40,6 +41,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hostile import _set_path, message_strategy, mutation_strategy
 from xaimesh_contracts.v1 import (attribution_pb2, concept_pb2, concept_pb2_grpc, labeling_pb2, model_pb2,
                         model_pb2_grpc, tensor_pb2)
+from xaimesh_contracts.tensors import to_tensor
 from xaimesh_runtime.client import make_channel
 
 EXAMPLES = int(os.environ.get("XAIMESH_FUZZ_EXAMPLES", "30"))
@@ -107,6 +109,8 @@ class Resources:
                     activation_set=self.set_name, method=concept_pb2.CONCEPT_METHOD_PCA, nb_concepts=3),
                     timeout=60)
                 self.model_name = last.model.name
+            set_rows = int(stub.GetActivationSet(concept_pb2.GetActivationSetRequest(name=self.set_name),
+                                                 timeout=30).set.shape[0])
             exported = b"".join(r.data for r in stub.ExportConceptModel(
                 concept_pb2.ExportConceptModelRequest(name=self.model_name), timeout=30))
         known.update({
@@ -116,6 +120,7 @@ class Resources:
             "concept_models": [[self.model_name], [self.model_name, self.model_name]],
             "concept_indices": [[0], [0, 2]],
             "data": [exported, exported[: len(exported) // 2]],
+            "labels": [to_tensor(np.arange(set_rows) % 2)],
         })
         return known
 
@@ -254,7 +259,7 @@ MUTATED = {
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
-                "GetTopExamples", "ExtractLabels", "ImportConceptModel"],
+                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel"],
     "labeling": ["LabelConcepts", "ScoreLabels"],
 }
 
@@ -306,6 +311,8 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             concept_models=[resources.model_name], source=source),
         "GetTopExamples": lambda: c.GetTopExamplesRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, k=3, k_context=2),
+        "FitProbe": lambda: c.FitProbeRequest(activation_set=resources.set_name, labels=k["labels"][0],
+                                              max_iterations=5),
         "ExtractLabels": lambda: c.ExtractLabelsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, k_examples=5),
         "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
@@ -361,6 +368,7 @@ ENORMOUS = [
     ("attribution", "EvaluateAttributions", {"n_random_orders": INT32_MAX}),
     ("attribution", "EvaluateAttributions", {"batch_size": INT32_MAX}),
     ("concept", "ExtractLabels", {"k_examples": INT32_MAX}),
+    ("concept", "FitProbe", {"max_iterations": INT32_MAX}),
     ("concept", "FitConceptModel", {"nb_concepts": INT32_MAX}),
     ("concept", "FitConceptModel", {"method": 1, "options.max_iterations": INT32_MAX,
                                     "options.tolerance": 1e-30}),

@@ -45,6 +45,7 @@ _EXPORTS = {
     # interpretations (labeling)
     "LLMLabels": "xaimesh.concepts.interpretations",
     "ExtractiveLabels": "xaimesh.concepts.interpretations",
+    "LinearProbe": "xaimesh.concepts.explainers",
     "TopKInputs": "xaimesh.concepts.interpretations",
 }
 

@@ -13,7 +13,8 @@ Scikit-learn style: the parameters are set in ``__init__``; what ``fit``
 learns ends with an underscore (``concept_model_``, ``training_log_``,
 ``hidden_size_``, ``final_loss_``...). The options are the fields of
 ``ConceptFitOptions`` that apply to the method (unset = the service's
-default).
+default). ``LinearProbe`` is fitted from labels too
+(``probe.fit(activations, labels)``, docs/probes.md).
 """
 
 from __future__ import annotations
@@ -569,9 +570,92 @@ class JumpReLUSAEConcepts(ConceptExplainer):
     OPTIONS = _SAE + ("l1_coefficient", "jump_threshold", "jump_bandwidth")
 
 
+class LinearProbe(ConceptExplainer):
+    """A linear probe: score_j = x . w_j + b_j for each labelled concept j.
+
+    ``method``: "logistic_regression" (default), "linear_regression" (ridge
+    when ``l2`` > 0), "means_diff" or "linear_svm"; ``normalization``:
+    None, "standardization" or "whitening"; ``bias_calibration``: None (the
+    method's own intercept), "prevalence", "midpoint", "fpr", "bce" or
+    "lda"; ``test_fraction`` of the rows are held out (seeded by ``seed``)
+    for the metrics."""
+
+    method = concept_pb2.CONCEPT_METHOD_LINEAR_PROBE
+    nb_concepts_optional = True
+    OPTIONS = ("method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations",
+               "test_fraction", "seed")
+
+    def __init__(self, split_model_or_model: Any, split_point: Any = None, *, method: str = "logistic_regression",
+                 normalization: str | None = None, bias_calibration: str | None = None, l2: float = 0.0,
+                 learning_rate: float | None = None, max_iterations: int | None = None, test_fraction: float = 0.2,
+                 seed: int = 0, display_name: str = "", show_progress: bool = True,
+                 timeout: float | None = None) -> None:
+        super().__init__(split_model_or_model, None, split_point, display_name=display_name,
+                         show_progress=show_progress, timeout=timeout)
+        self.options = {"method": method, "normalization": normalization, "bias_calibration": bias_calibration,
+                        "l2": float(l2), "learning_rate": learning_rate, "max_iterations": max_iterations,
+                        "test_fraction": float(test_fraction), "seed": int(seed)}
+
+    def fit(self, activations: Any, labels: Any = None, *, concept_names: list[str] | None = None,
+            display_name: str | None = None, show_progress: bool | None = None,
+            timeout: float | None = None) -> LinearProbe:
+        """Fits on ``activations`` (a stored set, or an array uploaded first)
+        and ``labels`` (0 / 1, [rows] or [rows, concepts]). Returns ``self``;
+        ``metrics_`` holds the held-out and training metrics per concept."""
+        import numpy as np
+
+        from xaimesh_contracts.enums import to_number
+        from xaimesh_contracts.tensors import to_tensor
+
+        if labels is None:
+            raise TypeError("a probe needs labels: fit(activations, labels)")
+        o = self.options
+        show = self.show_progress if show_progress is None else show_progress
+        timeout = timeout if timeout is not None else self.timeout
+        resolved = _rpc.upload_activations(self.mesh, _rpc.resolve_activations(activations, self.split_point,
+                                                                                self.mesh),
+                                           display_name="uploaded for a probe", model=self._model_id(),
+                                           split_point=self._split_point_str(), timeout=timeout)
+        y = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+        request = concept_pb2.FitProbeRequest(
+            activation_set=resolved.name, labels=to_tensor(y),
+            method=to_number(concept_pb2.ProbeMethod, o["method"], field="method"),
+            normalization=to_number(concept_pb2.ProbeNormalization, o["normalization"], field="normalization"),
+            bias_calibration=to_number(concept_pb2.BiasCalibration, o["bias_calibration"], field="bias_calibration"),
+            l2=o["l2"], learning_rate=o["learning_rate"] or 0.0, max_iterations=o["max_iterations"] or 0,
+            test_fraction=o["test_fraction"], seed=o["seed"], concept_names=list(concept_names or []),
+            display_name=display_name if display_name is not None else (self.display_name or "LinearProbe"))
+        result = None
+        log: list[dict] = []
+        for event in self._client().stream("FitProbe", request, timeout=timeout, show_progress=show,
+                                           description="fitting LinearProbe"):
+            kind = event.WhichOneof("event")
+            if kind == "log":
+                log.append({"step": int(event.log.step), "loss": float(event.log.loss)})
+            elif kind == "result":
+                result = event.result
+        if result is None:
+            raise RuntimeError("the concept-service ended the probe fit without returning the probe")
+        self.concept_model_info_ = result.model
+        self.concept_model_ = result.model.name
+        self.nb_concepts = int(result.model.nb_concepts)
+        self.training_log_ = log
+        return self
+
+    @property
+    def metrics_(self) -> dict[str, dict[str, float | None]]:
+        """Per concept name: test_* (held-out rows) and train_* accuracy,
+        balanced accuracy and AUC (None where undefined), and the counts."""
+        stored = json.loads(self._info().options_json or "{}")
+        out = {}
+        for name, m in zip(stored.get("concept_names", []), stored.get("metrics", []), strict=False):
+            out[name] = {f"{part}_{key}": value for part in ("test", "train") for key, value in m[part].items()}
+        return out
+
+
 METHOD_CLASSES: dict[int, type[ConceptExplainer]] = {
     cls.method: cls for cls in (
         SemiNMFConcepts, NMFConcepts, ConvexNMFConcepts, PCAConcepts, SVDConcepts, ICAConcepts,
         KMeansConcepts, DictionaryLearningConcepts, SparsePCAConcepts, NeuronsAsConcepts,
-        VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts)
+        VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts, LinearProbe)
 }
