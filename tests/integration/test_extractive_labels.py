@@ -6,12 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures.planted_concepts import FAMILY, planted_token_rows
-from tests.integration.test_concept_service import connect, start_concept
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("XAIMESH_PROGRESS", "0")
+from tests.integration.test_concept_service import _quiet, connect, start_concept  # noqa: F401 (autouse fixture)
 
 
 def test_a_planted_concept_gets_a_label_from_its_word_set(launcher, model_server, tmp_path):

@@ -9,12 +9,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.planted_concepts import planted_direction
-from tests.integration.test_concept_service import connect, start_concept
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("XAIMESH_PROGRESS", "0")
+from tests.integration.test_concept_service import _quiet, connect, start_concept  # noqa: F401 (autouse fixture)
 
 
 def test_a_probe_recovers_a_planted_direction_and_is_a_concept(launcher, model_server, tmp_path):

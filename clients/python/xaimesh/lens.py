@@ -23,7 +23,7 @@ import numpy as np
 from xaimesh_contracts.tensors import to_numpy
 from xaimesh_contracts.v1 import model_pb2
 
-from .attributions.plots import in_notebook
+from .attributions.plots import present, write_page
 
 __all__ = ["LensOutput", "LensPlot", "LogitLens", "plot_lens"]
 
@@ -178,13 +178,8 @@ class LensPlot:
 
     def save_html(self, path: str | Path) -> Path:
         """Writes a standalone, self-contained HTML page (no external resources); returns the path."""
-        title = html.escape(self.outputs[0].text[:80]) if self.outputs else "logit lens"
-        page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>Logit lens: {title}</title></head><body style=\"margin:16px\">\n"
-                + self.html() + "\n</body></html>\n")
-        path = Path(path)
-        path.write_text(page, encoding="utf-8")
-        return path
+        return write_page(path, f"Logit lens: {self.outputs[0].text[:80]}" if self.outputs else "logit lens",
+                          self.html())
 
     def __str__(self) -> str:
         return "\n\n".join(render_text(o) for o in self.outputs)
@@ -197,13 +192,4 @@ def plot_lens(outputs: LensOutput | Sequence[LensOutput], *, show: bool | None =
     """Renders lens outputs. `show=None`: in a notebook nothing more (the
     returned LensPlot displays as the cell's value); elsewhere print the
     terminal rendering. `show=True` displays now, `show=False` never."""
-    plot = LensPlot([outputs] if isinstance(outputs, LensOutput) else outputs)
-    notebook = in_notebook()
-    if show or (show is None and not notebook):
-        if notebook:
-            from IPython.display import HTML, display
-
-            display(HTML(plot.html()))
-        else:
-            print(plot)
-    return plot
+    return present(LensPlot([outputs] if isinstance(outputs, LensOutput) else outputs), show)
