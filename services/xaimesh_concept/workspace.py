@@ -457,7 +457,7 @@ class ConceptWorkspace:
                         should_stop=None) -> list[MetricValue]:
         """ComputeConceptMetrics. ``models``: one name or several; ``metrics``:
         names (empty = every per-model metric, plus STABILITY when several
-        models are given). STABILITY alone needs no source."""
+        models are given). STABILITY / STABILITY_MAX alone need no source."""
         if isinstance(models, str):
             models = [models]
         models = list(models or [])
@@ -469,7 +469,7 @@ class ConceptWorkspace:
         names = list(dict.fromkeys(names))
         loaded = [self.load_model(x) for x in models]
         out: list[MetricValue] = []
-        per_model = [x for x in names if x != "STABILITY"]
+        per_model = [x for x in names if x not in _metrics.DICTIONARY_METRICS]
         if per_model:
             if source is None:
                 raise InvalidArgument(f"metrics {per_model} need activations: pass an activation "
@@ -487,12 +487,13 @@ class ConceptWorkspace:
                                                 should_stop=should_stop,
                                                 tmp_dir=self.store.tmp_dir)
                 out.extend(MetricValue(k, float(vals[k]), info.name) for k in per_model)
-        if "STABILITY" in names:
+        for name in (x for x in names if x in _metrics.DICTIONARY_METRICS):
             if len(loaded) < 2:
-                raise InvalidArgument("STABILITY needs at least 2 concept models in the request",
+                raise InvalidArgument(f"{name} needs at least 2 concept models in the request",
                                       field="concept_models")
-            value = _metrics.stability([m.dictionary_ for _, m in loaded], progress=progress)
-            out.append(MetricValue("STABILITY", value, ""))
+            value = _metrics.stability([m.dictionary_ for _, m in loaded], progress=progress,
+                                       matching=_metrics.DICTIONARY_METRICS[name])
+            out.append(MetricValue(name, value, ""))
         return out
 
     # ---- examples ---------------------------------------------------------

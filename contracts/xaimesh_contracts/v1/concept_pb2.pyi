@@ -40,6 +40,9 @@ class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METRIC_FID: _ClassVar[ConceptMetric]
     CONCEPT_METRIC_STABILITY: _ClassVar[ConceptMetric]
     CONCEPT_METRIC_FROBENIUS: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_AVERAGE_EUCLIDEAN: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_COSINE_DISTANCE: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_STABILITY_MAX: _ClassVar[ConceptMetric]
 
 class ExampleSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -97,6 +100,9 @@ CONCEPT_METRIC_DEAD_CONCEPTS: ConceptMetric
 CONCEPT_METRIC_FID: ConceptMetric
 CONCEPT_METRIC_STABILITY: ConceptMetric
 CONCEPT_METRIC_FROBENIUS: ConceptMetric
+CONCEPT_METRIC_AVERAGE_EUCLIDEAN: ConceptMetric
+CONCEPT_METRIC_COSINE_DISTANCE: ConceptMetric
+CONCEPT_METRIC_STABILITY_MAX: ConceptMetric
 EXAMPLE_SAMPLING_UNSPECIFIED: ExampleSampling
 EXAMPLE_SAMPLING_TOP: ExampleSampling
 EXAMPLE_SAMPLING_QUANTILE: ExampleSampling
