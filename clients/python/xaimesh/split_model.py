@@ -69,6 +69,8 @@ class AggregationStrategy(enum.Enum):
     MIN = tensor_pb2.AGGREGATION_MIN
     SUM = tensor_pb2.AGGREGATION_SUM
     SIGNED_MAX = tensor_pb2.AGGREGATION_SIGNED_MAX
+    FIRST = tensor_pb2.AGGREGATION_FIRST
+    LAST = tensor_pb2.AGGREGATION_LAST
 
     @classmethod
     def coerce(cls, value: Any) -> AggregationStrategy:

@@ -38,6 +38,8 @@ class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGGREGATION_MIN: _ClassVar[Aggregation]
     AGGREGATION_SUM: _ClassVar[Aggregation]
     AGGREGATION_SIGNED_MAX: _ClassVar[Aggregation]
+    AGGREGATION_FIRST: _ClassVar[Aggregation]
+    AGGREGATION_LAST: _ClassVar[Aggregation]
 
 class InferenceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -68,6 +70,8 @@ AGGREGATION_MAX: Aggregation
 AGGREGATION_MIN: Aggregation
 AGGREGATION_SUM: Aggregation
 AGGREGATION_SIGNED_MAX: Aggregation
+AGGREGATION_FIRST: Aggregation
+AGGREGATION_LAST: Aggregation
 INFERENCE_MODE_UNSPECIFIED: InferenceMode
 INFERENCE_MODE_LOGITS: InferenceMode
 INFERENCE_MODE_SOFTMAX: InferenceMode
