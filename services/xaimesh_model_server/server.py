@@ -239,6 +239,21 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             next_token_probabilities=to_tensor(lens.next_token_probabilities),
             input_tokens=lens.input_tokens, model=loaded.model_id)
 
+    @map_errors()
+    def ConceptGradients(self, request, context):
+        loaded = self._model(request.model)
+        floats = ["float32", "float16", "bfloat16", "float64"]
+        result = engine.concept_gradients(
+            loaded, list(request.input_ids), request.split_point,
+            to_numpy(request.codes, field="codes", ndim=2, dtype=floats, finite=True),
+            to_numpy(request.decoder, field="decoder", ndim=2, dtype=floats, finite=True),
+            to_numpy(request.offset, field="offset", ndim=1, dtype=floats, finite=True)
+            if request.HasField("offset") else None,
+            target_positions=list(request.target_positions), target_classes=list(request.target_classes),
+            inference_mode=request.inference_mode, is_active=context.is_active, limits=self.limits)
+        return model_pb2.ConceptGradientsResponse(gradients=to_tensor(result["gradients"]),
+                                                  scores=to_tensor(result["scores"]), model=loaded.model_id)
+
     # -- activations -----------------------------------------------------
     @map_errors()
     def StreamActivations(self, request, context):

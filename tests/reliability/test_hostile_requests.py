@@ -80,7 +80,8 @@ class Resources:
         if not self.known:
             with make_channel(self.model_address) as channel:
                 stub = model_pb2_grpc.ModelServiceStub(channel)
-                models = [m.model_id for m in stub.ListModels(model_pb2.ListModelsRequest(), timeout=30).models]
+                infos = stub.ListModels(model_pb2.ListModelsRequest(), timeout=30).models
+                models = [m.model_id for m in infos]
                 ids = list(stub.Tokenize(model_pb2.TokenizeRequest(texts=TEXTS[1:2]), timeout=30)
                            .results[0].token_ids)
             self.known = {
@@ -93,6 +94,7 @@ class Resources:
                 "target_positions": [[len(ids) - 1], [1, 2]],
                 "target_classes": [[0], [1]],
                 "token_ids": [ids[:2]],
+                "hidden_size": [infos[0].hidden_size],
             }
         return self.known
 
@@ -255,7 +257,7 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, ser
 # RPCs whose valid request is mutated one or two fields at a time.
 MUTATED = {
     "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations",
-              "LogitLens"],
+              "LogitLens", "ConceptGradients"],
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
@@ -280,6 +282,10 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             "Generate": lambda: m.GenerateRequest(model=lm, text="Hello", max_new_tokens=4),
             "StreamActivations": lambda: m.StreamActivationsRequest(model=lm, texts=TEXTS, split_points=["1"]),
             "LogitLens": lambda: m.LogitLensRequest(model=lm, input_ids=ids, top_k=3),
+            "ConceptGradients": lambda: m.ConceptGradientsRequest(
+                model=lm, input_ids=ids, split_point="1", target_positions=[len(ids) - 1],
+                codes=to_tensor(np.zeros((len(ids), 2), np.float32)),
+                decoder=to_tensor(np.zeros((2, k["hidden_size"][0]), np.float32))),
         }[method]()
     if service == "attribution":
         explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION, inputs=[

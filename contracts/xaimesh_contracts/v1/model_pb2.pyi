@@ -503,3 +503,35 @@ class LogitLensResponse(_message.Message):
     input_tokens: _containers.RepeatedScalarFieldContainer[str]
     model: str
     def __init__(self, layers: _Optional[_Iterable[str]] = ..., top_token_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_tokens: _Optional[_Iterable[str]] = ..., next_token_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., input_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ConceptGradientsRequest(_message.Message):
+    __slots__ = ("model", "input_ids", "split_point", "codes", "decoder", "offset", "target_positions", "target_classes", "inference_mode")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    DECODER_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_ids: _containers.RepeatedScalarFieldContainer[int]
+    split_point: str
+    codes: _tensor_pb2.Tensor
+    decoder: _tensor_pb2.Tensor
+    offset: _tensor_pb2.Tensor
+    target_positions: _containers.RepeatedScalarFieldContainer[int]
+    target_classes: _containers.RepeatedScalarFieldContainer[int]
+    inference_mode: _tensor_pb2.InferenceMode
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., split_point: _Optional[str] = ..., codes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., decoder: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., offset: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ...) -> None: ...
+
+class ConceptGradientsResponse(_message.Message):
+    __slots__ = ("gradients", "scores", "model")
+    GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    gradients: _tensor_pb2.Tensor
+    scores: _tensor_pb2.Tensor
+    model: str
+    def __init__(self, gradients: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...

@@ -86,6 +86,11 @@ class ModelServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
                 _registered_method=True)
+        self.ConceptGradients = channel.unary_unary(
+                '/xaimesh.v1.ModelService/ConceptGradients',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -168,6 +173,16 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConceptGradients(self, request, context):
+        """Gradients of target scores with respect to concept activations: the
+        split point's output is replaced by codes . decoder + offset (a concept
+        model's linear decoder) and the rest of the model runs from there.
+        Definition: docs/concept-gradients.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +230,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.LogitLens,
                     request_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.SerializeToString,
+            ),
+            'ConceptGradients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConceptGradients,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -467,6 +487,33 @@ class ModelService:
             '/xaimesh.v1.ModelService/LogitLens',
             xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.SerializeToString,
             xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConceptGradients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/ConceptGradients',
+            xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -342,6 +342,69 @@ class ConceptExplainer:
         self._require_fitted()
         return list(_rpc.iter_top_examples(self, activations, concept_indices, **kwargs))
 
+    # -- concepts to outputs ---------------------------------------------
+    def concept_output_gradient(self, inputs: str | list[str], targets: list[int] | None = None, *,
+                                concepts_x_gradients: bool = True, normalization: bool = True,
+                                inference_mode: str = "logits", timeout: float | None = None) -> list[np.ndarray]:
+        """For each text, the gradient of each target's score with respect to
+        each concept's activation at each token, ``[targets, tokens, concepts]``
+        (docs/concept-gradients.md): the model-server replaces the split
+        point's output by this model's decoding of the text's own concept
+        activations and differentiates the rest of the model.
+
+        ``targets``: causal LM, the positions p whose token is scored from
+        the logits at p - 1 (default: every position 1..tokens-1, the text's
+        own next tokens); classifier, class indices (default: every class).
+        ``concepts_x_gradients`` multiplies by the concept activations and
+        ``normalization`` scales each target's row to a sum of absolute
+        values of 1 (both on by default, as interpreto). Tokens are those the
+        model sees (its tokenizer's special tokens included)."""
+        import numpy as np
+
+        from xaimesh_contracts.enums import to_number
+        from xaimesh_contracts.tensors import to_numpy, to_tensor
+        from xaimesh_contracts.v1 import model_pb2, tensor_pb2
+
+        self._require_fitted()
+        sm = self.model_with_split_points
+        if sm is None:
+            raise ValueError("concept_output_gradient needs the model: build the explainer from a "
+                             "ModelWithSplitPoints or a remote model")
+        model, point = sm.model, self._split_point_str()
+        k = self.nb_concepts_
+        offset = self.decode_concepts(np.zeros((1, k), np.float32), timeout=timeout)[0]
+        decoder = self.decode_concepts(np.eye(k, dtype=np.float32), timeout=timeout) - offset
+        out = []
+        for text in [inputs] if isinstance(inputs, str) else list(inputs):
+            ids = model.tokenizer.encode(text, add_special_tokens=True)
+            (rows,) = model.activations([text], split_points=[point], granularity="ALL_TOKENS",
+                                        show_progress=False).values()
+            if rows.rows.shape[0] != len(ids):
+                raise RuntimeError(f"the model-server gave {rows.rows.shape[0]} activation rows for {len(ids)} tokens")
+            codes = self.encode_activations(rows.rows, timeout=timeout)
+            linear = codes @ decoder + offset
+            if not np.allclose(self.decode_concepts(codes, timeout=timeout), linear, rtol=1e-3,
+                               atol=1e-4 * max(1.0, float(np.abs(linear).max()))):
+                raise ValueError(f"{type(self).__name__}'s decoder is not linear: concept_output_gradient needs "
+                                 "decode(c) = c . D + offset")
+            request = model_pb2.ConceptGradientsRequest(
+                model=model.model_id, input_ids=ids, split_point=point, codes=to_tensor(codes),
+                decoder=to_tensor(decoder.astype(np.float32)), offset=to_tensor(offset.astype(np.float32)),
+                inference_mode=to_number(tensor_pb2.InferenceMode, inference_mode, field="inference_mode"))
+            if model.is_classifier:
+                request.target_classes.extend(targets if targets is not None else range(len(model.info.labels)))
+            else:
+                request.target_positions.extend(targets if targets is not None else range(1, len(ids)))
+            response = model.mesh.client("model").call("ConceptGradients", request, timeout=timeout)
+            grads = to_numpy(response.gradients, field="gradients")
+            if concepts_x_gradients:
+                grads = grads * codes[None]
+            if normalization:
+                total = np.abs(grads).sum(axis=(1, 2), keepdims=True)
+                grads = np.divide(grads, total, out=np.zeros_like(grads), where=total > 0)
+            out.append(grads)
+        return out
+
     # -- persistence ------------------------------------------------------
     @classmethod
     def load(cls, mesh_or_model: Any, name: str) -> ConceptExplainer:
