@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xaimesh_runtime.errors import Cancelled, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, InvalidArgument, ResourceExhausted
 
 from .common import LogEntry, numpy_rng
 
@@ -41,6 +41,8 @@ DEFAULT_MAX_ITERATIONS = 100
 MAX_ITERATIONS = 100_000
 #: False-positive rate of the FPR calibration (interpreto's default).
 TARGET_FPR = 0.01
+#: A fit holds the rows in memory in float64: larger sets are refused up front.
+MAX_FIT_BYTES = 4 << 30
 _EPS = 1e-8
 
 
@@ -95,6 +97,14 @@ class ProbeFit:
     test: list[ConceptScores]
     train_rows: int
     test_rows: int
+
+
+def check_fits(n_rows: int, n_features: int) -> None:
+    if n_rows * n_features * 8 > MAX_FIT_BYTES:
+        raise ResourceExhausted(f"a probe fit holds the rows in memory: {n_rows} x {n_features} activations need "
+                                f"{n_rows * n_features * 8 / 2**30:.1f} GiB, more than the "
+                                f"{MAX_FIT_BYTES / 2**30:.0f} GiB allowed; fit on a smaller activation set",
+                                field="activation_set")
 
 
 def check_labels(labels: np.ndarray, n_rows: int) -> np.ndarray:

@@ -305,6 +305,7 @@ class ConceptWorkspace:
         """FitProbe: (the stored LINEAR_PROBE model, the fit with its metrics, the concept names)."""
         reader = self.open_activation_set(activation_set)
         y = _probes.check_labels(labels, reader.n_rows)
+        _probes.check_fits(reader.n_rows, reader.n_features)
         names = [str(n) for n in concept_names] or [f"probe_{j}" for j in range(y.shape[1])]
         if len(names) != y.shape[1]:
             raise InvalidArgument(f"{len(names)} concept_names for {y.shape[1]} label columns: give one name per "

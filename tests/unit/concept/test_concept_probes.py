@@ -10,10 +10,10 @@ from tests.fixtures.planted_concepts import planted_direction
 from xaimesh_concept.common import Provenance
 from xaimesh_concept.methods import METHOD_NAMES, build_method
 from xaimesh_concept.probes import (CALIBRATIONS, METHODS, NORMALIZATIONS, ProbeSettings, auc_score, calibrate,
-                                    fit_probe)
+                                    check_fits, fit_probe)
 from xaimesh_concept.store import Store
 from xaimesh_concept.workspace import ConceptWorkspace
-from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
+from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -114,3 +114,5 @@ def test_a_stored_probe_is_a_concept_model(tmp_path):
         ws.fit_probe(info.name, y, ProbeSettings(), concept_names=["a", "b"])
     with pytest.raises(FailedPrecondition, match="FitProbe"):
         build_method("LINEAR_PROBE", 1).fit(x)
+    with pytest.raises(ResourceExhausted, match="smaller activation set"):
+        check_fits(10**8, 4096)
