@@ -172,12 +172,19 @@ def extract_labels(model, reader, concept_indices=None, *, k_examples: int = 0, 
     n = reader.n_rows
     keeper = _TopKeeper(k_examples, len(concepts))
     num_active = np.zeros(len(concepts), np.int64)
-    row_terms: list[set[str]] = []
+    # Each row's terms as ids into `vocabulary` (a set of millions of rows keeps small tuples, not strings).
+    vocabulary: dict[str, int] = {}
+    row_terms: list[tuple[int, ...]] = []
+
+    def add(terms: set[str]) -> None:
+        row_terms.append(tuple(vocabulary.setdefault(t, len(vocabulary)) for t in terms))
+
     pending_texts: list[str] = []  # token rows of the current sample, whose words may continue in the next chunk
     pending_sample = None
 
     def flush() -> None:
-        row_terms.extend(token_terms(pending_texts, max_ngram))
+        for terms in token_terms(pending_texts, max_ngram):
+            add(terms)
         pending_texts.clear()
 
     for start, rows in reader.iter_chunks(chunk_rows or rows_per_chunk(max(reader.n_features, nbc), 16 << 20)):
@@ -197,19 +204,22 @@ def extract_labels(model, reader, concept_indices=None, *, k_examples: int = 0, 
                     pending_sample = sample
                 pending_texts.append(text)
         else:
-            row_terms.extend(text_terms(t, max_ngram) for t in texts)
+            for t in texts:
+                add(text_terms(t, max_ngram))
         if progress is not None:
             progress(Progress("encoding", end, n))
     flush()
 
-    corpus = Counter(t for terms in row_terms for t in terms)
+    texts_of = list(vocabulary)
+    ids = Counter(t for terms in row_terms for t in terms)
+    corpus = Counter({texts_of[t]: count for t, count in ids.items()})
     out = []
     for j, c in enumerate(concepts):
         top = keeper.result(j)
         if not top:
             out.append(ExtractiveLabel(c, None, num_active_rows=int(num_active[j])))
             continue
-        fg = Counter(t for _, r in top for t in row_terms[r])
+        fg = Counter(texts_of[t] for _, r in top for t in row_terms[r])
         terms = choose_terms(fg, corpus, len(top), n, max_terms, min_count)
         out.append(ExtractiveLabel(c, ", ".join(t.text for t in terms), terms, int(num_active[j]), len(top)))
     return out
