@@ -46,6 +46,7 @@ _EXPORTS = {
     "LLMLabels": "xaimesh.concepts.interpretations",
     "ExtractiveLabels": "xaimesh.concepts.interpretations",
     "LinearProbe": "xaimesh.concepts.explainers",
+    "plot_concepts": "xaimesh.concepts.plots",
     "TopKInputs": "xaimesh.concepts.interpretations",
 }
 
