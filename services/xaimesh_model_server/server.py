@@ -240,6 +240,20 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             input_tokens=lens.input_tokens, model=loaded.model_id)
 
     @map_errors()
+    def UnembedDirections(self, request, context):
+        loaded = self._model(request.model)
+        if not request.HasField("directions"):
+            raise InvalidArgument("directions are missing: give a [directions, hidden_size] tensor", field="directions")
+        out = engine.unembed_directions(
+            loaded, to_numpy(request.directions, field="directions", ndim=2,
+                             dtype=["float32", "float16", "bfloat16", "float64"], finite=True),
+            top_k=request.top_k)
+        return model_pb2.UnembedDirectionsResponse(
+            promoted_ids=to_tensor(out.promoted_ids), promoted_values=to_tensor(out.promoted_values),
+            suppressed_ids=to_tensor(out.suppressed_ids), suppressed_values=to_tensor(out.suppressed_values),
+            promoted_tokens=out.promoted_tokens, suppressed_tokens=out.suppressed_tokens, model=loaded.model_id)
+
+    @map_errors()
     def ConceptGradients(self, request, context):
         loaded = self._model(request.model)
         floats = ["float32", "float16", "bfloat16", "float64"]

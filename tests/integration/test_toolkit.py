@@ -127,6 +127,12 @@ def test_concept_output_gradient_equals_autograd_on_the_bare_model(mesh, tiny_lm
                          for p in range(1, len(ids))])
     assert raw.shape == (len(ids) - 1, len(ids), 4)
     assert np.abs(raw - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
+    # The tokens each concept direction promotes: U . D_j of the bare model.
+    tokens = concepts.output_tokens(top_k=3)
+    logit_weights = decoder.astype(np.float64) @ bare.lm_head.weight.detach().double().numpy().T
+    assert len(tokens) == 4
+    assert [v for _, v in tokens[0]["promoted"]] == pytest.approx(sorted(logit_weights[0])[::-1][:3], rel=1e-4)
+    assert [v for _, v in tokens[0]["suppressed"]] == pytest.approx(sorted(logit_weights[0])[:3], rel=1e-4)
     weighted = expected * codes[None]
     weighted /= np.abs(weighted).sum(axis=(1, 2), keepdims=True)
     assert np.abs(normed - weighted).max() < 1e-4

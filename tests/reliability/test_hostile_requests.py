@@ -257,7 +257,7 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, ser
 # RPCs whose valid request is mutated one or two fields at a time.
 MUTATED = {
     "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations",
-              "LogitLens", "ConceptGradients"],
+              "LogitLens", "ConceptGradients", "UnembedDirections"],
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
@@ -282,6 +282,8 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             "Generate": lambda: m.GenerateRequest(model=lm, text="Hello", max_new_tokens=4),
             "StreamActivations": lambda: m.StreamActivationsRequest(model=lm, texts=TEXTS, split_points=["1"]),
             "LogitLens": lambda: m.LogitLensRequest(model=lm, input_ids=ids, top_k=3),
+            "UnembedDirections": lambda: m.UnembedDirectionsRequest(
+                model=lm, directions=to_tensor(np.ones((2, k["hidden_size"][0]), np.float32)), top_k=3),
             "ConceptGradients": lambda: m.ConceptGradientsRequest(
                 model=lm, input_ids=ids, split_point="1", target_positions=[len(ids) - 1],
                 codes=to_tensor(np.zeros((len(ids), 2), np.float32)),
@@ -362,6 +364,7 @@ ENORMOUS = [
     ("model", "Score", {"target_positions": [INT64_MAX]}),
     ("model", "ComputeGradients", {"samples.alphas": [0.5] * 100_000}),
     ("model", "LogitLens", {"top_k": INT32_MAX}),
+    ("model", "UnembedDirections", {"top_k": INT32_MAX}),
     ("attribution", "Explain", {"method": 2, "parameters.lime.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 3, "parameters.kernel_shap.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 4, "parameters.sobol.n_perturbations": INT32_MAX}),

@@ -535,3 +535,31 @@ class ConceptGradientsResponse(_message.Message):
     scores: _tensor_pb2.Tensor
     model: str
     def __init__(self, gradients: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class UnembedDirectionsRequest(_message.Message):
+    __slots__ = ("model", "directions", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    directions: _tensor_pb2.Tensor
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., directions: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class UnembedDirectionsResponse(_message.Message):
+    __slots__ = ("promoted_ids", "promoted_values", "suppressed_ids", "suppressed_values", "promoted_tokens", "suppressed_tokens", "model")
+    PROMOTED_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_IDS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    promoted_ids: _tensor_pb2.Tensor
+    promoted_values: _tensor_pb2.Tensor
+    suppressed_ids: _tensor_pb2.Tensor
+    suppressed_values: _tensor_pb2.Tensor
+    promoted_tokens: _containers.RepeatedScalarFieldContainer[str]
+    suppressed_tokens: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    def __init__(self, promoted_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_tokens: _Optional[_Iterable[str]] = ..., suppressed_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...

@@ -91,6 +91,11 @@ class ModelServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.FromString,
                 _registered_method=True)
+        self.UnembedDirections = channel.unary_unary(
+                '/xaimesh.v1.ModelService/UnembedDirections',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -183,6 +188,16 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnembedDirections(self, request, context):
+        """The output tokens that directions of the residual stream (e.g. concept
+        directions) promote and suppress: the unembedding applied to each
+        direction, its top and bottom tokens (causal LMs). Definition:
+        docs/concept-gradients.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +250,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.ConceptGradients,
                     request_deserializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.SerializeToString,
+            ),
+            'UnembedDirections': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnembedDirections,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -514,6 +534,33 @@ class ModelService:
             '/xaimesh.v1.ModelService/ConceptGradients',
             xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.SerializeToString,
             xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnembedDirections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/UnembedDirections',
+            xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

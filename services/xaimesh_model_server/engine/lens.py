@@ -1,4 +1,5 @@
-"""LogitLens: the model's own head applied to the residual stream of every layer.
+"""LogitLens: the model's own head applied to the residual stream of every layer
+(and UnembedDirections: the unembedding applied to directions of that stream).
 
 Rows (docs/lenses.md, the one definition): row 0 is the input of the first
 block ("embeddings": token embeddings plus whatever the model adds before its
@@ -36,6 +37,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
 
 DEFAULT_TOP_K = 5
+DEFAULT_UNEMBED_TOP_K = 10
 MAX_TOP_K = 100
 EMBEDDINGS_ROW = "embeddings"
 
@@ -219,3 +221,45 @@ def logit_lens(
         top_tokens=[texts[int(i)] for i in top.reshape(-1)],
         input_tokens=[spans.text[a:b] for a, b in zip(spans.token_start_chars, spans.token_end_chars, strict=True)],
     )
+
+
+@dataclass
+class UnembeddedDirections:
+    promoted_ids: np.ndarray  # int64 [directions, k]
+    promoted_values: np.ndarray  # float32 [directions, k]
+    suppressed_ids: np.ndarray
+    suppressed_values: np.ndarray
+    promoted_tokens: list[str]  # row-major
+    suppressed_tokens: list[str]
+
+
+def unembed_directions(loaded: LoadedModel, directions: Any, *, top_k: int | None = None) -> UnembeddedDirections:
+    """The tokens each direction d of the residual stream promotes and suppresses:
+    the top / bottom k of U d, U the unembedding weight [vocabulary, hidden] (no
+    final norm, no bias: how the direction itself moves the logits;
+    UnembedDirectionsRequest semantics, docs/concept-gradients.md)."""
+    if loaded.task != TASK_CAUSAL_LM:
+        raise FailedPrecondition(f"model {loaded.model_id!r} is a sequence classifier: it has no unembedding to "
+                                 "project directions on; use a causal LM", field="model")
+    k = DEFAULT_UNEMBED_TOP_K if not top_k else int(top_k)
+    if k < 1 or k > min(MAX_TOP_K, loaded.vocab_size):
+        raise InvalidArgument(f"top_k must be 1..{min(MAX_TOP_K, loaded.vocab_size)} (0 means "
+                              f"{DEFAULT_UNEMBED_TOP_K}), got {k}", field="top_k")
+    weight = _head(loaded).weight
+    d = np.asarray(directions, dtype=np.float32)
+    if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] != weight.shape[1]:
+        raise InvalidArgument(f"directions must be [directions, {weight.shape[1]}] (the model's hidden size), "
+                              f"got {list(d.shape)}", field="directions")
+    if not np.all(np.isfinite(d)):
+        raise InvalidArgument("directions must hold finite numbers", field="directions")
+    with loaded.lock, torch.inference_mode():
+        values = torch.from_numpy(d).to(weight.device, weight.dtype) @ weight.T  # [directions, vocabulary]
+        top = values.float().topk(k, dim=-1)
+        bottom = (-values.float()).topk(k, dim=-1)
+    up, down = top.indices.cpu().numpy(), bottom.indices.cpu().numpy()
+    texts = {int(i): detokenize(loaded, [int(i)]) for i in np.unique(np.concatenate([up, down]))}
+    return UnembeddedDirections(
+        promoted_ids=up.astype(np.int64), promoted_values=top.values.cpu().numpy().astype(np.float32),
+        suppressed_ids=down.astype(np.int64), suppressed_values=-bottom.values.cpu().numpy().astype(np.float32),
+        promoted_tokens=[texts[int(i)] for i in up.reshape(-1)],
+        suppressed_tokens=[texts[int(i)] for i in down.reshape(-1)])

@@ -118,3 +118,32 @@ def test_a_model_whose_output_is_not_norm_plus_unembedding_is_refused(tiny_lm_pa
     loaded.model.config.final_logit_softcapping = 0.01
     with pytest.raises(FailedPrecondition, match="does not compute its output"):
         engine.logit_lens(loaded, [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("fam", [p for p in CAUSAL_FAMILIES if p.id in ("llama-spm", "gpt2", "gemma2")])
+def test_unembedded_directions_are_the_top_and_bottom_of_the_unembedding(fam):
+    from xaimesh_model_server import engine
+
+    loaded, bare = _family(fam)
+    directions = np.random.default_rng(0).normal(size=(3, loaded.hidden_size)).astype(np.float32)
+    out = engine.unembed_directions(loaded, directions, top_k=4)
+    values = directions.astype(np.float64) @ bare.lm_head.weight.detach().double().numpy().T  # [3, vocabulary]
+    assert np.abs(out.promoted_values - -np.sort(-values, axis=-1)[:, :4]).max() < 1e-4
+    assert np.abs(out.suppressed_values - np.sort(values, axis=-1)[:, :4]).max() < 1e-4
+    assert np.abs(np.take_along_axis(values, out.promoted_ids, -1) - out.promoted_values).max() < 1e-4
+    assert out.promoted_tokens[0] == loaded.tokenizer.decode([int(out.promoted_ids[0, 0])])
+    assert len(out.suppressed_tokens) == 12
+
+
+def test_unembedding_bad_requests(lm, clf):
+    from xaimesh_model_server import engine
+
+    with pytest.raises(FailedPrecondition, match="sequence classifier"):
+        engine.unembed_directions(clf, np.zeros((1, clf.hidden_size)))
+    for directions, top_k, field in [(np.zeros((1, lm.hidden_size + 1)), 0, "directions"),
+                                     (np.zeros((0, lm.hidden_size)), 0, "directions"),
+                                     (np.full((1, lm.hidden_size), np.nan), 0, "directions"),
+                                     (np.zeros((1, lm.hidden_size)), 101, "top_k")]:
+        with pytest.raises(InvalidArgument) as info:
+            engine.unembed_directions(lm, directions, top_k=top_k)
+        assert info.value.field == field

@@ -343,6 +343,41 @@ class ConceptExplainer:
         return list(_rpc.iter_top_examples(self, activations, concept_indices, **kwargs))
 
     # -- concepts to outputs ---------------------------------------------
+    def _remote_model(self, what: str):
+        self._require_fitted()
+        sm = self.model_with_split_points
+        if sm is None:
+            raise ValueError(f"{what} needs the model: build the explainer from a ModelWithSplitPoints or a "
+                             "remote model")
+        return sm.model
+
+    def _affine_decoder(self, timeout: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """(D [concepts, hidden], offset [hidden]) with decode(c) = c . D + offset in the
+        activations' own space (standardisation folded in), read from Decode."""
+        import numpy as np
+
+        k = self.nb_concepts_
+        offset = self.decode_concepts(np.zeros((1, k), np.float32), timeout=timeout)[0]
+        return self.decode_concepts(np.eye(k, dtype=np.float32), timeout=timeout) - offset, offset
+
+    def output_tokens(self, top_k: int = 10, *, timeout: float | None = None) -> list[dict[str, list[tuple[str, float]]]]:
+        """Per concept, the output tokens its decoder direction D_j promotes
+        and suppresses: the top / bottom ``top_k`` of U . D_j with U the
+        model's unembedding ({"promoted": [(token, value)...], "suppressed":
+        [...]}; causal LMs; docs/concept-gradients.md)."""
+        from xaimesh_contracts.tensors import to_numpy, to_tensor
+        from xaimesh_contracts.v1 import model_pb2
+
+        model = self._remote_model("output_tokens")
+        decoder, _ = self._affine_decoder(timeout)
+        response = model.mesh.client("model").call("UnembedDirections", model_pb2.UnembedDirectionsRequest(
+            model=model.model_id, directions=to_tensor(decoder.astype("float32")), top_k=top_k), timeout=timeout)
+        up, down = to_numpy(response.promoted_values), to_numpy(response.suppressed_values)
+        k = up.shape[1]
+        return [{"promoted": list(zip(response.promoted_tokens[j * k:(j + 1) * k], up[j].tolist(), strict=True)),
+                 "suppressed": list(zip(response.suppressed_tokens[j * k:(j + 1) * k], down[j].tolist(), strict=True))}
+                for j in range(up.shape[0])]
+
     def concept_output_gradient(self, inputs: str | list[str], targets: list[int] | None = None, *,
                                 concepts_x_gradients: bool = True, normalization: bool = True,
                                 inference_mode: str = "logits", timeout: float | None = None) -> list[np.ndarray]:
@@ -365,15 +400,8 @@ class ConceptExplainer:
         from xaimesh_contracts.tensors import to_numpy, to_tensor
         from xaimesh_contracts.v1 import model_pb2, tensor_pb2
 
-        self._require_fitted()
-        sm = self.model_with_split_points
-        if sm is None:
-            raise ValueError("concept_output_gradient needs the model: build the explainer from a "
-                             "ModelWithSplitPoints or a remote model")
-        model, point = sm.model, self._split_point_str()
-        k = self.nb_concepts_
-        offset = self.decode_concepts(np.zeros((1, k), np.float32), timeout=timeout)[0]
-        decoder = self.decode_concepts(np.eye(k, dtype=np.float32), timeout=timeout) - offset
+        model, point = self._remote_model("concept_output_gradient"), self._split_point_str()
+        decoder, offset = self._affine_decoder(timeout)
         out = []
         for text in [inputs] if isinstance(inputs, str) else list(inputs):
             ids = model.tokenizer.encode(text, add_special_tokens=True)
