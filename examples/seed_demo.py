@@ -7,7 +7,8 @@ Attributions (KernelShap) of a generation, their Deletion metric, layer-8
 activations of a sample emotion dataset, 20 SemiNMF concepts, LLM labels and
 their scores beside extractive labels (no LLM), concept metrics, and a logit
 lens — all computed by the services, written to a standalone report at
-out/report.html (the lens at out/lens.html).
+out/report.html (one page per concept model at out/concepts.html, the lens at
+out/lens.html).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import xaimesh
 from xaimesh import KernelShap, LogitLens, plot_attributions, plot_lens
 from xaimesh.attributions.metrics import Deletion
-from xaimesh.concepts import ExtractiveLabels, LLMLabels, SemiNMFConcepts
+from xaimesh.concepts import ExtractiveLabels, LLMLabels, SemiNMFConcepts, concept_page
 from xaimesh.concepts.metrics import MSE, Sparsity
 from xaimesh.datasets import sample_texts
 from xaimesh.llm import ModelServerLLM, OpenAILLM
@@ -100,6 +101,10 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
                         extractive_labels=extractive_labels)
     report.add_metrics({"MSE (mean squared error per element)": mse, "Sparsity (fraction of non-zero codes)": sparsity})
     path = report.save(out_dir / "report.html")
+    page = concept_page(concept_explainer, activations, labels=llm_labels, label_scores=label_scores,
+                        importance_text=None if model.is_classifier else "Alice offers a drink to Bob.")
+    page_path = page.save_html(out_dir / "concepts.html")
+    print(f"Concept page: {page_path}")
     if not model.is_classifier:
         print("\n== Logit lens ==")
         lens = LogitLens(model, tokenizer, top_k=5)("The capital of France is Paris, and the capital of Italy is")

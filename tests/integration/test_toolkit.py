@@ -133,6 +133,15 @@ def test_concept_output_gradient_equals_autograd_on_the_bare_model(mesh, tiny_lm
     assert len(tokens) == 4
     assert [v for _, v in tokens[0]["promoted"]] == pytest.approx(sorted(logit_weights[0])[::-1][:3], rel=1e-4)
     assert [v for _, v in tokens[0]["suppressed"]] == pytest.approx(sorted(logit_weights[0])[:3], rel=1e-4)
+    # The concept page of these concepts, over the same services.
+    from xaimesh.concepts import concept_page
+
+    page = concept_page(concepts, acts, labels={0: "first"}, importance_text=TEXT, k_examples=2)
+    assert [c.index for c in page.cards] == [0, 1, 2, 3] and page.cards[0].llm_label == "first"
+    assert all(c.promoted and c.importance is not None and c.examples for c in page.cards)
+    assert page.cards[0].importance == pytest.approx(np.abs(expected * codes[None]).sum(axis=1).mean(axis=0)[0],
+                                                     rel=1e-3)
+    assert "<svg" in page.html()
     weighted = expected * codes[None]
     weighted /= np.abs(weighted).sum(axis=(1, 2), keepdims=True)
     assert np.abs(normed - weighted).max() < 1e-4

@@ -47,6 +47,7 @@ _EXPORTS = {
     "ExtractiveLabels": "xaimesh.concepts.interpretations",
     "LinearProbe": "xaimesh.concepts.explainers",
     "plot_concepts": "xaimesh.concepts.plots",
+    "concept_page": "xaimesh.concepts.page",
     "TopKInputs": "xaimesh.concepts.interpretations",
 }
 
