@@ -31,3 +31,35 @@ def test_every_concept_has_a_card_with_its_parts(tmp_path):
     assert "never active on the set" in second and "Output tokens" not in second
     saved = page.save_html(tmp_path / "concepts.html").read_text(encoding="utf-8")
     assert saved.startswith("<!DOCTYPE html>") and not re.search(r"(src|href)\s*=\s*[\"']?https?:", saved)
+
+
+def _headless(url: str) -> tuple[str, str]:
+    """(the DOM after the scripts ran, the browser's log) from Debian's chromium, headless."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "the concept page is checked in a real browser: install Debian's chromium (apt-get install chromium)"
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                               "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+def test_the_page_runs_in_a_headless_browser(tmp_path):
+    path = ConceptPage(_cards(), "SemiNMF concepts").save_html(tmp_path / "concepts.html")
+    dom, log = _headless(path.as_uri())
+    # The script ran: the first card is shown, the second hidden, the first concept's button pressed.
+    assert re.search(r'<section class="xm-card" data-i="0">', dom)
+    assert re.search(r'<section class="xm-card" data-i="1" hidden="">', dom)
+    assert re.search(r'<button type="button" data-i="0" aria-pressed="true">', dom)
+    assert "CONSOLE" not in log and "Uncaught" not in log, log[-2000:]
+    # Selecting another concept (through the address, as a click does) shows only its card.
+    dom, log = _headless(path.as_uri() + "#concept-1")
+    assert re.search(r'<section class="xm-card" data-i="0" hidden="">', dom)
+    assert re.search(r'<section class="xm-card" data-i="1">', dom)
+    assert re.search(r'<button type="button" data-i="1" aria-pressed="true">', dom)
+    assert "Uncaught" not in log, log[-2000:]

@@ -14,8 +14,8 @@ decoder direction promotes and suppresses (``output_tokens``, causal LMs) and,
 with ``importance_text``, its importance for that text's next tokens
 (``concept_output_gradient``: the mean over targets of the summed
 |concept x gradient|). The page is self-contained (inline CSS, SVG and
-JavaScript); a list of the concepts selects the one shown, and every card is
-shown without JavaScript.
+JavaScript); a list of the concepts selects the one shown (``#concept-N`` in
+the address opens concept N), and every card is shown without JavaScript.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ var cards=root.querySelectorAll('.xm-card'),buttons=root.querySelectorAll('nav b
 function pick(i){cards.forEach(function(c){c.hidden=c.dataset.i!==i;});
 buttons.forEach(function(b){b.setAttribute('aria-pressed',b.dataset.i===i?'true':'false');});}
 buttons.forEach(function(b){b.addEventListener('click',function(){pick(b.dataset.i);});});
-if(buttons.length)pick(buttons[0].dataset.i);})();
+var wanted=(location.hash.match(/^#concept-(\\d+)$/)||[])[1];
+if(buttons.length)pick(wanted!==undefined&&root.querySelector('.xm-card[data-i="'+wanted+'"]')?wanted:buttons[0].dataset.i);
+})();
 """
 
 
