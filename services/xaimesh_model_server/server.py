@@ -323,7 +323,7 @@ def _row_chunks(split: str, rows: torch.Tensor, provenance, chunk_bytes: int):
 
 def _tokenized_fields(tokenized) -> dict:
     fields = tokenized.to_dict()
-    for key in ("words", "sentences"):
+    for key in ("words", "sentences", "part_sentences"):
         fields[key] = [tensor_pb2.Segment(**(s if isinstance(s, dict) else vars(s))) for s in fields[key]]
     return fields
 

@@ -53,6 +53,7 @@ class ActivationGranularity(enum.Enum):
     TOKEN = tensor_pb2.GRANULARITY_TOKEN  # every token but the special ones
     WORD = tensor_pb2.GRANULARITY_WORD  # one row per word (aggregated)
     SENTENCE = tensor_pb2.GRANULARITY_SENTENCE  # one row per sentence (aggregated)
+    PART_SENTENCE = tensor_pb2.GRANULARITY_PART_SENTENCE  # one row per part of a sentence (aggregated)
     SAMPLE = tensor_pb2.GRANULARITY_SAMPLE  # one row per text (aggregated)
     CLS_TOKEN = tensor_pb2.GRANULARITY_CLS_TOKEN  # the first token of each text
 

@@ -177,7 +177,7 @@ class TokenizeRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., sequences: _Optional[_Iterable[_Union[TokenIds, _Mapping]]] = ..., chats: _Optional[_Iterable[_Union[ChatConversation, _Mapping]]] = ...) -> None: ...
 
 class TokenizedText(_message.Message):
-    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text", "message_index")
+    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text", "message_index", "part_sentence_index", "part_sentences")
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_START_CHARS_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +189,8 @@ class TokenizedText(_message.Message):
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PART_SENTENCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PART_SENTENCES_FIELD_NUMBER: _ClassVar[int]
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     tokens: _containers.RepeatedScalarFieldContainer[str]
     token_start_chars: _containers.RepeatedScalarFieldContainer[int]
@@ -200,7 +202,9 @@ class TokenizedText(_message.Message):
     sentences: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
     text: str
     message_index: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ..., message_index: _Optional[_Iterable[int]] = ...) -> None: ...
+    part_sentence_index: _containers.RepeatedScalarFieldContainer[int]
+    part_sentences: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
+    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ..., message_index: _Optional[_Iterable[int]] = ..., part_sentence_index: _Optional[_Iterable[int]] = ..., part_sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ...) -> None: ...
 
 class TokenizeResponse(_message.Message):
     __slots__ = ("results",)

@@ -29,6 +29,7 @@ class Granularity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANULARITY_SENTENCE: _ClassVar[Granularity]
     GRANULARITY_SAMPLE: _ClassVar[Granularity]
     GRANULARITY_CLS_TOKEN: _ClassVar[Granularity]
+    GRANULARITY_PART_SENTENCE: _ClassVar[Granularity]
 
 class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -64,6 +65,7 @@ GRANULARITY_WORD: Granularity
 GRANULARITY_SENTENCE: Granularity
 GRANULARITY_SAMPLE: Granularity
 GRANULARITY_CLS_TOKEN: Granularity
+GRANULARITY_PART_SENTENCE: Granularity
 AGGREGATION_UNSPECIFIED: Aggregation
 AGGREGATION_MEAN: Aggregation
 AGGREGATION_MAX: Aggregation

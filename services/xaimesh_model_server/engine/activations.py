@@ -428,8 +428,9 @@ class ActivationJob:
             seg[non_special] = 0
             end_char = max(tk.token_end_chars) if tk.truncated else len(tk.text)
             return seg, 1, [RowProvenance(idx, non_special[0], non_special[-1] + 1, tk.text[:end_char])]
-        segments = tk.words if g == Granularity.WORD else tk.sentences
-        index = tk.word_index if g == Granularity.WORD else tk.sentence_index
+        segments, index = {Granularity.WORD: (tk.words, tk.word_index),
+                           Granularity.PART_SENTENCE: (tk.part_sentences, tk.part_sentence_index)}.get(
+                               g, (tk.sentences, tk.sentence_index))
         seg = torch.tensor(index, dtype=torch.long)
         return seg, len(segments), [RowProvenance(idx, s.start_token, s.end_token, s.text) for s in segments]
 
