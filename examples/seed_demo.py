@@ -5,8 +5,10 @@
 
 Attributions (KernelShap) of a generation, their Deletion metric, layer-8
 activations of a sample emotion dataset, 20 SemiNMF concepts, LLM labels and
-their scores, and concept metrics — all computed by the services, written to
-a standalone report at out/report.html.
+their scores beside extractive labels (no LLM), concept metrics, and a logit
+lens — all computed by the services, written to a standalone report at
+out/report.html (one page per concept model at out/concepts.html, the lens at
+out/lens.html).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import time
 from pathlib import Path
 
 import xaimesh
-from xaimesh import KernelShap, plot_attributions
+from xaimesh import KernelShap, LogitLens, plot_attributions, plot_lens
 from xaimesh.attributions.metrics import Deletion
-from xaimesh.concepts import LLMLabels, SemiNMFConcepts
+from xaimesh.concepts import ExtractiveLabels, LLMLabels, SemiNMFConcepts, concept_page
 from xaimesh.concepts.metrics import MSE, Sparsity
 from xaimesh.datasets import sample_texts
 from xaimesh.llm import ModelServerLLM, OpenAILLM
@@ -75,8 +77,9 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     interpretation = LLMLabels(concept_explainer=concept_explainer, activation_granularity=granularity,
                                llm_interface=llm_interface, k_examples=20)
     llm_labels = interpretation.interpret(inputs=dataset, latent_activations=activations, concepts_indices="all")
-    print("Concept labels:")
-    print("\n".join(f"  {i:2d}: {label}" for i, label in llm_labels.items()))
+    extractive_labels = ExtractiveLabels(concept_explainer, granularity).interpret(latent_activations=activations)
+    print("Concept labels (LLM | extractive: the words that set the concept's top tokens apart):")
+    print("\n".join(f"  {i:2d}: {str(label):40.40} | {extractive_labels.get(i)}" for i, label in llm_labels.items()))
     label_scores = None
     if score_labels and any(llm_labels.values()):
         label_scores = interpretation.score(llm_labels)
@@ -94,12 +97,25 @@ def _flow(mesh, out_dir: Path, n_texts: int | None, nb_concepts: int, split_poin
     report.add_attributions(attributions, heading="KernelShap attributions")
     report.add_metric_curves(detailed_scores, heading="Deletion curve (lower AUC is better)")
     report.add_concepts(llm_labels, interpretation.results_, label_scores,
-                        heading=f"{nb_concepts} SemiNMF concepts at layer {split_point}")
+                        heading=f"{nb_concepts} SemiNMF concepts at layer {split_point}",
+                        extractive_labels=extractive_labels)
     report.add_metrics({"MSE (mean squared error per element)": mse, "Sparsity (fraction of non-zero codes)": sparsity})
     path = report.save(out_dir / "report.html")
+    page = concept_page(concept_explainer, activations, labels=llm_labels, label_scores=label_scores,
+                        importance_text=None if model.is_classifier else "Alice offers a drink to Bob.")
+    page_path = page.save_html(out_dir / "concepts.html")
+    print(f"Concept page: {page_path}")
+    if not model.is_classifier:
+        print("\n== Logit lens ==")
+        lens = LogitLens(model, tokenizer, top_k=5)("The capital of France is Paris, and the capital of Italy is")
+        lens_path = plot_lens(lens, show=False).save_html(out_dir / "lens.html")
+        print(f"Top next token after the last word, by layer: " + ", ".join(
+            f"{name.rsplit('.', 1)[-1]}: {rows[-1][0]!r}" for name, rows in list(zip(lens.layers, lens.top_tokens))[-4:]))
+        print(f"Lens grid (layer x position): {lens_path}")
     elapsed = time.perf_counter() - started
     print(f"\nReport: {path}  (done in {elapsed:.0f} s)")
-    return {"auc": auc, "random_auc": random_auc, "labels": llm_labels, "mse": mse, "sparsity": sparsity,
+    return {"auc": auc, "random_auc": random_auc, "labels": llm_labels, "extractive_labels": extractive_labels,
+            "mse": mse, "sparsity": sparsity,
             "report": path, "seconds": elapsed, "label_scores": label_scores}
 
 

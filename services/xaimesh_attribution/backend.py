@@ -71,7 +71,7 @@ class Segment:
 class Tokenized:
     """One tokenized text (model.proto TokenizedText). Per token: id, string,
     character span, whether it is special, index into `words` /
-    `sentences` (-1 for special tokens)."""
+    `sentences` / `part_sentences` (-1 for special tokens)."""
 
     token_ids: list[int]
     tokens: list[str]
@@ -88,6 +88,9 @@ class Tokenized:
     # A chat (`tokenize_chat`): per token, the index of the message whose
     # content holds it, -1 for template tokens. Empty for texts.
     message_index: list[int] = field(default_factory=list)
+    # Parts of sentences (PART_SENTENCE) and each token's index into them.
+    part_sentence_index: list[int] = field(default_factory=list)
+    part_sentences: list[Segment] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -4,9 +4,9 @@ Elements by granularity (tensor.proto Granularity):
 
 - ALL_TOKENS: every prompt token, special tokens included;
 - TOKEN: every non-special prompt token;
-- WORD / SENTENCE: the model-server's words / sentences (model.proto
-  TokenizedText). A word holds its leading whitespace tokens, so words and
-  sentences cover every non-special token.
+- WORD / SENTENCE / PART_SENTENCE: the model-server's words / sentences /
+  parts of sentences (model.proto TokenizedText). A word holds its leading
+  whitespace tokens, so each covers every non-special token.
 
 An element is a `Segment` (text, character span, token span [start_token,
 end_token)); its token positions are that span minus special tokens (unless
@@ -151,6 +151,19 @@ def token_segment(tok: Tokenized, i: int) -> Segment:
     return Segment(tok.tokens[i], tok.token_start_chars[i], tok.token_end_chars[i], i, i + 1)
 
 
+#: Granularities whose elements are groups of tokens (the model-server's segments).
+_GROUPS = (Granularity.WORD, Granularity.SENTENCE, Granularity.PART_SENTENCE)
+
+
+def _groups(tok: Tokenized, granularity: Granularity) -> tuple[list[Segment], list[int]]:
+    """(the segments of a grouping granularity, each token's index into them)."""
+    if granularity == Granularity.WORD:
+        return tok.words, tok.word_index
+    if granularity == Granularity.PART_SENTENCE:
+        return tok.part_sentences, tok.part_sentence_index
+    return tok.sentences, tok.sentence_index
+
+
 def prompt_segments(tok: Tokenized, granularity: Granularity,
                     fixed: Sequence[bool] | None = None) -> list[Segment]:
     """The elements of a prompt (token indices into `tok`).
@@ -165,9 +178,8 @@ def prompt_segments(tok: Tokenized, granularity: Granularity,
         return [token_segment(tok, i) for i in range(len(tok))]
     if granularity == Granularity.TOKEN:
         return [token_segment(tok, i) for i in range(len(tok)) if not tok.special_mask[i]]
-    if granularity in (Granularity.WORD, Granularity.SENTENCE):
-        segs = tok.words if granularity == Granularity.WORD else tok.sentences
-        index = tok.word_index if granularity == Granularity.WORD else tok.sentence_index
+    if granularity in _GROUPS:
+        segs, index = _groups(tok, granularity)
         out = []
         for k, seg in enumerate(segs):
             toks = [i for i, w in enumerate(index) if w == k]
@@ -182,11 +194,10 @@ def _free_segments(tok: Tokenized, granularity: Granularity, fixed: Sequence[boo
     free = [not f for f in fixed]
     if granularity in (Granularity.ALL_TOKENS, Granularity.TOKEN):
         return [token_segment(tok, i) for i in range(len(tok)) if free[i]]
-    if granularity not in (Granularity.WORD, Granularity.SENTENCE):
+    if granularity not in _GROUPS:
         raise InvalidArgument(f"granularity {granularity.value!r} is not supported by attribution",
                               field="granularity")
-    segs = tok.words if granularity == Granularity.WORD else tok.sentences
-    index = tok.word_index if granularity == Granularity.WORD else tok.sentence_index
+    segs, index = _groups(tok, granularity)
     out: list[Segment] = []
     i, n = 0, len(tok)
     while i < n:
@@ -211,10 +222,10 @@ def target_segments(tok: Tokenized, granularity: Granularity) -> list[Segment]:
     n = len(tok)
     if granularity in (Granularity.ALL_TOKENS, Granularity.TOKEN):
         return [token_segment(tok, i) for i in range(n)]
-    if granularity not in (Granularity.WORD, Granularity.SENTENCE):
+    if granularity not in _GROUPS:
         raise InvalidArgument(f"granularity {granularity.value!r} is not supported by attribution", field="granularity")
-    segs = tok.words if granularity == Granularity.WORD else tok.sentences
-    index = list(tok.word_index if granularity == Granularity.WORD else tok.sentence_index)
+    segs, index = _groups(tok, granularity)
+    index = list(index)
     out: list[Segment] = []
     i = 0
     while i < n:

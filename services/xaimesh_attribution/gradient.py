@@ -119,6 +119,10 @@ def aggregate(values: np.ndarray, positions: list[np.ndarray], aggregation: Aggr
             out[..., e] = v.max(axis=-1)
         elif aggregation == Aggregation.MIN:
             out[..., e] = v.min(axis=-1)
+        elif aggregation == Aggregation.FIRST:  # positions are in token order
+            out[..., e] = v[..., 0]
+        elif aggregation == Aggregation.LAST:
+            out[..., e] = v[..., -1]
         else:  # SIGNED_MAX: the value of largest magnitude, sign kept
             idx = np.abs(v).argmax(axis=-1)
             out[..., e] = np.take_along_axis(v, idx[..., None], axis=-1)[..., 0]

@@ -70,6 +70,8 @@ def _tokenized(t: model_pb2.TokenizedText) -> Tokenized:
         sentences=[_segment(s) for s in t.sentences],
         text=t.text,
         message_index=list(t.message_index),
+        part_sentence_index=list(t.part_sentence_index),
+        part_sentences=[_segment(s) for s in t.part_sentences],
     )
 
 

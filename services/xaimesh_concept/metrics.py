@@ -19,6 +19,9 @@ FID                 mean over the d features of the 1-D Wasserstein-1
                     distance between the empirical distributions of X[:, j]
                     and X_hat[:, j]; with equal sample sizes it is exactly
                     mean_i |sort(X[:, j])_i - sort(X_hat[:, j])_i|.
+AVERAGE_EUCLIDEAN   mean over the n rows of ||x - x_hat||_2.
+COSINE_DISTANCE     1 - <X, X_hat>_F / (||X||_F ||X_hat||_F) (the matrices
+                    taken as flat vectors; NaN when either is all zeros).
 STABILITY           for >= 2 dictionaries: per pair, rows are L2-normalised,
                     |cosine| matrix, Hungarian matching (maximise), mean of
                     the matched |cosines| (over min(k1, k2) pairs); the value
@@ -26,7 +29,12 @@ STABILITY           for >= 2 dictionaries: per pair, rows are L2-normalised,
                     permutation and sign. (The reference toolkit uses the
                     signed cosine; PCA/ICA/SVD directions have arbitrary
                     signs, hence |cos|.)
+STABILITY_MAX       as STABILITY, but each row of the first dictionary of a
+                    pair (in request order) takes its largest |cosine| with
+                    the second: mean_i max_j |cos(D1_i, D2_j)|.
 =================== ==========================================================
+
+Every definition, with the reference toolkit's: docs/concept-metrics.md.
 
 Memory: every metric but FID keeps O(d + k) accumulators. FID needs whole
 columns: when 2 * n * d * 4 bytes fit in ``fid_memory_bytes`` (default
@@ -51,8 +59,10 @@ from .common import Progress, enum_key
 from .data import as_source, rows_per_chunk
 
 PER_MODEL_METRICS = ("MSE", "FROBENIUS", "EXPLAINED_VARIANCE", "SPARSITY", "SPARSITY_RATIO", "L0",
-                     "DEAD_CONCEPTS", "FID")
-ALL_METRICS = PER_MODEL_METRICS + ("STABILITY",)
+                     "DEAD_CONCEPTS", "FID", "AVERAGE_EUCLIDEAN", "COSINE_DISTANCE")
+#: Metrics of several models' dictionaries (no activations), with the matching of each.
+DICTIONARY_METRICS = {"STABILITY": "HUNGARIAN", "STABILITY_MAX": "MAXIMUM"}
+ALL_METRICS = PER_MODEL_METRICS + tuple(DICTIONARY_METRICS)
 
 
 def normalize_metric_name(name) -> str:
@@ -78,6 +88,8 @@ class MetricAccumulator:
         self.d, self.k = int(n_features), int(nb_concepts)
         self.n = 0
         self.sse = 0.0
+        self.row_norms = 0.0  # sum over rows of ||x - x_hat||_2
+        self.dot = self.sq_x = self.sq_r = 0.0  # <X, X_hat>, ||X||^2, ||X_hat||^2
         self.nnz_x = 0
         self.nnz_c = 0
         self.mean = np.zeros(self.d, np.float64)
@@ -122,6 +134,11 @@ class MetricAccumulator:
         x64 = X.astype(np.float64)
         diff = x64 - X_hat.astype(np.float64)
         self.sse += float(np.einsum("ij,ij->", diff, diff))
+        self.row_norms += float(np.sqrt(np.einsum("ij,ij->i", diff, diff)).sum())
+        r64 = X_hat.astype(np.float64)
+        self.dot += float(np.einsum("ij,ij->", x64, r64))
+        self.sq_x += float(np.einsum("ij,ij->", x64, x64))
+        self.sq_r += float(np.einsum("ij,ij->", r64, r64))
         self.nnz_x += int(np.count_nonzero(X))
         nzc = codes != 0
         self.nnz_c += int(nzc.sum())
@@ -202,6 +219,11 @@ class MetricAccumulator:
                 out[m] = float((~self.fired).mean()) if k else nan
             elif m == "FID":
                 out[m] = self._fid_value()
+            elif m == "AVERAGE_EUCLIDEAN":
+                out[m] = self.row_norms / n if n else nan
+            elif m == "COSINE_DISTANCE":
+                norms = np.sqrt(self.sq_x * self.sq_r)
+                out[m] = 1.0 - self.dot / norms if norms > 0 else nan
         return out
 
 
@@ -214,9 +236,9 @@ def compute_metrics(model, X, metrics=None, *, chunk_rows: int | None = None, pr
     receives Progress(stage="metrics", done=rows, total=rows).
     """
     names = [normalize_metric_name(m) for m in (metrics or PER_MODEL_METRICS)]
-    if "STABILITY" in names:
-        raise InvalidArgument("STABILITY compares several models; use stability([...])",
-                              field="metrics")
+    several = [m for m in names if m in DICTIONARY_METRICS]
+    if several:
+        raise InvalidArgument(f"{several[0]} compares several models; use stability([...])", field="metrics")
     source = as_source(X)
     if source.n_features != model.hidden_size_:
         raise InvalidArgument(
@@ -248,26 +270,31 @@ def metrics_from_arrays(X, codes, X_hat, metrics=None) -> dict[str, float]:
     return acc.result()
 
 
-def stability(dictionaries, progress=None) -> float:
-    """Hungarian-matched mean |cosine| between >= 2 dictionaries [k_i, d]."""
+def stability(dictionaries, progress=None, matching: str = "HUNGARIAN") -> float:
+    """Mean matched |cosine| between >= 2 dictionaries [k_i, d], averaged over
+    the pairs: HUNGARIAN (one-to-one, STABILITY) or MAXIMUM (each row of the
+    first dictionary to its best row of the second, STABILITY_MAX)."""
     from scipy.optimize import linear_sum_assignment
 
     dicts = [np.asarray(D, np.float64) for D in dictionaries]
     if len(dicts) < 2:
-        raise InvalidArgument("STABILITY needs at least 2 concept models", field="concept_models")
+        raise InvalidArgument("STABILITY / STABILITY_MAX need at least 2 concept models", field="concept_models")
     d0 = dicts[0].shape[1]
     for i, D in enumerate(dicts):
         if D.ndim != 2 or D.shape[1] != d0:
             raise InvalidArgument(
-                f"STABILITY compares dictionaries of the same hidden size: model 0 has {d0}, "
+                f"STABILITY / STABILITY_MAX compare dictionaries of the same hidden size: model 0 has {d0}, "
                 f"model {i} has {D.shape[1] if D.ndim == 2 else D.shape}", field="concept_models")
     normed = [D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12) for D in dicts]
     pairs = list(itertools.combinations(range(len(normed)), 2))
     scores = []
     for j, (a, b) in enumerate(pairs):
         sim = np.abs(normed[a] @ normed[b].T)
-        r, c = linear_sum_assignment(sim, maximize=True)
-        scores.append(float(sim[r, c].mean()))
+        if matching == "MAXIMUM":
+            scores.append(float(sim.max(1).mean()))
+        else:
+            r, c = linear_sum_assignment(sim, maximize=True)
+            scores.append(float(sim[r, c].mean()))
         if progress is not None:
             progress(Progress("stability", j + 1, len(pairs)))
     return float(np.mean(scores))

@@ -31,6 +31,7 @@ from xaimesh_runtime.config import Downstream
 from xaimesh_runtime.errors import Cancelled, InvalidArgument, map_errors
 from xaimesh_runtime.jobs import stream_job
 
+from . import probes as _probes
 from .common import ItemFailure, LogEntry, Progress, Provenance, enum_key, enum_number
 from .downstream import MODEL_SERVER, ActivationPuller, ActivationsQuery, GrpcActivationPuller
 from .methods import FIT_OPTION_FIELDS
@@ -88,6 +89,25 @@ def _provenance_from_proto(rows) -> list[Provenance]:
 
 def _progress_to_proto(p: Progress) -> tensor_pb2.Progress:
     return tensor_pb2.Progress(stage=p.stage, done=int(p.done), total=int(p.total), message=p.message or "")
+
+
+def _fit_events(entry: LogEntry, response_class):
+    """The Progress event of a training log entry, then its TrainingLogEntry
+    (none for progress-only entries), as messages of ``response_class``."""
+    loss = float(entry.loss) if entry.loss is not None else math.nan
+    message = f"loss={loss:.6g}" if math.isfinite(loss) else ""
+    yield response_class(progress=tensor_pb2.Progress(
+        stage=entry.stage or "fitting", done=int(entry.done), total=int(entry.total), message=message))
+    if not entry.progress_only:
+        values = {str(k): float(v) for k, v in (entry.values or {}).items() if v is not None}
+        yield response_class(log=concept_pb2.TrainingLogEntry(
+            step=int(entry.step), epoch=int(entry.epoch), loss=loss, values=values))
+
+
+def _enum_choice(enum, value, field: str, default: str) -> str:
+    """The short name of an enum value (UNSPECIFIED = ``default``); unknown numbers are INVALID_ARGUMENT."""
+    key = enum_key(enum, value, field, what=field.replace("_", " "))
+    return default if key == "UNSPECIFIED" else key
 
 
 def _fit_options(options: concept_pb2.ConceptFitOptions) -> dict:
@@ -251,15 +271,47 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
             if kind == "result":
                 yield concept_pb2.FitConceptModelResponse(model=model_to_proto(value))
                 return
-            entry: LogEntry = value
-            loss = float(entry.loss) if entry.loss is not None else math.nan
-            message = f"loss={loss:.6g}" if math.isfinite(loss) else ""
-            yield concept_pb2.FitConceptModelResponse(progress=tensor_pb2.Progress(
-                stage=entry.stage or "fitting", done=int(entry.done), total=int(entry.total), message=message))
-            if not entry.progress_only:
-                values = {str(k): float(v) for k, v in (entry.values or {}).items() if v is not None}
-                yield concept_pb2.FitConceptModelResponse(log=concept_pb2.TrainingLogEntry(
-                    step=int(entry.step), epoch=int(entry.epoch), loss=loss, values=values))
+            yield from _fit_events(value, concept_pb2.FitConceptModelResponse)
+
+    @map_errors()
+    def FitProbe(self, request, context):
+        if not request.activation_set:
+            raise InvalidArgument("activation_set is empty: give the set whose rows are labelled",
+                                  field="activation_set")
+        if not request.HasField("labels"):
+            raise InvalidArgument("labels are missing: give one 0 / 1 label per row ([rows] or [rows, concepts])",
+                                  field="labels")
+        labels = to_numpy(request.labels, field="labels", ndim=(1, 2))
+        settings = _probes.ProbeSettings(
+            method=_enum_choice(concept_pb2.ProbeMethod, request.method, "method", "LOGISTIC_REGRESSION"),
+            normalization=_enum_choice(concept_pb2.ProbeNormalization, request.normalization, "normalization",
+                                       "NONE"),
+            bias_calibration=_enum_choice(concept_pb2.BiasCalibration, request.bias_calibration,
+                                          "bias_calibration", ""),
+            l2=request.l2, learning_rate=request.learning_rate or _probes.DEFAULT_LEARNING_RATE,
+            max_iterations=request.max_iterations or _probes.DEFAULT_MAX_ITERATIONS,
+            test_fraction=(request.test_fraction if request.HasField("test_fraction")
+                           else _probes.DEFAULT_TEST_FRACTION),
+            seed=request.seed)
+
+        def work(emit, should_stop):
+            return self.ws.fit_probe(request.activation_set, labels, settings, request.display_name,
+                                     list(request.concept_names), progress=emit, should_stop=should_stop)
+
+        for kind, value in stream_job(work, context, "the probe fit"):
+            if kind == "result":
+                stored, fit, names = value
+                yield concept_pb2.FitProbeResponse(result=concept_pb2.ProbeResult(
+                    model=model_to_proto(stored), train_rows=fit.train_rows, test_rows=fit.test_rows,
+                    metrics=[concept_pb2.ProbeMetrics(
+                        concept_name=name, concept_index=j, test_accuracy=test.accuracy,
+                        test_balanced_accuracy=test.balanced_accuracy, test_auc=test.auc,
+                        test_positives=test.positives, test_negatives=test.negatives,
+                        train_accuracy=train.accuracy, train_balanced_accuracy=train.balanced_accuracy,
+                        train_auc=train.auc)
+                        for j, (name, train, test) in enumerate(zip(names, fit.train, fit.test, strict=True))]))
+                return
+            yield from _fit_events(value, concept_pb2.FitProbeResponse)
 
     @map_errors()
     def GetConceptModel(self, request, context):
@@ -343,6 +395,32 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                 return
             if isinstance(value, Progress):
                 yield concept_pb2.GetTopExamplesResponse(progress=_progress_to_proto(value))
+
+    @map_errors()
+    def ExtractLabels(self, request, context):
+        if not request.concept_model:
+            raise InvalidArgument("concept_model is empty", field="concept_model")
+        if not request.activation_set:
+            raise InvalidArgument("activation_set is empty: give the set whose texts name the concepts",
+                                  field="activation_set")
+
+        def work(emit, should_stop):
+            return self.ws.extract_labels(
+                request.concept_model, request.activation_set, list(request.concept_indices) or None,
+                k_examples=request.k_examples, max_terms=request.max_terms, max_ngram=request.max_ngram,
+                min_count=request.min_count, progress=emit, should_stop=should_stop)
+
+        for kind, value in stream_job(work, context, "extracting labels"):
+            if kind == "result":
+                for lab in value:
+                    yield concept_pb2.ExtractLabelsResponse(label=concept_pb2.ExtractiveLabel(
+                        concept_index=lab.concept_index, label=lab.label or "", has_label=lab.label is not None,
+                        terms=[concept_pb2.LabelTerm(text=t.text, score=t.score, concept_count=t.concept_count,
+                                                     corpus_count=t.corpus_count) for t in lab.terms],
+                        num_active_rows=lab.num_active_rows, num_examples=lab.num_examples))
+                return
+            if isinstance(value, Progress):
+                yield concept_pb2.ExtractLabelsResponse(progress=_progress_to_proto(value))
 
     @map_errors()
     def ExportConceptModel(self, request, context):

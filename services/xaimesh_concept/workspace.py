@@ -14,6 +14,7 @@ numbers are accepted too.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -25,12 +26,14 @@ import numpy as np
 from xaimesh_runtime.errors import Cancelled, InvalidArgument, ServiceError, check_cancelled
 
 from . import examples as _examples
+from . import extractive as _extractive
 from . import metrics as _metrics
+from . import probes as _probes
 
 from .common import (ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, LogEntry,
                      Progress, Provenance)
 from .data import ArraySource, RangeSource, check_finite, rows_per_chunk
-from .methods import ConceptMethod, build_method, method_class, resolve_device
+from .methods import ConceptMethod, LinearProbe, build_method, method_class, resolve_device
 from .store import (MODELS_COLLECTION, SETS_COLLECTION, ActivationSetInfo, ActivationSetReader,
                     ActivationSetWriter, ConceptModelInfo, Store, parse_name)
 
@@ -289,28 +292,43 @@ class ConceptWorkspace:
             options["device"] = self.default_device
         m = build_method(klass.method_name, nb_concepts, options)
         m.validate_fit_shape(source.n_rows, source.n_features)
-        log: list[dict] = []
-
-        def on_log(entry: LogEntry):
-            if not entry.progress_only and len(log) < MAX_STORED_LOG:
-                log.append(entry.to_dict())
-            if progress is not None:
-                progress(entry)
-
+        log, on_log = _log_collector(progress)
         t0 = time.perf_counter()
-        if progress is not None:
-            progress(LogEntry(step=0, epoch=0, loss=float("nan"), done=0, total=1, stage="starting",
-                              progress_only=True))
         m.fit(source, progress=on_log, should_stop=should_stop)
-        fit_seconds = time.perf_counter() - t0
-        info = reader.info
         params = m.get_params()
         params.pop("nb_concepts", None)
+        return self._save_fitted(m, reader.info, display_name, params, time.perf_counter() - t0, log, should_stop)
+
+    def fit_probe(self, activation_set: str, labels, settings: _probes.ProbeSettings, display_name: str = "",
+                  concept_names=(), *, progress=None, should_stop=None
+                  ) -> tuple[ConceptModelInfo, _probes.ProbeFit, list[str]]:
+        """FitProbe: (the stored LINEAR_PROBE model, the fit with its metrics, the concept names)."""
+        reader = self.open_activation_set(activation_set)
+        y = _probes.check_labels(labels, reader.n_rows)
+        _probes.check_fits(reader.n_rows, reader.n_features)
+        names = [str(n) for n in concept_names] or [f"probe_{j}" for j in range(y.shape[1])]
+        if len(names) != y.shape[1]:
+            raise InvalidArgument(f"{len(names)} concept_names for {y.shape[1]} label columns: give one name per "
+                                  "column, or none", field="concept_names")
+        log, on_log = _log_collector(progress)
+        t0 = time.perf_counter()
+        fit = _probes.fit_probe(reader.read(0, reader.n_rows), y, settings, log=on_log, should_stop=should_stop)
+        m = LinearProbe.from_weights(fit.weight, fit.bias)
+        options = {**dataclasses.asdict(settings), "concept_names": names, "train_rows": fit.train_rows,
+                   "test_rows": fit.test_rows,
+                   "metrics": [{"train": dataclasses.asdict(a), "test": dataclasses.asdict(b)}
+                               for a, b in zip(fit.train, fit.test, strict=True)]}
+        stored = self._save_fitted(m, reader.info, display_name, _json_safe(options), time.perf_counter() - t0,
+                                   log, should_stop)
+        return stored, fit, names
+
+    def _save_fitted(self, m: ConceptMethod, info: ActivationSetInfo, display_name: str, options: dict,
+                     fit_seconds: float, log: list[dict], should_stop) -> ConceptModelInfo:
         record = ConceptModelInfo(
             id="pending", display_name=str(display_name or ""), method=m.method_name,
             nb_concepts=m.nb_concepts, hidden_size=int(m.hidden_size_),
             activation_set=info.name, model=info.model, split_point=info.split_point,
-            options=params, final_loss=(float(m.final_loss_) if math.isfinite(m.final_loss_) else None),
+            options=options, final_loss=(float(m.final_loss_) if math.isfinite(m.final_loss_) else None),
             device=m.device_, fit_seconds=fit_seconds, granularity=info.granularity,
             training_log=_jsonable_log(log))
         if should_stop is not None and should_stop():
@@ -440,7 +458,7 @@ class ConceptWorkspace:
                         should_stop=None) -> list[MetricValue]:
         """ComputeConceptMetrics. ``models``: one name or several; ``metrics``:
         names (empty = every per-model metric, plus STABILITY when several
-        models are given). STABILITY alone needs no source."""
+        models are given). STABILITY / STABILITY_MAX alone need no source."""
         if isinstance(models, str):
             models = [models]
         models = list(models or [])
@@ -452,7 +470,7 @@ class ConceptWorkspace:
         names = list(dict.fromkeys(names))
         loaded = [self.load_model(x) for x in models]
         out: list[MetricValue] = []
-        per_model = [x for x in names if x != "STABILITY"]
+        per_model = [x for x in names if x not in _metrics.DICTIONARY_METRICS]
         if per_model:
             if source is None:
                 raise InvalidArgument(f"metrics {per_model} need activations: pass an activation "
@@ -470,21 +488,18 @@ class ConceptWorkspace:
                                                 should_stop=should_stop,
                                                 tmp_dir=self.store.tmp_dir)
                 out.extend(MetricValue(k, float(vals[k]), info.name) for k in per_model)
-        if "STABILITY" in names:
+        for name in (x for x in names if x in _metrics.DICTIONARY_METRICS):
             if len(loaded) < 2:
-                raise InvalidArgument("STABILITY needs at least 2 concept models in the request",
+                raise InvalidArgument(f"{name} needs at least 2 concept models in the request",
                                       field="concept_models")
-            value = _metrics.stability([m.dictionary_ for _, m in loaded], progress=progress)
-            out.append(MetricValue("STABILITY", value, ""))
+            value = _metrics.stability([m.dictionary_ for _, m in loaded], progress=progress,
+                                       matching=_metrics.DICTIONARY_METRICS[name])
+            out.append(MetricValue(name, value, ""))
         return out
 
     # ---- examples ---------------------------------------------------------
-    def top_examples(self, model: str, activation_set: str, concept_indices=None, k: int = 0,
-                     sampling="TOP", k_quantile: int = 0, k_context: int = 0, seed: int = 0,
-                     keep_duplicates: bool = False, *, progress=None, should_stop=None
-                     ) -> list[_examples.ConceptExamples]:
-        """GetTopExamples: one ConceptExamples per requested concept, in
-        request order (default: every concept)."""
+    def _model_and_set(self, model: str, activation_set: str):
+        """(the loaded concept model, a reader of the set), refused when their widths differ."""
         info, m = self.load_model(model)
         reader = self.open_activation_set(activation_set)
         if reader.n_features != info.hidden_size:
@@ -492,10 +507,28 @@ class ConceptWorkspace:
                 f"activation set {reader.info.id} has hidden size {reader.n_features} but concept "
                 f"model {info.id} was fitted on hidden size {info.hidden_size}",
                 field="activation_set")
+        return m, reader
+
+    def top_examples(self, model: str, activation_set: str, concept_indices=None, k: int = 0,
+                     sampling="TOP", k_quantile: int = 0, k_context: int = 0, seed: int = 0,
+                     keep_duplicates: bool = False, *, progress=None, should_stop=None
+                     ) -> list[_examples.ConceptExamples]:
+        """GetTopExamples: one ConceptExamples per requested concept, in
+        request order (default: every concept)."""
+        m, reader = self._model_and_set(model, activation_set)
         return _examples.top_examples(m, reader, concept_indices, k=k, sampling=sampling,
                                       k_quantile=k_quantile, k_context=k_context, seed=seed,
                                       keep_duplicates=keep_duplicates, progress=progress,
                                       should_stop=should_stop)
+
+    def extract_labels(self, model: str, activation_set: str, concept_indices=None, *, k_examples: int = 0,
+                       max_terms: int = 0, max_ngram: int = 0, min_count: int = 0, progress=None,
+                       should_stop=None) -> list[_extractive.ExtractiveLabel]:
+        """ExtractLabels: one ExtractiveLabel per requested concept (default: every concept)."""
+        m, reader = self._model_and_set(model, activation_set)
+        return _extractive.extract_labels(m, reader, concept_indices, k_examples=k_examples, max_terms=max_terms,
+                                          max_ngram=max_ngram, min_count=min_count, progress=progress,
+                                          should_stop=should_stop)
 
     # ---- export / import --------------------------------------------------
     def export_concept_model(self, name: str) -> tuple[ConceptModelInfo, bytes]:
@@ -525,6 +558,35 @@ class ConceptWorkspace:
 
         stored, _ = self.store.import_concept_model(bytes(data), display_name, validate=validate)
         return stored
+
+
+def _log_collector(progress):
+    """(the stored training log, the callback a fit reports to): keeps up to
+    MAX_STORED_LOG entries and passes every entry on to ``progress``, after a
+    first "starting" progress event."""
+    log: list[dict] = []
+
+    def on_log(entry: LogEntry):
+        if not entry.progress_only and len(log) < MAX_STORED_LOG:
+            log.append(entry.to_dict())
+        if progress is not None:
+            progress(entry)
+
+    if progress is not None:
+        progress(LogEntry(step=0, epoch=0, loss=float("nan"), done=0, total=1, stage="starting",
+                          progress_only=True))
+    return log, on_log
+
+
+def _json_safe(value):
+    """NaN / infinity (undefined metrics) as None, so the options are valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _jsonable_log(log: list[dict]) -> list[dict]:

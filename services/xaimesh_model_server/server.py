@@ -233,6 +233,47 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
                                           prompt_token_ids=list(result.prompt_token_ids),
                                           finish_reason=result.finish_reason, model=loaded.model_id)
 
+    # -- lenses ----------------------------------------------------------
+    @map_errors()
+    def LogitLens(self, request, context):
+        loaded = self._model(request.model)
+        lens = engine.logit_lens(loaded, list(request.input_ids), top_k=request.top_k,
+                                 is_active=context.is_active, limits=self.limits)
+        return model_pb2.LogitLensResponse(
+            layers=lens.layers, top_token_ids=to_tensor(lens.top_token_ids),
+            top_probabilities=to_tensor(lens.top_probabilities), top_tokens=lens.top_tokens,
+            next_token_probabilities=to_tensor(lens.next_token_probabilities),
+            input_tokens=lens.input_tokens, model=loaded.model_id)
+
+    @map_errors()
+    def UnembedDirections(self, request, context):
+        loaded = self._model(request.model)
+        if not request.HasField("directions"):
+            raise InvalidArgument("directions are missing: give a [directions, hidden_size] tensor", field="directions")
+        out = engine.unembed_directions(
+            loaded, to_numpy(request.directions, field="directions", ndim=2,
+                             dtype=["float32", "float16", "bfloat16", "float64"], finite=True),
+            top_k=request.top_k)
+        return model_pb2.UnembedDirectionsResponse(
+            promoted_ids=to_tensor(out.promoted_ids), promoted_values=to_tensor(out.promoted_values),
+            suppressed_ids=to_tensor(out.suppressed_ids), suppressed_values=to_tensor(out.suppressed_values),
+            promoted_tokens=out.promoted_tokens, suppressed_tokens=out.suppressed_tokens, model=loaded.model_id)
+
+    @map_errors()
+    def ConceptGradients(self, request, context):
+        loaded = self._model(request.model)
+        floats = ["float32", "float16", "bfloat16", "float64"]
+        result = engine.concept_gradients(
+            loaded, list(request.input_ids), request.split_point,
+            to_numpy(request.codes, field="codes", ndim=2, dtype=floats, finite=True),
+            to_numpy(request.decoder, field="decoder", ndim=2, dtype=floats, finite=True),
+            to_numpy(request.offset, field="offset", ndim=1, dtype=floats, finite=True)
+            if request.HasField("offset") else None,
+            target_positions=list(request.target_positions), target_classes=list(request.target_classes),
+            inference_mode=request.inference_mode, is_active=context.is_active, limits=self.limits)
+        return model_pb2.ConceptGradientsResponse(gradients=to_tensor(result["gradients"]),
+                                                  scores=to_tensor(result["scores"]), model=loaded.model_id)
+
     # -- activations -----------------------------------------------------
     @map_errors()
     def StreamActivations(self, request, context):
@@ -298,7 +339,7 @@ def _row_chunks(split: str, rows: torch.Tensor, provenance, chunk_bytes: int):
 
 def _tokenized_fields(tokenized) -> dict:
     fields = tokenized.to_dict()
-    for key in ("words", "sentences"):
+    for key in ("words", "sentences", "part_sentences"):
         fields[key] = [tensor_pb2.Segment(**(s if isinstance(s, dict) else vars(s))) for s in fields[key]]
     return fields
 

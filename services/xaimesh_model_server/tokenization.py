@@ -46,6 +46,11 @@ Sentences
     brackets, when whitespace follows ("e.g. x" splits, "3.14" does not); it
     also ends where the whitespace between two words holds a newline, and
     at a special token.
+
+Parts of sentences
+    Sentences cut further after a word that ends with ",", ";" or ":"
+    (optionally followed by closing quotes or brackets): interpreto's
+    PART_SENTENCE ("Then Alice offers a drink, and Bob smiles." has two).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from xaimesh_runtime.errors import InvalidArgument
 tokenizer_lock = threading.RLock()
 
 SENTENCE_END = ".!?…。！？"
+PART_SENTENCE_END = ",;:，；："
 CLOSERS = "\"'”’)]}»"
 
 
@@ -97,6 +103,8 @@ class Tokenized:
     # Chats only (tokenize_chat): per token, the index of the message whose
     # content holds it, -1 for template tokens. Empty for texts.
     message_index: list[int] = field(default_factory=list)
+    part_sentence_index: list[int] = field(default_factory=list)
+    part_sentences: list[Segment] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -117,6 +125,8 @@ class Tokenized:
             return self.words
         if granularity == "sentence":
             return self.sentences
+        if granularity == "part_sentence":
+            return self.part_sentences
         if granularity in ("token", "all_tokens"):
             return [
                 Segment(self.tokens[i], self.token_start_chars[i], self.token_end_chars[i], i, i + 1)
@@ -403,16 +413,25 @@ def build_tokenized(
         # a special token between the two words
         return any(special[t] for t in range(words[k].end_token, words[k + 1].start_token))
 
-    sentences: list[Segment] = []
-    word_sentence: list[int] = []
-    first = 0
-    for k in range(len(words)):
-        word_sentence.append(len(sentences))
-        if k == len(words) - 1 or is_break(k):
-            a, b = words[first].start_char, words[k].end_char
-            sentences.append(Segment(text[a:b], a, b, words[first].start_token, words[k].end_token))
-            first = k + 1
-    sentence_index = [-1 if w < 0 else word_sentence[w] for w in word_index]
+    def is_part_break(k: int) -> bool:
+        word = words[k].text.rstrip(CLOSERS)
+        return bool(word) and word[-1] in PART_SENTENCE_END or is_break(k)
+
+    def runs(breaks) -> tuple[list[Segment], list[int]]:
+        """Segments that are runs of whole words cut where `breaks(k)`, and each token's segment."""
+        segments: list[Segment] = []
+        of_word: list[int] = []
+        first = 0
+        for k in range(len(words)):
+            of_word.append(len(segments))
+            if k == len(words) - 1 or breaks(k):
+                a, b = words[first].start_char, words[k].end_char
+                segments.append(Segment(text[a:b], a, b, words[first].start_token, words[k].end_token))
+                first = k + 1
+        return segments, [-1 if w < 0 else of_word[w] for w in word_index]
+
+    sentences, sentence_index = runs(is_break)
+    part_sentences, part_sentence_index = runs(is_part_break)
     return Tokenized(
         text=text,
         token_ids=[int(i) for i in ids],
@@ -425,6 +444,8 @@ def build_tokenized(
         words=words,
         sentences=sentences,
         truncated=truncated,
+        part_sentence_index=part_sentence_index,
+        part_sentences=part_sentences,
     )
 
 

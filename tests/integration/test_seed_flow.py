@@ -44,6 +44,9 @@ def test_demo_entry_point_on_the_tiny_model(isolated_home, tiny_lm_path):
     assert result["mse"] > 0 and 0 < result["sparsity"] <= 1
     page = report.read_text()
     assert "Deletion curve" in page and "<svg" in page and "KernelShap" in page
+    assert set(result["extractive_labels"]) == set(result["labels"]) and "extractive label" in page
+    assert "<table>" in (isolated_home / "out" / "lens.html").read_text()
+    assert (isolated_home / "out" / "concepts.html").read_text().count("<section class='xm-card'") == 20
     assert not re.search(r"(src|href)\s*=\s*[\"']?https?:", page)  # standalone: nothing loaded from outside
 
 

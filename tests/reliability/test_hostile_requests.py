@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -40,6 +41,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hostile import _set_path, message_strategy, mutation_strategy
 from xaimesh_contracts.v1 import (attribution_pb2, concept_pb2, concept_pb2_grpc, labeling_pb2, model_pb2,
                         model_pb2_grpc, tensor_pb2)
+from xaimesh_contracts.tensors import to_tensor
 from xaimesh_runtime.client import make_channel
 
 EXAMPLES = int(os.environ.get("XAIMESH_FUZZ_EXAMPLES", "30"))
@@ -78,7 +80,8 @@ class Resources:
         if not self.known:
             with make_channel(self.model_address) as channel:
                 stub = model_pb2_grpc.ModelServiceStub(channel)
-                models = [m.model_id for m in stub.ListModels(model_pb2.ListModelsRequest(), timeout=30).models]
+                infos = stub.ListModels(model_pb2.ListModelsRequest(), timeout=30).models
+                models = [m.model_id for m in infos]
                 ids = list(stub.Tokenize(model_pb2.TokenizeRequest(texts=TEXTS[1:2]), timeout=30)
                            .results[0].token_ids)
             self.known = {
@@ -91,6 +94,7 @@ class Resources:
                 "target_positions": [[len(ids) - 1], [1, 2]],
                 "target_classes": [[0], [1]],
                 "token_ids": [ids[:2]],
+                "hidden_size": [infos[0].hidden_size],
             }
         return self.known
 
@@ -107,6 +111,8 @@ class Resources:
                     activation_set=self.set_name, method=concept_pb2.CONCEPT_METHOD_PCA, nb_concepts=3),
                     timeout=60)
                 self.model_name = last.model.name
+            set_rows = int(stub.GetActivationSet(concept_pb2.GetActivationSetRequest(name=self.set_name),
+                                                 timeout=30).set.shape[0])
             exported = b"".join(r.data for r in stub.ExportConceptModel(
                 concept_pb2.ExportConceptModelRequest(name=self.model_name), timeout=30))
         known.update({
@@ -116,6 +122,7 @@ class Resources:
             "concept_models": [[self.model_name], [self.model_name, self.model_name]],
             "concept_indices": [[0], [0, 2]],
             "data": [exported, exported[: len(exported) // 2]],
+            "labels": [to_tensor(np.arange(set_rows) % 2)],
         })
         return known
 
@@ -252,11 +259,12 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, ser
 
 # RPCs whose valid request is mutated one or two fields at a time.
 MUTATED = {
-    "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations"],
+    "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations",
+              "LogitLens", "ConceptGradients", "UnembedDirections"],
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
-                "GetTopExamples", "ImportConceptModel"],
+                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel"],
     "labeling": ["LabelConcepts", "ScoreLabels"],
 }
 
@@ -290,6 +298,13 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
                 samples=m.EmbeddingSamples(alphas=[0.5, 1.0])),
             "Generate": lambda: m.GenerateRequest(model=lm, text="Hello", max_new_tokens=4),
             "StreamActivations": lambda: m.StreamActivationsRequest(model=lm, texts=TEXTS, split_points=["1"]),
+            "LogitLens": lambda: m.LogitLensRequest(model=lm, input_ids=ids, top_k=3),
+            "UnembedDirections": lambda: m.UnembedDirectionsRequest(
+                model=lm, directions=to_tensor(np.ones((2, k["hidden_size"][0]), np.float32)), top_k=3),
+            "ConceptGradients": lambda: m.ConceptGradientsRequest(
+                model=lm, input_ids=ids, split_point="1", target_positions=[len(ids) - 1],
+                codes=to_tensor(np.zeros((len(ids), 2), np.float32)),
+                decoder=to_tensor(np.zeros((2, k["hidden_size"][0]), np.float32))),
         }[method]()
     if service == "attribution":
         explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
@@ -312,6 +327,10 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             concept_models=[resources.model_name], source=source),
         "GetTopExamples": lambda: c.GetTopExamplesRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, k=3, k_context=2),
+        "FitProbe": lambda: c.FitProbeRequest(activation_set=resources.set_name, labels=k["labels"][0],
+                                              max_iterations=5),
+        "ExtractLabels": lambda: c.ExtractLabelsRequest(
+            concept_model=resources.model_name, activation_set=resources.set_name, k_examples=5),
         "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
         "LabelConcepts": lambda: labeling_pb2.LabelConceptsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, concept_indices=[0],
@@ -415,6 +434,8 @@ ENORMOUS = [
     ("model", "StreamActivations", {"chunk_bytes": INT32_MAX}),
     ("model", "Score", {"target_positions": [INT64_MAX]}),
     ("model", "ComputeGradients", {"samples.alphas": [0.5] * 100_000}),
+    ("model", "LogitLens", {"top_k": INT32_MAX}),
+    ("model", "UnembedDirections", {"top_k": INT32_MAX}),
     ("attribution", "Explain", {"method": 2, "parameters.lime.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 3, "parameters.kernel_shap.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 4, "parameters.sobol.n_perturbations": INT32_MAX}),
@@ -426,6 +447,8 @@ ENORMOUS = [
     ("attribution", "EvaluateAttributions", {"n_steps": INT32_MAX}),
     ("attribution", "EvaluateAttributions", {"n_random_orders": INT32_MAX}),
     ("attribution", "EvaluateAttributions", {"batch_size": INT32_MAX}),
+    ("concept", "ExtractLabels", {"k_examples": INT32_MAX}),
+    ("concept", "FitProbe", {"max_iterations": INT32_MAX}),
     ("concept", "FitConceptModel", {"nb_concepts": INT32_MAX}),
     ("concept", "FitConceptModel", {"method": 1, "options.max_iterations": INT32_MAX,
                                     "options.tolerance": 1e-30}),

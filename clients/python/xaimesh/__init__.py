@@ -34,6 +34,8 @@ _EXPORTS = {
     "load_texts": "xaimesh.datasets",
     "sample_texts": "xaimesh.datasets",
     "Report": "xaimesh.report",
+    "LogitLens": "xaimesh.lens",
+    "plot_lens": "xaimesh.lens",
 }
 
 __all__ = sorted(_EXPORTS)

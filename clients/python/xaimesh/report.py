@@ -120,7 +120,9 @@ class Report:
         return self.add_html(heading or f"{metric} curve", "\n".join(body))
 
     def add_concepts(self, labels: dict[int, str | None], results: dict | None = None, scores=None,
-                     heading: str = "Concepts", max_examples: int = 6) -> Report:
+                     heading: str = "Concepts", max_examples: int = 6,
+                     extractive_labels: dict[int, str | None] | None = None) -> Report:
+        """A table of concepts: label, scores, the extractive label (when given), top examples."""
         rows = []
         methods = ["detection", "fuzzing"] if scores is not None else []
         for index, label in labels.items():
@@ -135,10 +137,13 @@ class Report:
             cells = [f'<td class="num">{index}</td>', f"<td>{label_html}</td>"]
             for method in methods:
                 cells.append(f'<td class="num">{_fmt((scores.scores.get(index) or {}).get(method), 2)}</td>')
+            if extractive_labels is not None:
+                words = extractive_labels.get(index)
+                cells.append(f"<td>{_e(words) if words is not None else ''}</td>")
             cells.append(f"<td>{examples}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         head = "<tr><th>#</th><th>label</th>" + "".join(f"<th>{m} (balanced acc.)</th>" for m in methods) + \
-               "<th>top examples</th></tr>"
+               ("<th>extractive label</th>" if extractive_labels is not None else "") + "<th>top examples</th></tr>"
         note = ""
         if scores is not None:
             note = (f'<p class="note">Label scores by {_e(scores.scorer)}: mean detection '

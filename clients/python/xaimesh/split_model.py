@@ -53,6 +53,7 @@ class ActivationGranularity(enum.Enum):
     TOKEN = tensor_pb2.GRANULARITY_TOKEN  # every token but the special ones
     WORD = tensor_pb2.GRANULARITY_WORD  # one row per word (aggregated)
     SENTENCE = tensor_pb2.GRANULARITY_SENTENCE  # one row per sentence (aggregated)
+    PART_SENTENCE = tensor_pb2.GRANULARITY_PART_SENTENCE  # one row per part of a sentence (aggregated)
     SAMPLE = tensor_pb2.GRANULARITY_SAMPLE  # one row per text (aggregated)
     CLS_TOKEN = tensor_pb2.GRANULARITY_CLS_TOKEN  # the first token of each text
 
@@ -69,6 +70,8 @@ class AggregationStrategy(enum.Enum):
     MIN = tensor_pb2.AGGREGATION_MIN
     SUM = tensor_pb2.AGGREGATION_SUM
     SIGNED_MAX = tensor_pb2.AGGREGATION_SIGNED_MAX
+    FIRST = tensor_pb2.AGGREGATION_FIRST
+    LAST = tensor_pb2.AGGREGATION_LAST
 
     @classmethod
     def coerce(cls, value: Any) -> AggregationStrategy:

@@ -26,6 +26,7 @@ class ConceptMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METHOD_SAE_TOPK: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_SAE_BATCH_TOPK: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_SAE_JUMP_RELU: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_LINEAR_PROBE: _ClassVar[ConceptMethod]
 
 class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +40,9 @@ class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METRIC_FID: _ClassVar[ConceptMetric]
     CONCEPT_METRIC_STABILITY: _ClassVar[ConceptMetric]
     CONCEPT_METRIC_FROBENIUS: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_AVERAGE_EUCLIDEAN: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_COSINE_DISTANCE: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_STABILITY_MAX: _ClassVar[ConceptMetric]
 
 class ExampleSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +50,30 @@ class ExampleSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXAMPLE_SAMPLING_TOP: _ClassVar[ExampleSampling]
     EXAMPLE_SAMPLING_QUANTILE: _ClassVar[ExampleSampling]
     EXAMPLE_SAMPLING_RANDOM: _ClassVar[ExampleSampling]
+
+class ProbeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROBE_METHOD_UNSPECIFIED: _ClassVar[ProbeMethod]
+    PROBE_METHOD_LINEAR_REGRESSION: _ClassVar[ProbeMethod]
+    PROBE_METHOD_MEANS_DIFF: _ClassVar[ProbeMethod]
+    PROBE_METHOD_LOGISTIC_REGRESSION: _ClassVar[ProbeMethod]
+    PROBE_METHOD_LINEAR_SVM: _ClassVar[ProbeMethod]
+
+class ProbeNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROBE_NORMALIZATION_UNSPECIFIED: _ClassVar[ProbeNormalization]
+    PROBE_NORMALIZATION_NONE: _ClassVar[ProbeNormalization]
+    PROBE_NORMALIZATION_STANDARDIZATION: _ClassVar[ProbeNormalization]
+    PROBE_NORMALIZATION_WHITENING: _ClassVar[ProbeNormalization]
+
+class BiasCalibration(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BIAS_CALIBRATION_UNSPECIFIED: _ClassVar[BiasCalibration]
+    BIAS_CALIBRATION_PREVALENCE: _ClassVar[BiasCalibration]
+    BIAS_CALIBRATION_MIDPOINT: _ClassVar[BiasCalibration]
+    BIAS_CALIBRATION_FPR: _ClassVar[BiasCalibration]
+    BIAS_CALIBRATION_BCE: _ClassVar[BiasCalibration]
+    BIAS_CALIBRATION_LDA: _ClassVar[BiasCalibration]
 CONCEPT_METHOD_UNSPECIFIED: ConceptMethod
 CONCEPT_METHOD_SEMI_NMF: ConceptMethod
 CONCEPT_METHOD_NMF: ConceptMethod
@@ -61,6 +89,7 @@ CONCEPT_METHOD_SAE_VANILLA: ConceptMethod
 CONCEPT_METHOD_SAE_TOPK: ConceptMethod
 CONCEPT_METHOD_SAE_BATCH_TOPK: ConceptMethod
 CONCEPT_METHOD_SAE_JUMP_RELU: ConceptMethod
+CONCEPT_METHOD_LINEAR_PROBE: ConceptMethod
 CONCEPT_METRIC_UNSPECIFIED: ConceptMetric
 CONCEPT_METRIC_MSE: ConceptMetric
 CONCEPT_METRIC_EXPLAINED_VARIANCE: ConceptMetric
@@ -71,10 +100,28 @@ CONCEPT_METRIC_DEAD_CONCEPTS: ConceptMetric
 CONCEPT_METRIC_FID: ConceptMetric
 CONCEPT_METRIC_STABILITY: ConceptMetric
 CONCEPT_METRIC_FROBENIUS: ConceptMetric
+CONCEPT_METRIC_AVERAGE_EUCLIDEAN: ConceptMetric
+CONCEPT_METRIC_COSINE_DISTANCE: ConceptMetric
+CONCEPT_METRIC_STABILITY_MAX: ConceptMetric
 EXAMPLE_SAMPLING_UNSPECIFIED: ExampleSampling
 EXAMPLE_SAMPLING_TOP: ExampleSampling
 EXAMPLE_SAMPLING_QUANTILE: ExampleSampling
 EXAMPLE_SAMPLING_RANDOM: ExampleSampling
+PROBE_METHOD_UNSPECIFIED: ProbeMethod
+PROBE_METHOD_LINEAR_REGRESSION: ProbeMethod
+PROBE_METHOD_MEANS_DIFF: ProbeMethod
+PROBE_METHOD_LOGISTIC_REGRESSION: ProbeMethod
+PROBE_METHOD_LINEAR_SVM: ProbeMethod
+PROBE_NORMALIZATION_UNSPECIFIED: ProbeNormalization
+PROBE_NORMALIZATION_NONE: ProbeNormalization
+PROBE_NORMALIZATION_STANDARDIZATION: ProbeNormalization
+PROBE_NORMALIZATION_WHITENING: ProbeNormalization
+BIAS_CALIBRATION_UNSPECIFIED: BiasCalibration
+BIAS_CALIBRATION_PREVALENCE: BiasCalibration
+BIAS_CALIBRATION_MIDPOINT: BiasCalibration
+BIAS_CALIBRATION_FPR: BiasCalibration
+BIAS_CALIBRATION_BCE: BiasCalibration
+BIAS_CALIBRATION_LDA: BiasCalibration
 
 class ActivationSet(_message.Message):
     __slots__ = ("name", "id", "display_name", "shape", "dtype", "model", "split_point", "granularity", "aggregation", "num_samples", "create_time", "has_provenance", "size_bytes")
@@ -578,3 +625,131 @@ class ImportConceptModelResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: ConceptModel
     def __init__(self, model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...
+
+class ExtractLabelsRequest(_message.Message):
+    __slots__ = ("concept_model", "activation_set", "concept_indices", "k_examples", "max_terms", "max_ngram", "min_count")
+    CONCEPT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_INDICES_FIELD_NUMBER: _ClassVar[int]
+    K_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TERMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NGRAM_FIELD_NUMBER: _ClassVar[int]
+    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    concept_model: str
+    activation_set: str
+    concept_indices: _containers.RepeatedScalarFieldContainer[int]
+    k_examples: int
+    max_terms: int
+    max_ngram: int
+    min_count: int
+    def __init__(self, concept_model: _Optional[str] = ..., activation_set: _Optional[str] = ..., concept_indices: _Optional[_Iterable[int]] = ..., k_examples: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_ngram: _Optional[int] = ..., min_count: _Optional[int] = ...) -> None: ...
+
+class LabelTerm(_message.Message):
+    __slots__ = ("text", "score", "concept_count", "corpus_count")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    score: float
+    concept_count: int
+    corpus_count: int
+    def __init__(self, text: _Optional[str] = ..., score: _Optional[float] = ..., concept_count: _Optional[int] = ..., corpus_count: _Optional[int] = ...) -> None: ...
+
+class ExtractiveLabel(_message.Message):
+    __slots__ = ("concept_index", "label", "has_label", "terms", "num_active_rows", "num_examples")
+    CONCEPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    HAS_LABEL_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    NUM_ACTIVE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    concept_index: int
+    label: str
+    has_label: bool
+    terms: _containers.RepeatedCompositeFieldContainer[LabelTerm]
+    num_active_rows: int
+    num_examples: int
+    def __init__(self, concept_index: _Optional[int] = ..., label: _Optional[str] = ..., has_label: _Optional[bool] = ..., terms: _Optional[_Iterable[_Union[LabelTerm, _Mapping]]] = ..., num_active_rows: _Optional[int] = ..., num_examples: _Optional[int] = ...) -> None: ...
+
+class ExtractLabelsResponse(_message.Message):
+    __slots__ = ("progress", "label")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    label: ExtractiveLabel
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., label: _Optional[_Union[ExtractiveLabel, _Mapping]] = ...) -> None: ...
+
+class FitProbeRequest(_message.Message):
+    __slots__ = ("activation_set", "labels", "method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations", "test_fraction", "seed", "display_name", "concept_names")
+    ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    BIAS_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    L2_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    TEST_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    activation_set: str
+    labels: _tensor_pb2.Tensor
+    method: ProbeMethod
+    normalization: ProbeNormalization
+    bias_calibration: BiasCalibration
+    l2: float
+    learning_rate: float
+    max_iterations: int
+    test_fraction: float
+    seed: int
+    display_name: str
+    concept_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, activation_set: _Optional[str] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., method: _Optional[_Union[ProbeMethod, str]] = ..., normalization: _Optional[_Union[ProbeNormalization, str]] = ..., bias_calibration: _Optional[_Union[BiasCalibration, str]] = ..., l2: _Optional[float] = ..., learning_rate: _Optional[float] = ..., max_iterations: _Optional[int] = ..., test_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., display_name: _Optional[str] = ..., concept_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ProbeMetrics(_message.Message):
+    __slots__ = ("concept_name", "concept_index", "test_accuracy", "test_balanced_accuracy", "test_auc", "test_positives", "test_negatives", "train_accuracy", "train_balanced_accuracy", "train_auc")
+    CONCEPT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TEST_BALANCED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TEST_AUC_FIELD_NUMBER: _ClassVar[int]
+    TEST_POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    TEST_NEGATIVES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_BALANCED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_AUC_FIELD_NUMBER: _ClassVar[int]
+    concept_name: str
+    concept_index: int
+    test_accuracy: float
+    test_balanced_accuracy: float
+    test_auc: float
+    test_positives: int
+    test_negatives: int
+    train_accuracy: float
+    train_balanced_accuracy: float
+    train_auc: float
+    def __init__(self, concept_name: _Optional[str] = ..., concept_index: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., test_balanced_accuracy: _Optional[float] = ..., test_auc: _Optional[float] = ..., test_positives: _Optional[int] = ..., test_negatives: _Optional[int] = ..., train_accuracy: _Optional[float] = ..., train_balanced_accuracy: _Optional[float] = ..., train_auc: _Optional[float] = ...) -> None: ...
+
+class ProbeResult(_message.Message):
+    __slots__ = ("model", "metrics", "train_rows", "test_rows")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    model: ConceptModel
+    metrics: _containers.RepeatedCompositeFieldContainer[ProbeMetrics]
+    train_rows: int
+    test_rows: int
+    def __init__(self, model: _Optional[_Union[ConceptModel, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[ProbeMetrics, _Mapping]]] = ..., train_rows: _Optional[int] = ..., test_rows: _Optional[int] = ...) -> None: ...
+
+class FitProbeResponse(_message.Message):
+    __slots__ = ("progress", "log", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    log: TrainingLogEntry
+    result: ProbeResult
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., log: _Optional[_Union[TrainingLogEntry, _Mapping]] = ..., result: _Optional[_Union[ProbeResult, _Mapping]] = ...) -> None: ...

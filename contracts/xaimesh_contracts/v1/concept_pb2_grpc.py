@@ -113,6 +113,16 @@ class ConceptServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesResponse.FromString,
                 _registered_method=True)
+        self.ExtractLabels = channel.unary_stream(
+                '/xaimesh.v1.ConceptService/ExtractLabels',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsResponse.FromString,
+                _registered_method=True)
+        self.FitProbe = channel.unary_stream(
+                '/xaimesh.v1.ConceptService/FitProbe',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.FitProbeRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.FitProbeResponse.FromString,
+                _registered_method=True)
         self.ExportConceptModel = channel.unary_stream(
                 '/xaimesh.v1.ConceptService/ExportConceptModel',
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.ExportConceptModelRequest.SerializeToString,
@@ -237,6 +247,26 @@ class ConceptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExtractLabels(self, request, context):
+        """Per concept, a label without an LLM: the words and word n-grams that
+        set its most activating rows apart from the rest of the set (log odds
+        ratio z-scores). Definition: docs/concept-labels.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FitProbe(self, request, context):
+        """Fits a supervised linear probe on an activation set and labels (one
+        binary label per row and concept), with a held-out split and its
+        metrics; the probe is stored as a concept model (LINEAR_PROBE), so
+        Encode, GetDictionary, top examples and labels work on it.
+        Definition: docs/probes.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportConceptModel(self, request, context):
         """Exports a concept model as a safetensors file + JSON metadata (bytes
         streamed in chunks), and imports it back.
@@ -328,6 +358,16 @@ def add_ConceptServiceServicer_to_server(servicer, server):
                     servicer.GetTopExamples,
                     request_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesResponse.SerializeToString,
+            ),
+            'ExtractLabels': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExtractLabels,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsResponse.SerializeToString,
+            ),
+            'FitProbe': grpc.unary_stream_rpc_method_handler(
+                    servicer.FitProbe,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.FitProbeRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.FitProbeResponse.SerializeToString,
             ),
             'ExportConceptModel': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportConceptModel,
@@ -749,6 +789,60 @@ class ConceptService:
             '/xaimesh.v1.ConceptService/GetTopExamples',
             xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesRequest.SerializeToString,
             xaimesh_dot_v1_dot_concept__pb2.GetTopExamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtractLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/ExtractLabels',
+            xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.ExtractLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitProbe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/FitProbe',
+            xaimesh_dot_v1_dot_concept__pb2.FitProbeRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.FitProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,

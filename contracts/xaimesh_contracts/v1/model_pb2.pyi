@@ -192,7 +192,7 @@ class TokenizeRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., sequences: _Optional[_Iterable[_Union[TokenIds, _Mapping]]] = ..., chats: _Optional[_Iterable[_Union[ChatConversation, _Mapping]]] = ...) -> None: ...
 
 class TokenizedText(_message.Message):
-    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text", "message_index")
+    __slots__ = ("token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask", "word_index", "sentence_index", "words", "sentences", "text", "message_index", "part_sentence_index", "part_sentences")
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_START_CHARS_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +204,8 @@ class TokenizedText(_message.Message):
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PART_SENTENCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PART_SENTENCES_FIELD_NUMBER: _ClassVar[int]
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     tokens: _containers.RepeatedScalarFieldContainer[str]
     token_start_chars: _containers.RepeatedScalarFieldContainer[int]
@@ -215,7 +217,9 @@ class TokenizedText(_message.Message):
     sentences: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
     text: str
     message_index: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ..., message_index: _Optional[_Iterable[int]] = ...) -> None: ...
+    part_sentence_index: _containers.RepeatedScalarFieldContainer[int]
+    part_sentences: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Segment]
+    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., token_start_chars: _Optional[_Iterable[int]] = ..., token_end_chars: _Optional[_Iterable[int]] = ..., special_mask: _Optional[_Iterable[bool]] = ..., word_index: _Optional[_Iterable[int]] = ..., sentence_index: _Optional[_Iterable[int]] = ..., words: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., text: _Optional[str] = ..., message_index: _Optional[_Iterable[int]] = ..., part_sentence_index: _Optional[_Iterable[int]] = ..., part_sentences: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ...) -> None: ...
 
 class TokenizeResponse(_message.Message):
     __slots__ = ("results",)
@@ -494,3 +498,91 @@ class StreamActivationsResponse(_message.Message):
     item_error: ItemError
     summary: ActivationsSummary
     def __init__(self, header: _Optional[_Union[ActivationsHeader, _Mapping]] = ..., progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., chunk: _Optional[_Union[ActivationsChunk, _Mapping]] = ..., item_error: _Optional[_Union[ItemError, _Mapping]] = ..., summary: _Optional[_Union[ActivationsSummary, _Mapping]] = ...) -> None: ...
+
+class LogitLensRequest(_message.Message):
+    __slots__ = ("model", "input_ids", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_ids: _containers.RepeatedScalarFieldContainer[int]
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class LogitLensResponse(_message.Message):
+    __slots__ = ("layers", "top_token_ids", "top_probabilities", "top_tokens", "next_token_probabilities", "input_tokens", "model")
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TOP_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    TOP_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TOKEN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    top_token_ids: _tensor_pb2.Tensor
+    top_probabilities: _tensor_pb2.Tensor
+    top_tokens: _containers.RepeatedScalarFieldContainer[str]
+    next_token_probabilities: _tensor_pb2.Tensor
+    input_tokens: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    def __init__(self, layers: _Optional[_Iterable[str]] = ..., top_token_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_tokens: _Optional[_Iterable[str]] = ..., next_token_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., input_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ConceptGradientsRequest(_message.Message):
+    __slots__ = ("model", "input_ids", "split_point", "codes", "decoder", "offset", "target_positions", "target_classes", "inference_mode")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    DECODER_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_ids: _containers.RepeatedScalarFieldContainer[int]
+    split_point: str
+    codes: _tensor_pb2.Tensor
+    decoder: _tensor_pb2.Tensor
+    offset: _tensor_pb2.Tensor
+    target_positions: _containers.RepeatedScalarFieldContainer[int]
+    target_classes: _containers.RepeatedScalarFieldContainer[int]
+    inference_mode: _tensor_pb2.InferenceMode
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., split_point: _Optional[str] = ..., codes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., decoder: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., offset: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ...) -> None: ...
+
+class ConceptGradientsResponse(_message.Message):
+    __slots__ = ("gradients", "scores", "model")
+    GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    gradients: _tensor_pb2.Tensor
+    scores: _tensor_pb2.Tensor
+    model: str
+    def __init__(self, gradients: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class UnembedDirectionsRequest(_message.Message):
+    __slots__ = ("model", "directions", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    directions: _tensor_pb2.Tensor
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., directions: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class UnembedDirectionsResponse(_message.Message):
+    __slots__ = ("promoted_ids", "promoted_values", "suppressed_ids", "suppressed_values", "promoted_tokens", "suppressed_tokens", "model")
+    PROMOTED_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_IDS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    promoted_ids: _tensor_pb2.Tensor
+    promoted_values: _tensor_pb2.Tensor
+    suppressed_ids: _tensor_pb2.Tensor
+    suppressed_values: _tensor_pb2.Tensor
+    promoted_tokens: _containers.RepeatedScalarFieldContainer[str]
+    suppressed_tokens: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    def __init__(self, promoted_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_tokens: _Optional[_Iterable[str]] = ..., suppressed_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...

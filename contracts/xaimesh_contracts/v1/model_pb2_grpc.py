@@ -81,6 +81,21 @@ class ModelServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsResponse.FromString,
                 _registered_method=True)
+        self.LogitLens = channel.unary_unary(
+                '/xaimesh.v1.ModelService/LogitLens',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
+                _registered_method=True)
+        self.ConceptGradients = channel.unary_unary(
+                '/xaimesh.v1.ModelService/ConceptGradients',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.FromString,
+                _registered_method=True)
+        self.UnembedDirections = channel.unary_unary(
+                '/xaimesh.v1.ModelService/UnembedDirections',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -153,6 +168,36 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogitLens(self, request, context):
+        """Logit lens (causal LMs): the model's own final norm and unembedding
+        applied to the residual stream entering the first block and leaving
+        every block, at every position: the top-k next tokens and their
+        probabilities. Definition: docs/lenses.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConceptGradients(self, request, context):
+        """Gradients of target scores with respect to concept activations: the
+        split point's output is replaced by codes . decoder + offset (a concept
+        model's linear decoder) and the rest of the model runs from there.
+        Definition: docs/concept-gradients.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnembedDirections(self, request, context):
+        """The output tokens that directions of the residual stream (e.g. concept
+        directions) promote and suppress: the unembedding applied to each
+        direction, its top and bottom tokens (causal LMs). Definition:
+        docs/concept-gradients.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +240,21 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.StreamActivations,
                     request_deserializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_model__pb2.StreamActivationsResponse.SerializeToString,
+            ),
+            'LogitLens': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogitLens,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.SerializeToString,
+            ),
+            'ConceptGradients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConceptGradients,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.SerializeToString,
+            ),
+            'UnembedDirections': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnembedDirections,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -420,6 +480,87 @@ class ModelService:
             '/xaimesh.v1.ModelService/StreamActivations',
             xaimesh_dot_v1_dot_model__pb2.StreamActivationsRequest.SerializeToString,
             xaimesh_dot_v1_dot_model__pb2.StreamActivationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogitLens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/LogitLens',
+            xaimesh_dot_v1_dot_model__pb2.LogitLensRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConceptGradients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/ConceptGradients',
+            xaimesh_dot_v1_dot_model__pb2.ConceptGradientsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.ConceptGradientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnembedDirections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/UnembedDirections',
+            xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

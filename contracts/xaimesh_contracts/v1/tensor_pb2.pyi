@@ -29,6 +29,7 @@ class Granularity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANULARITY_SENTENCE: _ClassVar[Granularity]
     GRANULARITY_SAMPLE: _ClassVar[Granularity]
     GRANULARITY_CLS_TOKEN: _ClassVar[Granularity]
+    GRANULARITY_PART_SENTENCE: _ClassVar[Granularity]
 
 class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,8 @@ class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGGREGATION_MIN: _ClassVar[Aggregation]
     AGGREGATION_SUM: _ClassVar[Aggregation]
     AGGREGATION_SIGNED_MAX: _ClassVar[Aggregation]
+    AGGREGATION_FIRST: _ClassVar[Aggregation]
+    AGGREGATION_LAST: _ClassVar[Aggregation]
 
 class InferenceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,12 +65,15 @@ GRANULARITY_WORD: Granularity
 GRANULARITY_SENTENCE: Granularity
 GRANULARITY_SAMPLE: Granularity
 GRANULARITY_CLS_TOKEN: Granularity
+GRANULARITY_PART_SENTENCE: Granularity
 AGGREGATION_UNSPECIFIED: Aggregation
 AGGREGATION_MEAN: Aggregation
 AGGREGATION_MAX: Aggregation
 AGGREGATION_MIN: Aggregation
 AGGREGATION_SUM: Aggregation
 AGGREGATION_SIGNED_MAX: Aggregation
+AGGREGATION_FIRST: Aggregation
+AGGREGATION_LAST: Aggregation
 INFERENCE_MODE_UNSPECIFIED: InferenceMode
 INFERENCE_MODE_LOGITS: InferenceMode
 INFERENCE_MODE_SOFTMAX: InferenceMode

@@ -43,7 +43,7 @@ from ..options import Aggregation, BaselineKind, InferenceMode, ReplacementPolic
 from ..scoring import MaskScorer, ProgressFn, StopFn
 
 DEFAULT_BATCH_SIZE = 32
-ATTRIBUTION_GRANULARITIES = ("all_tokens", "token", "word", "sentence")
+ATTRIBUTION_GRANULARITIES = ("all_tokens", "token", "word", "sentence", "part_sentence")
 # Upper bounds of counts: a request above them is refused up front instead of
 # running for hours or allocating more memory than the machine has.
 MAX_PERTURBATIONS = 65_536

@@ -13,6 +13,7 @@ from ..common import enum_key
 from .base import REGISTRY, ConceptMethod, ModelState, default_device, resolve_device
 from .factorization import NMF, ConvexNMF, SemiNMF
 from .linear import ICA, PCA, SVD
+from .probe import LinearProbe
 from .sae import BatchTopKSAE, JumpReLUSAE, TopKSAE, VanillaSAE
 from .sklearn_methods import DictionaryLearning, KMeans, NeuronsAsConcepts, SparsePCA
 
@@ -24,7 +25,8 @@ FIT_OPTION_FIELDS = (
     "jump_bandwidth", "alpha", "standardize",
 )
 
-METHOD_NAMES = tuple(REGISTRY)
+#: The methods FitConceptModel fits (the supervised ones, probes, are fitted by FitProbe).
+METHOD_NAMES = tuple(name for name, klass in REGISTRY.items() if not klass.supervised)
 
 
 def method_class(name) -> type[ConceptMethod]:
@@ -75,5 +77,5 @@ __all__ = [
     "REGISTRY", "METHOD_NAMES", "FIT_OPTION_FIELDS", "ConceptMethod", "ModelState", "build_method",
     "method_class", "applicable_options", "default_device", "resolve_device",
     "SemiNMF", "NMF", "ConvexNMF", "PCA", "ICA", "SVD", "KMeans", "DictionaryLearning",
-    "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE",
+    "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "LinearProbe",
 ]

@@ -144,6 +144,8 @@ class ConceptMethod:
     uses_device: ClassVar[bool] = False
     #: Codes are >= 0.
     nonnegative_codes: ClassVar[bool] = False
+    #: Fitted from labels by FitProbe (probes.py), not by FitConceptModel.
+    supervised: ClassVar[bool] = False
 
     COMMON_OPTIONS: ClassVar[dict[str, Any]] = {"seed": 0, "standardize": False}
     #: Upper bounds of the counts a request may ask for: past them a fit would

@@ -15,6 +15,8 @@ forward passes). One module per work kind, each registering its runner in
     gradients.py    ComputeGradients GradWork(task)
     generation.py   Generate         GenWork()
     activations.py  StreamActivations ActWork(paths, stop); token semantics: docs/models.md, "Token semantics"
+    lens.py         LogitLens        LensWork(top_k); definition: docs/lenses.md; UnembedDirections
+    concept_gradients.py ConceptGradients ConceptGradWork(task); definition: docs/concept-gradients.md
 
 This package re-exports the public names, so callers write
 `from xaimesh_model_server import engine; engine.score(...)`.
@@ -44,20 +46,23 @@ from .activations import (
     resolve_split_points,
     split_point_candidates,
 )
+from .concept_gradients import ConceptGradWork, concept_gradients
 from .generation import GENERATE_MAX_BATCH, GenerationResult, GenWork, generate
 from .gradients import EmbeddingSamples, GradWork, gradients, input_embeddings, make_samples
 from .inputs import check_input_ids
+from .lens import LensResult, LensWork, UnembeddedDirections, logit_lens, unembed_directions
 from .limits import DEFAULT_LIMITS, MAX_NEW_TOKENS_WHEN_UNSET, Limits
 from .score import Replacement, ScoreWork, score
 from .work import RUNNERS, WorkKind, attach_dynamic_batcher, get_executor, make_dynamic_batcher, run_rows
 
 __all__ = [
     "DEFAULT_LIMITS", "GENERATE_MAX_BATCH", "MAX_NEW_TOKENS_WHEN_UNSET", "RUNNERS",
-    "ActWork", "ActivationBatch", "ActivationJob", "Aggregation", "BaselineKind", "EmbeddingSamples", "GenWork",
-    "GenerationResult", "GradWork", "GradientOutput", "Granularity", "InferenceMode", "ItemError", "Limits",
-    "Replacement", "ReplacementPolicy", "RowProvenance", "ScoreWork", "SpecialTokensPolicy", "SplitPoint", "WorkKind",
-    "activations", "aggregate_rows", "attach_dynamic_batcher", "check_input_ids", "generate", "get_executor",
-    "gradients", "input_embeddings", "make_dynamic_batcher", "make_samples", "resolve_special_tokens",
-    "resolve_split_points", "run_rows", "split_point_candidates",
+    "ActWork", "ActivationBatch", "ActivationJob", "Aggregation", "BaselineKind", "ConceptGradWork", "EmbeddingSamples", "GenWork",
+    "GenerationResult", "GradWork", "LensResult", "LensWork", "GradientOutput", "Granularity", "InferenceMode", "ItemError", "Limits",
+    "Replacement", "ReplacementPolicy", "RowProvenance", "ScoreWork", "SpecialTokensPolicy", "SplitPoint",
+    "UnembeddedDirections", "WorkKind",
+    "activations", "aggregate_rows", "attach_dynamic_batcher", "concept_gradients", "check_input_ids", "generate", "get_executor",
+    "gradients", "input_embeddings", "logit_lens", "make_dynamic_batcher", "make_samples", "resolve_special_tokens",
+    "resolve_split_points", "run_rows", "split_point_candidates", "unembed_directions",
     "score",
 ]

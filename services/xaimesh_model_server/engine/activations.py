@@ -315,6 +315,15 @@ def aggregate_rows(rows: torch.Tensor, segment_ids: torch.Tensor, n_segments: in
     rows, seg = rows[keep].float(), segment_ids[keep]
     W = rows.shape[1]
     idx = seg.view(-1, 1).expand(-1, W)
+    if aggregation in (Aggregation.FIRST, Aggregation.LAST):
+        # Rows are in token order: the segment's smallest / largest row index.
+        order = torch.arange(rows.shape[0])
+        pick = torch.full((n_segments,), -1 if aggregation == Aggregation.LAST else rows.shape[0], dtype=torch.long)
+        pick.scatter_reduce_(0, seg, order, "amin" if aggregation == Aggregation.FIRST else "amax")
+        out = torch.zeros(n_segments, W)
+        present = (pick >= 0) & (pick < rows.shape[0])
+        out[present] = rows[pick[present]]
+        return out
     if aggregation in (Aggregation.MEAN, Aggregation.SUM):
         out = torch.zeros(n_segments, W).index_add_(0, seg, rows)
         if aggregation == Aggregation.MEAN:
@@ -461,8 +470,9 @@ class ActivationJob:
             seg[non_special] = 0
             end_char = max(tk.token_end_chars) if tk.truncated else len(tk.text)
             return seg, 1, [RowProvenance(idx, non_special[0], non_special[-1] + 1, tk.text[:end_char])]
-        segments = tk.words if g == Granularity.WORD else tk.sentences
-        index = tk.word_index if g == Granularity.WORD else tk.sentence_index
+        segments, index = {Granularity.WORD: (tk.words, tk.word_index),
+                           Granularity.PART_SENTENCE: (tk.part_sentences, tk.part_sentence_index)}.get(
+                               g, (tk.sentences, tk.sentence_index))
         seg = torch.tensor(index, dtype=torch.long)
         return seg, len(segments), [RowProvenance(idx, s.start_token, s.end_token, s.text) for s in segments]
 

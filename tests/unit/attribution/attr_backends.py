@@ -262,6 +262,8 @@ class EngineBackend:
             [seg(s) for s in t.words],
             [seg(s) for s in t.sentences],
             t.text,
+            part_sentence_index=list(t.part_sentence_index),
+            part_sentences=[seg(s) for s in t.part_sentences],
         )
 
     def tokenize_ids(self, token_ids) -> Tokenized:

@@ -127,7 +127,7 @@ def test_list_methods():
     assert methods["kernel_shap"].family == "perturbation" and methods["saliency"].family == "gradient"
     assert methods["kernel_shap"].number == 3 and methods["var_grad"].number == 11
     assert methods["integrated_gradients"].defaults.n_steps == 50
-    assert methods["sobol"].granularities == ("all_tokens", "token", "word", "sentence")
+    assert methods["sobol"].granularities == ("all_tokens", "token", "word", "sentence", "part_sentence")
     json.dumps([m.defaults.to_dict() for m in methods.values()])
     # proto-style names, class names and numbers resolve to the same method
     assert resolve_method("ATTRIBUTION_METHOD_KERNEL_SHAP") is resolve_method(3) is resolve_method("KernelShap")

@@ -154,7 +154,7 @@ def test_metrics_examples_and_stability(ws):
     vals = ws.compute_metrics([a.name], SetRange(info.name), progress=seen.append)
     got = {v.metric: v.value for v in vals}
     assert set(got) == {"MSE", "FROBENIUS", "EXPLAINED_VARIANCE", "SPARSITY", "SPARSITY_RATIO", "L0",
-                        "DEAD_CONCEPTS", "FID"}
+                        "DEAD_CONCEPTS", "FID", "AVERAGE_EUCLIDEAN", "COSINE_DISTANCE"}
     assert got["MSE"] == pytest.approx(got["FROBENIUS"] ** 2 / (N * D))
     assert got["EXPLAINED_VARIANCE"] > 0.999 and all(v.concept_model == a.name for v in vals)
     assert seen and seen[-1].done == seen[-1].total

@@ -225,3 +225,18 @@ def test_each_stack_has_the_model_length(t5, name):
     assert rows[0].rows[model.split_points[-1]].shape[0] == M - 1 and not rows[0].errors
     (batch,) = list(engine.activations(model, [long_text], [model.split_points[-1]]))
     assert batch.errors and "at most" in str(batch.errors[0].error)
+
+
+def test_lens_output_tokens_and_concept_gradients_refuse_an_encoder_decoder(t5):
+    """They are defined on a causal LM's (or classifier's) single stack: a clear refusal, not numbers."""
+    from xaimesh_model_server import engine
+    from xaimesh_runtime.errors import FailedPrecondition
+
+    src, _ = _pair(t5)
+    with pytest.raises(FailedPrecondition, match="not a causal LM"):
+        engine.logit_lens(t5, src)
+    with pytest.raises(FailedPrecondition, match="not a causal LM"):
+        engine.unembed_directions(t5, np.ones((1, t5.hidden_size), dtype=np.float32))
+    with pytest.raises(FailedPrecondition, match="encoder-decoder"):
+        engine.concept_gradients(t5, src, "encoder.block.0", np.ones((len(src), 2), dtype=np.float32),
+                                 np.ones((2, t5.hidden_size), dtype=np.float32))

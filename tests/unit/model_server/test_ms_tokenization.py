@@ -119,7 +119,7 @@ def test_to_dict_matches_proto_fields(lm):
     d = tokenize(lm, "Hi. Bye").to_dict()
     assert set(d) == {
         "text", "token_ids", "tokens", "token_start_chars", "token_end_chars", "special_mask",
-        "word_index", "sentence_index", "words", "sentences",
+        "word_index", "sentence_index", "words", "sentences", "part_sentence_index", "part_sentences",
     }
     assert set(d["words"][0]) == {"text", "start_char", "end_char", "start_token", "end_token"}
 

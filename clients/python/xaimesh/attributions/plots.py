@@ -40,7 +40,8 @@ import numpy as np
 
 from .output import AttributionOutput
 
-__all__ = ["AttributionPlot", "in_notebook", "plot_attributions", "render_html", "render_text"]
+__all__ = ["AttributionPlot", "in_notebook", "plot_attributions", "present", "render_html", "render_text",
+           "write_page"]
 
 # RdBu end points: red raises the target's score, blue lowers it.
 _POS = (178, 24, 43)
@@ -304,13 +305,7 @@ class AttributionPlot:
 
     def save_html(self, path: str | Path) -> Path:
         """Writes a standalone, self-contained HTML page; returns the path."""
-        title = html.escape(_title(self.outputs[0])) if self.outputs else "attributions"
-        page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
-                "</head><body style=\"margin:16px;background:#fafafa\">\n" + self.html() + "\n</body></html>\n")
-        path = Path(path)
-        path.write_text(page, encoding="utf-8")
-        return path
+        return write_page(path, _title(self.outputs[0]) if self.outputs else "attributions", self.html())
 
     def __str__(self) -> str:
         return "\n\n".join(render_text(o) for o in self.outputs)
@@ -334,7 +329,14 @@ def plot_attributions(attributions: AttributionOutput | Sequence[AttributionOutp
     for o in outputs:
         if not isinstance(o, AttributionOutput):
             raise TypeError(f"plot_attributions takes AttributionOutput objects, got {type(o).__name__}")
-    plot = AttributionPlot(outputs)
+    return present(AttributionPlot(outputs), show)
+
+
+def present(plot, show: bool | None):
+    """Shows a plot object (with `_repr_html_` and `__str__`) as the plot_*
+    functions promise: `show=None` prints it outside a notebook (a notebook
+    displays the returned object itself), `True` displays it now, `False`
+    never. Returns the plot."""
     notebook = in_notebook()
     if show or (show is None and not notebook):
         if notebook:
@@ -344,3 +346,14 @@ def plot_attributions(attributions: AttributionOutput | Sequence[AttributionOutp
         else:
             print(plot)
     return plot
+
+
+def write_page(path: str | Path, title: str, fragment: str) -> Path:
+    """Writes an HTML fragment as a standalone, self-contained page; returns the path."""
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title></head><body style=\"margin:16px;background:#fafafa\">\n"
+            + fragment + "\n</body></html>\n")
+    path = Path(path)
+    path.write_text(page, encoding="utf-8")
+    return path

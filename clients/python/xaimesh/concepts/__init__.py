@@ -9,7 +9,7 @@
 Every name is imported on first use, so ``import xaimesh.concepts`` stays
 light. Explainers (``*Concepts``) run in the concept-service; ``LLMLabels``
 and ``TopKInputs`` (interpretations) label concepts through the labeling
-service; ``upload_activations`` stores a client-side array as an
+service, ``ExtractiveLabels`` without an LLM in the concept-service; ``upload_activations`` stores a client-side array as an
 activation set; :mod:`xaimesh.concepts._rpc` has the low-level helpers
 (``iter_top_examples``...).
 """
@@ -44,6 +44,10 @@ _EXPORTS = {
     "iter_top_examples": "xaimesh.concepts._rpc",
     # interpretations (labeling)
     "LLMLabels": "xaimesh.concepts.interpretations",
+    "ExtractiveLabels": "xaimesh.concepts.interpretations",
+    "LinearProbe": "xaimesh.concepts.explainers",
+    "plot_concepts": "xaimesh.concepts.plots",
+    "concept_page": "xaimesh.concepts.page",
     "TopKInputs": "xaimesh.concepts.interpretations",
 }
 

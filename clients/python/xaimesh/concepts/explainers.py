@@ -13,7 +13,8 @@ Scikit-learn style: the parameters are set in ``__init__``; what ``fit``
 learns ends with an underscore (``concept_model_``, ``training_log_``,
 ``hidden_size_``, ``final_loss_``...). The options are the fields of
 ``ConceptFitOptions`` that apply to the method (unset = the service's
-default).
+default). ``LinearProbe`` is fitted from labels too
+(``probe.fit(activations, labels)``, docs/probes.md).
 """
 
 from __future__ import annotations
@@ -341,6 +342,97 @@ class ConceptExplainer:
         self._require_fitted()
         return list(_rpc.iter_top_examples(self, activations, concept_indices, **kwargs))
 
+    # -- concepts to outputs ---------------------------------------------
+    def _remote_model(self, what: str):
+        self._require_fitted()
+        sm = self.model_with_split_points
+        if sm is None:
+            raise ValueError(f"{what} needs the model: build the explainer from a ModelWithSplitPoints or a "
+                             "remote model")
+        return sm.model
+
+    def _affine_decoder(self, timeout: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """(D [concepts, hidden], offset [hidden]) with decode(c) = c . D + offset in the
+        activations' own space (standardisation folded in), read from Decode."""
+        import numpy as np
+
+        k = self.nb_concepts_
+        offset = self.decode_concepts(np.zeros((1, k), np.float32), timeout=timeout)[0]
+        return self.decode_concepts(np.eye(k, dtype=np.float32), timeout=timeout) - offset, offset
+
+    def output_tokens(self, top_k: int = 10, *, timeout: float | None = None) -> list[dict[str, list[tuple[str, float]]]]:
+        """Per concept, the output tokens its decoder direction D_j promotes
+        and suppresses: the top / bottom ``top_k`` of U . D_j with U the
+        model's unembedding ({"promoted": [(token, value)...], "suppressed":
+        [...]}; causal LMs; docs/concept-gradients.md)."""
+        from xaimesh_contracts.tensors import to_numpy, to_tensor
+        from xaimesh_contracts.v1 import model_pb2
+
+        model = self._remote_model("output_tokens")
+        decoder, _ = self._affine_decoder(timeout)
+        response = model.mesh.client("model").call("UnembedDirections", model_pb2.UnembedDirectionsRequest(
+            model=model.model_id, directions=to_tensor(decoder.astype("float32")), top_k=top_k), timeout=timeout)
+        up, down = to_numpy(response.promoted_values), to_numpy(response.suppressed_values)
+        k = up.shape[1]
+        return [{"promoted": list(zip(response.promoted_tokens[j * k:(j + 1) * k], up[j].tolist(), strict=True)),
+                 "suppressed": list(zip(response.suppressed_tokens[j * k:(j + 1) * k], down[j].tolist(), strict=True))}
+                for j in range(up.shape[0])]
+
+    def concept_output_gradient(self, inputs: str | list[str], targets: list[int] | None = None, *,
+                                concepts_x_gradients: bool = True, normalization: bool = True,
+                                inference_mode: str = "logits", timeout: float | None = None) -> list[np.ndarray]:
+        """For each text, the gradient of each target's score with respect to
+        each concept's activation at each token, ``[targets, tokens, concepts]``
+        (docs/concept-gradients.md): the model-server replaces the split
+        point's output by this model's decoding of the text's own concept
+        activations and differentiates the rest of the model.
+
+        ``targets``: causal LM, the positions p whose token is scored from
+        the logits at p - 1 (default: every position 1..tokens-1, the text's
+        own next tokens); classifier, class indices (default: every class).
+        ``concepts_x_gradients`` multiplies by the concept activations and
+        ``normalization`` scales each target's row to a sum of absolute
+        values of 1 (both on by default, as interpreto). Tokens are those the
+        model sees (its tokenizer's special tokens included)."""
+        import numpy as np
+
+        from xaimesh_contracts.enums import to_number
+        from xaimesh_contracts.tensors import to_numpy, to_tensor
+        from xaimesh_contracts.v1 import model_pb2, tensor_pb2
+
+        model, point = self._remote_model("concept_output_gradient"), self._split_point_str()
+        decoder, offset = self._affine_decoder(timeout)
+        out = []
+        for text in [inputs] if isinstance(inputs, str) else list(inputs):
+            ids = model.tokenizer.encode(text, add_special_tokens=True)
+            (rows,) = model.activations([text], split_points=[point], granularity="ALL_TOKENS",
+                                        show_progress=False).values()
+            if rows.rows.shape[0] != len(ids):
+                raise RuntimeError(f"the model-server gave {rows.rows.shape[0]} activation rows for {len(ids)} tokens")
+            codes = self.encode_activations(rows.rows, timeout=timeout)
+            linear = codes @ decoder + offset
+            if not np.allclose(self.decode_concepts(codes, timeout=timeout), linear, rtol=1e-3,
+                               atol=1e-4 * max(1.0, float(np.abs(linear).max()))):
+                raise ValueError(f"{type(self).__name__}'s decoder is not linear: concept_output_gradient needs "
+                                 "decode(c) = c . D + offset")
+            request = model_pb2.ConceptGradientsRequest(
+                model=model.model_id, input_ids=ids, split_point=point, codes=to_tensor(codes),
+                decoder=to_tensor(decoder.astype(np.float32)), offset=to_tensor(offset.astype(np.float32)),
+                inference_mode=to_number(tensor_pb2.InferenceMode, inference_mode, field="inference_mode"))
+            if model.is_classifier:
+                request.target_classes.extend(targets if targets is not None else range(len(model.info.labels)))
+            else:
+                request.target_positions.extend(targets if targets is not None else range(1, len(ids)))
+            response = model.mesh.client("model").call("ConceptGradients", request, timeout=timeout)
+            grads = to_numpy(response.gradients, field="gradients")
+            if concepts_x_gradients:
+                grads = grads * codes[None]
+            if normalization:
+                total = np.abs(grads).sum(axis=(1, 2), keepdims=True)
+                grads = np.divide(grads, total, out=np.zeros_like(grads), where=total > 0)
+            out.append(grads)
+        return out
+
     # -- persistence ------------------------------------------------------
     @classmethod
     def load(cls, mesh_or_model: Any, name: str) -> ConceptExplainer:
@@ -569,9 +661,92 @@ class JumpReLUSAEConcepts(ConceptExplainer):
     OPTIONS = _SAE + ("l1_coefficient", "jump_threshold", "jump_bandwidth")
 
 
+class LinearProbe(ConceptExplainer):
+    """A linear probe: score_j = x . w_j + b_j for each labelled concept j.
+
+    ``method``: "logistic_regression" (default), "linear_regression" (ridge
+    when ``l2`` > 0), "means_diff" or "linear_svm"; ``normalization``:
+    None, "standardization" or "whitening"; ``bias_calibration``: None (the
+    method's own intercept), "prevalence", "midpoint", "fpr", "bce" or
+    "lda"; ``test_fraction`` of the rows are held out (seeded by ``seed``)
+    for the metrics."""
+
+    method = concept_pb2.CONCEPT_METHOD_LINEAR_PROBE
+    nb_concepts_optional = True
+    OPTIONS = ("method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations",
+               "test_fraction", "seed")
+
+    def __init__(self, split_model_or_model: Any, split_point: Any = None, *, method: str = "logistic_regression",
+                 normalization: str | None = None, bias_calibration: str | None = None, l2: float = 0.0,
+                 learning_rate: float | None = None, max_iterations: int | None = None, test_fraction: float = 0.2,
+                 seed: int = 0, display_name: str = "", show_progress: bool = True,
+                 timeout: float | None = None) -> None:
+        super().__init__(split_model_or_model, None, split_point, display_name=display_name,
+                         show_progress=show_progress, timeout=timeout)
+        self.options = {"method": method, "normalization": normalization, "bias_calibration": bias_calibration,
+                        "l2": float(l2), "learning_rate": learning_rate, "max_iterations": max_iterations,
+                        "test_fraction": float(test_fraction), "seed": int(seed)}
+
+    def fit(self, activations: Any, labels: Any = None, *, concept_names: list[str] | None = None,
+            display_name: str | None = None, show_progress: bool | None = None,
+            timeout: float | None = None) -> LinearProbe:
+        """Fits on ``activations`` (a stored set, or an array uploaded first)
+        and ``labels`` (0 / 1, [rows] or [rows, concepts]). Returns ``self``;
+        ``metrics_`` holds the held-out and training metrics per concept."""
+        import numpy as np
+
+        from xaimesh_contracts.enums import to_number
+        from xaimesh_contracts.tensors import to_tensor
+
+        if labels is None:
+            raise TypeError("a probe needs labels: fit(activations, labels)")
+        o = self.options
+        show = self.show_progress if show_progress is None else show_progress
+        timeout = timeout if timeout is not None else self.timeout
+        resolved = _rpc.upload_activations(self.mesh, _rpc.resolve_activations(activations, self.split_point,
+                                                                                self.mesh),
+                                           display_name="uploaded for a probe", model=self._model_id(),
+                                           split_point=self._split_point_str(), timeout=timeout)
+        y = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+        request = concept_pb2.FitProbeRequest(
+            activation_set=resolved.name, labels=to_tensor(y),
+            method=to_number(concept_pb2.ProbeMethod, o["method"], field="method"),
+            normalization=to_number(concept_pb2.ProbeNormalization, o["normalization"], field="normalization"),
+            bias_calibration=to_number(concept_pb2.BiasCalibration, o["bias_calibration"], field="bias_calibration"),
+            l2=o["l2"], learning_rate=o["learning_rate"] or 0.0, max_iterations=o["max_iterations"] or 0,
+            test_fraction=o["test_fraction"], seed=o["seed"], concept_names=list(concept_names or []),
+            display_name=display_name if display_name is not None else (self.display_name or "LinearProbe"))
+        result = None
+        log: list[dict] = []
+        for event in self._client().stream("FitProbe", request, timeout=timeout, show_progress=show,
+                                           description="fitting LinearProbe"):
+            kind = event.WhichOneof("event")
+            if kind == "log":
+                log.append({"step": int(event.log.step), "loss": float(event.log.loss)})
+            elif kind == "result":
+                result = event.result
+        if result is None:
+            raise RuntimeError("the concept-service ended the probe fit without returning the probe")
+        self.concept_model_info_ = result.model
+        self.concept_model_ = result.model.name
+        self.nb_concepts = int(result.model.nb_concepts)
+        self.training_log_ = log
+        return self
+
+    @property
+    def metrics_(self) -> dict[str, dict[str, float | None]]:
+        """Per concept name: test_* (held-out rows) and train_* accuracy,
+        balanced accuracy and AUC (None where undefined), and the counts."""
+        stored = json.loads(self._info().options_json or "{}")
+        out = {}
+        for name, m in zip(stored.get("concept_names", []), stored.get("metrics", []), strict=False):
+            out[name] = {f"{part}_{key}": value for part in ("test", "train") for key, value in m[part].items()}
+        return out
+
+
 METHOD_CLASSES: dict[int, type[ConceptExplainer]] = {
     cls.method: cls for cls in (
         SemiNMFConcepts, NMFConcepts, ConvexNMFConcepts, PCAConcepts, SVDConcepts, ICAConcepts,
         KMeansConcepts, DictionaryLearningConcepts, SparsePCAConcepts, NeuronsAsConcepts,
-        VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts)
+        VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts, LinearProbe)
 }

@@ -1,4 +1,4 @@
-"""Concept interpretation: top-k inputs and LLM-written labels, and their scores.
+"""Concept interpretation: top-k inputs, extractive and LLM-written labels, and their scores.
 
     from xaimesh.concepts.interpretations import LLMLabels, TopKInputs
     from xaimesh.llm import OpenAILLM
@@ -10,6 +10,7 @@
     labels = labeller.interpret(inputs=dataset, latent_activations=activations)   # {concept: label or None}
     labeller.results_[3].examples, labeller.results_[3].error
     scores = labeller.score(labels)                           # detection / fuzzing balanced accuracies
+    words = ExtractiveLabels(concepts).interpret(latent_activations=activations)  # no LLM: distinctive words
 
 The examples come from the concept-service (the rows of the activation set
 where each concept is most active, with their texts from the set's
@@ -36,7 +37,8 @@ from xaimesh_contracts.enums import to_name, to_number
 from xaimesh_contracts.status import status_code
 from xaimesh_contracts.v1 import concept_pb2, labeling_pb2
 
-__all__ = ["ConceptLabel", "LLMLabels", "LabelError", "LabelScore", "LabelScores", "TopKInputs"]
+__all__ = ["ConceptLabel", "ExtractiveLabel", "ExtractiveLabels", "LLMLabels", "LabelError", "LabelScore",
+           "LabelScores", "LabelTerm", "TopKInputs"]
 
 log = logging.getLogger("xaimesh.concepts")
 
@@ -534,3 +536,74 @@ class LLMLabels(_Base):
         return LabelScores(scores=scores, details=details, mean_detection=_nan_to_none(summary.mean_detection),
                            mean_fuzzing=_nan_to_none(summary.mean_fuzzing), scorer=summary.scorer,
                            scorer_is_labeller=summary.scorer_is_labeller)
+
+
+# --------------------------------------------------------------------------
+# ExtractiveLabels
+
+
+@dataclass(frozen=True)
+class LabelTerm:
+    text: str  # lower-cased word or word n-gram
+    score: float  # z-score of the log odds ratio, top rows vs the rest of the set
+    concept_count: int  # top rows containing it
+    corpus_count: int  # rows of the set containing it
+
+
+@dataclass(frozen=True)
+class ExtractiveLabel:
+    """One concept's extractive label (``None`` when it is never > 0 on the
+    set; "" when its top rows share no distinctive term) and its terms."""
+
+    concept_index: int
+    label: str | None
+    terms: list[LabelTerm]
+    num_active_rows: int
+    num_examples: int
+
+
+class ExtractiveLabels(_Base):
+    """Labels without an LLM: each concept is named by the words and word
+    n-grams that set its ``k_examples`` most activating rows apart from the
+    rest of the activation set (z-scores of log odds ratios, computed by the
+    concept-service next to the data). Definition: docs/concept-labels.md.
+
+    ``interpret`` returns ``{concept_index: label}`` like :class:`LLMLabels`;
+    ``results_`` holds an :class:`ExtractiveLabel` (terms, scores, counts)
+    per concept.
+    """
+
+    def __init__(self, concept_explainer: Any, activation_granularity: Any = None, k_examples: int = 50,
+                 max_terms: int = 3, max_ngram: int = 2, min_count: int = 2, *, show_progress: bool = True,
+                 timeout: float | None = None) -> None:
+        super().__init__(concept_explainer, activation_granularity)
+        self.k_examples, self.max_terms, self.max_ngram, self.min_count = (
+            int(k_examples), int(max_terms), int(max_ngram), int(min_count))
+        self.show_progress = show_progress
+        self.timeout = timeout
+        self.results_: dict[int, ExtractiveLabel] = {}
+
+    def interpret(self, inputs: Any = None, latent_activations: Any = None,
+                  concepts_indices: Any = "all") -> dict[int, str | None]:
+        del inputs  # the texts are in the activation set's provenance
+        indices = _indices(concepts_indices)
+        aset = self._activation_set(latent_activations, self.timeout)
+        request = concept_pb2.ExtractLabelsRequest(
+            concept_model=_model_name(self.concept_explainer), activation_set=aset.name,
+            concept_indices=indices or [], k_examples=self.k_examples, max_terms=self.max_terms,
+            max_ngram=self.max_ngram, min_count=self.min_count)
+        results: dict[int, ExtractiveLabel] = {}
+        for event in self.mesh.client("concept").stream("ExtractLabels", request, timeout=self.timeout,
+                                                        show_progress=self.show_progress,
+                                                        description="extractive labels"):
+            if event.WhichOneof("event") != "label":
+                continue
+            lab = event.label
+            results[int(lab.concept_index)] = ExtractiveLabel(
+                concept_index=int(lab.concept_index), label=lab.label if lab.has_label else None,
+                terms=[LabelTerm(t.text, float(t.score), int(t.concept_count), int(t.corpus_count))
+                       for t in lab.terms],
+                num_active_rows=int(lab.num_active_rows), num_examples=int(lab.num_examples))
+        order = indices if indices is not None else sorted(results)
+        self.results_ = {c: results[c] for c in order if c in results}
+        return {c: r.label for c, r in self.results_.items()}

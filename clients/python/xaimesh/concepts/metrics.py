@@ -22,9 +22,16 @@ L0                 mean number of non-zero codes per row
 DeadConcepts       fraction of concepts zero on every row
 FID                mean over features of the 1-D Wasserstein distance between
                    X[:, j] and X_hat[:, j]
+AverageEuclidean   mean over rows of ||x - x_hat||_2
+CosineDistance     1 - <X, X_hat>_F / (||X||_F ||X_hat||_F)
+ReconstructionError one of the reconstruction distances by name, as the
+                   reference toolkit's ReconstructionError(distance_function)
 Stability          Hungarian-matched mean |cosine| between the dictionaries of
-                   several explainers (1 = the same concepts)
+                   several explainers (1 = the same concepts);
+                   ``matching="maximum"``: each concept to its best match
 ================== ==========================================================
+
+Every definition, with the reference toolkit's: docs/concept-metrics.md.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from typing import Any, ClassVar
 from xaimesh.concepts import _rpc
 from xaimesh_contracts.v1 import concept_pb2
 
-__all__ = ["FID", "L0", "MSE", "ConceptMetric", "DeadConcepts", "ExplainedVariance", "FrobeniusNorm",
-           "Sparsity", "SparsityRatio", "Stability", "compute_metrics"]
+__all__ = ["FID", "L0", "MSE", "AverageEuclidean", "ConceptMetric", "CosineDistance", "DeadConcepts",
+           "ExplainedVariance", "FrobeniusNorm", "ReconstructionError", "Sparsity", "SparsityRatio", "Stability",
+           "compute_metrics"]
 
 _BY_NAME = {
     "MSE": concept_pb2.CONCEPT_METRIC_MSE, "FROBENIUS": concept_pb2.CONCEPT_METRIC_FROBENIUS,
@@ -44,7 +52,19 @@ _BY_NAME = {
     "SPARSITY": concept_pb2.CONCEPT_METRIC_SPARSITY, "SPARSITY_RATIO": concept_pb2.CONCEPT_METRIC_SPARSITY_RATIO,
     "L0": concept_pb2.CONCEPT_METRIC_L0, "DEAD_CONCEPTS": concept_pb2.CONCEPT_METRIC_DEAD_CONCEPTS,
     "FID": concept_pb2.CONCEPT_METRIC_FID, "STABILITY": concept_pb2.CONCEPT_METRIC_STABILITY,
+    "AVERAGE_EUCLIDEAN": concept_pb2.CONCEPT_METRIC_AVERAGE_EUCLIDEAN,
+    "COSINE_DISTANCE": concept_pb2.CONCEPT_METRIC_COSINE_DISTANCE,
+    "STABILITY_MAX": concept_pb2.CONCEPT_METRIC_STABILITY_MAX,
 }
+
+#: ReconstructionError's distances (the reference toolkit's DistanceFunctions names) -> metric.
+_DISTANCES = {
+    "euclidean": concept_pb2.CONCEPT_METRIC_FROBENIUS,
+    "average_euclidean": concept_pb2.CONCEPT_METRIC_AVERAGE_EUCLIDEAN,
+    "wasserstein_1d": concept_pb2.CONCEPT_METRIC_FID,
+    "cosine": concept_pb2.CONCEPT_METRIC_COSINE_DISTANCE,
+}
+_MATCHINGS = {"hungarian": concept_pb2.CONCEPT_METRIC_STABILITY, "maximum": concept_pb2.CONCEPT_METRIC_STABILITY_MAX}
 
 
 def _metric_code(metric: Any) -> int:
@@ -159,15 +179,49 @@ class FID(ConceptMetric):
     metric = concept_pb2.CONCEPT_METRIC_FID
 
 
+class AverageEuclidean(ConceptMetric):
+    """Mean over rows of the Euclidean norm of the reconstruction error."""
+
+    metric = concept_pb2.CONCEPT_METRIC_AVERAGE_EUCLIDEAN
+
+
+class CosineDistance(ConceptMetric):
+    """1 - cosine between the activations and their reconstructions (as flat vectors)."""
+
+    metric = concept_pb2.CONCEPT_METRIC_COSINE_DISTANCE
+
+
+class ReconstructionError(ConceptMetric):
+    """The reconstruction distance named by ``distance``: "euclidean"
+    (||X - X_hat||_F, FrobeniusNorm), "average_euclidean", "wasserstein_1d"
+    (FID) or "cosine" (CosineDistance) — the reference toolkit's
+    ``ReconstructionError(explainer, LATENT_ACTIVATIONS, distance_function)``."""
+
+    def __init__(self, concept_explainer: Any, distance: str = "euclidean", **kwargs: Any):
+        key = str(getattr(distance, "name", distance)).lower()
+        if key not in _DISTANCES:
+            raise ValueError(f"unknown distance {distance!r}; choose among {list(_DISTANCES)}")
+        super().__init__(concept_explainer, **kwargs)
+        self.distance = key
+        self.metric = _DISTANCES[key]
+
+
 class Stability:
     """Similarity of the dictionaries of several explainers (>= 2):
-    ``Stability([a, b]).compute()`` or ``Stability(a, b).compute()``.
+    ``Stability([a, b]).compute()`` or ``Stability(a, b).compute()``;
+    ``matching``: "hungarian" (one-to-one, default) or "maximum" (each
+    concept of the first to its most similar concept of the second).
     ``activations`` is accepted and ignored (the metric compares
     dictionaries only)."""
 
     metric = concept_pb2.CONCEPT_METRIC_STABILITY
 
-    def __init__(self, *concept_explainers: Any, show_progress: bool = True, timeout: float | None = None):
+    def __init__(self, *concept_explainers: Any, matching: str = "hungarian", show_progress: bool = True,
+                 timeout: float | None = None):
+        key = str(getattr(matching, "name", matching)).lower().removeprefix("cosine_")
+        if key not in _MATCHINGS:
+            raise ValueError(f"unknown matching {matching!r}; choose 'hungarian' or 'maximum'")
+        self.metric = _MATCHINGS[key]
         if len(concept_explainers) == 1 and isinstance(concept_explainers[0], (list, tuple)):
             concept_explainers = tuple(concept_explainers[0])
         if len(concept_explainers) < 2:
