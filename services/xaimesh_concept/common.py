@@ -53,11 +53,17 @@ class LogEntry:
     #: True for entries that only report progress (e.g. PCA's covariance
     #: pass, loss = NaN): send a Progress event, no TrainingLogEntry.
     progress_only: bool = False
+    #: TrainingLogKind short name ("EPOCH", "STEP", "FINAL"; "" = not said).
+    kind: str = ""
+    #: Learning rate of the entry's last step (0 = not a gradient method).
+    learning_rate: float = 0.0
+    #: The progress message ("" = the loss).
+    message: str = ""
 
     def to_dict(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "loss": self.loss,
                 "values": dict(self.values), "done": self.done, "total": self.total,
-                "stage": self.stage}
+                "stage": self.stage, "kind": self.kind, "learning_rate": self.learning_rate}
 
 
 ProgressFn = Optional[Callable[[Progress], None]]

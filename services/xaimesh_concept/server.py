@@ -95,13 +95,14 @@ def _fit_events(entry: LogEntry, response_class):
     """The Progress event of a training log entry, then its TrainingLogEntry
     (none for progress-only entries), as messages of ``response_class``."""
     loss = float(entry.loss) if entry.loss is not None else math.nan
-    message = f"loss={loss:.6g}" if math.isfinite(loss) else ""
+    message = entry.message or (f"loss={loss:.6g}" if math.isfinite(loss) else "")
     yield response_class(progress=tensor_pb2.Progress(
         stage=entry.stage or "fitting", done=int(entry.done), total=int(entry.total), message=message))
     if not entry.progress_only:
         values = {str(k): float(v) for k, v in (entry.values or {}).items() if v is not None}
         yield response_class(log=concept_pb2.TrainingLogEntry(
-            step=int(entry.step), epoch=int(entry.epoch), loss=loss, values=values))
+            step=int(entry.step), epoch=int(entry.epoch), loss=loss, values=values,
+            kind=enum_number(concept_pb2.TrainingLogKind, entry.kind), learning_rate=float(entry.learning_rate)))
 
 
 def _enum_choice(enum, value, field: str, default: str) -> str:
@@ -111,7 +112,9 @@ def _enum_choice(enum, value, field: str, default: str) -> str:
 
 
 def _fit_options(options: concept_pb2.ConceptFitOptions) -> dict:
-    return {name: getattr(options, name) for name in FIT_OPTION_FIELDS}
+    # repeated fields (matryoshka_prefixes) as plain lists
+    return {name: (value if isinstance(value, (bool, int, float, str)) else list(value))
+            for name, value in ((name, getattr(options, name)) for name in FIT_OPTION_FIELDS)}
 
 
 def _source(request_source: concept_pb2.ActivationSource, *, required: bool = True,

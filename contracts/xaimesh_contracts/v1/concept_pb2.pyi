@@ -27,6 +27,36 @@ class ConceptMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METHOD_SAE_BATCH_TOPK: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_SAE_JUMP_RELU: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_LINEAR_PROBE: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SAE_MP: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_SAE_MATRYOSHKA: _ClassVar[ConceptMethod]
+
+class SaeLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAE_LOSS_UNSPECIFIED: _ClassVar[SaeLoss]
+    SAE_LOSS_MSE: _ClassVar[SaeLoss]
+    SAE_LOSS_DEAD_NEURONS_REANIMATION: _ClassVar[SaeLoss]
+
+class SaeOptimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAE_OPTIMIZER_UNSPECIFIED: _ClassVar[SaeOptimizer]
+    SAE_OPTIMIZER_ADAM: _ClassVar[SaeOptimizer]
+    SAE_OPTIMIZER_ADAMW: _ClassVar[SaeOptimizer]
+    SAE_OPTIMIZER_SGD: _ClassVar[SaeOptimizer]
+
+class SaeScheduler(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAE_SCHEDULER_UNSPECIFIED: _ClassVar[SaeScheduler]
+    SAE_SCHEDULER_CONSTANT: _ClassVar[SaeScheduler]
+    SAE_SCHEDULER_COSINE: _ClassVar[SaeScheduler]
+    SAE_SCHEDULER_LINEAR: _ClassVar[SaeScheduler]
+    SAE_SCHEDULER_WARMUP: _ClassVar[SaeScheduler]
+
+class TrainingLogKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_LOG_KIND_UNSPECIFIED: _ClassVar[TrainingLogKind]
+    TRAINING_LOG_KIND_EPOCH: _ClassVar[TrainingLogKind]
+    TRAINING_LOG_KIND_STEP: _ClassVar[TrainingLogKind]
+    TRAINING_LOG_KIND_FINAL: _ClassVar[TrainingLogKind]
 
 class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -90,6 +120,24 @@ CONCEPT_METHOD_SAE_TOPK: ConceptMethod
 CONCEPT_METHOD_SAE_BATCH_TOPK: ConceptMethod
 CONCEPT_METHOD_SAE_JUMP_RELU: ConceptMethod
 CONCEPT_METHOD_LINEAR_PROBE: ConceptMethod
+CONCEPT_METHOD_SAE_MP: ConceptMethod
+CONCEPT_METHOD_SAE_MATRYOSHKA: ConceptMethod
+SAE_LOSS_UNSPECIFIED: SaeLoss
+SAE_LOSS_MSE: SaeLoss
+SAE_LOSS_DEAD_NEURONS_REANIMATION: SaeLoss
+SAE_OPTIMIZER_UNSPECIFIED: SaeOptimizer
+SAE_OPTIMIZER_ADAM: SaeOptimizer
+SAE_OPTIMIZER_ADAMW: SaeOptimizer
+SAE_OPTIMIZER_SGD: SaeOptimizer
+SAE_SCHEDULER_UNSPECIFIED: SaeScheduler
+SAE_SCHEDULER_CONSTANT: SaeScheduler
+SAE_SCHEDULER_COSINE: SaeScheduler
+SAE_SCHEDULER_LINEAR: SaeScheduler
+SAE_SCHEDULER_WARMUP: SaeScheduler
+TRAINING_LOG_KIND_UNSPECIFIED: TrainingLogKind
+TRAINING_LOG_KIND_EPOCH: TrainingLogKind
+TRAINING_LOG_KIND_STEP: TrainingLogKind
+TRAINING_LOG_KIND_FINAL: TrainingLogKind
 CONCEPT_METRIC_UNSPECIFIED: ConceptMetric
 CONCEPT_METRIC_MSE: ConceptMetric
 CONCEPT_METRIC_EXPLAINED_VARIANCE: ConceptMetric
@@ -288,7 +336,7 @@ class ReadActivationSetResponse(_message.Message):
     def __init__(self, row_start: _Optional[int] = ..., rows: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., provenance: _Optional[_Iterable[_Union[_model_pb2.RowProvenance, _Mapping]]] = ...) -> None: ...
 
 class ConceptFitOptions(_message.Message):
-    __slots__ = ("seed", "device", "max_iterations", "tolerance", "relu_negative_inputs", "epochs", "batch_size", "learning_rate", "top_k", "l1_coefficient", "jump_threshold", "jump_bandwidth", "alpha", "standardize")
+    __slots__ = ("seed", "device", "max_iterations", "tolerance", "relu_negative_inputs", "epochs", "batch_size", "learning_rate", "top_k", "l1_coefficient", "jump_threshold", "jump_bandwidth", "alpha", "standardize", "loss", "optimizer", "scheduler", "weight_decay", "clip_grad", "warmup_steps", "log_every_steps", "matryoshka_prefixes")
     SEED_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +351,14 @@ class ConceptFitOptions(_message.Message):
     JUMP_BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     STANDARDIZE_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    CLIP_GRAD_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LOG_EVERY_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MATRYOSHKA_PREFIXES_FIELD_NUMBER: _ClassVar[int]
     seed: int
     device: str
     max_iterations: int
@@ -317,7 +373,15 @@ class ConceptFitOptions(_message.Message):
     jump_bandwidth: float
     alpha: float
     standardize: bool
-    def __init__(self, seed: _Optional[int] = ..., device: _Optional[str] = ..., max_iterations: _Optional[int] = ..., tolerance: _Optional[float] = ..., relu_negative_inputs: _Optional[bool] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., top_k: _Optional[int] = ..., l1_coefficient: _Optional[float] = ..., jump_threshold: _Optional[float] = ..., jump_bandwidth: _Optional[float] = ..., alpha: _Optional[float] = ..., standardize: _Optional[bool] = ...) -> None: ...
+    loss: SaeLoss
+    optimizer: SaeOptimizer
+    scheduler: SaeScheduler
+    weight_decay: float
+    clip_grad: float
+    warmup_steps: int
+    log_every_steps: int
+    matryoshka_prefixes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, seed: _Optional[int] = ..., device: _Optional[str] = ..., max_iterations: _Optional[int] = ..., tolerance: _Optional[float] = ..., relu_negative_inputs: _Optional[bool] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., top_k: _Optional[int] = ..., l1_coefficient: _Optional[float] = ..., jump_threshold: _Optional[float] = ..., jump_bandwidth: _Optional[float] = ..., alpha: _Optional[float] = ..., standardize: _Optional[bool] = ..., loss: _Optional[_Union[SaeLoss, str]] = ..., optimizer: _Optional[_Union[SaeOptimizer, str]] = ..., scheduler: _Optional[_Union[SaeScheduler, str]] = ..., weight_decay: _Optional[float] = ..., clip_grad: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., log_every_steps: _Optional[int] = ..., matryoshka_prefixes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ConceptModel(_message.Message):
     __slots__ = ("name", "id", "display_name", "method", "nb_concepts", "hidden_size", "activation_set", "model", "split_point", "options_json", "final_loss", "device", "create_time", "fit_seconds", "granularity")
@@ -368,7 +432,7 @@ class FitConceptModelRequest(_message.Message):
     def __init__(self, activation_set: _Optional[str] = ..., method: _Optional[_Union[ConceptMethod, str]] = ..., nb_concepts: _Optional[int] = ..., options: _Optional[_Union[ConceptFitOptions, _Mapping]] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class TrainingLogEntry(_message.Message):
-    __slots__ = ("step", "epoch", "loss", "values")
+    __slots__ = ("step", "epoch", "loss", "values", "kind", "learning_rate")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -380,11 +444,15 @@ class TrainingLogEntry(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     step: int
     epoch: int
     loss: float
     values: _containers.ScalarMap[str, float]
-    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[int] = ..., loss: _Optional[float] = ..., values: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    kind: TrainingLogKind
+    learning_rate: float
+    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[int] = ..., loss: _Optional[float] = ..., values: _Optional[_Mapping[str, float]] = ..., kind: _Optional[_Union[TrainingLogKind, str]] = ..., learning_rate: _Optional[float] = ...) -> None: ...
 
 class FitConceptModelResponse(_message.Message):
     __slots__ = ("progress", "log", "model")

@@ -15,6 +15,8 @@ from .factorization import NMF, ConvexNMF, SemiNMF
 from .linear import ICA, PCA, SVD
 from .probe import LinearProbe
 from .sae import BatchTopKSAE, JumpReLUSAE, TopKSAE, VanillaSAE
+from .sae_matryoshka import MatryoshkaSAE
+from .sae_mp import MatchingPursuitSAE
 from .sklearn_methods import DictionaryLearning, KMeans, NeuronsAsConcepts, SparsePCA
 
 #: Every ConceptFitOptions field (proto order). Fields that do not apply to a
@@ -22,7 +24,8 @@ from .sklearn_methods import DictionaryLearning, KMeans, NeuronsAsConcepts, Spar
 FIT_OPTION_FIELDS = (
     "seed", "device", "max_iterations", "tolerance", "relu_negative_inputs", "epochs",
     "batch_size", "learning_rate", "top_k", "l1_coefficient", "jump_threshold",
-    "jump_bandwidth", "alpha", "standardize",
+    "jump_bandwidth", "alpha", "standardize", "loss", "optimizer", "scheduler", "weight_decay", "clip_grad",
+    "warmup_steps", "log_every_steps", "matryoshka_prefixes",
 )
 
 #: The methods FitConceptModel fits (the supervised ones, probes, are fitted by FitProbe).
@@ -77,5 +80,6 @@ __all__ = [
     "REGISTRY", "METHOD_NAMES", "FIT_OPTION_FIELDS", "ConceptMethod", "ModelState", "build_method",
     "method_class", "applicable_options", "default_device", "resolve_device",
     "SemiNMF", "NMF", "ConvexNMF", "PCA", "ICA", "SVD", "KMeans", "DictionaryLearning",
-    "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "LinearProbe",
+    "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "MatchingPursuitSAE",
+    "MatryoshkaSAE", "LinearProbe",
 ]

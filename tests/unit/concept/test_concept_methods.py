@@ -129,6 +129,7 @@ def _k_for(name):
 
 FAST = {"SAE_VANILLA": {"epochs": 3}, "SAE_TOPK": {"epochs": 3, "top_k": 3},
         "SAE_BATCH_TOPK": {"epochs": 3, "top_k": 3}, "SAE_JUMP_RELU": {"epochs": 3},
+        "SAE_MP": {"epochs": 3, "top_k": 3}, "SAE_MATRYOSHKA": {"epochs": 3, "top_k": 3},
         "DICTIONARY_LEARNING": {"max_iterations": 2, "alpha": 0.1}, "SEMI_NMF": {"max_iterations": 30},
         "NMF": {"max_iterations": 30, "relu_negative_inputs": True},
         "CONVEX_NMF": {"max_iterations": 30}, "SPARSE_PCA": {"max_iterations": 10}}
@@ -164,16 +165,19 @@ def test_every_method_fits_encodes_decodes_and_persists(name, X):
     np.testing.assert_allclose(again.encode(X), codes, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["SAE_VANILLA", "SAE_TOPK", "SAE_BATCH_TOPK", "SAE_JUMP_RELU"])
+@pytest.mark.parametrize("name", ["SAE_VANILLA", "SAE_TOPK", "SAE_BATCH_TOPK", "SAE_JUMP_RELU", "SAE_MP",
+                                  "SAE_MATRYOSHKA"])
 def test_sae_training_reduces_loss(name, X):
     opts = {"device": "cpu", "epochs": 12, "batch_size": 32, "learning_rate": 3e-3, "top_k": 4}
     if name in ("SAE_VANILLA", "SAE_JUMP_RELU"):
         opts.pop("top_k")
     m = build_method(name, 24, opts).fit(X)
-    losses = [e.loss for e in m.training_log_]
-    assert len(losses) == 12 and [e.epoch for e in m.training_log_] == list(range(1, 13))
+    epochs = [e for e in m.training_log_ if e.kind == "EPOCH"]
+    losses = [e.loss for e in epochs]
+    assert len(losses) == 12 and [e.epoch for e in epochs] == list(range(1, 13))
+    assert [e.kind for e in m.training_log_] == ["EPOCH"] * 12 + ["FINAL"]
     assert losses[-1] < 0.7 * losses[0], losses
-    assert "l0" in m.training_log_[-1].values and "reconstruction" in m.training_log_[-1].values
+    assert "l0" in epochs[-1].values and "reconstruction" in epochs[-1].values
 
 
 def test_topk_gives_exactly_k_nonzeros_per_row(X):
