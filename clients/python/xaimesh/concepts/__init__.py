@@ -35,6 +35,8 @@ _EXPORTS = {
     "TopKSAEConcepts": "xaimesh.concepts.explainers",
     "BatchTopKSAEConcepts": "xaimesh.concepts.explainers",
     "JumpReLUSAEConcepts": "xaimesh.concepts.explainers",
+    "MpSAEConcepts": "xaimesh.concepts.explainers",
+    "MatryoshkaSAEConcepts": "xaimesh.concepts.explainers",
     "load_file": "xaimesh.concepts.explainers",
     "list_concept_models": "xaimesh.concepts.explainers",
     # activation sets

@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "BatchTopKSAEConcepts", "ConceptExplainer", "ConvexNMFConcepts", "DictionaryLearningConcepts",
-    "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "NMFConcepts", "NeuronsAsConcepts",
+    "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "MatryoshkaSAEConcepts", "MpSAEConcepts",
+    "NMFConcepts", "NeuronsAsConcepts",
     "PCAConcepts", "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts", "TopKSAEConcepts",
     "VanillaSAEConcepts", "list_concept_models", "load_file",
 ]
@@ -43,17 +44,23 @@ OPTION_TYPES: dict[str, type] = {
     "seed": int, "max_iterations": int, "tolerance": float, "relu_negative_inputs": bool, "epochs": int,
     "batch_size": int, "learning_rate": float, "top_k": int, "l1_coefficient": float,
     "jump_threshold": float, "jump_bandwidth": float, "alpha": float, "standardize": bool,
+    "loss": concept_pb2.SaeLoss, "optimizer": concept_pb2.SaeOptimizer, "scheduler": concept_pb2.SaeScheduler,
+    "weight_decay": float, "clip_grad": float, "warmup_steps": int, "log_every_steps": int,
+    "matryoshka_prefixes": list,
 }
+#: Integer options where 0 means "none" rather than "the default".
+_ZERO_OK = ("seed", "warmup_steps", "log_every_steps")
 # Names other toolkits use for the same options.
 ALIASES = {
     "force_relu": "relu_negative_inputs", "random_state": "seed", "max_iter": "max_iterations",
     "n_iter": "max_iterations", "tol": "tolerance", "lr": "learning_rate", "n_epochs": "epochs",
     "nb_epochs": "epochs", "k": "top_k", "l1_coeff": "l1_coefficient", "l1": "l1_coefficient",
-    "threshold": "jump_threshold", "bandwidth": "jump_bandwidth",
+    "threshold": "jump_threshold", "bandwidth": "jump_bandwidth", "criterion": "loss",
 }
 _COMMON = ("seed", "standardize")
 _ITERATIVE = _COMMON + ("max_iterations", "tolerance")
-_SAE = _COMMON + ("epochs", "batch_size", "learning_rate")
+_SAE = _COMMON + ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "scheduler", "weight_decay",
+                  "clip_grad", "warmup_steps", "log_every_steps")
 
 
 class ConceptExplainer:
@@ -131,12 +138,25 @@ class ConceptExplainer:
             kind = OPTION_TYPES[name]
             if kind is bool:
                 value = bool(value)
+            elif kind is list:
+                if isinstance(value, (str, bytes)) or not all(
+                        not isinstance(v, bool) and int(v) == v for v in value):
+                    raise TypeError(f"option {key} must be a list of integers, got {value!r}")
+                value = [int(v) for v in value]
+            elif not isinstance(kind, type):  # a contract enum: "cosine", "SAE_SCHEDULER_COSINE" or its number
+                from xaimesh_contracts.enums import short_names, to_number
+
+                try:
+                    value = to_number(kind, value, field=key)
+                except ValueError:
+                    raise ValueError(f"option {key} must be one of {short_names(kind)}, got {value!r}") from None
             elif kind is int:
                 if isinstance(value, bool) or int(value) != value:
                     raise TypeError(f"option {key} must be an integer, got {value!r}")
                 value = int(value)
-                if value < (0 if name == "seed" else 1):
-                    raise ValueError(f"option {key} must be >= {0 if name == 'seed' else 1}, got {value}")
+                low = 0 if name in _ZERO_OK else 1
+                if value < low:
+                    raise ValueError(f"option {key} must be >= {low}, got {value}")
             else:
                 value = float(value)
                 if not math.isfinite(value) or value < 0:
@@ -160,7 +180,12 @@ class ConceptExplainer:
         return self
 
     def _fit_options(self) -> concept_pb2.ConceptFitOptions:
-        return concept_pb2.ConceptFitOptions(device=self.device or "", **self.options)
+        from xaimesh_contracts.enums import to_number
+
+        # enum options of a loaded model are the names its options_json holds ("COSINE")
+        options = {name: value if isinstance(OPTION_TYPES[name], type) else to_number(OPTION_TYPES[name], value)
+                   for name, value in self.options.items()}
+        return concept_pb2.ConceptFitOptions(device=self.device or "", **options)
 
     # -- fitted state -----------------------------------------------------
     @property
@@ -253,9 +278,7 @@ class ConceptExplainer:
                                            description=f"fitting {type(self).__name__}"):
             kind = event.WhichOneof("event")
             if kind == "log":
-                e = event.log
-                log.append({"step": int(e.step), "epoch": int(e.epoch), "loss": float(e.loss),
-                            "values": dict(e.values)})
+                log.append(_log_entry(event.log))
             elif kind == "model":
                 model = event.model
         if model is None:
@@ -264,6 +287,15 @@ class ConceptExplainer:
         self.concept_model_ = model.name
         self.training_log_ = log
         return self
+
+    @property
+    def training_log(self) -> list[dict]:
+        """The training log streamed by the last fit (alias of ``training_log_``):
+        dicts with ``kind`` ("epoch", "step", "final"), ``epoch``, ``step``,
+        ``loss``, ``learning_rate`` and ``values`` (the loss's components,
+        ``l0``, ``dead_fraction``...). The "final" entry is the fitted model
+        evaluated on every row; its loss is ``final_loss_``."""
+        return self.training_log_
 
     def _model_id(self) -> str:
         sm = self.model_with_split_points
@@ -661,6 +693,22 @@ class JumpReLUSAEConcepts(ConceptExplainer):
     OPTIONS = _SAE + ("l1_coefficient", "jump_threshold", "jump_bandwidth")
 
 
+class MpSAEConcepts(ConceptExplainer):
+    """Matching-pursuit sparse autoencoder: ``top_k`` greedy steps over the
+    unit-norm dictionary, no encoder weights (codes may be negative)."""
+
+    method = concept_pb2.CONCEPT_METHOD_SAE_MP
+    OPTIONS = _SAE + ("top_k",)
+
+
+class MatryoshkaSAEConcepts(ConceptExplainer):
+    """TopK sparse autoencoder whose nested dictionary prefixes
+    (``matryoshka_prefixes``) are trained to reconstruct on their own."""
+
+    method = concept_pb2.CONCEPT_METHOD_SAE_MATRYOSHKA
+    OPTIONS = _SAE + ("top_k", "matryoshka_prefixes")
+
+
 class LinearProbe(ConceptExplainer):
     """A linear probe: score_j = x . w_j + b_j for each labelled concept j.
 
@@ -748,5 +796,15 @@ METHOD_CLASSES: dict[int, type[ConceptExplainer]] = {
     cls.method: cls for cls in (
         SemiNMFConcepts, NMFConcepts, ConvexNMFConcepts, PCAConcepts, SVDConcepts, ICAConcepts,
         KMeansConcepts, DictionaryLearningConcepts, SparsePCAConcepts, NeuronsAsConcepts,
-        VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts, LinearProbe)
+        VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts, MpSAEConcepts,
+        MatryoshkaSAEConcepts, LinearProbe)
 }
+
+
+def _log_entry(entry: concept_pb2.TrainingLogEntry) -> dict:
+    """One TrainingLogEntry as the dict ``training_log_`` keeps."""
+    from xaimesh_contracts.enums import to_name
+
+    return {"kind": to_name(concept_pb2.TrainingLogKind, entry.kind) or None, "step": int(entry.step),
+            "epoch": int(entry.epoch), "loss": float(entry.loss), "learning_rate": float(entry.learning_rate),
+            "values": dict(entry.values)}

@@ -1,19 +1,25 @@
 """interpreto.concepts over the mesh (see xaimesh.interpreto). Probes
-(ProbeExplainer...) and Cockatiel are not provided here."""
+(ProbeExplainer...) are not provided here; Cockatiel is its NMF fit only."""
 
 from .interpretations import LLMLabels, TopKInputs
 from .methods import (
     BatchTopKSAEConcepts,
+    Cockatiel,
     ConceptAutoEncoderExplainer,
     ConceptEncoderExplainer,
     ConvexNMFConcepts,
+    DeadNeuronsReanimationLoss,
     DictionaryLearningConcepts,
     ICAConcepts,
     JumpReLUSAEConcepts,
     KMeansConcepts,
+    MpSAEConcepts,
+    MSELoss,
     NeuronsAsConcepts,
     NMFConcepts,
     PCAConcepts,
+    SAELoss,
+    SAELossClasses,
     SemiNMFConcepts,
     SparsePCAConcepts,
     SVDConcepts,
@@ -28,9 +34,10 @@ from .splitters import (
     SplitterForGeneration,
 )
 
-__all__ = ["AllLayersSplitter", "BaseSplitter", "BatchTopKSAEConcepts", "ConceptAutoEncoderExplainer",
-           "ConceptEncoderExplainer", "ConvexNMFConcepts", "DictionaryLearningConcepts", "ICAConcepts",
-           "JumpReLUSAEConcepts", "KMeansConcepts", "LLMLabels", "ModelWithSplitPoints", "NMFConcepts",
-           "NeuronsAsConcepts", "PCAConcepts", "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts",
+__all__ = ["AllLayersSplitter", "BaseSplitter", "BatchTopKSAEConcepts", "Cockatiel", "ConceptAutoEncoderExplainer",
+           "ConceptEncoderExplainer", "ConvexNMFConcepts", "DeadNeuronsReanimationLoss", "DictionaryLearningConcepts",
+           "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "LLMLabels", "MSELoss", "ModelWithSplitPoints",
+           "MpSAEConcepts", "NMFConcepts", "NeuronsAsConcepts", "PCAConcepts", "SAELoss", "SAELossClasses",
+           "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts",
            "SplitterForClassification", "SplitterForGeneration", "TopKInputs", "TopKSAEConcepts",
            "VanillaSAEConcepts"]

@@ -4,8 +4,11 @@ concept-service, with interpreto's names, arguments and torch returns.
 Each class wraps the native explainer of the same name
 (``xaimesh.concepts``): ``fit(activations, **kwargs)`` takes interpreto's
 fit arguments where the service has them (``max_iter``, ``tol``, ``lr``,
-``nb_epochs``, ``batch_size``...: the native aliases), accepts placement
-and monitoring arguments as no-ops and refuses the rest by name;
+``nb_epochs``, ``batch_size``...: the native aliases; for SAEs also
+``criterion``, ``optimizer_class`` / ``optimizer_kwargs``,
+``scheduler_class``, ``clip_grad``, mapped to the contract's training
+options), accepts placement and monitoring arguments as no-ops and refuses
+the rest by name; an SAE's ``fit`` returns interpreto's per-epoch log dict;
 ``activations_to_concepts`` (0.5) / ``encode_activations`` (0.4),
 ``concepts_to_activations`` / ``decode_concepts`` and ``get_dictionary``
 return torch tensors.
@@ -13,15 +16,17 @@ return torch tensors.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from xaimesh.concepts import explainers as native
 
 from ..._compat import MeshPlacement, accept_noop, mesh_activations, refuse
 
-__all__ = ["BatchTopKSAEConcepts", "ConceptAutoEncoderExplainer", "ConceptEncoderExplainer", "ConvexNMFConcepts",
-           "DictionaryLearningConcepts", "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "NMFConcepts",
-           "NeuronsAsConcepts", "PCAConcepts", "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts",
+__all__ = ["BatchTopKSAEConcepts", "Cockatiel", "ConceptAutoEncoderExplainer", "ConceptEncoderExplainer",
+           "ConvexNMFConcepts", "DeadNeuronsReanimationLoss", "DictionaryLearningConcepts", "ICAConcepts",
+           "JumpReLUSAEConcepts", "KMeansConcepts", "MSELoss", "MpSAEConcepts", "NMFConcepts", "NeuronsAsConcepts",
+           "PCAConcepts", "SAELoss", "SAELossClasses", "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts",
            "TopKSAEConcepts", "VanillaSAEConcepts"]
 
 #: interpreto fit / constructor arguments that change nothing on the mesh.
@@ -92,15 +97,18 @@ class ConceptEncoderExplainer(MeshPlacement):
         if args:
             raise refuse(who, "*args", "give fit arguments by name")
         options = self._options(who, kwargs)
+        sae = "loss" in self.native.OPTIONS
+        if sae:
+            options = _sae_training_options(who, options)
         for bad in ("criterion", "optimizer_class", "optimizer_kwargs", "scheduler_class", "scheduler_kwargs",
                     "clip_grad", "return_sklearn_model"):
-            if bad in options:
-                raise refuse(who, bad, "the concept-service trains with its own loss and optimiser; "
+            if bad in options and bad not in self.native.OPTIONS:
+                raise refuse(who, bad, "the concept-service fits this method with its own solver; "
                              f"options it takes: {', '.join(self.native.OPTIONS)}")
         if options:
             self.native.set_params(**options)
         self.native.fit(mesh_activations(activations, self.split_point))
-        return None
+        return _interpreto_log(self.native.training_log_) if sae else None
 
     def activations_to_concepts(self, activations: Any):
         return _torch(self.native.encode_activations(mesh_activations(activations, self.split_point)))
@@ -140,6 +148,98 @@ VanillaSAEConcepts = _explainer("VanillaSAEConcepts")
 TopKSAEConcepts = _explainer("TopKSAEConcepts")
 BatchTopKSAEConcepts = _explainer("BatchTopKSAEConcepts")
 JumpReLUSAEConcepts = _explainer("JumpReLUSAEConcepts")
+
+
+MpSAEConcepts = _explainer("MpSAEConcepts")
+
+
+class Cockatiel(NMFConcepts):
+    """interpreto's Cockatiel (Jourdan et al. 2023): NMF concepts (the same
+    fit, encoding and dictionary). Its ``input_concept_attribution`` /
+    ``concept_output_attribution`` call parent methods interpreto 0.5.2 does
+    not have, so they are not provided here either."""
+
+
+# -- SAE training: interpreto's loss classes and torch classes -> the contract's names
+class SAELoss:
+    """interpreto's base of the SAE criteria (what ``fit(criterion=...)`` takes)."""
+
+    name = ""
+
+
+class MSELoss(SAELoss):
+    """Mean squared reconstruction error per element."""
+
+    name = "mse"
+
+
+class DeadNeuronsReanimationLoss(SAELoss):
+    """MSE - 1e-3 * mean(pre-activations of the concepts dead in the batch)."""
+
+    name = "dead_neurons_reanimation"
+
+
+class SAELossClasses(Enum):
+    MSE = MSELoss
+    DeadNeuronsReanimation = DeadNeuronsReanimationLoss
+
+
+_OPTIMIZERS = {"Adam": "adam", "AdamW": "adamw", "SGD": "sgd"}
+_SCHEDULERS = {"CosineAnnealingLR": "cosine", "LinearLR": "linear"}
+
+
+def _class_name(value: Any) -> str:
+    value = value.value if isinstance(value, Enum) else value
+    return (value if isinstance(value, type) else type(value)).__name__
+
+
+def _sae_training_options(who: str, options: dict[str, Any]) -> dict[str, Any]:
+    """interpreto's SAE ``fit`` arguments as the native options (docs/concept-methods.md)."""
+    options = dict(options)
+    if "criterion" in options:
+        criterion = options.pop("criterion")
+        value = criterion.value if isinstance(criterion, Enum) else criterion
+        cls = value if isinstance(value, type) else type(value)
+        if not (isinstance(cls, type) and issubclass(cls, SAELoss) and cls is not SAELoss):
+            raise refuse(who, "criterion", "give MSELoss or DeadNeuronsReanimationLoss (the service's criteria); "
+                         "custom loss functions cannot run on the concept-service")
+        options["loss"] = cls.name
+    if "optimizer_class" in options:
+        name = _class_name(options.pop("optimizer_class"))
+        if name not in _OPTIMIZERS:
+            raise refuse(who, "optimizer_class", f"{name} is not available; use one of {sorted(_OPTIMIZERS)}")
+        options["optimizer"] = _OPTIMIZERS[name]
+    for key, value in (options.pop("optimizer_kwargs", None) or {}).items():
+        if key == "weight_decay":
+            options["weight_decay"] = value
+        elif key == "lr":
+            options["learning_rate"] = value
+        else:
+            raise refuse(who, "optimizer_kwargs", f"{key!r} cannot be set; the service takes lr and weight_decay")
+    if options.get("scheduler_class") is not None:
+        name = _class_name(options.pop("scheduler_class"))
+        if name not in _SCHEDULERS:
+            raise refuse(who, "scheduler_class", f"{name} is not available; use one of {sorted(_SCHEDULERS)} "
+                         "(annealed to 0 over all the steps)")
+        options["scheduler"] = _SCHEDULERS[name]
+        scheduler_kwargs = options.pop("scheduler_kwargs", None) or {}
+        if scheduler_kwargs:
+            raise refuse(who, "scheduler_kwargs", "the service's schedules anneal from lr to 0 over all the steps "
+                         "and take no arguments")
+    else:
+        options.pop("scheduler_class", None)
+        if options.pop("scheduler_kwargs", None):
+            raise refuse(who, "scheduler_kwargs", "scheduler_kwargs without a scheduler_class")
+    return options
+
+
+def _interpreto_log(entries: list[dict]) -> dict[str, list[float]]:
+    """The native training log as interpreto's per-epoch log dict (overcomplete's names)."""
+    epochs = [e for e in entries if e.get("kind") == "epoch"]
+    return {"avg_loss": [e["loss"] for e in epochs],
+            "z_sparsity": [e["values"].get("l0", float("nan")) for e in epochs],
+            "dead_features": [e["values"].get("dead_fraction", float("nan")) for e in epochs],
+            "lr": [e["learning_rate"] for e in epochs]}
 
 
 class NeuronsAsConcepts(ConceptEncoderExplainer):
