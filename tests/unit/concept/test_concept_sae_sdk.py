@@ -109,3 +109,53 @@ def test_interpretos_fit_arguments_map_to_the_training_options(mesh, rows):  # n
             topk.fit(rows, **bad)
     cockatiel = Cockatiel(mesh, nb_concepts=3, force_relu=True)
     assert cockatiel.fit(rows, max_iter=20) is None and cockatiel.get_dictionary().shape == (3, 8)
+
+
+def test_interpretos_reconstruction_errors_and_stability_matchings(mesh, rows):  # noqa: F811
+    """xaimesh.interpreto's ReconstructionError with each of interpreto's
+    distances, and Stability with both matchings, against the formulas
+    evaluated by hand on the fetched arrays."""
+    import functools
+
+    import torch
+
+    from xaimesh.interpreto.commons.distances import DistanceFunctions, lp_distance
+    from xaimesh.interpreto.concepts import PCAConcepts
+    from xaimesh.interpreto.concepts.metrics import (ConceptMatchingAlgorithm, ReconstructionError,
+                                                     ReconstructionSpaces, Stability)
+
+    explainer = PCAConcepts(mesh, nb_concepts=3)
+    explainer.fit(torch.from_numpy(rows))
+    X = rows.astype(np.float64)
+    R = explainer.concepts_to_activations(explainer.activations_to_concepts(torch.from_numpy(rows))).double().numpy()
+    diff = X - R
+    expected = {
+        DistanceFunctions.EUCLIDEAN: np.linalg.norm(diff),
+        DistanceFunctions.AVERAGE_EUCLIDEAN: np.linalg.norm(diff, axis=1).mean(),
+        DistanceFunctions.WASSERSTEIN_1D: np.abs(np.sort(X, 0) - np.sort(R, 0)).mean(),
+        DistanceFunctions.COSINE: 1 - (X * R).sum() / (np.linalg.norm(X) * np.linalg.norm(R)),
+        DistanceFunctions.LP: np.linalg.norm(diff),
+        DistanceFunctions.AVERAGE_LP: np.linalg.norm(diff, axis=1).mean(),
+        functools.partial(lp_distance, p=1): np.abs(diff).sum(),
+        functools.partial(DistanceFunctions.AVERAGE_LP, p=1): np.abs(diff).sum(1).mean(),
+    }
+    space = ReconstructionSpaces.LATENT_ACTIVATIONS
+    for distance, value in expected.items():
+        got = ReconstructionError(explainer, space, distance).compute(torch.from_numpy(rows))
+        assert got == pytest.approx(value, rel=1e-4), distance
+    with pytest.raises(ValueError, match="probability distributions"):
+        ReconstructionError(explainer, space, DistanceFunctions.KL).compute(torch.from_numpy(rows))
+    with pytest.raises(NotImplementedError, match="LATENT_ACTIVATIONS"):
+        ReconstructionError(explainer, ReconstructionSpaces.LOGITS, DistanceFunctions.EUCLIDEAN).compute(rows)
+
+    a = torch.eye(3)
+    b = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 1.0, 0.0]])  # a permutation, a sign flip, a blend
+    c = 1 / np.sqrt(2)
+    # signed cosines: a -> b: e0 -> {0, 0, c}, e1 -> {1, 0, c}, e2 -> {0, -1, 0}
+    assert Stability(a, b, matching_algorithm=ConceptMatchingAlgorithm.COSINE_MAXIMUM).compute() == pytest.approx(
+        (c + 1 + 0) / 3)
+    # one-to-one, best total: e1 -> b0 (1), e0 -> b1 (0), e2 -> b2 (0); the sign-flipped atom counts -1
+    assert Stability(a, b).compute() == pytest.approx(1 / 3, abs=1e-6)
+    assert Stability(explainer).compute() == pytest.approx(1.0)  # one explainer: compared with itself
+    with pytest.raises(ValueError, match="COSINE_MAXIMUM"):
+        Stability(a, b, matching_algorithm="maximum")

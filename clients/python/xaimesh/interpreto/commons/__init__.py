@@ -1,6 +1,7 @@
-"""interpreto.commons over the mesh (DistanceFunctions is not provided:
-distances are computed where the metrics run; see docs/interpreto-compat.md)."""
+"""interpreto.commons over the mesh: granularities and the distance functions
+of ``ReconstructionError`` (``commons.distances``)."""
 
+from .distances import DistanceFunctions
 from .granularity import Granularity, GranularityAggregationStrategy
 
-__all__ = ["Granularity", "GranularityAggregationStrategy"]
+__all__ = ["DistanceFunctions", "Granularity", "GranularityAggregationStrategy"]

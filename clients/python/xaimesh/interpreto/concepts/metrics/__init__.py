@@ -8,8 +8,14 @@
   ``Sparsity`` when epsilon is 0, else counted here from the codes);
 - ``SparsityRatio``: interpreto divides Sparsity by the number of concepts
   (the native SparsityRatio is another quantity);
-- ``Stability``: 1 - the Hungarian-matched mean cosine distance (signed
-  cosine) between the dictionaries, averaged over pairs.
+- ``Stability``: 1 - the matched mean cosine distance (signed cosine)
+  between the dictionaries, averaged over pairs; matched one-to-one
+  (COSINE_HUNGARIAN) or each concept of the first to its nearest in the
+  second (COSINE_MAXIMUM);
+- ``ReconstructionError(explainer, LATENT_ACTIVATIONS, distance_function)``:
+  the four distances the service has (EUCLIDEAN, AVERAGE_EUCLIDEAN,
+  WASSERSTEIN_1D, COSINE) are computed there; LP, AVERAGE_LP, KL or any
+  callable on the activations and reconstructions fetched from it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from xaimesh.concepts import metrics as native
 
 from ..._compat import mesh_activations
 
-__all__ = ["FID", "MSE", "ConceptMatchingAlgorithm", "Sparsity", "SparsityRatio", "Stability"]
+__all__ = ["FID", "MSE", "ConceptMatchingAlgorithm", "ReconstructionError", "ReconstructionSpaces", "Sparsity",
+           "SparsityRatio", "Stability"]
 
 
 def _native_explainer(concept_explainer: Any) -> Any:
@@ -76,17 +83,29 @@ class SparsityRatio(Sparsity):
         return super().compute(latent_activations) / _native_explainer(self.concept_explainer).nb_concepts
 
 
-def _cosine_hungarian_distance(x1: Any, x2: Any) -> Any:
+def _cosine_matrix(x1: Any, x2: Any) -> Any:
     import torch
+
+    return torch.nn.functional.normalize(x1, dim=1) @ torch.nn.functional.normalize(x2, dim=1).T
+
+
+def _cosine_hungarian_distance(x1: Any, x2: Any) -> Any:
+    """Mean cosine distance of the best one-to-one matching."""
     from scipy.optimize import linear_sum_assignment
 
-    cost = 1 - torch.nn.functional.normalize(x1, dim=1) @ torch.nn.functional.normalize(x2, dim=1).T
+    cost = 1 - _cosine_matrix(x1, x2)
     rows, cols = linear_sum_assignment(cost.numpy())
     return cost[rows, cols].sum() / x1.shape[0]
 
 
+def _cosine_max_distance(x1: Any, x2: Any) -> Any:
+    """1 - mean over the rows of x1 of their largest cosine with a row of x2."""
+    return 1 - _cosine_matrix(x1, x2).max(dim=1).values.mean()
+
+
 class ConceptMatchingAlgorithm(Enum):
-    COSINE_HUNGARIAN = "cosine_hungarian"
+    COSINE_HUNGARIAN = staticmethod(_cosine_hungarian_distance)
+    COSINE_MAXIMUM = staticmethod(_cosine_max_distance)
 
 
 class Stability:
@@ -98,9 +117,10 @@ class Stability:
 
         if not concept_explainers:
             raise ValueError("At least one `ConceptAutoEncoderExplainer`s or `torch.Tensor`s must be provided.")
-        if matching_algorithm is not ConceptMatchingAlgorithm.COSINE_HUNGARIAN:
-            raise ValueError("xaimesh.interpreto's Stability matches concepts by ConceptMatchingAlgorithm."
-                             "COSINE_HUNGARIAN only")
+        if not callable(matching_algorithm):  # as in interpreto, the members are the functions themselves
+            raise ValueError("matching_algorithm must be ConceptMatchingAlgorithm.COSINE_HUNGARIAN or "
+                             f"COSINE_MAXIMUM (a distance between two dictionaries), got {matching_algorithm!r}")
+        self.distance_function = matching_algorithm
         if len(concept_explainers) == 1:
             concept_explainers = concept_explainers * 2
         self.dictionaries = [c if isinstance(c, torch.Tensor) else c.get_dictionary() for c in concept_explainers]
@@ -111,6 +131,45 @@ class Stability:
     def compute(self) -> float:
         import torch
 
-        scores = [1 - _cosine_hungarian_distance(a.detach().cpu().float(), b.detach().cpu().float())
+        scores = [1 - self.distance_function(a.detach().cpu().float(), b.detach().cpu().float())
                   for a, b in combinations(self.dictionaries, 2)]
         return torch.stack(scores).mean().item()
+
+
+class ReconstructionSpaces(Enum):
+    LATENT_ACTIVATIONS = "latent_activations"
+    LOGITS = "logits"
+
+
+class ReconstructionError:
+    """interpreto's ReconstructionError: ``distance_function(X, decode(encode(X)))``."""
+
+    def __init__(self, concept_explainer: Any, reconstruction_space: ReconstructionSpaces,
+                 distance_function: Any) -> None:
+        self.concept_explainer = concept_explainer
+        self.reconstruction_space = reconstruction_space
+        self.distance_function = distance_function
+
+    def compute(self, latent_activations: Any) -> float:
+        from ...commons import distances
+
+        if self.reconstruction_space is not ReconstructionSpaces.LATENT_ACTIVATIONS:
+            raise NotImplementedError("Only LATENT_ACTIVATIONS reconstruction space is supported.")
+        # the distances the concept-service computes, by the native ReconstructionError's names
+        on_service = {distances.euclidean_distance: "euclidean",
+                      distances.average_euclidean_distance: "average_euclidean",
+                      distances.wasserstein_1d_distance: "wasserstein_1d", distances.cosine_distance: "cosine"}
+        explainer = _native_explainer(self.concept_explainer)
+        activations = mesh_activations(latent_activations, self.concept_explainer.split_point)
+        name = on_service.get(self.distance_function)
+        if name is not None:
+            return float(native.ReconstructionError(explainer, name, show_progress=False).compute(activations))
+        import torch
+
+        from xaimesh.split_model import ActivationSet
+
+        if isinstance(activations, ActivationSet):  # a stored set: its rows are fetched
+            activations = activations.numpy(show_progress=False)
+        rows = torch.as_tensor(activations, dtype=torch.float32)
+        reconstructed = torch.from_numpy(explainer.decode_concepts(explainer.encode_activations(rows.numpy())))
+        return float(self.distance_function(rows, reconstructed))
