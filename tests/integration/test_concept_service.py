@@ -240,3 +240,35 @@ def test_sigkill_amid_concurrent_writes_keeps_every_acknowledged_one(launcher, m
             assert dictionary.size == 4 * 32
             if acked_models.get(name) is not None:
                 np.testing.assert_array_equal(dictionary, acked_models[name])
+
+
+def test_sae_variants_stream_their_training_log(launcher, model_server, tmp_path):
+    """MpSAE and Matryoshka with training options, fitted by the real
+    concept-service on the real model-server's activations: the log's FINAL
+    entry equals the service's own MSE and DEAD_CONCEPTS metrics of the
+    fitted model on the fitting set."""
+    import xaimesh
+    from xaimesh.concepts import MatryoshkaSAEConcepts, MpSAEConcepts
+    from xaimesh.concepts.metrics import MSE, DeadConcepts
+
+    concept = start_concept(launcher, model_server, tmp_path / "concept-data")
+    mesh = connect(model_server, concept)
+    split_model = xaimesh.ModelWithSplitPoints(mesh.model(), split_points=[2])
+    acts = split_model.get_activations(TEXTS, activation_granularity=split_model.activation_granularities.TOKEN)
+    for explainer in (
+            MpSAEConcepts(split_model, nb_concepts=16, top_k=4, epochs=3, batch_size=16, learning_rate=3e-3,
+                          scheduler="cosine", loss="dead_neurons_reanimation", log_every_steps=2),
+            MatryoshkaSAEConcepts(split_model, nb_concepts=16, top_k=4, epochs=3, batch_size=16,
+                                  matryoshka_prefixes=[4, 8], optimizer="adamw", weight_decay=0.01)):
+        explainer.fit(acts)
+        log = explainer.training_log
+        kinds = [e["kind"] for e in log]
+        assert kinds.count("epoch") == 3 and kinds[-1] == "final" and explainer.device_ == "cpu"
+        final = log[-1]
+        assert final["loss"] == pytest.approx(explainer.final_loss_, rel=1e-6)
+        assert final["values"]["dead_fraction"] == pytest.approx(DeadConcepts(explainer).compute(acts))
+        if isinstance(explainer, MpSAEConcepts):
+            assert "step" in kinds and final["values"]["reconstruction"] == pytest.approx(
+                MSE(explainer).compute(acts), rel=1e-4)
+        else:
+            assert final["values"]["mse_prefix_16"] == pytest.approx(MSE(explainer).compute(acts), rel=1e-4)
