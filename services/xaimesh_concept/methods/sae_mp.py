@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from xaimesh_runtime.errors import InvalidArgument
 
 from .base import register
 from .sae import _SparseAutoencoder
@@ -37,6 +38,12 @@ class MatchingPursuitSAE(_SparseAutoencoder):
     #: The residual update assumes unit-norm atoms: always renormalised.
     normalize_decoder = True
     OPTIONS = {**{k: v for k, v in _SparseAutoencoder.OPTIONS.items() if k != "normalize_decoder"}, "top_k": 8}
+
+    def _check_params(self, p):
+        super()._check_params(p)
+        if p["top_k"] > self.nb_concepts:
+            raise InvalidArgument(f"top_k ({p['top_k']}) pursuit steps must be <= nb_concepts ({self.nb_concepts})",
+                                  field="options.top_k")
 
     def _init_params(self, d: int, mean: np.ndarray):
         super()._init_params(d, mean)

@@ -106,6 +106,8 @@ def test_mp_encoding_is_matching_pursuit(X):
     state = m.state_dict()
     assert set(state.tensors) == {"W_dec", "b_dec"}
     np.testing.assert_array_equal(ConceptMethod.from_state(state).encode(X), m.encode(X))
+    with pytest.raises(InvalidArgument, match="pursuit steps must be <= nb_concepts"):
+        build_method("SAE_MP", 4, {"device": "cpu", "top_k": 5})
 
 
 # ---------------------------------------------------------------- training log
