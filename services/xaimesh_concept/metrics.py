@@ -5,6 +5,9 @@ Definitions (X: activations [n, d], X_hat = decode(encode(X)), C = encode(X)
 
 =================== ==========================================================
 MSE                 sum((X - X_hat)^2) / (n * d)  (mean over elements)
+LP                  (sum |X - X_hat|^p)^(1/p) over every element (p >= 1,
+                    the request's lp_p; FROBENIUS when p = 2). On request.
+AVERAGE_LP          mean over the n rows of ||x - x_hat||_p. On request.
 FROBENIUS           ||X - X_hat||_F, un-normalised (the reference toolkit's
                     "MSE"). MSE = FROBENIUS^2 / (n * d).
 EXPLAINED_VARIANCE  1 - FVU = 1 - ||X - X_hat||^2 / ||X - mean(X)||^2, the
@@ -34,6 +37,9 @@ STABILITY_MAX       as STABILITY, but each row of the first dictionary of a
                     the second: mean_i max_j |cos(D1_i, D2_j)|.
 =================== ==========================================================
 
+SPARSITY, SPARSITY_RATIO (its numerator), L0 and DEAD_CONCEPTS count a code
+as active when |c| > epsilon (default 0: non-zero).
+
 Every definition, with the reference toolkit's: docs/concept-metrics.md.
 
 Memory: every metric but FID keeps O(d + k) accumulators. FID needs whole
@@ -60,9 +66,23 @@ from .data import as_source, rows_per_chunk
 
 PER_MODEL_METRICS = ("MSE", "FROBENIUS", "EXPLAINED_VARIANCE", "SPARSITY", "SPARSITY_RATIO", "L0",
                      "DEAD_CONCEPTS", "FID", "AVERAGE_EUCLIDEAN", "COSINE_DISTANCE")
+#: Per-model metrics computed only when asked for (with p = 2 they repeat FROBENIUS / AVERAGE_EUCLIDEAN).
+ON_REQUEST_METRICS = ("LP", "AVERAGE_LP")
 #: Metrics of several models' dictionaries (no activations), with the matching of each.
 DICTIONARY_METRICS = {"STABILITY": "HUNGARIAN", "STABILITY_MAX": "MAXIMUM"}
-ALL_METRICS = PER_MODEL_METRICS + tuple(DICTIONARY_METRICS)
+ALL_METRICS = PER_MODEL_METRICS + ON_REQUEST_METRICS + tuple(DICTIONARY_METRICS)
+
+
+def check_metric_parameters(lp_p: float, epsilon: float) -> tuple[float, float]:
+    """(p, epsilon) of a request, defaults filled (p 0 = 2); INVALID_ARGUMENT when out of range."""
+    lp_p = 2.0 if not lp_p else float(lp_p)
+    if not np.isfinite(lp_p) or lp_p < 1:
+        raise InvalidArgument(f"lp_p must be a finite number >= 1 (0 = 2), got {lp_p}", field="lp_p")
+    epsilon = float(epsilon or 0.0)
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise InvalidArgument(f"activation_epsilon must be a finite number >= 0, got {epsilon}",
+                              field="activation_epsilon")
+    return lp_p, epsilon
 
 
 def normalize_metric_name(name) -> str:
@@ -83,8 +103,11 @@ class MetricAccumulator:
 
     def __init__(self, n_features: int, nb_concepts: int, metrics=PER_MODEL_METRICS, *,
                  n_rows_hint: int | None = None, fid_memory_bytes: int = 256 << 20,
-                 tmp_dir: str | None = None):
+                 tmp_dir: str | None = None, lp_p: float = 2.0, epsilon: float = 0.0):
         self.metrics = tuple(metrics)
+        self.lp_p, self.epsilon = lp_p, epsilon
+        self.lp_sum = 0.0  # sum |x - x_hat|^p over every element
+        self.row_lp = 0.0  # sum over rows of ||x - x_hat||_p
         self.d, self.k = int(n_features), int(nb_concepts)
         self.n = 0
         self.sse = 0.0
@@ -135,12 +158,16 @@ class MetricAccumulator:
         diff = x64 - X_hat.astype(np.float64)
         self.sse += float(np.einsum("ij,ij->", diff, diff))
         self.row_norms += float(np.sqrt(np.einsum("ij,ij->i", diff, diff)).sum())
+        if "LP" in self.metrics or "AVERAGE_LP" in self.metrics:
+            powered = np.abs(diff) ** self.lp_p
+            self.lp_sum += float(powered.sum())
+            self.row_lp += float((powered.sum(1) ** (1.0 / self.lp_p)).sum())
         r64 = X_hat.astype(np.float64)
         self.dot += float(np.einsum("ij,ij->", x64, r64))
         self.sq_x += float(np.einsum("ij,ij->", x64, x64))
         self.sq_r += float(np.einsum("ij,ij->", r64, r64))
         self.nnz_x += int(np.count_nonzero(X))
-        nzc = codes != 0
+        nzc = np.abs(codes) > self.epsilon
         self.nnz_c += int(nzc.sum())
         self.fired |= nzc.any(0)
         mb = x64.mean(0)
@@ -221,6 +248,10 @@ class MetricAccumulator:
                 out[m] = self._fid_value()
             elif m == "AVERAGE_EUCLIDEAN":
                 out[m] = self.row_norms / n if n else nan
+            elif m == "LP":
+                out[m] = self.lp_sum ** (1.0 / self.lp_p)
+            elif m == "AVERAGE_LP":
+                out[m] = self.row_lp / n if n else nan
             elif m == "COSINE_DISTANCE":
                 norms = np.sqrt(self.sq_x * self.sq_r)
                 out[m] = 1.0 - self.dot / norms if norms > 0 else nan
@@ -229,12 +260,15 @@ class MetricAccumulator:
 
 def compute_metrics(model, X, metrics=None, *, chunk_rows: int | None = None, progress=None,
                     should_stop=None, fid_memory_bytes: int = 256 << 20,
-                    tmp_dir: str | None = None) -> dict[str, float]:
+                    tmp_dir: str | None = None, lp_p: float = 2.0, epsilon: float = 0.0) -> dict[str, float]:
     """Per-model metrics of a fitted concept method over a row source.
 
-    ``metrics``: names (default: every per-model metric). ``progress``
-    receives Progress(stage="metrics", done=rows, total=rows).
+    ``metrics``: names (default: every per-model metric but the on-request
+    ones). ``lp_p``: p of LP / AVERAGE_LP; ``epsilon``: the activity
+    threshold of the codes. ``progress`` receives Progress(stage="metrics",
+    done=rows, total=rows).
     """
+    lp_p, epsilon = check_metric_parameters(lp_p, epsilon)
     names = [normalize_metric_name(m) for m in (metrics or PER_MODEL_METRICS)]
     several = [m for m in names if m in DICTIONARY_METRICS]
     if several:
@@ -245,7 +279,7 @@ def compute_metrics(model, X, metrics=None, *, chunk_rows: int | None = None, pr
             f"activations have hidden size {source.n_features} but the concept model was fitted on "
             f"hidden size {model.hidden_size_}", field="source")
     acc = MetricAccumulator(source.n_features, model.nb_concepts, names, n_rows_hint=source.n_rows,
-                            fid_memory_bytes=fid_memory_bytes, tmp_dir=tmp_dir)
+                            fid_memory_bytes=fid_memory_bytes, tmp_dir=tmp_dir, lp_p=lp_p, epsilon=epsilon)
     try:
         rows_n = chunk_rows or rows_per_chunk(max(source.n_features, model.nb_concepts))
         for start, rows in source.iter_chunks(rows_n):
@@ -261,11 +295,13 @@ def compute_metrics(model, X, metrics=None, *, chunk_rows: int | None = None, pr
         acc.close()
 
 
-def metrics_from_arrays(X, codes, X_hat, metrics=None) -> dict[str, float]:
+def metrics_from_arrays(X, codes, X_hat, metrics=None, *, lp_p: float = 2.0, epsilon: float = 0.0
+                        ) -> dict[str, float]:
     """The same metrics on in-memory arrays (for tests / small inputs)."""
     names = [normalize_metric_name(m) for m in (metrics or PER_MODEL_METRICS)]
+    lp_p, epsilon = check_metric_parameters(lp_p, epsilon)
     X = np.asarray(X, np.float32)
-    acc = MetricAccumulator(X.shape[1], np.asarray(codes).shape[1], names)
+    acc = MetricAccumulator(X.shape[1], np.asarray(codes).shape[1], names, lp_p=lp_p, epsilon=epsilon)
     acc.update(X, np.asarray(codes), np.asarray(X_hat, np.float32))
     return acc.result()
 

@@ -365,7 +365,8 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                                   "every metric", field="metrics")
 
         def work(emit, should_stop):
-            return self.ws.compute_metrics(models, source, metrics, progress=emit, should_stop=should_stop)
+            return self.ws.compute_metrics(models, source, metrics, progress=emit, should_stop=should_stop,
+                                           lp_p=request.lp_p, epsilon=request.activation_epsilon)
 
         for kind, value in stream_job(work, context, "computing metrics"):
             if kind == "result":

@@ -455,10 +455,12 @@ class ConceptWorkspace:
 
     # ---- metrics ----------------------------------------------------------
     def compute_metrics(self, models, source=None, metrics=None, *, progress=None,
-                        should_stop=None) -> list[MetricValue]:
+                        should_stop=None, lp_p: float = 2.0, epsilon: float = 0.0) -> list[MetricValue]:
         """ComputeConceptMetrics. ``models``: one name or several; ``metrics``:
         names (empty = every per-model metric, plus STABILITY when several
-        models are given). STABILITY / STABILITY_MAX alone need no source."""
+        models are given). STABILITY / STABILITY_MAX alone need no source.
+        ``lp_p`` / ``epsilon``: the request's lp_p / activation_epsilon."""
+        lp_p, epsilon = _metrics.check_metric_parameters(lp_p, epsilon)
         if isinstance(models, str):
             models = [models]
         models = list(models or [])
@@ -486,7 +488,7 @@ class ConceptWorkspace:
 
                 vals = _metrics.compute_metrics(m, src, per_model, progress=prog,
                                                 should_stop=should_stop,
-                                                tmp_dir=self.store.tmp_dir)
+                                                tmp_dir=self.store.tmp_dir, lp_p=lp_p, epsilon=epsilon)
                 out.extend(MetricValue(k, float(vals[k]), info.name) for k in per_model)
         for name in (x for x in names if x in _metrics.DICTIONARY_METRICS):
             if len(loaded) < 2:

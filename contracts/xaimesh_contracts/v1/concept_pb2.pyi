@@ -73,6 +73,8 @@ class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METRIC_AVERAGE_EUCLIDEAN: _ClassVar[ConceptMetric]
     CONCEPT_METRIC_COSINE_DISTANCE: _ClassVar[ConceptMetric]
     CONCEPT_METRIC_STABILITY_MAX: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_LP: _ClassVar[ConceptMetric]
+    CONCEPT_METRIC_AVERAGE_LP: _ClassVar[ConceptMetric]
 
 class ExampleSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -151,6 +153,8 @@ CONCEPT_METRIC_FROBENIUS: ConceptMetric
 CONCEPT_METRIC_AVERAGE_EUCLIDEAN: ConceptMetric
 CONCEPT_METRIC_COSINE_DISTANCE: ConceptMetric
 CONCEPT_METRIC_STABILITY_MAX: ConceptMetric
+CONCEPT_METRIC_LP: ConceptMetric
+CONCEPT_METRIC_AVERAGE_LP: ConceptMetric
 EXAMPLE_SAMPLING_UNSPECIFIED: ExampleSampling
 EXAMPLE_SAMPLING_TOP: ExampleSampling
 EXAMPLE_SAMPLING_QUANTILE: ExampleSampling
@@ -569,14 +573,18 @@ class GetDictionaryResponse(_message.Message):
     def __init__(self, chunk: _Optional[_Union[_tensor_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
 
 class ComputeConceptMetricsRequest(_message.Message):
-    __slots__ = ("concept_models", "source", "metrics")
+    __slots__ = ("concept_models", "source", "metrics", "lp_p", "activation_epsilon")
     CONCEPT_MODELS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    LP_P_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_EPSILON_FIELD_NUMBER: _ClassVar[int]
     concept_models: _containers.RepeatedScalarFieldContainer[str]
     source: ActivationSource
     metrics: _containers.RepeatedScalarFieldContainer[ConceptMetric]
-    def __init__(self, concept_models: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[ActivationSource, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[ConceptMetric, str]]] = ...) -> None: ...
+    lp_p: float
+    activation_epsilon: float
+    def __init__(self, concept_models: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[ActivationSource, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[ConceptMetric, str]]] = ..., lp_p: _Optional[float] = ..., activation_epsilon: _Optional[float] = ...) -> None: ...
 
 class ConceptMetricValue(_message.Message):
     __slots__ = ("metric", "value", "concept_model")

@@ -68,3 +68,45 @@ def test_workspace_computes_them_by_name(tmp_path):
         ws.compute_metrics([one.name], None, ["STABILITY_MAX"])
     defaults = {v.metric for v in ws.compute_metrics(one.name, aset.name)}
     assert {"AVERAGE_EUCLIDEAN", "COSINE_DISTANCE"} <= defaults
+
+
+def test_lp_distances_and_the_activity_threshold_by_hand():
+    # X - X_hat rows: (3, 4), (0, 0), (0, 1)
+    m = metrics_from_arrays(X, CODES, X_HAT, ["LP", "AVERAGE_LP"], lp_p=1)
+    assert m["LP"] == pytest.approx(8) and m["AVERAGE_LP"] == pytest.approx((7 + 0 + 1) / 3)
+    m = metrics_from_arrays(X, CODES, X_HAT, ["LP", "AVERAGE_LP", "FROBENIUS", "AVERAGE_EUCLIDEAN"])  # p = 2
+    assert m["LP"] == pytest.approx(m["FROBENIUS"]) and m["AVERAGE_LP"] == pytest.approx(m["AVERAGE_EUCLIDEAN"])
+    m = metrics_from_arrays(X, CODES, X_HAT, ["LP"], lp_p=3)
+    assert m["LP"] == pytest.approx((27 + 64 + 1) ** (1 / 3))
+    codes = np.array([[0.5, 0.0], [0.05, -2.0], [0.0, 0.01]], np.float32)
+    active = ["SPARSITY", "L0", "DEAD_CONCEPTS", "SPARSITY_RATIO"]
+    exact = metrics_from_arrays(X, codes, X_HAT, active)
+    assert (exact["SPARSITY"], exact["L0"], exact["DEAD_CONCEPTS"]) == (pytest.approx(4 / 6), pytest.approx(4 / 3), 0.0)
+    thresholded = metrics_from_arrays(X, codes, X_HAT, active, epsilon=0.1)  # |c| > 0.1: 0.5 and -2
+    assert thresholded["SPARSITY"] == pytest.approx(2 / 6) and thresholded["L0"] == pytest.approx(2 / 3)
+    assert thresholded["DEAD_CONCEPTS"] == 0.0
+    assert metrics_from_arrays(X, codes, X_HAT, active, epsilon=1.0)["DEAD_CONCEPTS"] == 0.5
+    # X has 5 non-zeros of 6
+    assert thresholded["SPARSITY_RATIO"] == pytest.approx((2 / 6) / (5 / 6))
+
+
+@pytest.mark.parametrize("lp_p, epsilon, field", [(0.5, 0.0, "lp_p"), (float("inf"), 0.0, "lp_p"),
+                                                  (2.0, -1.0, "activation_epsilon"),
+                                                  (2.0, float("nan"), "activation_epsilon")])
+def test_bad_metric_parameters_are_refused(lp_p, epsilon, field):
+    with pytest.raises(InvalidArgument) as err:
+        metrics_from_arrays(X, CODES, X_HAT, ["LP"], lp_p=lp_p, epsilon=epsilon)
+    assert err.value.field == field
+
+
+def test_lp_is_computed_only_when_asked_for(tmp_path):
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(40, 5)).astype(np.float32)
+    ws = ConceptWorkspace(str(tmp_path))
+    aset = ws.store.put_activation_set(A)
+    pca = ws.fit(aset.name, "PCA", 2, {"seed": 0})
+    every = {v.metric for v in ws.compute_metrics(pca.name, aset.name)}
+    assert "LP" not in every and "AVERAGE_LP" not in every
+    (lp,) = ws.compute_metrics(pca.name, aset.name, ["LP"], lp_p=1)
+    model = ws.load_model(pca.name)[1]
+    assert lp.value == pytest.approx(float(np.abs(A - model.reconstruct(A)).sum()), rel=1e-5)

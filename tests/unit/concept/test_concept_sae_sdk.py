@@ -138,6 +138,7 @@ def test_interpretos_reconstruction_errors_and_stability_matchings(mesh, rows): 
         DistanceFunctions.AVERAGE_LP: np.linalg.norm(diff, axis=1).mean(),
         functools.partial(lp_distance, p=1): np.abs(diff).sum(),
         functools.partial(DistanceFunctions.AVERAGE_LP, p=1): np.abs(diff).sum(1).mean(),
+        lambda a, b: (a - b).abs().max(): np.abs(diff).max(),  # any callable: on the fetched arrays
     }
     space = ReconstructionSpaces.LATENT_ACTIVATIONS
     for distance, value in expected.items():
@@ -159,3 +160,28 @@ def test_interpretos_reconstruction_errors_and_stability_matchings(mesh, rows): 
     assert Stability(explainer).compute() == pytest.approx(1.0)  # one explainer: compared with itself
     with pytest.raises(ValueError, match="COSINE_MAXIMUM"):
         Stability(a, b, matching_algorithm="maximum")
+
+
+def test_native_lp_distances_and_activity_threshold_on_the_wire(mesh, rows):  # noqa: F811
+    from xaimesh.concepts import PCAConcepts
+    from xaimesh.concepts.metrics import (AverageLpDistance, DeadConcepts, L0, LpDistance, ReconstructionError,
+                                          Sparsity, compute_metrics)
+    from xaimesh.errors import InvalidArgumentError
+
+    pca = PCAConcepts(mesh, nb_concepts=3).fit(rows)
+    codes = pca.encode_activations(rows)
+    diff = rows.astype(np.float64) - pca.decode_concepts(codes)
+    assert LpDistance(pca, p=1).compute(rows) == pytest.approx(np.abs(diff).sum(), rel=1e-5)
+    assert AverageLpDistance(pca, p=3).compute(rows) == pytest.approx(
+        ((np.abs(diff) ** 3).sum(1) ** (1 / 3)).mean(), rel=1e-5)
+    assert ReconstructionError(pca, "lp", p=1).compute(rows) == pytest.approx(np.abs(diff).sum(), rel=1e-5)
+    eps = float(np.median(np.abs(codes)))
+    assert Sparsity(pca, epsilon=eps).compute(rows) == pytest.approx(np.mean(np.abs(codes) > eps))
+    assert L0(pca, eps).compute(rows) == pytest.approx((np.abs(codes) > eps).sum(1).mean())
+    assert DeadConcepts(pca, epsilon=1e9).compute(rows) == 1.0
+    both = compute_metrics(pca, rows, ["LP", "SPARSITY"], p=1, epsilon=eps)
+    assert both["LP"] == pytest.approx(np.abs(diff).sum(), rel=1e-5)
+    with pytest.raises(InvalidArgumentError, match="lp_p must be a finite number >= 1"):
+        LpDistance(pca, p=0.5).compute(rows)
+    with pytest.raises(InvalidArgumentError, match="activation_epsilon"):
+        Sparsity(pca, epsilon=-1).compute(rows)

@@ -16,7 +16,7 @@ features, k concepts):
 MSE                mean of (X - X_hat)^2 over the n * d elements
 FrobeniusNorm      ||X - X_hat||_F (the reference toolkit's "MSE")
 ExplainedVariance  1 - ||X - X_hat||^2 / ||X - mean(X)||^2
-Sparsity           fraction of non-zero codes, nnz(C) / (n * k)
+Sparsity           fraction of active codes (|c| > epsilon, default 0), / (n * k)
 SparsityRatio      Sparsity divided by the fraction of non-zero activations
 L0                 mean number of non-zero codes per row
 DeadConcepts       fraction of concepts zero on every row
@@ -24,6 +24,8 @@ FID                mean over features of the 1-D Wasserstein distance between
                    X[:, j] and X_hat[:, j]
 AverageEuclidean   mean over rows of ||x - x_hat||_2
 CosineDistance     1 - <X, X_hat>_F / (||X||_F ||X_hat||_F)
+LpDistance         (sum |X - X_hat|^p)^(1/p) over every element (p >= 1)
+AverageLpDistance  mean over rows of ||x - x_hat||_p
 ReconstructionError one of the reconstruction distances by name, as the
                    reference toolkit's ReconstructionError(distance_function)
 Stability          Hungarian-matched mean |cosine| between the dictionaries of
@@ -42,9 +44,9 @@ from typing import Any, ClassVar
 from xaimesh.concepts import _rpc
 from xaimesh_contracts.v1 import concept_pb2
 
-__all__ = ["FID", "L0", "MSE", "AverageEuclidean", "ConceptMetric", "CosineDistance", "DeadConcepts",
-           "ExplainedVariance", "FrobeniusNorm", "ReconstructionError", "Sparsity", "SparsityRatio", "Stability",
-           "compute_metrics"]
+__all__ = ["FID", "L0", "MSE", "AverageEuclidean", "AverageLpDistance", "ConceptMetric", "CosineDistance",
+           "DeadConcepts", "ExplainedVariance", "FrobeniusNorm", "LpDistance", "ReconstructionError", "Sparsity",
+           "SparsityRatio", "Stability", "compute_metrics"]
 
 _BY_NAME = {
     "MSE": concept_pb2.CONCEPT_METRIC_MSE, "FROBENIUS": concept_pb2.CONCEPT_METRIC_FROBENIUS,
@@ -55,6 +57,7 @@ _BY_NAME = {
     "AVERAGE_EUCLIDEAN": concept_pb2.CONCEPT_METRIC_AVERAGE_EUCLIDEAN,
     "COSINE_DISTANCE": concept_pb2.CONCEPT_METRIC_COSINE_DISTANCE,
     "STABILITY_MAX": concept_pb2.CONCEPT_METRIC_STABILITY_MAX,
+    "LP": concept_pb2.CONCEPT_METRIC_LP, "AVERAGE_LP": concept_pb2.CONCEPT_METRIC_AVERAGE_LP,
 }
 
 #: ReconstructionError's distances (the reference toolkit's DistanceFunctions names) -> metric.
@@ -63,6 +66,8 @@ _DISTANCES = {
     "average_euclidean": concept_pb2.CONCEPT_METRIC_AVERAGE_EUCLIDEAN,
     "wasserstein_1d": concept_pb2.CONCEPT_METRIC_FID,
     "cosine": concept_pb2.CONCEPT_METRIC_COSINE_DISTANCE,
+    "lp": concept_pb2.CONCEPT_METRIC_LP,
+    "average_lp": concept_pb2.CONCEPT_METRIC_AVERAGE_LP,
 }
 _MATCHINGS = {"hungarian": concept_pb2.CONCEPT_METRIC_STABILITY, "maximum": concept_pb2.CONCEPT_METRIC_STABILITY_MAX}
 
@@ -79,7 +84,7 @@ def _metric_code(metric: Any) -> int:
 
 
 def _compute(explainers: list, activations: Any, metrics: list[int], *, show_progress: bool,
-             timeout: float | None) -> list[concept_pb2.ConceptMetricValue]:
+             timeout: float | None, p: float = 2.0, epsilon: float = 0.0) -> list[concept_pb2.ConceptMetricValue]:
     if not explainers:
         raise ValueError("give at least one concept explainer")
     names = []
@@ -97,7 +102,8 @@ def _compute(explainers: list, activations: Any, metrics: list[int], *, show_pro
     client = _rpc.concept_client(mesh)
 
     def run(source):
-        request = concept_pb2.ComputeConceptMetricsRequest(concept_models=names, metrics=metrics)
+        request = concept_pb2.ComputeConceptMetricsRequest(concept_models=names, metrics=metrics, lp_p=p,
+                                                           activation_epsilon=epsilon)
         if source is not None:
             request.source.CopyFrom(source)
         for event in client.stream("ComputeConceptMetrics", request, timeout=timeout, show_progress=show_progress,
@@ -116,6 +122,9 @@ class ConceptMetric:
     """``Metric(concept_explainer).compute(activations) -> float``."""
 
     metric: ClassVar[int] = concept_pb2.CONCEPT_METRIC_UNSPECIFIED
+    #: The request's lp_p / activation_epsilon (set by the metrics that take them).
+    p: float = 2.0
+    epsilon: float = 0.0
 
     def __init__(self, concept_explainer: Any, *, show_progress: bool = True, timeout: float | None = None):
         self.concept_explainer = concept_explainer
@@ -123,8 +132,8 @@ class ConceptMetric:
         self.timeout = timeout
 
     def compute(self, activations: Any) -> float:
-        values = _compute([self.concept_explainer], activations, [self.metric],
-                          show_progress=self.show_progress, timeout=self.timeout)
+        values = _compute([self.concept_explainer], activations, [self.metric], show_progress=self.show_progress,
+                          timeout=self.timeout, p=self.p, epsilon=self.epsilon)
         return float(values[0].value)
 
     def __repr__(self) -> str:
@@ -149,25 +158,33 @@ class ExplainedVariance(ConceptMetric):
     metric = concept_pb2.CONCEPT_METRIC_EXPLAINED_VARIANCE
 
 
-class Sparsity(ConceptMetric):
-    """Fraction of non-zero concept activations."""
+class _ActivityMetric(ConceptMetric):
+    """A metric of which codes are active: |c| > ``epsilon`` (0: non-zero)."""
+
+    def __init__(self, concept_explainer: Any, epsilon: float = 0.0, **kwargs: Any):
+        super().__init__(concept_explainer, **kwargs)
+        self.epsilon = float(epsilon)
+
+
+class Sparsity(_ActivityMetric):
+    """Fraction of active concept activations."""
 
     metric = concept_pb2.CONCEPT_METRIC_SPARSITY
 
 
-class SparsityRatio(ConceptMetric):
+class SparsityRatio(_ActivityMetric):
     """Sparsity of the codes divided by the density of the activations."""
 
     metric = concept_pb2.CONCEPT_METRIC_SPARSITY_RATIO
 
 
-class L0(ConceptMetric):
-    """Mean number of non-zero concepts per row."""
+class L0(_ActivityMetric):
+    """Mean number of active concepts per row."""
 
     metric = concept_pb2.CONCEPT_METRIC_L0
 
 
-class DeadConcepts(ConceptMetric):
+class DeadConcepts(_ActivityMetric):
     """Fraction of concepts never active on the rows."""
 
     metric = concept_pb2.CONCEPT_METRIC_DEAD_CONCEPTS
@@ -191,17 +208,36 @@ class CosineDistance(ConceptMetric):
     metric = concept_pb2.CONCEPT_METRIC_COSINE_DISTANCE
 
 
-class ReconstructionError(ConceptMetric):
+class _PMetric(ConceptMetric):
+    def __init__(self, concept_explainer: Any, p: float = 2.0, **kwargs: Any):
+        super().__init__(concept_explainer, **kwargs)
+        self.p = float(p)
+
+
+class LpDistance(_PMetric):
+    """(sum |X - X_hat|^p)^(1/p) over every element, p >= 1."""
+
+    metric = concept_pb2.CONCEPT_METRIC_LP
+
+
+class AverageLpDistance(_PMetric):
+    """Mean over rows of ||x - x_hat||_p, p >= 1."""
+
+    metric = concept_pb2.CONCEPT_METRIC_AVERAGE_LP
+
+
+class ReconstructionError(_PMetric):
     """The reconstruction distance named by ``distance``: "euclidean"
     (||X - X_hat||_F, FrobeniusNorm), "average_euclidean", "wasserstein_1d"
-    (FID) or "cosine" (CosineDistance) — the reference toolkit's
+    (FID), "cosine" (CosineDistance), "lp" or "average_lp" (with ``p``) —
+    the reference toolkit's
     ``ReconstructionError(explainer, LATENT_ACTIVATIONS, distance_function)``."""
 
-    def __init__(self, concept_explainer: Any, distance: str = "euclidean", **kwargs: Any):
+    def __init__(self, concept_explainer: Any, distance: str = "euclidean", p: float = 2.0, **kwargs: Any):
         key = str(getattr(distance, "name", distance)).lower()
         if key not in _DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; choose among {list(_DISTANCES)}")
-        super().__init__(concept_explainer, **kwargs)
+        super().__init__(concept_explainer, p, **kwargs)
         self.distance = key
         self.metric = _DISTANCES[key]
 
@@ -237,10 +273,14 @@ class Stability:
 
 
 def compute_metrics(concept_explainer: Any, activations: Any, metrics: Iterable[Any] | None = None, *,
-                    show_progress: bool = True, timeout: float | None = None) -> dict[str, float]:
+                    show_progress: bool = True, timeout: float | None = None, p: float = 2.0,
+                    epsilon: float = 0.0) -> dict[str, float]:
     """Several metrics in one pass: ``{"MSE": ..., "SPARSITY": ...}`` (every
-    per-model metric when ``metrics`` is None)."""
+    per-model metric when ``metrics`` is None; LP / AVERAGE_LP only when
+    named). ``p``: of LP / AVERAGE_LP; ``epsilon``: codes with |c| <=
+    epsilon count as inactive."""
     codes = [_metric_code(m) for m in (metrics or [])]
-    values = _compute([concept_explainer], activations, codes, show_progress=show_progress, timeout=timeout)
+    values = _compute([concept_explainer], activations, codes, show_progress=show_progress, timeout=timeout,
+                      p=p, epsilon=epsilon)
     return {concept_pb2.ConceptMetric.Name(v.metric).removeprefix("CONCEPT_METRIC_"): float(v.value)
             for v in values}

@@ -2,10 +2,10 @@
 functions, with its definitions (docs/concept-metrics.md), written here.
 
 ``ReconstructionError`` (xaimesh.interpreto.concepts.metrics) sends
-EUCLIDEAN, AVERAGE_EUCLIDEAN, WASSERSTEIN_1D and COSINE to the
-concept-service (the native metrics of the same definitions) and computes
-the others, or any callable ``f(x1, x2)``, on the activations and their
-reconstructions fetched from the service.
+EUCLIDEAN, AVERAGE_EUCLIDEAN, WASSERSTEIN_1D, COSINE, LP and AVERAGE_LP to
+the concept-service (the native metrics of the same definitions) and
+computes KL, or any other callable ``f(x1, x2)``, on the activations and
+their reconstructions fetched from the service.
 """
 
 from __future__ import annotations

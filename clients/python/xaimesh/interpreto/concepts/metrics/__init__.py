@@ -5,7 +5,7 @@
   X - decode(encode(X)) over all rows: the native ``FrobeniusNorm``;
 - ``FID``: mean over features of the 1-D Wasserstein distance (native ``FID``);
 - ``Sparsity(epsilon)``: the fraction of codes with |c| > epsilon (native
-  ``Sparsity`` when epsilon is 0, else counted here from the codes);
+  ``Sparsity(explainer, epsilon)``);
 - ``SparsityRatio``: interpreto divides Sparsity by the number of concepts
   (the native SparsityRatio is another quantity);
 - ``Stability``: 1 - the matched mean cosine distance (signed cosine)
@@ -13,13 +13,15 @@
   (COSINE_HUNGARIAN) or each concept of the first to its nearest in the
   second (COSINE_MAXIMUM);
 - ``ReconstructionError(explainer, LATENT_ACTIVATIONS, distance_function)``:
-  the four distances the service has (EUCLIDEAN, AVERAGE_EUCLIDEAN,
-  WASSERSTEIN_1D, COSINE) are computed there; LP, AVERAGE_LP, KL or any
-  callable on the activations and reconstructions fetched from it.
+  EUCLIDEAN, AVERAGE_EUCLIDEAN, WASSERSTEIN_1D, COSINE, LP and AVERAGE_LP
+  (also as ``functools.partial(..., p=...)``) are computed by the service;
+  KL or any other callable on the activations and reconstructions fetched
+  from it.
 """
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from itertools import combinations
 from typing import Any
@@ -68,12 +70,7 @@ class Sparsity:
     def compute(self, latent_activations: Any) -> float:
         explainer = _native_explainer(self.concept_explainer)
         activations = mesh_activations(latent_activations, self.concept_explainer.split_point)
-        if self.epsilon == 0.0:
-            return float(native.Sparsity(explainer, show_progress=False).compute(activations))
-        import numpy as np
-
-        codes = explainer.encode_activations(activations)
-        return float(np.mean(np.abs(codes) > self.epsilon, dtype=np.float64))
+        return float(native.Sparsity(explainer, self.epsilon, show_progress=False).compute(activations))
 
 
 class SparsityRatio(Sparsity):
@@ -158,12 +155,16 @@ class ReconstructionError:
         # the distances the concept-service computes, by the native ReconstructionError's names
         on_service = {distances.euclidean_distance: "euclidean",
                       distances.average_euclidean_distance: "average_euclidean",
-                      distances.wasserstein_1d_distance: "wasserstein_1d", distances.cosine_distance: "cosine"}
+                      distances.wasserstein_1d_distance: "wasserstein_1d", distances.cosine_distance: "cosine",
+                      distances.lp_distance: "lp", distances.average_lp_distance: "average_lp"}
+        function, p = self.distance_function, 2.0
+        if isinstance(function, functools.partial) and not function.args and set(function.keywords) <= {"p"}:
+            function, p = function.func, function.keywords.get("p", 2.0)  # e.g. partial(DistanceFunctions.LP, p=1)
         explainer = _native_explainer(self.concept_explainer)
         activations = mesh_activations(latent_activations, self.concept_explainer.split_point)
-        name = on_service.get(self.distance_function)
+        name = on_service.get(function)
         if name is not None:
-            return float(native.ReconstructionError(explainer, name, show_progress=False).compute(activations))
+            return float(native.ReconstructionError(explainer, name, p, show_progress=False).compute(activations))
         import torch
 
         from xaimesh.split_model import ActivationSet
