@@ -44,7 +44,7 @@ def best_cosines(atoms, dictionary):
 PLANTED_FIT = {"device": "cpu", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "seed": 1, "top_k": 2}
 
 
-@pytest.mark.parametrize("name, nb_concepts", [("SAE_MP", 12), ("SAE_MP", 24), ("SAE_TOPK", 24)])
+@pytest.mark.parametrize("name, nb_concepts", [("SAE_MP", 24), ("SAE_TOPK", 24), ("SAE_BATCH_TOPK", 24)])
 def test_planted_dictionary_is_recovered(planted, name, nb_concepts):
     X, atoms = planted
     m = build_method(name, nb_concepts, PLANTED_FIT).fit(X)
@@ -120,6 +120,8 @@ def recomputed_loss(m, X, criterion="MSE"):
         rec = float(np.mean([((z[:, :p] @ m.dictionary_[:p] + b - X) ** 2).mean() for p in m.matryoshka_prefixes]))
     if m.method_name == "SAE_VANILLA":
         rec += m.l1_coefficient * float((np.abs(z) * np.linalg.norm(m.dictionary_, axis=1)).sum(1).mean())
+    if m.method_name == "SAE_JUMP_RELU":
+        rec += m.l1_coefficient * float((z != 0).sum(1).mean())
     if criterion == "DEAD_NEURONS_REANIMATION":
         pre = ((X - m.b_dec.numpy()) @ m.W_enc.numpy() + m.b_enc.numpy()).astype(np.float64)
         dead = ~(z > 0).any(0)
@@ -130,6 +132,7 @@ def recomputed_loss(m, X, criterion="MSE"):
 @pytest.mark.parametrize("name, options", [
     ("SAE_TOPK", {"top_k": 3}), ("SAE_VANILLA", {"l1_coefficient": 0.01}), ("SAE_MP", {"top_k": 3}),
     ("SAE_MATRYOSHKA", {"top_k": 3}), ("SAE_BATCH_TOPK", {"top_k": 3}),
+    ("SAE_JUMP_RELU", {"l1_coefficient": 0.01, "jump_threshold": 0.1}),
     ("SAE_TOPK", {"top_k": 1, "loss": "DEAD_NEURONS_REANIMATION"}),
 ])
 def test_final_log_entry_is_the_fitted_model_on_the_data(X, name, options):
