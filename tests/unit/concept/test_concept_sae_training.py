@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from xaimesh_concept.data import iter_shuffled_batches
-from xaimesh_concept.data import ArraySource
 from xaimesh_concept.common import numpy_rng
+from xaimesh_concept.data import ArraySource, iter_shuffled_batches
 from xaimesh_concept.methods import ConceptMethod, build_method
 from xaimesh_runtime.errors import InvalidArgument
 
