@@ -105,10 +105,16 @@ def column_moments(source: RowSource, should_stop=None, chunk_rows: int | None =
     """Per-feature mean and (population) std in one streaming pass (float64,
     chunks merged with Chan's parallel formula)."""
     d = source.n_features
+    chunks = (rows for _, rows in source.iter_chunks(chunk_rows or rows_per_chunk(d)))
+    return block_moments(chunks, d, should_stop)
+
+
+def block_moments(blocks, d: int, should_stop=None):
+    """``column_moments`` of an iterable of row blocks [rows, d]."""
     n = 0
     mean = np.zeros(d, np.float64)
     m2 = np.zeros(d, np.float64)
-    for _, rows in source.iter_chunks(chunk_rows or rows_per_chunk(d)):
+    for rows in blocks:
         if should_stop is not None and should_stop():
             raise Cancelled("the fit was cancelled")
         rows = rows.astype(np.float64)

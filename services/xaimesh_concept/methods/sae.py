@@ -68,7 +68,7 @@ from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 from ..common import LogEntry, enum_key, numpy_rng
 from ..data import iter_shuffled_batches, rows_per_chunk
-from .base import ConceptMethod, register
+from .base import ConceptMethod, block_moments, register
 
 #: The reference toolkit's DeadNeuronsReanimationLoss weight.
 REANIMATION_WEIGHT = 1e-3
@@ -117,6 +117,14 @@ class _StepFn(torch.autograd.Function):
         # d/dtheta H(pre - theta) ~ -(1 / bw) K((pre - theta) / bw)
         g_theta = -(1.0 / bw) * _RectangleKernel.k((pre - theta) / bw) * grad_out
         return torch.zeros_like(pre), (g_theta * theta).sum(0), None
+
+
+def _checked_block(block, d: int) -> np.ndarray:
+    """A block of a feed as float32 [rows, d]; INVALID_ARGUMENT for another shape."""
+    block = np.asarray(block, dtype=np.float32)
+    if block.ndim != 2 or block.shape[1] != d:
+        raise InvalidArgument(f"a block of rows has shape {block.shape}; expected [rows, {d}]", field="activations")
+    return block
 
 
 class _SparseAutoencoder(ConceptMethod):
@@ -200,12 +208,18 @@ class _SparseAutoencoder(ConceptMethod):
         """Fit from a block feed instead of a row source: ``blocks(0)`` is every
         row once in any order, ``blocks(e)`` for e = 1..epochs the rows of
         epoch e in training order (the caller shuffles); each an iterable of
-        2-D float32 arrays [rows, n_features] of any size. ``standardize`` is
-        not available here (it needs the moments before the first block)."""
-        if self.params.get("standardize"):
-            raise InvalidArgument("standardize needs a row source: fit(X), not fit_blocks", field="options.standardize")
+        2-D float32 arrays [rows, n_features] of any size. With
+        ``standardize``, ``blocks(0)`` is read once more first (the moments)."""
         self.hidden_size_ = int(n_features)
         self.training_log_ = []
+        if self.params.get("standardize"):
+            mean, std = block_moments((_checked_block(b, n_features) for b in blocks(0)), n_features, should_stop)
+            self.mean_ = mean.astype(np.float32)
+            self.scale_ = np.where(std > 1e-12, std, 1.0).astype(np.float32)
+            raw = blocks
+
+            def blocks(epoch):
+                return ((_checked_block(b, n_features) - self.mean_) / self.scale_ for b in raw(epoch))
 
         def log(entry):
             self.training_log_.append(entry)
@@ -227,10 +241,7 @@ class _SparseAutoencoder(ConceptMethod):
         for block in blocks:
             if should_stop is not None and should_stop():
                 raise Cancelled(f"the {self.method_name} fit was cancelled")
-            block = np.asarray(block, dtype=np.float32)
-            if block.ndim != 2 or block.shape[1] != d:
-                raise InvalidArgument(f"a block of rows has shape {block.shape}; expected [rows, {d}]",
-                                      field="activations")
+            block = _checked_block(block, d)
             pending.append(block)
             held += block.shape[0]
             while held >= self.batch_size:
