@@ -564,12 +564,12 @@ class ConceptWorkspace:
 
 def _log_collector(progress):
     """(the stored training log, the callback a fit reports to): keeps up to
-    MAX_STORED_LOG entries and passes every entry on to ``progress``, after a
-    first "starting" progress event."""
+    MAX_STORED_LOG entries (and an SAE's FINAL entry) and passes every entry
+    on to ``progress``, after a first "starting" progress event."""
     log: list[dict] = []
 
     def on_log(entry: LogEntry):
-        if not entry.progress_only and len(log) < MAX_STORED_LOG:
+        if not entry.progress_only and (len(log) < MAX_STORED_LOG or entry.kind == "FINAL"):  # STEP entries may be many
             log.append(entry.to_dict())
         if progress is not None:
             progress(entry)

@@ -264,3 +264,17 @@ def test_fit_blocks_refuses_bad_blocks(X):
     with pytest.raises(InvalidArgument, match=r"expected \[rows, 12\]"):
         build_method("SAE_TOPK", 4, {"device": "cpu", "top_k": 2, "standardize": True, "epochs": 1}).fit_blocks(
             lambda epoch: iter([X] if epoch == 0 else [X[:, :5]]), 12)
+
+
+def test_the_stored_log_keeps_the_final_entry(X, tmp_path, monkeypatch):
+    from xaimesh_concept import workspace
+
+    monkeypatch.setattr(workspace, "MAX_STORED_LOG", 4)
+    ws = workspace.ConceptWorkspace(str(tmp_path))
+    aset = ws.store.put_activation_set(X)
+    streamed = []
+    info = ws.fit(aset.name, "SAE_TOPK", 8, {"device": "cpu", "top_k": 2, "epochs": 2, "batch_size": 30,
+                                             "log_every_steps": 1}, progress=streamed.append)
+    kinds = [e["kind"] for e in info.training_log]
+    assert kinds == ["STEP"] * 4 + ["FINAL"] and info.training_log[-1]["loss"] == pytest.approx(info.final_loss)
+    assert [e.kind for e in streamed if not e.progress_only].count("STEP") == 20  # all streamed
