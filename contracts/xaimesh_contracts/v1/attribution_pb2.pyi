@@ -253,7 +253,7 @@ class ExplainInput(_message.Message):
     def __init__(self, text: _Optional[str] = ..., targets: _Optional[_Union[Targets, _Mapping]] = ..., chat: _Optional[_Union[_model_pb2.ChatConversation, _Mapping]] = ..., chat_template: _Optional[bool] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "method", "parameters", "inputs", "granularity", "aggregation", "inference_mode")
+    __slots__ = ("model", "method", "parameters", "inputs", "granularity", "aggregation", "inference_mode", "concept_encoder")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class ExplainRequest(_message.Message):
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_ENCODER_FIELD_NUMBER: _ClassVar[int]
     model: str
     method: AttributionMethod
     parameters: MethodParameters
@@ -268,7 +269,8 @@ class ExplainRequest(_message.Message):
     granularity: _tensor_pb2.Granularity
     aggregation: _tensor_pb2.Aggregation
     inference_mode: _tensor_pb2.InferenceMode
-    def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[ExplainInput, _Mapping]]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ...) -> None: ...
+    concept_encoder: _model_pb2.ConceptEncoder
+    def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[ExplainInput, _Mapping]]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., concept_encoder: _Optional[_Union[_model_pb2.ConceptEncoder, _Mapping]] = ...) -> None: ...
 
 class Attribution(_message.Message):
     __slots__ = ("model", "task", "method", "parameters", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text", "input_ids")
