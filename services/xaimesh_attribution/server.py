@@ -64,7 +64,7 @@ from .backend import ModelBackend, Segment
 from .explainer import evaluate, explain_input, prepare
 from .methods import REGISTRY, AttributionMethod, list_methods, resolve_method
 from .methods.base import as_replacement
-from .model_client import DEFAULT_MAX_IN_FLIGHT, UPSTREAM, GrpcModelBackend
+from .model_client import DEFAULT_MAX_IN_FLIGHT, UPSTREAM, GrpcModelBackend, concept_encoder_from_proto
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
 from .results import AttributionResult, MetricCurve, MetricResult
 
@@ -386,7 +386,10 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         backend = self.backend_factory(request.model, context)
         desc = backend.describe()
         try:  # request-level checks, once, before any work
-            plan = prepare(backend, method, params, granularity, aggregation, inference_mode, desc=desc)
+            encoder = concept_encoder_from_proto(request.concept_encoder) if request.HasField("concept_encoder") \
+                else None
+            plan = prepare(backend, method, params, granularity, aggregation, inference_mode, desc=desc,
+                           concept_encoder=encoder)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, field=_message_field(method, exc.field)) from None
 
