@@ -1,0 +1,129 @@
+"""Inputs -> concepts attributions over real services (model-server,
+concept-service, attribution-service processes; docs/inputs-to-concepts.md):
+a probe that is one token's indicator attributes to that token, Occlusion's
+numbers equal a brute force on the bare model with the exported encoder,
+every concept of a PCA model at once, and the refusals."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+import xaimesh
+from tests.integration.test_concept_service import TEXTS, _quiet  # noqa: F401 (autouse fixture)
+from xaimesh import plot_attributions
+from xaimesh.concepts import LinearProbe, PCAConcepts, SemiNMFConcepts, upload_activations
+from xaimesh.errors import InvalidArgumentError, NotFoundError
+from xaimesh_contracts.tensors import to_numpy
+
+TEXT = "Alice offers a drink to Bob."
+WORD = "drink"
+SPLIT = "model.layers.0"
+
+
+@pytest.fixture(scope="module")
+def mesh(module_launcher, model_server, tmp_path_factory):
+    concept = module_launcher.start("concept", "--model-server-address", model_server.address, "--data-dir",
+                                    str(tmp_path_factory.mktemp("concept-data")), "--device", "cpu")
+    attribution = module_launcher.start("attribution", "--model-server-address", model_server.address)
+    with xaimesh.connect(model_server.address, concept=concept.address, attribution=attribution.address,
+                         wait_seconds=30) as mesh:
+        yield mesh
+
+
+@pytest.fixture(scope="module")
+def bare(tiny_lm_path):
+    import transformers
+
+    return transformers.AutoModelForCausalLM.from_pretrained(tiny_lm_path, dtype=torch.float32).eval()
+
+
+def _split_rows(bare, ids) -> np.ndarray:
+    captured = []
+    handle = bare.get_submodule(SPLIT).register_forward_hook(
+        lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.no_grad():
+            bare(torch.as_tensor(np.asarray(ids)))
+    finally:
+        handle.remove()
+    return captured[0].reshape(-1, captured[0].shape[-1]).double().numpy()
+
+
+@pytest.fixture(scope="module")
+def probe(mesh, bare):
+    """A least-squares probe of "this token is ' drink'" at layer 0, fitted on random contexts."""
+    model = mesh.model()
+    (token,) = model.tokenizer.encode(" " + WORD, add_special_tokens=False)
+    rng = np.random.default_rng(0)
+    seqs = rng.integers(100, 5000, size=(400, 12))
+    seqs[rng.random(seqs.shape) < 0.15] = token
+    rows = upload_activations(model, _split_rows(bare, seqs).astype(np.float32), split_point=SPLIT)
+    probe = LinearProbe(model, split_point=SPLIT, method="linear_regression", test_fraction=0.2, seed=0)
+    probe.fit(rows, (seqs.reshape(-1) == token).astype(np.int64), concept_names=[WORD])
+    assert probe.metrics_[WORD]["test_auc"] > 0.99
+    return probe
+
+
+@pytest.mark.parametrize("method", ["Occlusion", "KernelShap", "Saliency", "IntegratedGradients"])
+def test_a_token_indicator_concept_attributes_to_its_token(probe, method):
+    (out,) = probe.input_concept_attribution(TEXT, method, show_progress=False)
+    words = [e.strip() for e in out.elements]
+    assert out.attributions.shape == (1, len(words))
+    assert words[int(np.argmax(np.abs(out.attributions[0])))] == WORD
+    assert WORD in plot_attributions(out).html() and "concept 0" in plot_attributions(out).html()
+
+
+def test_occlusion_equals_a_brute_force_with_the_exported_encoder(mesh, probe, bare):
+    from xaimesh.concepts.inputs import concept_encoder
+
+    (out,) = probe.input_concept_attribution(TEXT, "Occlusion", pooling="mean", show_progress=False)
+    encoder = concept_encoder(probe, pooling="mean").encoder
+    weight, bias = to_numpy(encoder.weight).astype(np.float64), to_numpy(encoder.bias).astype(np.float64)
+    ids = np.asarray(out.input_ids)
+    replacement = out.parameters["replacement"]["token_id"]
+
+    def pooled(seq):
+        return (_split_rows(bare, seq[None]) @ weight + bias).mean(0)
+
+    full = pooled(ids)
+    positions = np.arange(len(ids))
+    expected = np.stack([full - pooled(np.where((positions >= e.start_token) & (positions < e.end_token),
+                                                replacement, ids)) for e in out.segments], axis=1)
+    assert np.abs(out.attributions - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_every_concept_of_a_pca_model_at_once(mesh):
+    split_model = xaimesh.ModelWithSplitPoints(mesh.model(), split_points=[SPLIT])
+    activations = split_model.get_activations(TEXTS, activation_granularity="TOKEN", show_progress=False)
+    pca = PCAConcepts(split_model, nb_concepts=3).fit(activations)
+    outs = pca.input_concept_attribution([TEXT, "the cat sat"], "Lime", n_perturbations=64, seed=0,
+                                         show_progress=False)
+    assert [o.attributions.shape[0] for o in outs] == [3, 3]
+    assert all(np.isfinite(o.attributions).all() for o in outs)
+    (two,) = pca.input_concept_attribution(TEXT, "InputXGradient", concepts=[2, 0], show_progress=False)
+    assert two.target_elements == ["concept 2", "concept 0"] and two.target_classes == [2, 0]
+
+
+def test_bad_requests_get_a_clear_status(mesh, probe):
+    with pytest.raises(InvalidArgumentError, match="out of range") as info:
+        probe.input_concept_attribution(TEXT, "Occlusion", concepts=[3], show_progress=False)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(NotFoundError):
+        type(probe).load(mesh, "conceptModels/nope")
+    from xaimesh.concepts.inputs import concept_encoder
+
+    ghost = PCAConcepts(mesh.model(), nb_concepts=2, split_point=SPLIT)
+    ghost.concept_model_ = "conceptModels/nope"
+    with pytest.raises(NotFoundError):
+        concept_encoder(ghost)
+    rows = upload_activations(mesh.model(), np.abs(np.random.default_rng(0).normal(size=(40, 64))).astype(np.float32),
+                              split_point=SPLIT)
+    nmf = SemiNMFConcepts(mesh.model(), nb_concepts=2, split_point=SPLIT, max_iterations=10).fit(rows)
+    with pytest.raises(InvalidArgumentError, match="closed form") as info:
+        nmf.input_concept_attribution(TEXT, "Saliency", show_progress=False)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(InvalidArgumentError, match="inference_mode"):
+        probe.input_concept_attribution(TEXT, "Occlusion", inference_mode="softmax", show_progress=False)
