@@ -45,6 +45,9 @@ class ConceptEncoder:
     def explained(self) -> list[int]:
         """The concept indices explained (all when `concepts` is empty), checked against the encoder."""
         k = self.nb_concepts
+        if k < 1:
+            raise InvalidArgument("the concept encoder's weight has no column (no concept)",
+                                  field="concept_encoder.weight")
         ids = [int(c) for c in self.concepts] or list(range(k))
         bad = [c for c in ids if not 0 <= c < k]
         if bad:

@@ -35,7 +35,7 @@ import grpc
 import numpy as np
 
 from xaimesh_contracts.channels import CALLER_METADATA
-from xaimesh_contracts.enums import to_name, to_number
+from xaimesh_contracts.enums import EnumValueError, to_name, to_number
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.errors import DownstreamError, downstream_error
 from xaimesh_contracts.tensors import to_numpy, to_tensor
@@ -303,15 +303,24 @@ def concept_encoder_from_proto(message: model_pb2.ConceptEncoder) -> ConceptEnco
         return to_numpy(getattr(message, name), field=f"concept_encoder.{name}", ndim=ndim, finite=True,
                         dtype=["float32", "float16", "bfloat16", "float64"]).astype(np.float32)
 
+    def name(proto_enum, number: int, field: str, default: str) -> str:
+        try:
+            return to_name(proto_enum, number) or default
+        except EnumValueError as error:
+            raise InvalidArgument(str(error), field=f"concept_encoder.{field}") from None
+
     weight = tensor("weight", 2)
     if weight is None:
         raise InvalidArgument("concept_encoder.weight is missing: take the encoder from the concept-service's "
                               "GetConceptEncoder", field="concept_encoder.weight")
     bias = tensor("bias", 1)
+    if bias is not None and bias.shape != (weight.shape[1],):
+        raise InvalidArgument(f"concept_encoder.bias must have shape [{weight.shape[1]}] (one per weight column), "
+                              f"got {list(bias.shape)}", field="concept_encoder.bias")
     return ConceptEncoder(
         split_point=message.split_point, weight=weight,
         bias=np.zeros(weight.shape[1], np.float32) if bias is None else bias,
-        activation=to_name(model_pb2.ConceptActivation, message.activation) if message.activation else "identity",
+        activation=name(model_pb2.ConceptActivation, message.activation, "activation", "identity"),
         top_k=int(message.top_k), thresholds=tensor("thresholds", 1),
-        pooling=to_name(tensor_pb2.Aggregation, message.pooling) if message.pooling else "max",
+        pooling=name(tensor_pb2.Aggregation, message.pooling, "pooling", "max"),
         concepts=tuple(int(c) for c in message.concepts))

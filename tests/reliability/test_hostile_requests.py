@@ -264,7 +264,7 @@ MUTATED = {
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
-                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel"],
+                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel", "GetConceptEncoder"],
     "labeling": ["LabelConcepts", "ScoreLabels"],
 }
 
@@ -332,6 +332,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
         "ExtractLabels": lambda: c.ExtractLabelsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, k_examples=5),
         "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
+        "GetConceptEncoder": lambda: c.GetConceptEncoderRequest(name=resources.model_name, concepts=[0, 2]),
         "LabelConcepts": lambda: labeling_pb2.LabelConceptsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, concept_indices=[0],
             k_examples=3, llm=msg_server),

@@ -173,3 +173,36 @@ def test_an_encoder_decoder_is_refused(tmp_path):
     with pytest.raises(FailedPrecondition) as e:
         engine.concept_readout(t5, "0", np.zeros((t5.hidden_size, 2), np.float32))
     assert "encoder-decoder" in e.value.message
+
+
+def test_score_and_gradients_over_grpc_take_the_encoder(stub, lm):
+    import grpc
+    from xaimesh_contracts.tensors import to_numpy, to_tensor
+    from xaimesh_contracts.v1 import model_pb2, tensor_pb2
+
+    from xaimesh_model_server import engine
+
+    ids = _ids(lm, TEXT)
+    enc = _encoder(lm, "top_k", "mean")
+    message = model_pb2.ConceptEncoder(split_point="0", weight=to_tensor(enc["weight"]), bias=to_tensor(enc["bias"]),
+                                       activation=model_pb2.CONCEPT_ACTIVATION_TOP_K, top_k=2,
+                                       pooling=tensor_pb2.AGGREGATION_MEAN, concepts=enc["concepts"])
+    keep = np.ones((2, len(ids)), bool)
+    keep[1, 2] = False
+    response = stub.Score(model_pb2.ScoreRequest(model="", input_ids=ids, keep_mask=to_tensor(keep),
+                                                 concept_encoder=message))
+    expected = engine.concept_scores(lm, ids, keep, None, _readout(lm, enc))
+    assert _rel(to_numpy(response.scores), expected) <= 1e-5
+    grads = stub.ComputeGradients(model_pb2.ComputeGradientsRequest(model="", input_ids=ids,
+                                                                    concept_encoder=message))
+    assert to_numpy(grads.dot_delta).shape == (1, 3, len(ids))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Score(model_pb2.ScoreRequest(model="", input_ids=ids, concept_encoder=message,
+                                          inference_mode=tensor_pb2.INFERENCE_MODE_SOFTMAX))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "inference_mode" in e.value.details()
+    del message.concepts[:]
+    message.concepts.append(K)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ComputeGradients(model_pb2.ComputeGradientsRequest(model="", input_ids=ids,
+                                                                concept_encoder=message))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "out of range" in e.value.details()
