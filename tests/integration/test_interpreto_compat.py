@@ -265,3 +265,28 @@ def test_the_classification_plot_example(hf, tmp_path):
     visible = re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)>.*?</\1>", "", page, flags=re.S))
     assert all(name in visible for name in classes_names)
     assert "Love and hate are two sides of the same coin." in visible  # the words keep their spaces
+
+
+def test_inputs_to_concepts_through_get_inputs_to_concepts_model(hf):
+    """interpreto's InputsToConceptsAttributionsExplainer example: a fitted
+    concept explainer's get_inputs_to_concepts_model() is the model of an
+    attribution class; targets are concept indices (docs/inputs-to-concepts.md)."""
+    import numpy as np
+    import torch
+
+    from xaimesh.interpreto import Occlusion, Saliency
+    from xaimesh.interpreto.attributions import ModelTask
+    from xaimesh.interpreto.concepts import ModelWithSplitPoints, PCAConcepts
+
+    model, tokenizer = hf
+    splitter = ModelWithSplitPoints(model, 1, tokenizer=tokenizer)
+    activations, _ = splitter.get_activations(TEXTS, activation_granularity=splitter.activation_granularities.TOKEN)
+    explainer = PCAConcepts(splitter, nb_concepts=3)
+    explainer.fit(activations)
+    (out,) = Occlusion(explainer.get_inputs_to_concepts_model(), tokenizer).explain(TEXTS[0], targets=torch.arange(2))
+    assert out.model_task == ModelTask.CONCEPTS and out.attributions.shape == (2, len(out.elements))
+    assert out.targets.tolist() == [0, 1]
+    (native,) = explainer.native.input_concept_attribution(TEXTS[0], "Occlusion", concepts=[0, 1], show_progress=False)
+    np.testing.assert_allclose(out.attributions.numpy(), native.attributions, rtol=1e-6)
+    (every,) = Saliency(explainer.get_inputs_to_concepts_model(), tokenizer).explain(TEXTS[1])
+    assert every.attributions.shape[0] == 3 and torch.isfinite(every.attributions).all()

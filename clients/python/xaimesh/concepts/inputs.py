@@ -35,6 +35,15 @@ def explainer_class(method: Any) -> type:
                      f"{', '.join(explainers.EXPLAINER_NAMES)}; got {method!r}")
 
 
+def fitted_model(concept_explainer: ConceptExplainer) -> Any:
+    """The mesh's model the concepts were fitted on: the split model's, else the one its activations came from."""
+    concept_explainer._require_fitted()
+    split_model = concept_explainer.model_with_split_points
+    if split_model is not None:
+        return split_model.model
+    return concept_explainer.mesh.model(concept_explainer._info().model or None)
+
+
 def concept_encoder(concept_explainer: ConceptExplainer, concepts: Any = None, pooling: str = "max", *,
                     timeout: float | None = None) -> concept_pb2.GetConceptEncoderResponse:
     """GetConceptEncoder: the fitted model's encoder in closed form, for these concepts (None: all),
@@ -63,13 +72,11 @@ def input_concept_attribution(concept_explainer: ConceptExplainer, inputs: Any, 
 
     klass = explainer_class(method)
     exported = concept_encoder(concept_explainer, concepts, pooling, timeout=timeout)
-    split_model = concept_explainer.model_with_split_points
-    # the model the concepts were fitted on (the split model's, else the one its activations came from)
-    model = split_model.model if split_model is not None else concept_explainer.mesh.model(exported.model.model or None)
-    explainer = klass(model, timeout=timeout, show_progress=show_progress, **method_options)
+    explainer = klass(fitted_model(concept_explainer), timeout=timeout, show_progress=show_progress,
+                      **method_options)
     texts = _texts(inputs)
     request = explainer.request(texts, [None] * len(texts))
     request.concept_encoder.CopyFrom(exported.encoder)
-    return collect(model.mesh.client("attribution"), "Explain", request, len(texts), what="input",
+    return collect(explainer.model.mesh.client("attribution"), "Explain", request, len(texts), what="input",
                    description=f"{type(explainer).__name__} -> concepts", show_progress=show_progress,
                    timeout=timeout, errors=errors, convert=lambda _, r: AttributionOutput.from_proto(r.attribution))
