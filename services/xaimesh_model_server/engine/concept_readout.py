@@ -33,6 +33,7 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 from ..enums import Aggregation, ConceptActivation, InferenceMode, ReplacementPolicy, coerce
 from ..loading import LoadedModel
 from .activations import _first_tensor, _StopForward, resolve_split_points
+from .concept_gradients import _matrix
 from .forward import forward, pad_id, pad_side, pad_stack
 from .inputs import sequence_ids
 from .limits import DEFAULT_LIMITS, Limits
@@ -86,16 +87,6 @@ class ConceptReadout:
         if self.pooling == Aggregation.LAST:
             return z[-1]
         return z.max(0).values
-
-
-def _matrix(value: Any, field: str, shape: tuple[int | None, ...]) -> torch.Tensor:
-    arr = np.asarray(value, dtype=np.float32)
-    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
-        want = ", ".join("*" if w is None else str(w) for w in shape)
-        raise InvalidArgument(f"{field} must have shape [{want}], got {list(arr.shape)}", field=field)
-    if not np.all(np.isfinite(arr)):
-        raise InvalidArgument(f"{field} must hold finite numbers", field=field)
-    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def concept_readout(
