@@ -269,6 +269,21 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             promoted_tokens=out.promoted_tokens, suppressed_tokens=out.suppressed_tokens, model=loaded.model_id)
 
     @map_errors()
+    def VocabularyConcepts(self, request, context):
+        loaded = self._model(request.model)
+        if not request.HasField("concept_encoder"):
+            raise InvalidArgument("concept_encoder is missing: take it from the concept-service's GetConceptEncoder",
+                                  field="concept_encoder")
+        out = engine.vocabulary_concepts(loaded, _readout(loaded, request.concept_encoder), request.k,
+                                         add_special_tokens=request.add_special_tokens, is_active=_caller(context),
+                                         limits=self.limits)
+        response = model_pb2.VocabularyConceptsResponse(model=loaded.model_id, num_tokens=out.num_tokens)
+        for concept, ids, values in zip(out.concepts, out.token_ids, out.activations):
+            response.concepts.add(concept=concept, token_ids=ids.tolist(), activations=values.tolist(),
+                                  tokens=[detokenize(loaded, [i]) for i in ids.tolist()])
+        return response
+
+    @map_errors()
     def ConceptGradients(self, request, context):
         loaded = self._model(request.model)
         floats = ["float32", "float16", "bfloat16", "float64"]

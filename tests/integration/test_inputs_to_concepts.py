@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import xaimesh
+from tests.fixtures.planted_concepts import split_rows, token_indicator_rows
 from tests.integration.test_concept_service import TEXTS, _quiet  # noqa: F401 (autouse fixture)
 from xaimesh import plot_attributions
 from xaimesh.concepts import LinearProbe, PCAConcepts, SemiNMFConcepts, upload_activations
@@ -40,29 +41,15 @@ def bare(tiny_lm_path):
     return transformers.AutoModelForCausalLM.from_pretrained(tiny_lm_path, dtype=torch.float32).eval()
 
 
-def _split_rows(bare, ids) -> np.ndarray:
-    captured = []
-    handle = bare.get_submodule(SPLIT).register_forward_hook(
-        lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o))
-    try:
-        with torch.no_grad():
-            bare(torch.as_tensor(np.asarray(ids)))
-    finally:
-        handle.remove()
-    return captured[0].reshape(-1, captured[0].shape[-1]).double().numpy()
-
-
 @pytest.fixture(scope="module")
 def probe(mesh, bare):
     """A least-squares probe of "this token is ' drink'" at layer 0, fitted on random contexts."""
     model = mesh.model()
     (token,) = model.tokenizer.encode(" " + WORD, add_special_tokens=False)
-    rng = np.random.default_rng(0)
-    seqs = rng.integers(100, 5000, size=(400, 12))
-    seqs[rng.random(seqs.shape) < 0.15] = token
-    rows = upload_activations(model, _split_rows(bare, seqs).astype(np.float32), split_point=SPLIT)
+    X, y = token_indicator_rows(bare, SPLIT, token)
+    rows = upload_activations(model, X.astype(np.float32), split_point=SPLIT)
     probe = LinearProbe(model, split_point=SPLIT, method="linear_regression", test_fraction=0.2, seed=0)
-    probe.fit(rows, (seqs.reshape(-1) == token).astype(np.int64), concept_names=[WORD])
+    probe.fit(rows, y.astype(np.int64), concept_names=[WORD])
     assert probe.metrics_[WORD]["test_auc"] > 0.99
     return probe
 
@@ -86,7 +73,7 @@ def test_occlusion_equals_a_brute_force_with_the_exported_encoder(mesh, probe, b
     replacement = out.parameters["replacement"]["token_id"]
 
     def pooled(seq):
-        return (_split_rows(bare, seq[None]) @ weight + bias).mean(0)
+        return (split_rows(bare, SPLIT, seq[None]) @ weight + bias).mean(0)
 
     full = pooled(ids)
     positions = np.arange(len(ids))
@@ -127,3 +114,19 @@ def test_bad_requests_get_a_clear_status(mesh, probe):
     assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(InvalidArgumentError, match="inference_mode"):
         probe.input_concept_attribution(TEXT, "Occlusion", inference_mode="softmax", show_progress=False)
+
+
+def test_topk_inputs_over_the_vocabulary(mesh, probe):
+    """TopKInputs(use_vocab=True): every token alone through the model; the
+    planted concept's top token is ' drink'."""
+    from xaimesh.concepts import TopKInputs
+
+    (top,) = TopKInputs(probe, k=3, use_vocab=True).interpret().values()
+    assert list(top)[0] == " " + WORD and len(top) == 3
+    assert list(top.values()) == sorted(top.values(), reverse=True)
+    rows = upload_activations(mesh.model(), np.abs(np.random.default_rng(0).normal(size=(40, 64))).astype(np.float32),
+                              split_point=SPLIT)
+    nmf = SemiNMFConcepts(mesh.model(), nb_concepts=2, split_point=SPLIT, max_iterations=10).fit(rows)
+    with pytest.raises(InvalidArgumentError, match="closed form") as info:
+        TopKInputs(nmf, use_vocab=True).interpret()
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION

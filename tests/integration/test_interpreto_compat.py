@@ -290,3 +290,29 @@ def test_inputs_to_concepts_through_get_inputs_to_concepts_model(hf):
     np.testing.assert_allclose(out.attributions.numpy(), native.attributions, rtol=1e-6)
     (every,) = Saliency(explainer.get_inputs_to_concepts_model(), tokenizer).explain(TEXTS[1])
     assert every.attributions.shape[0] == 3 and torch.isfinite(every.attributions).all()
+
+
+def test_topk_inputs_use_vocab_minimal_example(hf):
+    """interpreto 0.5.2's TopKInputs minimal example: NeuronsAsConcepts (no
+    fit) and use_vocab=True; neuron 0's top tokens and values against every
+    vocabulary token run alone through the bare model."""
+    from tests.fixtures.planted_concepts import split_rows
+    from xaimesh.interpreto.concepts import ModelWithSplitPoints, NeuronsAsConcepts, TopKInputs
+
+    model, tokenizer = hf
+    mwsp = ModelWithSplitPoints(model, split_point=1, tokenizer=tokenizer)
+    concept_explainer = NeuronsAsConcepts(mwsp)
+    method = TopKInputs(concept_explainer=concept_explainer, use_vocab=True, k=10)
+    topk_tokens = method.interpret(concepts_indices="all")
+    assert len(topk_tokens) == model.config.n_embd
+    special = set(tokenizer.all_special_ids)
+    ids = np.array([i for i in range(len(tokenizer)) if i not in special])
+    neuron0 = split_rows(model.eval(), "transformer.h.1", ids[:, None])[:, 0]
+    best = {}
+    for i in np.argsort(-neuron0, kind="stable"):
+        best.setdefault(tokenizer.decode([int(ids[i])]), float(neuron0[i]))
+        if len(best) == 10:
+            break
+    got = topk_tokens[0]
+    assert list(got) == list(best)
+    np.testing.assert_allclose(list(got.values()), list(best.values()), rtol=1e-4)

@@ -623,3 +623,37 @@ class UnembedDirectionsResponse(_message.Message):
     suppressed_tokens: _containers.RepeatedScalarFieldContainer[str]
     model: str
     def __init__(self, promoted_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_tokens: _Optional[_Iterable[str]] = ..., suppressed_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class VocabularyConceptsRequest(_message.Message):
+    __slots__ = ("model", "concept_encoder", "k", "add_special_tokens")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_ENCODER_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    concept_encoder: ConceptEncoder
+    k: int
+    add_special_tokens: bool
+    def __init__(self, model: _Optional[str] = ..., concept_encoder: _Optional[_Union[ConceptEncoder, _Mapping]] = ..., k: _Optional[int] = ..., add_special_tokens: _Optional[bool] = ...) -> None: ...
+
+class ConceptTopTokens(_message.Message):
+    __slots__ = ("concept", "token_ids", "tokens", "activations")
+    CONCEPT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    concept: int
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    activations: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, concept: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., activations: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class VocabularyConceptsResponse(_message.Message):
+    __slots__ = ("model", "concepts", "num_tokens")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    concepts: _containers.RepeatedCompositeFieldContainer[ConceptTopTokens]
+    num_tokens: int
+    def __init__(self, model: _Optional[str] = ..., concepts: _Optional[_Iterable[_Union[ConceptTopTokens, _Mapping]]] = ..., num_tokens: _Optional[int] = ...) -> None: ...

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
+from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 from ..enums import Aggregation, ConceptActivation, InferenceMode, ReplacementPolicy, coerce
 from ..loading import LoadedModel
@@ -275,3 +275,62 @@ def concept_scores(
     results = get_executor(loaded, executor, limits).run(kind, items, [int(it.ids.shape[0]) for it in items],
                                                          is_active=is_active)
     return np.stack(results).astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------ vocabulary
+
+#: Most tokens VocabularyConcepts keeps per concept.
+MAX_VOCABULARY_K = 1000
+#: Tokens handed to the executor at once (cancellation is checked between them).
+VOCABULARY_CHUNK = 2048
+
+
+@dataclass
+class VocabularyTopTokens:
+    concepts: list[int]  # concept indices, one row each
+    token_ids: np.ndarray  # int64 [T, k], highest activation first
+    activations: np.ndarray  # float32 [T, k]
+    num_tokens: int
+
+
+def vocabulary_concepts(
+    loaded: LoadedModel,
+    readout: ConceptReadout,
+    k: int = 10,
+    *,
+    add_special_tokens: bool = False,
+    executor: Any = None,
+    is_active: Any = None,
+    limits: Limits | None = None,
+) -> VocabularyTopTokens:
+    """For each concept of `readout`, the k tokens whose concept activation is
+    highest when each token of the tokenizer (special tokens excepted) runs
+    alone (or wrapped in the tokenizer's special tokens), as
+    docs/inputs-to-concepts.md defines ("Vocabulary")."""
+    limits = limits or DEFAULT_LIMITS
+    k = int(k) or 10
+    if not 1 <= k <= MAX_VOCABULARY_K:
+        raise InvalidArgument(f"k must be in 1..{MAX_VOCABULARY_K}, got {k}", field="k")
+    tokenizer = loaded.tokenizer
+    special = set(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
+    ids = [i for i in range(min(len(tokenizer), loaded.vocab_size)) if i not in special]
+    wrap = getattr(tokenizer, "build_inputs_with_special_tokens", None) if add_special_tokens else None
+    kind = ConceptScoreWork(loaded.task, readout.split_point)
+    run = get_executor(loaded, executor, limits)
+    best_values = torch.full((readout.n_concepts, 0), -torch.inf)
+    best_ids = torch.zeros((readout.n_concepts, 0), dtype=torch.long)
+    for start in range(0, len(ids), VOCABULARY_CHUNK):
+        if is_active is not None and not is_active():
+            raise Cancelled("the vocabulary scan was cancelled")
+        chunk = ids[start: start + VOCABULARY_CHUNK]
+        items = [ConceptScoreItem(torch.tensor(wrap([i]) if wrap else [i], dtype=torch.long), None, readout)
+                 for i in chunk]
+        values = torch.from_numpy(np.stack(run.run(kind, items, [int(it.ids.shape[0]) for it in items],
+                                                   is_active=is_active))).T  # [T, chunk]
+        merged_values = torch.cat([best_values, values], 1)
+        merged_ids = torch.cat([best_ids, torch.tensor(chunk).expand(readout.n_concepts, -1)], 1)
+        keep = min(k, merged_values.shape[1])
+        best_values, order = merged_values.topk(keep, dim=1)
+        best_ids = merged_ids.gather(1, order)
+    return VocabularyTopTokens([int(c) for c in readout.concepts], best_ids.numpy(),
+                               best_values.float().numpy(), len(ids))

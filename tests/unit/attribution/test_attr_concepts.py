@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.planted_concepts import split_rows, token_indicator_probe
 from xaimesh_attribution.backend import ModelDescription
 from xaimesh_attribution.concepts import ConceptEncoder
 from xaimesh_attribution.explainer import explain_input, prepare
@@ -19,43 +20,19 @@ TEXT = "Alice offers a drink to Bob."
 WORD = "drink"
 
 
-def _split_rows(loaded, ids: torch.Tensor) -> np.ndarray:
-    out = []
-    handle = loaded.model.get_submodule(loaded.split_points[0]).register_forward_hook(
-        lambda m, a, o: out.append((o[0] if isinstance(o, tuple) else o).detach()))
-    try:
-        with torch.no_grad():
-            loaded.model(ids)
-    finally:
-        handle.remove()
-    return out[0].reshape(-1, out[0].shape[-1]).float().numpy()
-
-
 @pytest.fixture(scope="module")
 def planted(lm_backend):
     """An encoder whose concept 0 is a least-squares probe of "is this token ' drink'"
-    at layer 0, fitted on random contexts (held out: every ' drink' row scores
-    above every other row), and concept 1 a random direction."""
+    at layer 0 (tests/fixtures/planted_concepts.py), and concept 1 a random direction."""
     from xaimesh_model_server.tokenization import tokenize
 
     loaded = lm_backend.loaded
     (token,) = tokenize(loaded, " " + WORD, add_special_tokens=False).token_ids
-    rng = np.random.default_rng(0)
-
-    def rows(n):
-        seqs = rng.integers(100, 5000, size=(n, 12))
-        seqs[rng.random(seqs.shape) < 0.15] = token
-        return _split_rows(loaded, torch.from_numpy(seqs)), seqs.reshape(-1) == token
-
-    X, y = rows(400)
-    coef = np.linalg.lstsq(np.c_[X, np.ones(len(X))], y.astype(np.float64), rcond=None)[0]
-    X_test, y_test = rows(100)
-    held_out = X_test @ coef[:-1] + coef[-1]
-    assert held_out[y_test].min() > held_out[~y_test].max()  # the probe is the token's indicator
+    weight, bias = token_indicator_probe(loaded.model, loaded.split_points[0], token)
     width = loaded.hidden_size
-    weight = np.c_[coef[:-1], rng.normal(size=width) / np.sqrt(width)].astype(np.float32)
-    bias = np.array([coef[-1], 0.0], np.float32)
-    return ConceptEncoder(split_point="0", weight=weight, bias=bias, pooling="max")
+    random = np.random.default_rng(0).normal(size=width) / np.sqrt(width)
+    return ConceptEncoder(split_point="0", weight=np.c_[weight, random].astype(np.float32),
+                          bias=np.array([bias, 0.0], np.float32), pooling="max")
 
 
 def _explain(backend, encoder, method, params=None, granularity="word"):
@@ -83,13 +60,7 @@ def test_occlusion_equals_a_brute_force_on_the_bare_model(lm_backend, planted, t
     replacement = result.parameters.replacement.token_id
 
     def pooled(seq):
-        captured = []
-        handle = bare.get_submodule(lm_backend.loaded.split_points[0]).register_forward_hook(
-            lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o))
-        with torch.no_grad():
-            bare(torch.from_numpy(np.asarray(seq)[None]))
-        handle.remove()
-        h = captured[0][0].double().numpy()
+        h = split_rows(bare, lm_backend.loaded.split_points[0], np.asarray(seq)[None])
         return (h @ encoder.weight.astype(np.float64) + encoder.bias)[:, [1, 0]].mean(0)
 
     full = pooled(ids)
@@ -130,3 +101,32 @@ def test_requests_a_concept_explanation_cannot_take_are_refused(lm_backend, plan
     with pytest.raises(FailedPrecondition) as e:
         prepare(lm_backend, "occlusion", None, desc=seq2seq, concept_encoder=planted)
     assert "encoder-decoder" in e.value.message
+
+
+def test_the_vocabulary_scan_ranks_the_planted_token_first(lm_backend, planted, tiny_lm_path):
+    """VocabularyConcepts (TopKInputs use_vocab): every token alone; the
+    planted concept's top token is ' drink', and the top-k values equal the
+    bare model's, above a sample of the other tokens."""
+    import transformers
+
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.tokenization import tokenize
+
+    loaded = lm_backend.loaded
+    out = engine.vocabulary_concepts(loaded, lm_backend._readout(planted), k=5)
+    (token,) = tokenize(loaded, " " + WORD, add_special_tokens=False).token_ids
+    special = set(loaded.tokenizer.all_special_ids)
+    assert out.num_tokens == len(loaded.tokenizer) - len(special)
+    assert out.concepts == [0, 1] and out.token_ids.shape == (2, 5)
+    assert out.token_ids[0, 0] == token
+    assert not special & set(out.token_ids.reshape(-1).tolist())
+    bare = transformers.AutoModelForCausalLM.from_pretrained(tiny_lm_path, dtype=torch.float32).eval()
+
+    def alone(ids):
+        return split_rows(bare, loaded.split_points[0], np.asarray(ids)[:, None]) @ planted.weight + planted.bias
+
+    assert np.abs(alone(out.token_ids[0])[:, 0] - out.activations[0]).max() <= 1e-4
+    assert np.abs(alone(out.token_ids[1])[:, 1] - out.activations[1]).max() <= 1e-4
+    others = np.random.default_rng(0).choice([i for i in range(len(loaded.tokenizer)) if i not in special], 300)
+    assert (alone(others).max(0) <= out.activations[:, -1] + 1e-5).all()
+    assert np.all(np.diff(out.activations, axis=1) <= 0)

@@ -37,8 +37,9 @@ def explainer_class(method: Any) -> type:
 
 def fitted_model(concept_explainer: ConceptExplainer) -> Any:
     """The mesh's model the concepts were fitted on: the split model's, else the one its activations came from."""
-    concept_explainer._require_fitted()
     split_model = concept_explainer.model_with_split_points
+    if split_model is None or not _unfitted_neurons(concept_explainer):
+        concept_explainer._require_fitted()
     if split_model is not None:
         return split_model.model
     return concept_explainer.mesh.model(concept_explainer._info().model or None)
@@ -50,16 +51,40 @@ def concept_encoder(concept_explainer: ConceptExplainer, concepts: Any = None, p
     and the concept model's record."""
     from xaimesh.concepts import _rpc
 
-    name = concept_explainer._require_fitted()
     if concepts is None:
         indices: list[int] = []
     elif isinstance(concepts, int):
         indices = [int(concepts)]
     else:
         indices = [int(c) for c in concepts]
-    request = concept_pb2.GetConceptEncoderRequest(
-        name=name, concepts=indices, pooling=to_number(tensor_pb2.Aggregation, pooling, field="pooling"))
+    pooling_number = to_number(tensor_pb2.Aggregation, pooling, field="pooling")
+    if _unfitted_neurons(concept_explainer):
+        return _neurons_encoder(concept_explainer, indices, pooling_number)
+    request = concept_pb2.GetConceptEncoderRequest(name=concept_explainer._require_fitted(), concepts=indices,
+                                                   pooling=pooling_number)
     return _rpc.concept_client(concept_explainer.mesh).call("GetConceptEncoder", request, timeout=timeout)
+
+
+def _unfitted_neurons(concept_explainer: ConceptExplainer) -> bool:
+    """NeuronsAsConcepts needs no fit for its encoder (interpreto uses it unfitted): the identity."""
+    return concept_explainer.method == concept_pb2.CONCEPT_METHOD_NEURONS_AS_CONCEPTS and \
+        not concept_explainer.is_fitted and concept_explainer.model_with_split_points is not None
+
+
+def _neurons_encoder(concept_explainer: ConceptExplainer, indices: list[int],
+                     pooling: int) -> concept_pb2.GetConceptEncoderResponse:
+    """Every neuron of a layer's output is a concept: weight = I [hidden, hidden] (the model's hidden size;
+    a module of another width is refused by the model-server with the widths)."""
+    import numpy as np
+    from xaimesh_contracts.tensors import to_tensor
+    from xaimesh_contracts.v1 import model_pb2
+
+    width = int(concept_explainer.model_with_split_points.model.info.hidden_size)
+    encoder = model_pb2.ConceptEncoder(
+        split_point=concept_explainer._split_point_str(), weight=to_tensor(np.eye(width, dtype=np.float32)),
+        bias=to_tensor(np.zeros(width, np.float32)), activation=model_pb2.CONCEPT_ACTIVATION_IDENTITY,
+        pooling=pooling, concepts=indices)
+    return concept_pb2.GetConceptEncoderResponse(encoder=encoder)
 
 
 def input_concept_attribution(concept_explainer: ConceptExplainer, inputs: Any, method: Any = "Occlusion",
@@ -80,3 +105,30 @@ def input_concept_attribution(concept_explainer: ConceptExplainer, inputs: Any, 
     return collect(explainer.model.mesh.client("attribution"), "Explain", request, len(texts), what="input",
                    description=f"{type(explainer).__name__} -> concepts", show_progress=show_progress,
                    timeout=timeout, errors=errors, convert=lambda _, r: AttributionOutput.from_proto(r.attribution))
+
+
+def vocabulary_top_tokens(concept_explainer: ConceptExplainer, concepts: list[int] | None, k: int, *,
+                          cls_token: bool = False, timeout: float | None = None) -> dict[int, dict[str, float] | None]:
+    """TopKInputs(use_vocab=True): for each concept, the k vocabulary tokens
+    whose activation is highest when each token runs alone through the model
+    (``cls_token``: wrapped in the tokenizer's special tokens, the first
+    position read), as ``{concept: {token text: activation}}``, highest
+    first; a concept's list stops at the first zero activation (None when
+    empty), as interpreto (docs/inputs-to-concepts.md, "Vocabulary")."""
+    from xaimesh_contracts.v1 import model_pb2
+
+    exported = concept_encoder(concept_explainer, concepts, "first" if cls_token else "max", timeout=timeout)
+    model = fitted_model(concept_explainer)
+    # tokens that decode alike (byte pieces) keep their best activation: ask for a few more
+    request = model_pb2.VocabularyConceptsRequest(model=model.model_id, concept_encoder=exported.encoder,
+                                                  k=min(2 * int(k), 1000), add_special_tokens=cls_token)
+    response = model.mesh.client("model").call("VocabularyConcepts", request, timeout=timeout)
+    out: dict[int, dict[str, float] | None] = {}
+    for row in response.concepts:
+        best: dict[str, float] = {}
+        for text, value in zip(row.tokens, row.activations):
+            if value == 0 or len(best) == k:
+                break
+            best.setdefault(text, float(value))
+        out[int(row.concept)] = best or None
+    return out

@@ -293,14 +293,22 @@ class TopKInputs(_Base):
 
     ``interpret`` returns ``{concept_index: {text: activation}}``, highest
     first; a text seen several times keeps its highest activation.
+
+    ``use_vocab=True``: the inputs are the model's vocabulary instead, each
+    token run alone through the model (wrapped in the tokenizer's special
+    tokens, the first position read, when ``activation_granularity`` is
+    CLS_TOKEN), and no activation set is needed; a concept's tokens stop at
+    the first zero activation (None when none is active), as interpreto.
+    The concept method needs a closed-form encoder (docs/inputs-to-concepts.md).
     """
 
     def __init__(self, concept_explainer: Any, activation_granularity: Any = None, k: int = 5, *,
-                 show_progress: bool = True, timeout: float | None = None) -> None:
+                 use_vocab: bool = False, show_progress: bool = True, timeout: float | None = None) -> None:
         super().__init__(concept_explainer, activation_granularity)
         if int(k) != k or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         self.k = int(k)
+        self.use_vocab = bool(use_vocab)
         self.show_progress = show_progress
         self.timeout = timeout
 
@@ -308,6 +316,12 @@ class TopKInputs(_Base):
                   concepts_indices: Any = "all") -> dict[int, dict[str, float]]:
         del inputs  # the texts are in the activation set's provenance
         indices = _indices(concepts_indices)
+        if self.use_vocab:
+            from xaimesh.concepts.inputs import vocabulary_top_tokens
+
+            granularity = str(getattr(self.activation_granularity, "name", self.activation_granularity or ""))
+            return vocabulary_top_tokens(self.concept_explainer, indices, self.k,
+                                         cls_token=granularity.upper() == "CLS_TOKEN", timeout=self.timeout)
         aset = self._activation_set(latent_activations, self.timeout)
         out: dict[int, dict[str, float]] = {}
         for ce in _rpc.iter_top_examples(_model_name(self.concept_explainer), aset, indices or "all", k=self.k,
