@@ -130,3 +130,23 @@ def test_topk_inputs_over_the_vocabulary(mesh, probe):
     with pytest.raises(InvalidArgumentError, match="closed form") as info:
         TopKInputs(nmf, use_vocab=True).interpret()
     assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_topk_inputs_over_unique_words(mesh, bare):
+    """TopKInputs(use_unique_words=2): each 1- and 2-gram of the texts runs as
+    its own text (SAMPLE, mean over its tokens); a probe of the token that
+    "water" alone is (without a leading space: " water" is another token)
+    ranks "water" first and the one 2-gram that starts with it next."""
+    from xaimesh.concepts import TopKInputs
+
+    model = mesh.model()
+    (token,) = model.tokenizer.encode("water", add_special_tokens=False)
+    X, y = token_indicator_rows(bare, SPLIT, token)
+    probe = LinearProbe(model, split_point=SPLIT, method="linear_regression", test_fraction=0.2, seed=0)
+    probe.fit(upload_activations(model, X.astype(np.float32), split_point=SPLIT), y.astype(np.int64),
+              concept_names=["water"])
+    texts = ["Alice offers water to Bob.", "the cat sat on the mat", "Bob wants water"]
+    (top,) = TopKInputs(probe, k=4, use_unique_words=2, show_progress=False).interpret(inputs=texts).values()
+    assert list(top)[:2] == ["water", "water to"]
+    with pytest.raises(ValueError, match="CLS_TOKEN or SAMPLE"):
+        TopKInputs(probe, "TOKEN", use_unique_words=1)
