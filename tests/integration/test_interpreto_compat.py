@@ -316,3 +316,25 @@ def test_topk_inputs_use_vocab_minimal_example(hf):
     got = topk_tokens[0]
     assert list(got) == list(best)
     np.testing.assert_allclose(list(got.values()), list(best.values()), rtol=1e-4)
+
+
+def test_topk_inputs_use_unique_words(hf):
+    """TopKInputs(use_unique_words=1) on SAMPLE activations: the top inputs
+    are words of the texts, each run as its own text; lemmatize is refused."""
+    from xaimesh.concepts.ngrams import extract_ngrams
+    from xaimesh.errors import InvalidArgumentError
+    from xaimesh.interpreto.concepts import ModelWithSplitPoints, PCAConcepts, TopKInputs
+
+    model, tokenizer = hf
+    splitter = ModelWithSplitPoints(model, 1, tokenizer=tokenizer)
+    sample = splitter.activation_granularities.SAMPLE
+    activations, _ = splitter.get_activations(TEXTS, activation_granularity=sample)
+    explainer = PCAConcepts(splitter, nb_concepts=2)
+    explainer.fit(activations)
+    method = TopKInputs(concept_explainer=explainer, activation_granularity=sample, k=3, use_unique_words=1)
+    out = method.interpret(concepts_indices="all", inputs=TEXTS)
+    words = set(extract_ngrams(TEXTS, 1))
+    assert set(out) == {0, 1} and all(len(top) == 3 and set(top) <= words for top in out.values())
+    with pytest.raises(InvalidArgumentError, match="lemmatize"):
+        TopKInputs(concept_explainer=explainer, activation_granularity=sample, use_unique_words=1,
+                   unique_words_kwargs={"lemmatize": True})
