@@ -60,7 +60,9 @@ def test_a_token_indicator_concept_attributes_to_its_token(probe, method):
     words = [e.strip() for e in out.elements]
     assert out.attributions.shape == (1, len(words))
     assert words[int(np.argmax(np.abs(out.attributions[0])))] == WORD
-    assert WORD in plot_attributions(out).html() and "concept 0" in plot_attributions(out).html()
+    assert out.explains_concepts and out.target_text == ""
+    assert WORD in plot_attributions(out).html() and "One row per concept" in plot_attributions(out).html()
+    assert "concepts: concept 0" in str(plot_attributions(out))
 
 
 def test_occlusion_equals_a_brute_force_with_the_exported_encoder(mesh, probe, bare):

@@ -132,6 +132,12 @@ class AttributionOutput:
         return self.task == "sequence_classification"
 
     @property
+    def explains_concepts(self) -> bool:
+        """Rows are concepts (inputs -> concepts, docs/inputs-to-concepts.md):
+        concept indices in target_classes, no generated target."""
+        return not self.is_classification and bool(self.target_classes) and not self.target_token_ids
+
+    @property
     def prompt_elements(self) -> list[str]:
         return self.elements[: self.num_prompt_elements]
 
@@ -143,14 +149,14 @@ class AttributionOutput:
     @property
     def input_text(self) -> str:
         """The explained input (the prompt, without the targets)."""
-        if self.is_classification or self.num_prompt_elements >= len(self.segments):
+        if self.is_classification or self.explains_concepts or self.num_prompt_elements >= len(self.segments):
             return self.text
         return self.text[: self.segments[self.num_prompt_elements].start_char]
 
     @property
     def target_text(self) -> str:
         """Generation: the explained continuation; classification: ""."""
-        return self.text[len(self.input_text):] if not self.is_classification else ""
+        return "" if self.is_classification or self.explains_concepts else self.text[len(self.input_text):]
 
     # ------------------------------------------------------------ JSON
 
