@@ -88,7 +88,14 @@ class ConceptReadoutBackend:
         return getattr(self.inner, name)
 
     def _for(self, target_classes: Sequence[int] | None) -> ConceptEncoder:
-        return replace(self.encoder, concepts=tuple(int(c) for c in target_classes or ()))
+        """The encoder of these concepts: only their columns travel, unless TOP_K needs every pre-activation."""
+        ids = [int(c) for c in target_classes or ()] or list(range(self.encoder.nb_concepts))
+        if self.encoder.activation == "top_k":
+            return replace(self.encoder, concepts=tuple(ids))
+        thresholds = self.encoder.thresholds
+        return replace(self.encoder, weight=np.ascontiguousarray(self.encoder.weight[:, ids]),
+                       bias=self.encoder.bias[ids], thresholds=None if thresholds is None else thresholds[ids],
+                       concepts=())
 
     def score(self, input_ids: Sequence[int], keep_mask: np.ndarray | None, replacement: Replacement, *,
               target_positions: Sequence[int] | None = None, target_classes: Sequence[int] | None = None,

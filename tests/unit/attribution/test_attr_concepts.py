@@ -130,3 +130,32 @@ def test_the_vocabulary_scan_ranks_the_planted_token_first(lm_backend, planted, 
     others = np.random.default_rng(0).choice([i for i in range(len(loaded.tokenizer)) if i not in special], 300)
     assert (alone(others).max(0) <= out.activations[:, -1] + 1e-5).all()
     assert np.all(np.diff(out.activations, axis=1) <= 0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "top_k", "jump_relu"])
+def test_only_the_explained_columns_travel_unless_top_k_needs_them_all(lm_backend, activation):
+    """Rows of concepts [3, 1] equal the same concepts explained with the whole
+    encoder (the columns sent to the model-server are sliced except for TOP_K)."""
+    rng = np.random.default_rng(3)
+    width = lm_backend.loaded.hidden_size
+    encoder = ConceptEncoder(split_point="0", weight=rng.normal(size=(width, 5)).astype(np.float32) / 8,
+                             bias=np.zeros(5, np.float32), activation=activation, top_k=2,
+                             thresholds=np.full(5, 0.05, np.float32), pooling="mean", concepts=(3, 1))
+    sent = []
+    inner_score = lm_backend.concept_scores
+
+    def spy(ids, keep, replacement, enc):
+        sent.append(enc.weight.shape[1])
+        return inner_score(ids, keep, replacement, enc)
+
+    lm_backend.concept_scores = spy
+    try:
+        result = _explain(lm_backend, encoder, "occlusion")
+    finally:
+        del lm_backend.concept_scores
+    assert set(sent) == {5 if activation == "top_k" else 2}
+    readout = lm_backend._readout(ConceptEncoder(**{**encoder.__dict__, "concepts": (3, 1)}))
+    from xaimesh_model_server import engine
+
+    full = engine.concept_scores(lm_backend.loaded, result.input_ids, None, None, readout)[0]
+    np.testing.assert_allclose(result.target_scores, full, rtol=1e-5, atol=1e-7)
