@@ -400,6 +400,7 @@ def explain_input(
         text=problem.text,
         prompt_text=problem.prompt_text,
         input_ids=[int(i) for i in problem.input_ids],
+        explains_concepts=plan.concept_encoder is not None,
     )
 
 
@@ -525,6 +526,10 @@ def evaluate(
         raise InvalidArgument("metric is unspecified: use 'deletion' or 'insertion'", field="metric")
     if not isinstance(attribution, AttributionResult):
         raise InvalidArgument("attribution must be an AttributionResult", field="attributions")
+    if attribution.explains_concepts:
+        raise InvalidArgument("this attribution explains concept activations: Deletion / Insertion score the "
+                              "model's outputs and are not defined for it (docs/inputs-to-concepts.md)",
+                              field="attributions")
     desc = backend.describe()
     steps = _count("n_steps", n_steps, 0, minimum=0, maximum=MAX_STEPS)
     bs = _count("batch_size", batch_size, DEFAULT_BATCH_SIZE, minimum=1, maximum=MAX_BATCH_SIZE)

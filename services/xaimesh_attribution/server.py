@@ -166,6 +166,7 @@ def attribution_to_proto(r: AttributionResult) -> attribution_pb2.Attribution:
         target_scores=[float(x) for x in np.asarray(r.target_scores, dtype=np.float32)],
         text=r.text,
         input_ids=[int(i) for i in r.input_ids],
+        explains_concepts=r.explains_concepts,
     )
 
 
@@ -201,6 +202,7 @@ def attribution_from_proto(a: attribution_pb2.Attribution, index: int) -> Attrib
         target_scores=np.asarray(list(a.target_scores), dtype=np.float32),
         text=a.text,
         input_ids=[int(i) for i in a.input_ids],
+        explains_concepts=a.explains_concepts,
     )
 
 

@@ -273,7 +273,7 @@ class ExplainRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[ExplainInput, _Mapping]]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., concept_encoder: _Optional[_Union[_model_pb2.ConceptEncoder, _Mapping]] = ...) -> None: ...
 
 class Attribution(_message.Message):
-    __slots__ = ("model", "task", "method", "parameters", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text", "input_ids")
+    __slots__ = ("model", "task", "method", "parameters", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text", "input_ids", "explains_concepts")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +291,7 @@ class Attribution(_message.Message):
     TARGET_SCORES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINS_CONCEPTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: _model_pb2.ModelTask
     method: AttributionMethod
@@ -308,7 +309,8 @@ class Attribution(_message.Message):
     target_scores: _containers.RepeatedScalarFieldContainer[float]
     text: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_model_pb2.ModelTask, str]] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., input_elements: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., num_prompt_elements: _Optional[int] = ..., target_elements: _Optional[_Iterable[str]] = ..., target_classes: _Optional[_Iterable[int]] = ..., target_token_ids: _Optional[_Iterable[int]] = ..., target_element_token_ends: _Optional[_Iterable[int]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_scores: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    explains_concepts: bool
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_model_pb2.ModelTask, str]] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., input_elements: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., num_prompt_elements: _Optional[int] = ..., target_elements: _Optional[_Iterable[str]] = ..., target_classes: _Optional[_Iterable[int]] = ..., target_token_ids: _Optional[_Iterable[int]] = ..., target_element_token_ends: _Optional[_Iterable[int]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_scores: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., explains_concepts: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("progress", "result", "item_error")

@@ -159,3 +159,17 @@ def test_only_the_explained_columns_travel_unless_top_k_needs_them_all(lm_backen
 
     full = engine.concept_scores(lm_backend.loaded, result.input_ids, None, None, readout)[0]
     np.testing.assert_allclose(result.target_scores, full, rtol=1e-5, atol=1e-7)
+
+
+def test_deletion_refuses_a_concept_attribution_and_the_flag_round_trips(lm_backend, planted):
+    from xaimesh_attribution.explainer import evaluate
+    from xaimesh_attribution.results import AttributionResult
+    from xaimesh_attribution.server import attribution_from_proto, attribution_to_proto
+
+    result = _explain(lm_backend, planted, "occlusion")
+    assert result.explains_concepts
+    assert attribution_from_proto(attribution_to_proto(result), 0).explains_concepts
+    assert AttributionResult.from_json(result.to_json()).explains_concepts
+    with pytest.raises(InvalidArgument, match="concept activations") as e:
+        evaluate(lm_backend, "deletion", result)
+    assert e.value.field == "attributions"

@@ -112,6 +112,8 @@ class AttributionOutput:
     text: str = ""  # the full text the model saw (prompt + targets)
     # the token ids the model saw (segments' token spans index them); metrics send them back
     input_ids: list[int] = field(default_factory=list)
+    # rows are concepts (docs/inputs-to-concepts.md): target_classes are concept indices
+    explains_concepts: bool = False
 
     def __post_init__(self) -> None:
         self.attributions = np.asarray(self.attributions, dtype=np.float32)
@@ -130,12 +132,6 @@ class AttributionOutput:
     @property
     def is_classification(self) -> bool:
         return self.task == "sequence_classification"
-
-    @property
-    def explains_concepts(self) -> bool:
-        """Rows are concepts (inputs -> concepts, docs/inputs-to-concepts.md):
-        concept indices in target_classes, no generated target."""
-        return not self.is_classification and bool(self.target_classes) and not self.target_token_ids
 
     @property
     def prompt_elements(self) -> list[str]:
@@ -181,6 +177,7 @@ class AttributionOutput:
             "target_scores": _nan_list(self.target_scores),
             "attributions": _nan_list(self.attributions),
             "input_ids": [int(i) for i in self.input_ids],
+            "explains_concepts": self.explains_concepts,
         }
 
     @classmethod
@@ -208,6 +205,7 @@ class AttributionOutput:
             target_scores=_from_nan_list(d.get("target_scores", [])),
             text=str(d.get("text", "")),
             input_ids=[int(i) for i in d.get("input_ids", [])],
+            explains_concepts=bool(d.get("explains_concepts", False)),
         )
 
     def to_json(self, indent: int | None = None) -> str:
@@ -256,6 +254,7 @@ class AttributionOutput:
             target_scores=[float(x) for x in self.target_scores],
             text=self.text,
             input_ids=[int(i) for i in self.input_ids],
+            explains_concepts=self.explains_concepts,
         )
 
     @classmethod
@@ -283,6 +282,7 @@ class AttributionOutput:
             target_scores=np.asarray(list(a.target_scores), dtype=np.float32),
             text=a.text,
             input_ids=[int(i) for i in a.input_ids],
+            explains_concepts=a.explains_concepts,
         )
 
     # ------------------------------------------------------------ display
