@@ -314,7 +314,7 @@ def vocabulary_concepts(
     tokenizer = loaded.tokenizer
     special = set(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
     ids = [i for i in range(min(len(tokenizer), loaded.vocab_size)) if i not in special]
-    wrap = getattr(tokenizer, "build_inputs_with_special_tokens", None) if add_special_tokens else None
+    prefix, suffix = _special_template(loaded) if add_special_tokens else ([], [])
     kind = ConceptScoreWork(loaded.task, readout.split_point)
     run = get_executor(loaded, executor, limits)
     best_values = torch.full((readout.n_concepts, 0), -torch.inf)
@@ -323,7 +323,7 @@ def vocabulary_concepts(
         if is_active is not None and not is_active():
             raise Cancelled("the vocabulary scan was cancelled")
         chunk = ids[start: start + VOCABULARY_CHUNK]
-        items = [ConceptScoreItem(torch.tensor(wrap([i]) if wrap else [i], dtype=torch.long), None, readout)
+        items = [ConceptScoreItem(torch.tensor(prefix + [i] + suffix, dtype=torch.long), None, readout)
                  for i in chunk]
         values = torch.from_numpy(np.stack(run.run(kind, items, [int(it.ids.shape[0]) for it in items],
                                                    is_active=is_active))).T  # [T, chunk]
@@ -334,3 +334,17 @@ def vocabulary_concepts(
         best_ids = merged_ids.gather(1, order)
     return VocabularyTopTokens([int(c) for c in readout.concepts], best_ids.numpy(),
                                best_values.float().numpy(), len(ids))
+
+
+def _special_template(loaded: LoadedModel) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text ([CLS] / [SEP], a BOS...), read from
+    how it tokenizes one word with and without them (as interpreto builds its "[CLS] a [SEP]" template)."""
+    tokenizer = loaded.tokenizer
+    bare = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    for start in range(len(full) - len(bare) + 1):
+        if bare and full[start: start + len(bare)] == bare:
+            return full[:start], full[start + len(bare):]
+    raise FailedPrecondition(f"the tokenizer of {loaded.model_id!r} changes a word's own tokens when it adds its "
+                             "special tokens, so they cannot wrap single tokens: use add_special_tokens=false",
+                             field="add_special_tokens")

@@ -206,3 +206,33 @@ def test_score_and_gradients_over_grpc_take_the_encoder(stub, lm):
         stub.ComputeGradients(model_pb2.ComputeGradientsRequest(model="", input_ids=ids,
                                                                 concept_encoder=message))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "out of range" in e.value.details()
+
+
+def test_vocabulary_scan_with_special_tokens_reads_cls(tmp_path):
+    """VocabularyConcepts with add_special_tokens on a BERT classifier: each
+    token as [CLS] token [SEP], FIRST pooling = the CLS position; the top-k
+    equal a brute force over the whole vocabulary on the bare model."""
+    from xaimesh_model_server import engine
+
+    (fam,) = [f for f in FAMILIES if f.name == "bert"]
+    loaded, bare = _family(fam)
+    enc = _encoder(loaded, "relu", "first", concepts=(2, 5))
+    out = engine.vocabulary_concepts(loaded, _readout(loaded, enc), k=4, add_special_tokens=True)
+    tokenizer = loaded.tokenizer
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in range(len(tokenizer)) if i not in special]
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    wrapped = torch.tensor([[cls_id, i, sep_id] for i in ids])
+    assert out.num_tokens == len(ids)
+    captured = []
+    handle = bare.get_submodule(loaded.split_points[0]).register_forward_hook(
+        lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        bare(input_ids=wrapped)
+    handle.remove()
+    cls = captured[0][:, 0].double().numpy()
+    z = np.maximum(cls @ enc["weight"].astype(np.float64) + enc["bias"], 0)[:, enc["concepts"]]
+    for row, concept in enumerate(enc["concepts"]):
+        order = np.argsort(-z[:, row], kind="stable")[:4]
+        np.testing.assert_allclose(out.activations[row], z[order, row], rtol=1e-4, atol=1e-6)
+        assert out.concepts[row] == concept
