@@ -26,6 +26,7 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from . import metrics as metrics_mod
 from .backend import ModelBackend, ModelDescription
+from .concepts import ConceptEncoder, ConceptReadoutBackend, check_concept_request, concept_labels
 from .elements import GENERATION_TASKS, Problem, build_problem, classification_problem, generation_problem
 from .methods import REGISTRY, AttributionMethod, Job, Parameters, list_methods, resolve_method  # noqa: F401
 from .methods.base import (
@@ -237,6 +238,8 @@ class ExplainPlan:
     inference_mode: InferenceMode
     desc: ModelDescription
     task: Task
+    # Inputs -> concepts (concepts.py): rows explain these concepts' activations.
+    concept_encoder: ConceptEncoder | None = None
 
 
 def _granularity(value: Any, method: AttributionMethod) -> Granularity:
@@ -260,6 +263,7 @@ def prepare(
     inference_mode: Any = None,
     *,
     desc: ModelDescription | None = None,
+    concept_encoder: ConceptEncoder | None = None,
 ) -> ExplainPlan:
     """Validates the request-level settings once.
 
@@ -268,10 +272,16 @@ def prepare(
     granularity / aggregation / inference_mode: option names (options.py) or
     proto values, None for the method family's default (WORD + SOFTMAX for
     perturbation methods, TOKEN + LOGITS for gradient methods; aggregation
-    SUM, used by gradient methods only)."""
+    SUM, used by gradient methods only). concept_encoder: explain its
+    concepts' activations instead of the model's outputs (concepts.py; the
+    inference mode must then be unset)."""
     m = resolve_method(method)
     prm = m.parameters(params)
     desc = desc or backend.describe()
+    if concept_encoder is not None:
+        check_concept_request(desc, inference_mode)
+        concept_encoder.explained()
+        inference_mode = InferenceMode.LOGITS  # a row's value is its concept's raw activation
     task = parse(Task, desc.task, field="model.task")
     gran = _granularity(granularity, m)
     agg = parse(Aggregation, aggregation, field="aggregation") or Aggregation.SUM
@@ -280,7 +290,7 @@ def prepare(
     )
     prm = prm.for_model(desc)
     prm.check_model(desc)
-    return ExplainPlan(m, prm, gran, agg, mode, desc, task)
+    return ExplainPlan(m, prm, gran, agg, mode, desc, task, concept_encoder)
 
 
 def explain_input(
@@ -340,7 +350,14 @@ def explain_input(
         raise InvalidArgument(
             f"the text has {len(prompt_tok)} tokens, more than the model's maximum of {max_len}", field="text"
         )
-    if plan.task in GENERATION_TASKS:
+    if plan.concept_encoder is not None:
+        if targets is not None:
+            raise InvalidArgument("an inputs -> concepts attribution explains the concept encoder's concepts: give "
+                                  "no targets (choose concepts with concept_encoder.concepts)", field="targets")
+        problem = classification_problem(text, prompt_tok, plan.granularity, plan.concept_encoder.explained(),
+                                         concept_labels(plan.concept_encoder))
+        backend = ConceptReadoutBackend(backend, plan.concept_encoder)
+    elif plan.task in GENERATION_TASKS:
         target_text, target_tok = _generation_target(
             backend, desc, text, prompt_tok, targets, max_new_tokens, progress, should_stop, chat
         )
@@ -383,6 +400,7 @@ def explain_input(
         text=problem.text,
         prompt_text=problem.prompt_text,
         input_ids=[int(i) for i in problem.input_ids],
+        explains_concepts=plan.concept_encoder is not None,
     )
 
 
@@ -508,6 +526,10 @@ def evaluate(
         raise InvalidArgument("metric is unspecified: use 'deletion' or 'insertion'", field="metric")
     if not isinstance(attribution, AttributionResult):
         raise InvalidArgument("attribution must be an AttributionResult", field="attributions")
+    if attribution.explains_concepts:
+        raise InvalidArgument("this attribution explains concept activations: Deletion / Insertion score the "
+                              "model's outputs and are not defined for it (docs/inputs-to-concepts.md)",
+                              field="attributions")
     desc = backend.describe()
     steps = _count("n_steps", n_steps, 0, minimum=0, maximum=MAX_STEPS)
     bs = _count("batch_size", batch_size, DEFAULT_BATCH_SIZE, minimum=1, maximum=MAX_BATCH_SIZE)

@@ -35,13 +35,14 @@ import grpc
 import numpy as np
 
 from xaimesh_contracts.channels import CALLER_METADATA
-from xaimesh_contracts.enums import to_number
+from xaimesh_contracts.enums import EnumValueError, to_name, to_number
 from xaimesh_contracts.v1 import model_pb2, model_pb2_grpc, tensor_pb2
 from xaimesh_runtime.errors import DownstreamError, downstream_error
 from xaimesh_contracts.tensors import to_numpy, to_tensor
-from xaimesh_runtime.errors import Cancelled
+from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 from .backend import EmbeddingSamples, ModelDescription, Replacement, Segment, Tokenized
+from .concepts import ConceptEncoder
 from .options import BaselineKind, InferenceMode, ReplacementPolicy, Task, from_proto, to_proto
 
 __all__ = ["GrpcModelBackend"]
@@ -211,15 +212,7 @@ class GrpcModelBackend:
                   target_classes: Sequence[int] | None = None, inference_mode: str = "logits",
                   samples: EmbeddingSamples, outputs: Sequence[str] = ("dot_delta",),
                   source_length: int = 0) -> dict[str, np.ndarray]:
-        spec = model_pb2.EmbeddingSamples(
-            baseline=model_pb2.Baseline(kind=to_proto(BaselineKind, samples.baseline_kind),
-                                        token_id=int(samples.baseline_token_id)),
-            alphas=[float(a) for a in samples.alphas],
-            noise_stddev=float(samples.noise_stddev),
-            baseline_noise_stddev=float(samples.baseline_noise_stddev),
-            seed=int(samples.seed),
-            position_mask=[bool(b) for b in samples.position_mask or ()],
-        )
+        spec = _samples(samples)
         request = model_pb2.ComputeGradientsRequest(
             model=self.model_id,
             input_ids=[int(i) for i in input_ids],
@@ -230,6 +223,31 @@ class GrpcModelBackend:
             outputs=[to_number(model_pb2.GradientOutput, o, field="outputs") for o in outputs],
             source_length=int(source_length),
         )
+        response = self._call("ComputeGradients", request)
+        out = {"scores": _floats(response.scores, "scores")}
+        for key in outputs:
+            out[key] = _floats(getattr(response, key), key)
+        return out
+
+    def concept_scores(self, input_ids: Sequence[int], keep_mask: np.ndarray | None, replacement: Replacement,
+                       encoder: ConceptEncoder) -> np.ndarray:
+        """Score with a concept encoder: float32 [n_sequences, concepts] (concepts.py)."""
+        request = model_pb2.ScoreRequest(
+            model=self.model_id, input_ids=[int(i) for i in input_ids],
+            replacement=model_pb2.Replacement(policy=to_proto(ReplacementPolicy, replacement.policy),
+                                              token_id=int(replacement.token_id)),
+            concept_encoder=concept_encoder_proto(encoder))
+        if keep_mask is not None:
+            request.keep_mask.CopyFrom(to_tensor(np.ascontiguousarray(keep_mask, dtype=bool)))
+        return _floats(self._call("Score", request).scores, "scores")
+
+    def concept_gradients(self, input_ids: Sequence[int], encoder: ConceptEncoder, *, samples: EmbeddingSamples,
+                          outputs: Sequence[str] = ("dot_delta",)) -> dict[str, np.ndarray]:
+        """ComputeGradients of a concept encoder's pooled activations (concepts.py)."""
+        request = model_pb2.ComputeGradientsRequest(
+            model=self.model_id, input_ids=[int(i) for i in input_ids], samples=_samples(samples),
+            outputs=[to_number(model_pb2.GradientOutput, o, field="outputs") for o in outputs],
+            concept_encoder=concept_encoder_proto(encoder))
         response = self._call("ComputeGradients", request)
         out = {"scores": _floats(response.scores, "scores")}
         for key in outputs:
@@ -249,3 +267,60 @@ class GrpcModelBackend:
         request = model_pb2.GenerateRequest(model=self.model_id, chat=_chat(messages),
                                             max_new_tokens=int(max_new_tokens), do_sample=False)
         return [int(i) for i in self._call("Generate", request).token_ids]
+
+
+def _samples(samples: EmbeddingSamples) -> model_pb2.EmbeddingSamples:
+    return model_pb2.EmbeddingSamples(
+        baseline=model_pb2.Baseline(kind=to_proto(BaselineKind, samples.baseline_kind),
+                                    token_id=int(samples.baseline_token_id)),
+        alphas=[float(a) for a in samples.alphas],
+        noise_stddev=float(samples.noise_stddev),
+        baseline_noise_stddev=float(samples.baseline_noise_stddev),
+        seed=int(samples.seed),
+        position_mask=[bool(b) for b in samples.position_mask or ()],
+    )
+
+
+def concept_encoder_proto(encoder: ConceptEncoder) -> model_pb2.ConceptEncoder:
+    message = model_pb2.ConceptEncoder(
+        split_point=encoder.split_point,
+        weight=to_tensor(np.ascontiguousarray(encoder.weight, dtype=np.float32)),
+        bias=to_tensor(np.ascontiguousarray(encoder.bias, dtype=np.float32)),
+        activation=to_number(model_pb2.ConceptActivation, encoder.activation, field="concept_encoder.activation"),
+        top_k=int(encoder.top_k),
+        pooling=to_number(tensor_pb2.Aggregation, encoder.pooling, field="concept_encoder.pooling"),
+        concepts=[int(c) for c in encoder.concepts])
+    if encoder.thresholds is not None:
+        message.thresholds.CopyFrom(to_tensor(np.ascontiguousarray(encoder.thresholds, dtype=np.float32)))
+    return message
+
+
+def concept_encoder_from_proto(message: model_pb2.ConceptEncoder) -> ConceptEncoder:
+    """The request's ConceptEncoder (INVALID_ARGUMENT when its weight is missing or malformed)."""
+    def tensor(name: str, ndim: int) -> np.ndarray | None:
+        if not message.HasField(name):
+            return None
+        return to_numpy(getattr(message, name), field=f"concept_encoder.{name}", ndim=ndim, finite=True,
+                        dtype=["float32", "float16", "bfloat16", "float64"]).astype(np.float32)
+
+    def name(proto_enum, number: int, field: str, default: str) -> str:
+        try:
+            return to_name(proto_enum, number) or default
+        except EnumValueError as error:
+            raise InvalidArgument(str(error), field=f"concept_encoder.{field}") from None
+
+    weight = tensor("weight", 2)
+    if weight is None:
+        raise InvalidArgument("concept_encoder.weight is missing: take the encoder from the concept-service's "
+                              "GetConceptEncoder", field="concept_encoder.weight")
+    bias = tensor("bias", 1)
+    if bias is not None and bias.shape != (weight.shape[1],):
+        raise InvalidArgument(f"concept_encoder.bias must have shape [{weight.shape[1]}] (one per weight column), "
+                              f"got {list(bias.shape)}", field="concept_encoder.bias")
+    return ConceptEncoder(
+        split_point=message.split_point, weight=weight,
+        bias=np.zeros(weight.shape[1], np.float32) if bias is None else bias,
+        activation=name(model_pb2.ConceptActivation, message.activation, "activation", "identity"),
+        top_k=int(message.top_k), thresholds=tensor("thresholds", 1),
+        pooling=name(tensor_pb2.Aggregation, message.pooling, "pooling", "max"),
+        concepts=tuple(int(c) for c in message.concepts))

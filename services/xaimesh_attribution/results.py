@@ -81,6 +81,7 @@ class AttributionResult:
     text: str  # the full text the model saw (prompt + target text)
     prompt_text: str = ""
     input_ids: list[int] = field(default_factory=list)
+    explains_concepts: bool = False  # rows are concepts (concepts.py); target_classes are concept indices
 
     @property
     def parameters_json(self) -> str:
@@ -105,6 +106,7 @@ class AttributionResult:
             "target_scores": _vector_to_json(self.target_scores),
             "text": self.text,
             "prompt_text": self.prompt_text,
+            "explains_concepts": self.explains_concepts,
             "input_ids": [int(i) for i in self.input_ids],
         }
 
@@ -131,6 +133,7 @@ class AttributionResult:
             text=str(d.get("text", "")),
             prompt_text=str(d.get("prompt_text", "")),
             input_ids=[int(x) for x in d.get("input_ids", [])],
+            explains_concepts=bool(d.get("explains_concepts", False)),
         )
 
     def to_json(self) -> str:

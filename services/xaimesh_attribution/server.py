@@ -64,7 +64,7 @@ from .backend import ModelBackend, Segment
 from .explainer import evaluate, explain_input, prepare
 from .methods import REGISTRY, AttributionMethod, list_methods, resolve_method
 from .methods.base import as_replacement
-from .model_client import DEFAULT_MAX_IN_FLIGHT, UPSTREAM, GrpcModelBackend
+from .model_client import DEFAULT_MAX_IN_FLIGHT, UPSTREAM, GrpcModelBackend, concept_encoder_from_proto
 from .options import Aggregation, Granularity, InferenceMode, Metric, Task, from_proto, parse, to_proto
 from .results import AttributionResult, MetricCurve, MetricResult
 
@@ -166,6 +166,7 @@ def attribution_to_proto(r: AttributionResult) -> attribution_pb2.Attribution:
         target_scores=[float(x) for x in np.asarray(r.target_scores, dtype=np.float32)],
         text=r.text,
         input_ids=[int(i) for i in r.input_ids],
+        explains_concepts=r.explains_concepts,
     )
 
 
@@ -201,6 +202,7 @@ def attribution_from_proto(a: attribution_pb2.Attribution, index: int) -> Attrib
         target_scores=np.asarray(list(a.target_scores), dtype=np.float32),
         text=a.text,
         input_ids=[int(i) for i in a.input_ids],
+        explains_concepts=a.explains_concepts,
     )
 
 
@@ -386,7 +388,10 @@ class AttributionServicer(attribution_pb2_grpc.AttributionServiceServicer):
         backend = self.backend_factory(request.model, context)
         desc = backend.describe()
         try:  # request-level checks, once, before any work
-            plan = prepare(backend, method, params, granularity, aggregation, inference_mode, desc=desc)
+            encoder = concept_encoder_from_proto(request.concept_encoder) if request.HasField("concept_encoder") \
+                else None
+            plan = prepare(backend, method, params, granularity, aggregation, inference_mode, desc=desc,
+                           concept_encoder=encoder)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, field=_message_field(method, exc.field)) from None
 

@@ -34,6 +34,7 @@ from xaimesh_runtime.jobs import stream_job
 from . import probes as _probes
 from .common import ItemFailure, LogEntry, Progress, Provenance, enum_key, enum_number
 from .downstream import MODEL_SERVER, ActivationPuller, ActivationsQuery, GrpcActivationPuller
+from .encoders import closed_form_encoder
 from .methods import FIT_OPTION_FIELDS
 from .store import ActivationSetInfo, ConceptModelInfo
 from .workspace import MAX_MESSAGE_BYTES, ConceptWorkspace, SetRange
@@ -348,6 +349,23 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         for chunk in self.ws.decode(request.concept_model, codes, request.chunk_bytes,
                                     should_stop=should_stop):
             yield concept_pb2.DecodeResponse(row_start=int(chunk.row_start), reconstructions=to_tensor(chunk.rows))
+
+    @map_errors()
+    def GetConceptEncoder(self, request, context):
+        info, method = self.ws.load_model(request.name)
+        concepts = [int(c) for c in request.concepts]
+        bad = [c for c in concepts if not 0 <= c < method.nb_concepts]
+        if bad:
+            raise InvalidArgument(f"concept index {bad[0]} is out of range: {info.name} has {method.nb_concepts} "
+                                  f"concepts (0..{method.nb_concepts - 1})", field="concepts")
+        form = closed_form_encoder(method)
+        encoder = model_pb2.ConceptEncoder(
+            split_point=info.split_point, weight=to_tensor(form.weight), bias=to_tensor(form.bias),
+            activation=enum_number(model_pb2.ConceptActivation, form.activation.upper()), top_k=form.top_k,
+            pooling=request.pooling or tensor_pb2.AGGREGATION_MAX, concepts=concepts)
+        if form.thresholds is not None:
+            encoder.thresholds.CopyFrom(to_tensor(form.thresholds))
+        return concept_pb2.GetConceptEncoderResponse(encoder=encoder, model=model_to_proto(info))
 
     @map_errors()
     def GetDictionary(self, request, context):

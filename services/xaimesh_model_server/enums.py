@@ -53,6 +53,8 @@ Granularity = _from_contract("Granularity", tensor_pb2.Granularity)
 Aggregation = _from_contract("Aggregation", tensor_pb2.Aggregation)
 # Which special tokens activations run with (docs/models.md, "Token semantics").
 SpecialTokensPolicy = _from_contract("SpecialTokensPolicy", model_pb2.SpecialTokensPolicy)
+# How a concept encoder activates (inputs -> concepts, docs/inputs-to-concepts.md).
+ConceptActivation = _from_contract("ConceptActivation", model_pb2.ConceptActivation)
 
 
 def proto_enum_of(cls: type[IntEnum]) -> Any:

@@ -21,6 +21,7 @@ from xaimesh_runtime.errors import InvalidArgument, Unavailable, map_errors, sta
 from . import engine
 from .batching import Caller
 from .engine import EmbeddingSamples, Replacement
+from .engine.concept_readout import check_concept_targets
 from .loading import LoadedModel, ModelOptions, ModelRegistry
 from .tokenization import detokenize, tokenize, tokenize_ids
 
@@ -168,12 +169,18 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         if request.HasField("keep_mask"):
             keep_mask = to_numpy(request.keep_mask, field="keep_mask", ndim=2,
                                  dtype=["bool", "uint8", "int32", "int64"])
-        scores = engine.score(
-            loaded, list(request.input_ids), keep_mask,
-            Replacement(request.replacement.policy, request.replacement.token_id),
-            target_positions=list(request.target_positions), target_classes=list(request.target_classes),
-            inference_mode=request.inference_mode, source_length=request.source_length,
-            is_active=_caller(context), limits=self.limits)
+        replacement = Replacement(request.replacement.policy, request.replacement.token_id)
+        if request.HasField("concept_encoder"):
+            check_concept_targets(request.target_positions, request.target_classes, request.inference_mode)
+            scores = engine.concept_scores(loaded, list(request.input_ids), keep_mask, replacement,
+                                           _readout(loaded, request.concept_encoder),
+                                           is_active=_caller(context), limits=self.limits)
+        else:
+            scores = engine.score(
+                loaded, list(request.input_ids), keep_mask, replacement,
+                target_positions=list(request.target_positions), target_classes=list(request.target_classes),
+                inference_mode=request.inference_mode, source_length=request.source_length,
+                is_active=_caller(context), limits=self.limits)
         return model_pb2.ScoreResponse(scores=to_tensor(np.asarray(scores, dtype=np.float32)),
                                        model=loaded.model_id)
 
@@ -202,7 +209,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             loaded, list(request.input_ids), target_positions=list(request.target_positions),
             target_classes=list(request.target_classes), inference_mode=request.inference_mode,
             samples=samples, embeddings=embeddings, outputs=list(request.outputs),
-            source_length=request.source_length, is_active=_caller(context), limits=self.limits)
+            source_length=request.source_length,
+            concept_readout=_concept_gradient_readout(loaded, request),
+            is_active=_caller(context), limits=self.limits)
         response = model_pb2.ComputeGradientsResponse(model=loaded.model_id)
         for key, value in result.items():
             getattr(response, key).CopyFrom(to_tensor(np.asarray(value, dtype=np.float32)))
@@ -260,6 +269,21 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             promoted_tokens=out.promoted_tokens, suppressed_tokens=out.suppressed_tokens, model=loaded.model_id)
 
     @map_errors()
+    def VocabularyConcepts(self, request, context):
+        loaded = self._model(request.model)
+        if not request.HasField("concept_encoder"):
+            raise InvalidArgument("concept_encoder is missing: take it from the concept-service's GetConceptEncoder",
+                                  field="concept_encoder")
+        out = engine.vocabulary_concepts(loaded, _readout(loaded, request.concept_encoder), request.k,
+                                         add_special_tokens=request.add_special_tokens, is_active=_caller(context),
+                                         limits=self.limits)
+        response = model_pb2.VocabularyConceptsResponse(model=loaded.model_id, num_tokens=out.num_tokens)
+        for concept, ids, values in zip(out.concepts, out.token_ids, out.activations):
+            response.concepts.add(concept=concept, token_ids=ids.tolist(), activations=values.tolist(),
+                                  tokens=[detokenize(loaded, [i]) for i in ids.tolist()])
+        return response
+
+    @map_errors()
     def ConceptGradients(self, request, context):
         loaded = self._model(request.model)
         floats = ["float32", "float16", "bfloat16", "float64"]
@@ -311,6 +335,32 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             num_rows=num_rows, num_samples=job.num_samples, truncated_samples=sorted(job.truncated_samples)))
 
 
+
+
+def _readout(loaded: LoadedModel, encoder: model_pb2.ConceptEncoder) -> engine.ConceptReadout:
+    """A request's ConceptEncoder, validated against the model."""
+
+    def tensor(name: str, ndim: int):
+        if not encoder.HasField(name):
+            return None
+        return to_numpy(getattr(encoder, name), field=f"concept_encoder.{name}", ndim=ndim,
+                        dtype=["float32", "float16", "bfloat16", "float64"], finite=True)
+
+    weight = tensor("weight", 2)
+    if weight is None:
+        raise InvalidArgument("concept_encoder.weight is missing: send the encoder's [width, concepts] matrix "
+                              "(the concept-service's GetConceptEncoder gives it)", field="concept_encoder.weight")
+    return engine.concept_readout(
+        loaded, encoder.split_point, weight, tensor("bias", 1), activation=encoder.activation,
+        top_k=encoder.top_k, thresholds=tensor("thresholds", 1), pooling=encoder.pooling,
+        concepts=list(encoder.concepts))
+
+
+def _concept_gradient_readout(loaded: LoadedModel, request: model_pb2.ComputeGradientsRequest):
+    if not request.HasField("concept_encoder"):
+        return None
+    check_concept_targets(request.target_positions, request.target_classes, request.inference_mode)
+    return _readout(loaded, request.concept_encoder)
 
 
 def _caller(context: grpc.ServicerContext) -> Callable[[], bool]:

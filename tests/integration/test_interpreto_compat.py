@@ -265,3 +265,76 @@ def test_the_classification_plot_example(hf, tmp_path):
     visible = re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)>.*?</\1>", "", page, flags=re.S))
     assert all(name in visible for name in classes_names)
     assert "Love and hate are two sides of the same coin." in visible  # the words keep their spaces
+
+
+def test_inputs_to_concepts_through_get_inputs_to_concepts_model(hf):
+    """interpreto's InputsToConceptsAttributionsExplainer example: a fitted
+    concept explainer's get_inputs_to_concepts_model() is the model of an
+    attribution class; targets are concept indices (docs/inputs-to-concepts.md)."""
+    import numpy as np
+    import torch
+
+    from xaimesh.interpreto import Occlusion, Saliency
+    from xaimesh.interpreto.attributions import ModelTask
+    from xaimesh.interpreto.concepts import ModelWithSplitPoints, PCAConcepts
+
+    model, tokenizer = hf
+    splitter = ModelWithSplitPoints(model, 1, tokenizer=tokenizer)
+    activations, _ = splitter.get_activations(TEXTS, activation_granularity=splitter.activation_granularities.TOKEN)
+    explainer = PCAConcepts(splitter, nb_concepts=3)
+    explainer.fit(activations)
+    (out,) = Occlusion(explainer.get_inputs_to_concepts_model(), tokenizer).explain(TEXTS[0], targets=torch.arange(2))
+    assert out.model_task == ModelTask.CONCEPTS and out.attributions.shape == (2, len(out.elements))
+    assert out.targets.tolist() == [0, 1]
+    (native,) = explainer.native.input_concept_attribution(TEXTS[0], "Occlusion", concepts=[0, 1], show_progress=False)
+    np.testing.assert_allclose(out.attributions.numpy(), native.attributions, rtol=1e-6)
+    (every,) = Saliency(explainer.get_inputs_to_concepts_model(), tokenizer).explain(TEXTS[1])
+    assert every.attributions.shape[0] == 3 and torch.isfinite(every.attributions).all()
+
+
+def test_topk_inputs_use_vocab_minimal_example(hf):
+    """interpreto 0.5.2's TopKInputs minimal example: NeuronsAsConcepts (no
+    fit) and use_vocab=True; neuron 0's top tokens and values against every
+    vocabulary token run alone through the bare model."""
+    from tests.fixtures.planted_concepts import split_rows
+    from xaimesh.interpreto.concepts import ModelWithSplitPoints, NeuronsAsConcepts, TopKInputs
+
+    model, tokenizer = hf
+    mwsp = ModelWithSplitPoints(model, split_point=1, tokenizer=tokenizer)
+    concept_explainer = NeuronsAsConcepts(mwsp)
+    method = TopKInputs(concept_explainer=concept_explainer, use_vocab=True, k=10)
+    topk_tokens = method.interpret(concepts_indices="all")
+    assert len(topk_tokens) == model.config.n_embd
+    special = set(tokenizer.all_special_ids)
+    ids = np.array([i for i in range(len(tokenizer)) if i not in special])
+    neuron0 = split_rows(model.eval(), "transformer.h.1", ids[:, None])[:, 0]
+    best = {}
+    for i in np.argsort(-neuron0, kind="stable"):
+        best.setdefault(tokenizer.decode([int(ids[i])]), float(neuron0[i]))
+        if len(best) == 10:
+            break
+    got = topk_tokens[0]
+    assert list(got) == list(best)
+    np.testing.assert_allclose(list(got.values()), list(best.values()), rtol=1e-4)
+
+
+def test_topk_inputs_use_unique_words(hf):
+    """TopKInputs(use_unique_words=1) on SAMPLE activations: the top inputs
+    are words of the texts, each run as its own text; lemmatize is refused."""
+    from xaimesh.concepts.ngrams import extract_ngrams
+    from xaimesh.errors import InvalidArgumentError
+    from xaimesh.interpreto.concepts import ModelWithSplitPoints, PCAConcepts, TopKInputs
+
+    model, tokenizer = hf
+    splitter = ModelWithSplitPoints(model, 1, tokenizer=tokenizer)
+    sample = splitter.activation_granularities.SAMPLE
+    activations, _ = splitter.get_activations(TEXTS, activation_granularity=sample)
+    explainer = PCAConcepts(splitter, nb_concepts=2)
+    explainer.fit(activations)
+    method = TopKInputs(concept_explainer=explainer, activation_granularity=sample, k=3, use_unique_words=1)
+    out = method.interpret(concepts_indices="all", inputs=TEXTS)
+    words = set(extract_ngrams(TEXTS, 1))
+    assert set(out) == {0, 1} and all(len(top) == 3 and set(top) <= words for top in out.values())
+    with pytest.raises(InvalidArgumentError, match="lemmatize"):
+        TopKInputs(concept_explainer=explainer, activation_granularity=sample, use_unique_words=1,
+                   unique_words_kwargs={"lemmatize": True})

@@ -264,7 +264,7 @@ MUTATED = {
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
-                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel"],
+                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel", "GetConceptEncoder"],
     "labeling": ["LabelConcepts", "ScoreLabels"],
 }
 
@@ -299,6 +299,9 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             "Generate": lambda: m.GenerateRequest(model=lm, text="Hello", max_new_tokens=4),
             "StreamActivations": lambda: m.StreamActivationsRequest(model=lm, texts=TEXTS, split_points=["1"]),
             "LogitLens": lambda: m.LogitLensRequest(model=lm, input_ids=ids, top_k=3),
+            "VocabularyConcepts": lambda: m.VocabularyConceptsRequest(
+                model=lm, k=3, concept_encoder=m.ConceptEncoder(
+                    split_point="1", weight=to_tensor(np.eye(k["hidden_size"][0], 2, dtype=np.float32)))),
             "UnembedDirections": lambda: m.UnembedDirectionsRequest(
                 model=lm, directions=to_tensor(np.ones((2, k["hidden_size"][0]), np.float32)), top_k=3),
             "ConceptGradients": lambda: m.ConceptGradientsRequest(
@@ -332,6 +335,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
         "ExtractLabels": lambda: c.ExtractLabelsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, k_examples=5),
         "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
+        "GetConceptEncoder": lambda: c.GetConceptEncoderRequest(name=resources.model_name, concepts=[0, 2]),
         "LabelConcepts": lambda: labeling_pb2.LabelConceptsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, concept_indices=[0],
             k_examples=3, llm=msg_server),
@@ -436,6 +440,7 @@ ENORMOUS = [
     ("model", "ComputeGradients", {"samples.alphas": [0.5] * 100_000}),
     ("model", "LogitLens", {"top_k": INT32_MAX}),
     ("model", "UnembedDirections", {"top_k": INT32_MAX}),
+    ("model", "VocabularyConcepts", {"k": INT32_MAX}),
     ("attribution", "Explain", {"method": 2, "parameters.lime.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 3, "parameters.kernel_shap.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 4, "parameters.sobol.n_perturbations": INT32_MAX}),

@@ -253,7 +253,7 @@ class ExplainInput(_message.Message):
     def __init__(self, text: _Optional[str] = ..., targets: _Optional[_Union[Targets, _Mapping]] = ..., chat: _Optional[_Union[_model_pb2.ChatConversation, _Mapping]] = ..., chat_template: _Optional[bool] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "method", "parameters", "inputs", "granularity", "aggregation", "inference_mode")
+    __slots__ = ("model", "method", "parameters", "inputs", "granularity", "aggregation", "inference_mode", "concept_encoder")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class ExplainRequest(_message.Message):
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_ENCODER_FIELD_NUMBER: _ClassVar[int]
     model: str
     method: AttributionMethod
     parameters: MethodParameters
@@ -268,10 +269,11 @@ class ExplainRequest(_message.Message):
     granularity: _tensor_pb2.Granularity
     aggregation: _tensor_pb2.Aggregation
     inference_mode: _tensor_pb2.InferenceMode
-    def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[ExplainInput, _Mapping]]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ...) -> None: ...
+    concept_encoder: _model_pb2.ConceptEncoder
+    def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[ExplainInput, _Mapping]]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., concept_encoder: _Optional[_Union[_model_pb2.ConceptEncoder, _Mapping]] = ...) -> None: ...
 
 class Attribution(_message.Message):
-    __slots__ = ("model", "task", "method", "parameters", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text", "input_ids")
+    __slots__ = ("model", "task", "method", "parameters", "granularity", "aggregation", "inference_mode", "input_elements", "num_prompt_elements", "target_elements", "target_classes", "target_token_ids", "target_element_token_ends", "scores", "target_scores", "text", "input_ids", "explains_concepts")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +291,7 @@ class Attribution(_message.Message):
     TARGET_SCORES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINS_CONCEPTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: _model_pb2.ModelTask
     method: AttributionMethod
@@ -306,7 +309,8 @@ class Attribution(_message.Message):
     target_scores: _containers.RepeatedScalarFieldContainer[float]
     text: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_model_pb2.ModelTask, str]] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., input_elements: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., num_prompt_elements: _Optional[int] = ..., target_elements: _Optional[_Iterable[str]] = ..., target_classes: _Optional[_Iterable[int]] = ..., target_token_ids: _Optional[_Iterable[int]] = ..., target_element_token_ends: _Optional[_Iterable[int]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_scores: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    explains_concepts: bool
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_model_pb2.ModelTask, str]] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., granularity: _Optional[_Union[_tensor_pb2.Granularity, str]] = ..., aggregation: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., input_elements: _Optional[_Iterable[_Union[_tensor_pb2.Segment, _Mapping]]] = ..., num_prompt_elements: _Optional[int] = ..., target_elements: _Optional[_Iterable[str]] = ..., target_classes: _Optional[_Iterable[int]] = ..., target_token_ids: _Optional[_Iterable[int]] = ..., target_element_token_ends: _Optional[_Iterable[int]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_scores: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., explains_concepts: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("progress", "result", "item_error")

@@ -829,3 +829,21 @@ class FitProbeResponse(_message.Message):
     log: TrainingLogEntry
     result: ProbeResult
     def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., log: _Optional[_Union[TrainingLogEntry, _Mapping]] = ..., result: _Optional[_Union[ProbeResult, _Mapping]] = ...) -> None: ...
+
+class GetConceptEncoderRequest(_message.Message):
+    __slots__ = ("name", "concepts", "pooling")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    POOLING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    concepts: _containers.RepeatedScalarFieldContainer[int]
+    pooling: _tensor_pb2.Aggregation
+    def __init__(self, name: _Optional[str] = ..., concepts: _Optional[_Iterable[int]] = ..., pooling: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ...) -> None: ...
+
+class GetConceptEncoderResponse(_message.Message):
+    __slots__ = ("encoder", "model")
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    encoder: _model_pb2.ConceptEncoder
+    model: ConceptModel
+    def __init__(self, encoder: _Optional[_Union[_model_pb2.ConceptEncoder, _Mapping]] = ..., model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...

@@ -133,6 +133,11 @@ class ConceptServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.ImportConceptModelRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_concept__pb2.ImportConceptModelResponse.FromString,
                 _registered_method=True)
+        self.GetConceptEncoder = channel.unary_unary(
+                '/xaimesh.v1.ConceptService/GetConceptEncoder',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderResponse.FromString,
+                _registered_method=True)
 
 
 class ConceptServiceServicer:
@@ -281,6 +286,17 @@ class ConceptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConceptEncoder(self, request, context):
+        """A concept model's encoder in closed form, for the model-server to apply
+        at the split point (inputs -> concepts attributions,
+        docs/inputs-to-concepts.md). FAILED_PRECONDITION for methods whose
+        encoding is an optimisation (NMF family, dictionary learning, sparse
+        PCA, KMeans).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConceptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +394,11 @@ def add_ConceptServiceServicer_to_server(servicer, server):
                     servicer.ImportConceptModel,
                     request_deserializer=xaimesh_dot_v1_dot_concept__pb2.ImportConceptModelRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_concept__pb2.ImportConceptModelResponse.SerializeToString,
+            ),
+            'GetConceptEncoder': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConceptEncoder,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -897,6 +918,33 @@ class ConceptService:
             '/xaimesh.v1.ConceptService/ImportConceptModel',
             xaimesh_dot_v1_dot_concept__pb2.ImportConceptModelRequest.SerializeToString,
             xaimesh_dot_v1_dot_concept__pb2.ImportConceptModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConceptEncoder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/GetConceptEncoder',
+            xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,14 @@ class ReplacementPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REPLACEMENT_POLICY_ZERO_EMBEDDING: _ClassVar[ReplacementPolicy]
     REPLACEMENT_POLICY_REMOVE: _ClassVar[ReplacementPolicy]
 
+class ConceptActivation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONCEPT_ACTIVATION_UNSPECIFIED: _ClassVar[ConceptActivation]
+    CONCEPT_ACTIVATION_IDENTITY: _ClassVar[ConceptActivation]
+    CONCEPT_ACTIVATION_RELU: _ClassVar[ConceptActivation]
+    CONCEPT_ACTIVATION_TOP_K: _ClassVar[ConceptActivation]
+    CONCEPT_ACTIVATION_JUMP_RELU: _ClassVar[ConceptActivation]
+
 class BaselineKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BASELINE_KIND_UNSPECIFIED: _ClassVar[BaselineKind]
@@ -64,6 +72,11 @@ REPLACEMENT_POLICY_MASK_TOKEN: ReplacementPolicy
 REPLACEMENT_POLICY_TOKEN_ID: ReplacementPolicy
 REPLACEMENT_POLICY_ZERO_EMBEDDING: ReplacementPolicy
 REPLACEMENT_POLICY_REMOVE: ReplacementPolicy
+CONCEPT_ACTIVATION_UNSPECIFIED: ConceptActivation
+CONCEPT_ACTIVATION_IDENTITY: ConceptActivation
+CONCEPT_ACTIVATION_RELU: ConceptActivation
+CONCEPT_ACTIVATION_TOP_K: ConceptActivation
+CONCEPT_ACTIVATION_JUMP_RELU: ConceptActivation
 BASELINE_KIND_UNSPECIFIED: BaselineKind
 BASELINE_KIND_ZERO: BaselineKind
 BASELINE_KIND_PAD_TOKEN: BaselineKind
@@ -258,7 +271,7 @@ class Replacement(_message.Message):
     def __init__(self, policy: _Optional[_Union[ReplacementPolicy, str]] = ..., token_id: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model", "input_ids", "keep_mask", "replacement", "target_positions", "target_classes", "inference_mode", "source_length")
+    __slots__ = ("model", "input_ids", "keep_mask", "replacement", "target_positions", "target_classes", "inference_mode", "source_length", "concept_encoder")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
     KEEP_MASK_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +280,7 @@ class ScoreRequest(_message.Message):
     TARGET_CLASSES_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_ENCODER_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
     keep_mask: _tensor_pb2.Tensor
@@ -275,7 +289,28 @@ class ScoreRequest(_message.Message):
     target_classes: _containers.RepeatedScalarFieldContainer[int]
     inference_mode: _tensor_pb2.InferenceMode
     source_length: int
-    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., keep_mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., source_length: _Optional[int] = ...) -> None: ...
+    concept_encoder: ConceptEncoder
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., keep_mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., source_length: _Optional[int] = ..., concept_encoder: _Optional[_Union[ConceptEncoder, _Mapping]] = ...) -> None: ...
+
+class ConceptEncoder(_message.Message):
+    __slots__ = ("split_point", "weight", "bias", "activation", "top_k", "thresholds", "pooling", "concepts")
+    SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BIAS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    POOLING_FIELD_NUMBER: _ClassVar[int]
+    CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    split_point: str
+    weight: _tensor_pb2.Tensor
+    bias: _tensor_pb2.Tensor
+    activation: ConceptActivation
+    top_k: int
+    thresholds: _tensor_pb2.Tensor
+    pooling: _tensor_pb2.Aggregation
+    concepts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, split_point: _Optional[str] = ..., weight: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., bias: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., activation: _Optional[_Union[ConceptActivation, str]] = ..., top_k: _Optional[int] = ..., thresholds: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., pooling: _Optional[_Union[_tensor_pb2.Aggregation, str]] = ..., concepts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("scores", "model")
@@ -310,7 +345,7 @@ class EmbeddingSamples(_message.Message):
     def __init__(self, baseline: _Optional[_Union[Baseline, _Mapping]] = ..., alphas: _Optional[_Iterable[float]] = ..., noise_stddev: _Optional[float] = ..., baseline_noise_stddev: _Optional[float] = ..., seed: _Optional[int] = ..., position_mask: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ComputeGradientsRequest(_message.Message):
-    __slots__ = ("model", "input_ids", "target_positions", "target_classes", "inference_mode", "samples", "embeddings", "outputs", "source_length")
+    __slots__ = ("model", "input_ids", "target_positions", "target_classes", "inference_mode", "samples", "embeddings", "outputs", "source_length", "concept_encoder")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
     TARGET_POSITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +355,7 @@ class ComputeGradientsRequest(_message.Message):
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_ENCODER_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
     target_positions: _containers.RepeatedScalarFieldContainer[int]
@@ -329,7 +365,8 @@ class ComputeGradientsRequest(_message.Message):
     embeddings: _tensor_pb2.Tensor
     outputs: _containers.RepeatedScalarFieldContainer[GradientOutput]
     source_length: int
-    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., samples: _Optional[_Union[EmbeddingSamples, _Mapping]] = ..., embeddings: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[GradientOutput, str]]] = ..., source_length: _Optional[int] = ...) -> None: ...
+    concept_encoder: ConceptEncoder
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., target_positions: _Optional[_Iterable[int]] = ..., target_classes: _Optional[_Iterable[int]] = ..., inference_mode: _Optional[_Union[_tensor_pb2.InferenceMode, str]] = ..., samples: _Optional[_Union[EmbeddingSamples, _Mapping]] = ..., embeddings: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[GradientOutput, str]]] = ..., source_length: _Optional[int] = ..., concept_encoder: _Optional[_Union[ConceptEncoder, _Mapping]] = ...) -> None: ...
 
 class ComputeGradientsResponse(_message.Message):
     __slots__ = ("scores", "full", "dot_delta", "abs_sum", "square_sum", "l2_norm", "dot_input", "model")
@@ -586,3 +623,37 @@ class UnembedDirectionsResponse(_message.Message):
     suppressed_tokens: _containers.RepeatedScalarFieldContainer[str]
     model: str
     def __init__(self, promoted_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., suppressed_values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., promoted_tokens: _Optional[_Iterable[str]] = ..., suppressed_tokens: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class VocabularyConceptsRequest(_message.Message):
+    __slots__ = ("model", "concept_encoder", "k", "add_special_tokens")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_ENCODER_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    concept_encoder: ConceptEncoder
+    k: int
+    add_special_tokens: bool
+    def __init__(self, model: _Optional[str] = ..., concept_encoder: _Optional[_Union[ConceptEncoder, _Mapping]] = ..., k: _Optional[int] = ..., add_special_tokens: _Optional[bool] = ...) -> None: ...
+
+class ConceptTopTokens(_message.Message):
+    __slots__ = ("concept", "token_ids", "tokens", "activations")
+    CONCEPT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    concept: int
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    activations: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, concept: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[str]] = ..., activations: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class VocabularyConceptsResponse(_message.Message):
+    __slots__ = ("model", "concepts", "num_tokens")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    concepts: _containers.RepeatedCompositeFieldContainer[ConceptTopTokens]
+    num_tokens: int
+    def __init__(self, model: _Optional[str] = ..., concepts: _Optional[_Iterable[_Union[ConceptTopTokens, _Mapping]]] = ..., num_tokens: _Optional[int] = ...) -> None: ...

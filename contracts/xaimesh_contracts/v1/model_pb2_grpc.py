@@ -96,6 +96,11 @@ class ModelServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.FromString,
                 _registered_method=True)
+        self.VocabularyConcepts = channel.unary_unary(
+                '/xaimesh.v1.ModelService/VocabularyConcepts',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -198,6 +203,16 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VocabularyConcepts(self, request, context):
+        """The vocabulary tokens that activate each concept most: every token of
+        the tokenizer (special tokens excepted) run alone through the model,
+        its concept activations read with the encoder (TopKInputs use_vocab;
+        docs/inputs-to-concepts.md, "Vocabulary").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +270,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.UnembedDirections,
                     request_deserializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.SerializeToString,
+            ),
+            'VocabularyConcepts': grpc.unary_unary_rpc_method_handler(
+                    servicer.VocabularyConcepts,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +581,33 @@ class ModelService:
             '/xaimesh.v1.ModelService/UnembedDirections',
             xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsRequest.SerializeToString,
             xaimesh_dot_v1_dot_model__pb2.UnembedDirectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VocabularyConcepts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/VocabularyConcepts',
+            xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,8 @@ forward passes). One module per work kind, each registering its runner in
     activations.py  StreamActivations ActWork(paths, stop); token semantics: docs/models.md, "Token semantics"
     lens.py         LogitLens        LensWork(top_k); definition: docs/lenses.md; UnembedDirections
     concept_gradients.py ConceptGradients ConceptGradWork(task); definition: docs/concept-gradients.md
+    concept_readout.py  Score / ComputeGradients with a ConceptEncoder (inputs -> concepts), VocabularyConcepts
+                        ConceptScoreWork(task, split point); definition: docs/inputs-to-concepts.md
 
 This package re-exports the public names, so callers write
 `from xaimesh_model_server import engine; engine.score(...)`.
@@ -47,6 +49,8 @@ from .activations import (
     split_point_candidates,
 )
 from .concept_gradients import ConceptGradWork, concept_gradients
+from .concept_readout import (ConceptReadout, ConceptScoreWork, VocabularyTopTokens, concept_readout, concept_scores,
+                              vocabulary_concepts)
 from .generation import GENERATE_MAX_BATCH, GenerationResult, GenWork, generate
 from .gradients import EmbeddingSamples, GradWork, gradients, input_embeddings, make_samples
 from .inputs import check_input_ids
@@ -64,5 +68,6 @@ __all__ = [
     "activations", "aggregate_rows", "attach_dynamic_batcher", "concept_gradients", "check_input_ids", "generate", "get_executor",
     "gradients", "input_embeddings", "logit_lens", "make_dynamic_batcher", "make_samples", "resolve_special_tokens",
     "resolve_split_points", "run_rows", "split_point_candidates", "unembed_directions",
-    "score",
+    "score", "ConceptReadout", "ConceptScoreWork", "VocabularyTopTokens", "concept_readout", "concept_scores",
+    "vocabulary_concepts",
 ]

@@ -25,6 +25,7 @@ from .forward import forward, lm_rows, pad_side, pad_stack, seq2seq_forward, seq
 from .inputs import check_source_length, check_targets, check_token_id, sequence_ids, special_token_id
 from .limits import DEFAULT_LIMITS, Limits
 from .work import WorkKind, get_executor, runs
+from .concept_readout import ConceptReadout, check_concept_targets, pooled_concepts
 
 
 @dataclass
@@ -58,6 +59,9 @@ class GradItem:
     mode: InferenceMode
     outputs: tuple[str, ...]  # GradientOutput keys
     source_length: int = 0  # encoder-decoder: points[:source_length] are the encoder's input embeddings
+    # Inputs -> concepts (concept_readout.py): the targets are the readout's
+    # pooled concept activations instead of scores of the outputs.
+    readout: Any = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class GradWork(WorkKind):
 
     label = "grad"
     task: str
+    concept_split_point: str = ""  # inputs -> concepts: the readouts' split point
 
 
 @runs(GradWork)
@@ -96,7 +101,11 @@ def _run_grad(loaded: LoadedModel, items: list[GradItem]) -> list[dict[str, np.n
         targets = torch.cat([it.targets for it in items]).to(dev)
         modes = torch.tensor([int(it.mode) for it in items for _ in range(int(it.targets.shape[0]))], device=dev)
         kwargs = {"inputs_embeds": points, "attention_mask": mask}
-        if loaded.is_seq2seq:  # right-padded: offsets are 0
+        if items[0].readout is not None:  # one GradWork holds readout items only
+            read = pooled_concepts(loaded, [it.readout for it in items], [int(it.point.shape[0]) for it in items],
+                                   offsets, **kwargs)
+            values = torch.cat(read)
+        elif loaded.is_seq2seq:  # right-padded: offsets are 0
             logits = seq2seq_forward(loaded, [points[b, : int(it.point.shape[0])] for b, it in enumerate(items)],
                                      [it.source_length for it in items]).logits
             pos = torch.cat([it.gather for it in items])
@@ -106,7 +115,8 @@ def _run_grad(loaded: LoadedModel, items: list[GradItem]) -> list[dict[str, np.n
             rows = lm_rows(loaded, kwargs, batch_idx, pos)
         else:
             rows = forward(loaded, **kwargs).logits[batch_idx.to(dev)]
-        values = target_values(rows, targets, modes)  # [N]
+        if items[0].readout is None:
+            values = target_values(rows, targets, modes)  # [N]
         wanted = set(o for it in items for o in it.outputs)
         deltas = None
         if "dot_delta" in wanted:
@@ -240,11 +250,16 @@ def gradients(
     embeddings: Any = None,
     outputs: Sequence[GradientOutput | int | str] = (),
     source_length: int = 0,
+    concept_readout: ConceptReadout | None = None,
     executor: Any = None,
     is_active: Any = None,
     limits: Limits | None = None,
 ) -> dict[str, np.ndarray]:
     """Gradients of target scores w.r.t. input embeddings (ComputeGradients).
+
+    With `concept_readout` (inputs -> concepts) the targets are its pooled
+    concept activations (concept_readout.py), one per readout concept;
+    target_positions / target_classes must then be empty.
 
     Points: `samples` (EmbeddingSamples; default one sample at x) or explicit
     `embeddings` [n, L, D] (then the baseline is zero: DOT_DELTA is
@@ -264,7 +279,12 @@ def gradients(
     L = int(ids.shape[0])
     D = loaded.embedding_size  # the input embeddings' width (ELECTRA: smaller than hidden_size)
     S = check_source_length(loaded, ids, source_length)
-    tg = check_targets(loaded, ids, target_positions, target_classes, limits, S)
+    if concept_readout is None:
+        tg = check_targets(loaded, ids, target_positions, target_classes, limits, S)
+        gather, target_ids = tg.gather, tg.tokens
+    else:
+        check_concept_targets(target_positions, target_classes)
+        gather, target_ids = None, torch.arange(concept_readout.n_concepts)
     mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
     keys: list[str] = []
     for o in outputs or ():
@@ -306,7 +326,7 @@ def gradients(
         deltas = None if x is None else x.unsqueeze(0).expand_as(points)
     else:
         points, deltas = make_samples(loaded, ids, samples or EmbeddingSamples(), limits, S)
-    n, T = int(points.shape[0]), int(tg.tokens.shape[0])
+    n, T = int(points.shape[0]), int(target_ids.shape[0])
     size = 4 * n * T * (L * D if "full" in keys else L) * len(keys)
     if size > limits.max_output_bytes:
         raise InvalidArgument(
@@ -316,10 +336,11 @@ def gradients(
             field="outputs",
         )
     items = [
-        GradItem(points[i], None if deltas is None else deltas[i], tg.gather, tg.tokens, mode, tuple(keys), S)
+        GradItem(points[i], None if deltas is None else deltas[i], gather, target_ids, mode, tuple(keys), S,
+                 concept_readout)
         for i in range(n)
     ]
-    kind = GradWork(loaded.task)
+    kind = GradWork(loaded.task, "" if concept_readout is None else concept_readout.split_point)
     results = get_executor(loaded, executor, limits).run(kind, items, [L] * n, is_active=is_active)
     out = {"scores": np.stack([r["scores"] for r in results])}
     for key in keys:

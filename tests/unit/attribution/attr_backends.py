@@ -300,15 +300,7 @@ class EngineBackend:
         source_length=0,
     ):
         self.gradient_calls += 1
-        spec = self.engine.EmbeddingSamples(
-            baseline=samples.baseline_kind,
-            baseline_token_id=samples.baseline_token_id,
-            alphas=list(samples.alphas),
-            noise_stddev=samples.noise_stddev,
-            baseline_noise_stddev=samples.baseline_noise_stddev,
-            seed=samples.seed,
-            position_mask=list(samples.position_mask or ()),
-        )
+        spec = self._samples(samples)
         return self.engine.gradients(
             self.loaded,
             list(input_ids),
@@ -320,8 +312,35 @@ class EngineBackend:
             source_length=source_length,
         )
 
+    def _samples(self, samples: EmbeddingSamples):
+        return self.engine.EmbeddingSamples(
+            baseline=samples.baseline_kind,
+            baseline_token_id=samples.baseline_token_id,
+            alphas=list(samples.alphas),
+            noise_stddev=samples.noise_stddev,
+            baseline_noise_stddev=samples.baseline_noise_stddev,
+            seed=samples.seed,
+            position_mask=list(samples.position_mask or ()),
+        )
+
     def generate(self, prompt: str, max_new_tokens: int):
         return list(self.engine.generate(self.loaded, prompt, max_new_tokens=max_new_tokens).token_ids)
+
+    def _readout(self, encoder):
+        return self.engine.concept_readout(
+            self.loaded, encoder.split_point, encoder.weight, encoder.bias, activation=encoder.activation,
+            top_k=encoder.top_k, thresholds=encoder.thresholds, pooling=encoder.pooling, concepts=encoder.concepts)
+
+    def concept_scores(self, input_ids, keep_mask, replacement, encoder):
+        self.score_calls += 1
+        return self.engine.concept_scores(self.loaded, list(input_ids), keep_mask,
+                                          self.engine.Replacement(replacement.policy, int(replacement.token_id)),
+                                          self._readout(encoder))
+
+    def concept_gradients(self, input_ids, encoder, *, samples: EmbeddingSamples, outputs=("dot_delta",)):
+        self.gradient_calls += 1
+        return self.engine.gradients(self.loaded, list(input_ids), samples=self._samples(samples),
+                                     outputs=list(outputs), concept_readout=self._readout(encoder))
 
 
 def engine_backend(path, model_id: str) -> EngineBackend:

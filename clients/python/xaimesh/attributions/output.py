@@ -112,6 +112,8 @@ class AttributionOutput:
     text: str = ""  # the full text the model saw (prompt + targets)
     # the token ids the model saw (segments' token spans index them); metrics send them back
     input_ids: list[int] = field(default_factory=list)
+    # rows are concepts (docs/inputs-to-concepts.md): target_classes are concept indices
+    explains_concepts: bool = False
 
     def __post_init__(self) -> None:
         self.attributions = np.asarray(self.attributions, dtype=np.float32)
@@ -143,14 +145,14 @@ class AttributionOutput:
     @property
     def input_text(self) -> str:
         """The explained input (the prompt, without the targets)."""
-        if self.is_classification or self.num_prompt_elements >= len(self.segments):
+        if self.is_classification or self.explains_concepts or self.num_prompt_elements >= len(self.segments):
             return self.text
         return self.text[: self.segments[self.num_prompt_elements].start_char]
 
     @property
     def target_text(self) -> str:
         """Generation: the explained continuation; classification: ""."""
-        return self.text[len(self.input_text):] if not self.is_classification else ""
+        return "" if self.is_classification or self.explains_concepts else self.text[len(self.input_text):]
 
     # ------------------------------------------------------------ JSON
 
@@ -175,6 +177,7 @@ class AttributionOutput:
             "target_scores": _nan_list(self.target_scores),
             "attributions": _nan_list(self.attributions),
             "input_ids": [int(i) for i in self.input_ids],
+            "explains_concepts": self.explains_concepts,
         }
 
     @classmethod
@@ -202,6 +205,7 @@ class AttributionOutput:
             target_scores=_from_nan_list(d.get("target_scores", [])),
             text=str(d.get("text", "")),
             input_ids=[int(i) for i in d.get("input_ids", [])],
+            explains_concepts=bool(d.get("explains_concepts", False)),
         )
 
     def to_json(self, indent: int | None = None) -> str:
@@ -250,6 +254,7 @@ class AttributionOutput:
             target_scores=[float(x) for x in self.target_scores],
             text=self.text,
             input_ids=[int(i) for i in self.input_ids],
+            explains_concepts=self.explains_concepts,
         )
 
     @classmethod
@@ -277,6 +282,7 @@ class AttributionOutput:
             target_scores=np.asarray(list(a.target_scores), dtype=np.float32),
             text=a.text,
             input_ids=[int(i) for i in a.input_ids],
+            explains_concepts=a.explains_concepts,
         )
 
     # ------------------------------------------------------------ display

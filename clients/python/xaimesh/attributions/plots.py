@@ -117,9 +117,9 @@ def render_text(output: AttributionOutput, width: int = 100) -> str:
     its covered elements with their attributions (in element order)."""
     lines = [_title(output)]
     a = output.attributions
-    if output.is_classification:
+    if output.is_classification or output.explains_concepts:
         lines.append(f"input: {output.text!r}")
-        lines.append("classes: " + ", ".join(output.target_elements))
+        lines.append(("concepts: " if output.explains_concepts else "classes: ") + ", ".join(output.target_elements))
     else:
         lines.append(f"input:   {output.input_text!r}")
         lines.append(f"targets: {output.target_text!r}")
@@ -236,9 +236,10 @@ def render_html(output: AttributionOutput, *, uid: str | None = None) -> str:
     n_rows, n_el = a.shape if a.ndim == 2 else (0, len(output.elements))
     parts = [f'<div class="xm-attr" id="{uid}">', "<style>" + _CSS.replace("UID", uid) + "</style>",
              f'<div class="xm-head">{html.escape(_title(output))}</div>']
-    if output.is_classification or n_rows == 0:
+    if output.is_classification or output.explains_concepts or n_rows == 0:
         scale = _finite_max(a)
-        parts.append('<div class="xm-hint">One row per class; hover an element for its value.</div>')
+        what = "concept" if output.explains_concepts else "class"
+        parts.append(f'<div class="xm-hint">One row per {what}; hover an element for its value.</div>')
         parts.append('<table class="xm-rows">')
         for t in range(n_rows):
             score = float(output.target_scores[t]) if t < len(output.target_scores) else float("nan")

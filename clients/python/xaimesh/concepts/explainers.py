@@ -465,6 +465,26 @@ class ConceptExplainer:
             out.append(grads)
         return out
 
+    # -- inputs to concepts -----------------------------------------------
+    def input_concept_attribution(self, inputs: Any, method: Any = "Occlusion", concepts: Any = None, *,
+                                  pooling: str = "max", errors: str = "raise", timeout: float | None = None,
+                                  show_progress: bool = True, **method_options: Any) -> list:
+        """Which input words switch each concept on (docs/inputs-to-concepts.md):
+        ``method`` (an attribution explainer class such as ``Occlusion`` or
+        ``IntegratedGradients``, or its name) explains each concept's
+        activation, pooled over the text's positions (``pooling``: "max",
+        "mean", "sum", "first" or "last"), instead of a model output.
+        ``concepts``: an index or a list of indices (default: every concept),
+        one attribution row each. ``method_options`` are the explainer's
+        (granularity, n_perturbations, replacement...). Returns one
+        AttributionOutput per input; ``plot_attributions`` renders it. The
+        concept method needs an encoder in closed form (PCA, SVD, ICA,
+        neurons, probes, SAEs); others are refused (FailedPrecondition)."""
+        from xaimesh.concepts.inputs import input_concept_attribution
+
+        return input_concept_attribution(self, inputs, method, concepts, pooling=pooling, errors=errors,
+                                         timeout=timeout, show_progress=show_progress, **method_options)
+
     # -- persistence ------------------------------------------------------
     @classmethod
     def load(cls, mesh_or_model: Any, name: str) -> ConceptExplainer:

@@ -293,21 +293,74 @@ class TopKInputs(_Base):
 
     ``interpret`` returns ``{concept_index: {text: activation}}``, highest
     first; a text seen several times keeps its highest activation.
+
+    ``use_vocab=True``: the inputs are the model's vocabulary instead, each
+    token run alone through the model (wrapped in the tokenizer's special
+    tokens, the first position read, when ``activation_granularity`` is
+    CLS_TOKEN), and no activation set is needed; a concept's tokens stop at
+    the first zero activation (None when none is active), as interpreto.
+    The concept method needs a closed-form encoder (docs/inputs-to-concepts.md).
+
+    ``use_unique_words=n``: the inputs are the distinct 1- to n-grams of the
+    ``inputs`` texts (:func:`xaimesh.concepts.ngrams.extract_ngrams`, with
+    ``unique_words_kwargs`` ``count_min_threshold`` / ``words_to_ignore``),
+    each run as its own text at CLS_TOKEN or SAMPLE granularity (default
+    SAMPLE) in a temporary activation set, as interpreto.
     """
 
     def __init__(self, concept_explainer: Any, activation_granularity: Any = None, k: int = 5, *,
+                 use_vocab: bool = False, use_unique_words: int = 0, unique_words_kwargs: dict | None = None,
                  show_progress: bool = True, timeout: float | None = None) -> None:
         super().__init__(concept_explainer, activation_granularity)
         if int(k) != k or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        if use_vocab and use_unique_words:
+            raise ValueError("use_vocab and use_unique_words exclude each other: choose one")
+        granularity = str(getattr(activation_granularity, "name", activation_granularity or "")).upper()
+        if use_unique_words and granularity not in ("", "CLS_TOKEN", "SAMPLE"):
+            raise ValueError(f"use_unique_words runs each n-gram as one text: activation_granularity must be "
+                             f"CLS_TOKEN or SAMPLE, got {granularity}")
         self.k = int(k)
+        self.use_vocab = bool(use_vocab)
+        self.use_unique_words = int(use_unique_words)
+        self.unique_words_kwargs = dict(unique_words_kwargs or {})
         self.show_progress = show_progress
         self.timeout = timeout
 
     def interpret(self, inputs: Any = None, latent_activations: Any = None,
                   concepts_indices: Any = "all") -> dict[int, dict[str, float]]:
-        del inputs  # the texts are in the activation set's provenance
         indices = _indices(concepts_indices)
+        granularity = str(getattr(self.activation_granularity, "name", self.activation_granularity or "")).upper()
+        if self.use_vocab:
+            from xaimesh.concepts.inputs import vocabulary_top_tokens
+
+            return vocabulary_top_tokens(self.concept_explainer, indices, self.k, cls_token=granularity == "CLS_TOKEN",
+                                         timeout=self.timeout)
+        if self.use_unique_words:
+            return self._over_ngrams(inputs, indices, granularity or "SAMPLE")
+        # (the texts are in the activation set's provenance)
+        return self._top(latent_activations, indices)
+
+    def _over_ngrams(self, inputs: Any, indices: list[int] | None, granularity: str) -> dict[int, dict[str, float]]:
+        from xaimesh.concepts.inputs import fitted_model
+        from xaimesh.concepts.ngrams import extract_ngrams
+        from xaimesh.split_model import ModelWithSplitPoints, load_texts
+
+        if inputs is None:
+            raise ValueError("use_unique_words ranks the words of `inputs`: pass the texts")
+        ngrams = extract_ngrams(load_texts(inputs), self.use_unique_words, **self.unique_words_kwargs)
+        if not ngrams:
+            raise ValueError("the inputs have no word (or none reaches count_min_threshold)")
+        split_point = self.concept_explainer._info().split_point or self.concept_explainer._split_point_str()
+        split_model = ModelWithSplitPoints(fitted_model(self.concept_explainer), split_points=[split_point])
+        aset = split_model.get_activations(ngrams, activation_granularity=granularity,
+                                           show_progress=self.show_progress, timeout=self.timeout)
+        try:
+            return self._top(aset, indices)
+        finally:
+            aset.delete()
+
+    def _top(self, latent_activations: Any, indices: list[int] | None) -> dict[int, dict[str, float]]:
         aset = self._activation_set(latent_activations, self.timeout)
         out: dict[int, dict[str, float]] = {}
         for ce in _rpc.iter_top_examples(_model_name(self.concept_explainer), aset, indices or "all", k=self.k,

@@ -27,6 +27,7 @@ from .._compat import (
     native_aggregation,
     native_granularity,
     native_inference_mode,
+    refuse,
 )
 
 __all__ = ["AttributionExplainer", "AttributionOutput", "InferenceModes", "ModelTask"]
@@ -56,11 +57,17 @@ class AttributionOutput:
 
     @classmethod
     def from_native(cls, out: Any, granularity: Granularity, strategy: GranularityAggregationStrategy,
-                    inference_mode: InferenceModes, scale: float = 1.0) -> AttributionOutput:
+                    inference_mode: InferenceModes, scale: float = 1.0, concepts: bool = False) -> AttributionOutput:
         import numpy as np
         import torch
 
         values = out.attributions * np.float32(scale)  # NaN where a row does not cover an element, as interpreto
+        if concepts:  # interpreto: (concepts, elements), targets the concept indices
+            return cls(attributions=torch.from_numpy(values), elements=list(out.elements),
+                       model_inputs_to_explain={"text": out.text},
+                       targets=torch.tensor(out.target_classes, dtype=torch.long), model_task=ModelTask.CONCEPTS,
+                       granularity=granularity, granularity_aggregation_strategy=strategy,
+                       inference_mode=inference_mode, xaimesh_output=out)
         generation = out.task != "sequence_classification"
         if generation:
             attributions = torch.from_numpy(values)
@@ -117,7 +124,17 @@ class AttributionExplainer(MeshPlacement):
                    "inference_mode": native_inference_mode(self.inference_mode), **native_options}
         if self.gradient:
             options["aggregation"] = native_aggregation(self.granularity_aggregation_strategy)
-        self.native = self.native_class(model, tokenizer, **_values(options))
+        #: A ModelForInputsToConcepts: explain its concepts' activations (interpreto's
+        #: InputsToConceptsAttributionsExplainer), the options going to input_concept_attribution.
+        self.concepts_model = model if hasattr(model, "native_concept_explainer") else None
+        if self.concepts_model is not None:
+            if self.inference_mode is not InferenceModes.LOGITS:
+                raise refuse(who, "inference_mode", "concept activations are explained as they are: leave "
+                             "inference_mode at LOGITS")
+            del options["inference_mode"]
+            model = self.concepts_model.remote_model
+        self._native_options = _values(options)
+        self.native = self.native_class(model, tokenizer, **self._native_options)
         self.model = self.native.model
 
     #: Factor applied to the native values (1/hidden size where the mesh's
@@ -128,9 +145,17 @@ class AttributionExplainer(MeshPlacement):
     def explain(self, model_inputs: Any, targets: Any = None) -> list[AttributionOutput]:
         """interpreto's explain: one AttributionOutput per input."""
         texts = _texts(model_inputs, self.tokenizer)
-        outs = self.native(texts, _targets(targets, self.tokenizer))
+        if self.concepts_model is not None:  # targets: concept indices (None: every concept)
+            from xaimesh.concepts.inputs import input_concept_attribution
+
+            outs = input_concept_attribution(self.concepts_model.native_concept_explainer, texts, self.native_class,
+                                             _targets(targets, self.tokenizer), pooling=self.concepts_model.pooling,
+                                             show_progress=self.native.show_progress, **self._native_options)
+        else:
+            outs = self.native(texts, _targets(targets, self.tokenizer))
         return [AttributionOutput.from_native(o, self.granularity, self.granularity_aggregation_strategy,
-                                              self.inference_mode, self._scale()) for o in outs]
+                                              self.inference_mode, self._scale(),
+                                              concepts=self.concepts_model is not None) for o in outs]
 
     def __call__(self, model_inputs: Any, targets: Any = None, **kwargs: Any) -> list[AttributionOutput]:
         if kwargs:

@@ -32,13 +32,20 @@ def _interpreto_generate(llm: Any) -> Any:
 
 
 def _common(who: str, concept_encoding_batch_size: int, use_vocab: bool, use_unique_words: Any,
-            unique_words_kwargs: dict | None, aggregation_strategy: Any) -> None:
+            unique_words_kwargs: dict | None, aggregation_strategy: Any, *, inputs_supported: bool = False) -> None:
     accept_noop(who, "concept_encoding_batch_size", concept_encoding_batch_size)
     # the activation set was aggregated when get_activations made it
     member(GranularityAggregationStrategy, aggregation_strategy, "aggregation_strategy")
-    if use_vocab:
-        raise refuse(who, "use_vocab", "concepts are read from a stored activation set; the vocabulary's "
-                     "activations are not computed by the mesh")
+    if use_vocab and not inputs_supported:
+        raise refuse(who, "use_vocab", "the labels' examples are read from a stored activation set; use "
+                     "TopKInputs(use_vocab=True) for the vocabulary's top tokens")
+    if use_vocab and (use_unique_words or unique_words_kwargs):
+        raise refuse(who, "use_unique_words", "cannot use both use_unique_words and use_vocab (as interpreto)")
+    if "lemmatize" in (unique_words_kwargs or {}):
+        raise refuse(who, "unique_words_kwargs", "lemmatize needs nltk's WordNet, which the mesh does not use; "
+                     "count_min_threshold and words_to_ignore are supported")
+    if inputs_supported:
+        return
     if use_unique_words or unique_words_kwargs:
         raise refuse(who, "use_unique_words", "the mesh's examples are the activation set's rows")
 
@@ -98,12 +105,18 @@ class TopKInputs:
                  concept_encoding_batch_size: int = 1024, k: int = 5, use_vocab: bool = False,
                  use_unique_words: Any = 0, unique_words_kwargs: dict | None = None) -> None:
         _common("TopKInputs", concept_encoding_batch_size, use_vocab, use_unique_words, unique_words_kwargs,
-                aggregation_strategy)
+                aggregation_strategy, inputs_supported=True)
         self.concept_explainer = concept_explainer
-        self.native = native.TopKInputs(concept_explainer.native, _granularity(activation_granularity), k=k)
+        self.native = native.TopKInputs(concept_explainer.native, _granularity(activation_granularity), k=k,
+                                        use_vocab=use_vocab, use_unique_words=int(use_unique_words),
+                                        unique_words_kwargs=unique_words_kwargs)
 
     def interpret(self, concepts_indices: Any = "all", inputs: Any = None, latent_activations: Any = None,
                   concepts_activations: Any = None) -> dict[int, dict[str, float]]:
+        if self.native.use_vocab:
+            return self.native.interpret(concepts_indices=concepts_indices)
+        if self.native.use_unique_words:
+            return self.native.interpret(inputs=inputs, concepts_indices=concepts_indices)
         del inputs
         return self.native.interpret(latent_activations=_latent("TopKInputs.interpret", self.concept_explainer,
                                                                 latent_activations, concepts_activations),

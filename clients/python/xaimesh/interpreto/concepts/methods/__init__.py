@@ -123,6 +123,12 @@ class ConceptEncoderExplainer(MeshPlacement):
     def get_dictionary(self):
         return _torch(self.native.get_dictionary())
 
+    def get_inputs_to_concepts_model(self) -> Any:
+        """The model interpreto's attribution classes take to explain concept activations."""
+        from ..base import ModelForInputsToConcepts
+
+        return ModelForInputsToConcepts(self)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(over {self.native!r})"
 
