@@ -753,3 +753,121 @@ class FitProbeResponse(_message.Message):
     log: TrainingLogEntry
     result: ProbeResult
     def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., log: _Optional[_Union[TrainingLogEntry, _Mapping]] = ..., result: _Optional[_Union[ProbeResult, _Mapping]] = ...) -> None: ...
+
+class TunedLens(_message.Message):
+    __slots__ = ("name", "id", "display_name", "model", "layers", "hidden_size", "epochs", "learning_rate", "weight_decay", "epoch_losses", "train_kl_logit_lens", "train_kl_tuned_lens", "held_out_kl_logit_lens", "held_out_kl_tuned_lens", "train_texts", "held_out_texts", "train_tokens", "held_out_tokens", "create_time", "fit_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_LOSSES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_KL_LOGIT_LENS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_KL_TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_KL_LOGIT_LENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_KL_TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    display_name: str
+    model: str
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    hidden_size: int
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    epoch_losses: _containers.RepeatedScalarFieldContainer[float]
+    train_kl_logit_lens: _containers.RepeatedScalarFieldContainer[float]
+    train_kl_tuned_lens: _containers.RepeatedScalarFieldContainer[float]
+    held_out_kl_logit_lens: _containers.RepeatedScalarFieldContainer[float]
+    held_out_kl_tuned_lens: _containers.RepeatedScalarFieldContainer[float]
+    train_texts: int
+    held_out_texts: int
+    train_tokens: int
+    held_out_tokens: int
+    create_time: int
+    fit_seconds: float
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., hidden_size: _Optional[int] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., epoch_losses: _Optional[_Iterable[float]] = ..., train_kl_logit_lens: _Optional[_Iterable[float]] = ..., train_kl_tuned_lens: _Optional[_Iterable[float]] = ..., held_out_kl_logit_lens: _Optional[_Iterable[float]] = ..., held_out_kl_tuned_lens: _Optional[_Iterable[float]] = ..., train_texts: _Optional[int] = ..., held_out_texts: _Optional[int] = ..., train_tokens: _Optional[int] = ..., held_out_tokens: _Optional[int] = ..., create_time: _Optional[int] = ..., fit_seconds: _Optional[float] = ...) -> None: ...
+
+class FitTunedLensRequest(_message.Message):
+    __slots__ = ("model", "texts", "held_out_texts", "epochs", "learning_rate", "weight_decay", "display_name")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    held_out_texts: _containers.RepeatedScalarFieldContainer[str]
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    display_name: str
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., held_out_texts: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class FitTunedLensResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    result: TunedLens
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., result: _Optional[_Union[TunedLens, _Mapping]] = ...) -> None: ...
+
+class GetTunedLensRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetTunedLensResponse(_message.Message):
+    __slots__ = ("lens",)
+    LENS_FIELD_NUMBER: _ClassVar[int]
+    lens: TunedLens
+    def __init__(self, lens: _Optional[_Union[TunedLens, _Mapping]] = ...) -> None: ...
+
+class ListTunedLensesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTunedLensesResponse(_message.Message):
+    __slots__ = ("lenses", "next_page_token")
+    LENSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    lenses: _containers.RepeatedCompositeFieldContainer[TunedLens]
+    next_page_token: str
+    def __init__(self, lenses: _Optional[_Iterable[_Union[TunedLens, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteTunedLensRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTunedLensResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ApplyTunedLensRequest(_message.Message):
+    __slots__ = ("tuned_lens", "input_ids", "top_k")
+    TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    tuned_lens: str
+    input_ids: _containers.RepeatedScalarFieldContainer[int]
+    top_k: int
+    def __init__(self, tuned_lens: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...

@@ -17,6 +17,7 @@ forward passes). One module per work kind, each registering its runner in
     activations.py  StreamActivations ActWork(paths, stop); token semantics: docs/models.md, "Token semantics"
     lens.py         LogitLens        LensWork(top_k); definition: docs/lenses.md; UnembedDirections
     concept_gradients.py ConceptGradients ConceptGradWork(task); definition: docs/concept-gradients.md
+    tuned_lens.py   FitLensTranslators (no work kind: one text per optimizer step, under the model's lock)
 
 This package re-exports the public names, so callers write
 `from xaimesh_model_server import engine; engine.score(...)`.
@@ -50,7 +51,8 @@ from .concept_gradients import ConceptGradWork, concept_gradients
 from .generation import GENERATE_MAX_BATCH, GenerationResult, GenWork, generate
 from .gradients import EmbeddingSamples, GradWork, gradients, input_embeddings, make_samples
 from .inputs import check_input_ids
-from .lens import LensResult, LensWork, UnembeddedDirections, logit_lens, unembed_directions
+from .lens import LensResult, LensWork, Translators, UnembeddedDirections, check_translators, logit_lens, unembed_directions
+from .tuned_lens import FittedTranslators, fit_lens_translators
 from .limits import DEFAULT_LIMITS, MAX_NEW_TOKENS_WHEN_UNSET, Limits
 from .score import Replacement, ScoreWork, score
 from .work import RUNNERS, WorkKind, attach_dynamic_batcher, get_executor, make_dynamic_batcher, run_rows
@@ -60,8 +62,9 @@ __all__ = [
     "ActWork", "ActivationBatch", "ActivationJob", "Aggregation", "BaselineKind", "ConceptGradWork", "EmbeddingSamples", "GenWork",
     "GenerationResult", "GradWork", "LensResult", "LensWork", "GradientOutput", "Granularity", "InferenceMode", "ItemError", "Limits",
     "Replacement", "ReplacementPolicy", "RowProvenance", "ScoreWork", "SpecialTokensPolicy", "SplitPoint",
-    "UnembeddedDirections", "WorkKind",
-    "activations", "aggregate_rows", "attach_dynamic_batcher", "concept_gradients", "check_input_ids", "generate", "get_executor",
+    "FittedTranslators", "Translators", "UnembeddedDirections", "WorkKind",
+    "activations", "aggregate_rows", "attach_dynamic_batcher", "concept_gradients", "check_input_ids", "check_translators",
+    "fit_lens_translators", "generate", "get_executor",
     "gradients", "input_embeddings", "logit_lens", "make_dynamic_batcher", "make_samples", "resolve_special_tokens",
     "resolve_split_points", "run_rows", "split_point_candidates", "unembed_directions",
     "score",
