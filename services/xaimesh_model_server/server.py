@@ -270,7 +270,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
                     train_kl_tuned_lens=event.train_kl_tuned_lens.tolist(),
                     held_out_kl_logit_lens=event.held_out_kl_logit_lens.tolist(),
                     held_out_kl_tuned_lens=event.held_out_kl_tuned_lens.tolist(),
-                    train_tokens=event.train_tokens, held_out_tokens=event.held_out_tokens, model=loaded.model_id))
+                    train_tokens=event.train_tokens, held_out_tokens=event.held_out_tokens, model=loaded.model_id,
+                    epochs=event.epochs, learning_rate=event.learning_rate, weight_decay=event.weight_decay))
             else:
                 yield model_pb2.FitLensTranslatorsResponse(progress=tensor_pb2.Progress(
                     stage=event.stage, done=event.done, total=event.total, message=event.message))

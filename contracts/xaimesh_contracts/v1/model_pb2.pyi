@@ -608,7 +608,7 @@ class FitLensTranslatorsRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., held_out_texts: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
 
 class LensTranslators(_message.Message):
-    __slots__ = ("layers", "weights", "biases", "epoch_losses", "train_kl_logit_lens", "train_kl_tuned_lens", "held_out_kl_logit_lens", "held_out_kl_tuned_lens", "train_tokens", "held_out_tokens", "model")
+    __slots__ = ("layers", "weights", "biases", "epoch_losses", "train_kl_logit_lens", "train_kl_tuned_lens", "held_out_kl_logit_lens", "held_out_kl_tuned_lens", "train_tokens", "held_out_tokens", "model", "epochs", "learning_rate", "weight_decay")
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     BIASES_FIELD_NUMBER: _ClassVar[int]
@@ -620,6 +620,9 @@ class LensTranslators(_message.Message):
     TRAIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     HELD_OUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     layers: _containers.RepeatedScalarFieldContainer[str]
     weights: _tensor_pb2.Tensor
     biases: _tensor_pb2.Tensor
@@ -631,7 +634,10 @@ class LensTranslators(_message.Message):
     train_tokens: int
     held_out_tokens: int
     model: str
-    def __init__(self, layers: _Optional[_Iterable[str]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., epoch_losses: _Optional[_Iterable[float]] = ..., train_kl_logit_lens: _Optional[_Iterable[float]] = ..., train_kl_tuned_lens: _Optional[_Iterable[float]] = ..., held_out_kl_logit_lens: _Optional[_Iterable[float]] = ..., held_out_kl_tuned_lens: _Optional[_Iterable[float]] = ..., train_tokens: _Optional[int] = ..., held_out_tokens: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    def __init__(self, layers: _Optional[_Iterable[str]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., epoch_losses: _Optional[_Iterable[float]] = ..., train_kl_logit_lens: _Optional[_Iterable[float]] = ..., train_kl_tuned_lens: _Optional[_Iterable[float]] = ..., held_out_kl_logit_lens: _Optional[_Iterable[float]] = ..., held_out_kl_tuned_lens: _Optional[_Iterable[float]] = ..., train_tokens: _Optional[int] = ..., held_out_tokens: _Optional[int] = ..., model: _Optional[str] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
 
 class FitLensTranslatorsResponse(_message.Message):
     __slots__ = ("progress", "result")

@@ -61,6 +61,9 @@ class FittedTranslators:
     held_out_kl_tuned_lens: np.ndarray
     train_tokens: int = 0
     held_out_tokens: int = 0
+    epochs: int = DEFAULT_EPOCHS
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
 
 
 def _sequences(loaded: LoadedModel, texts: Sequence[str], name: str) -> list[torch.Tensor]:
@@ -170,7 +173,7 @@ def _fit(loaded: LoadedModel, train: list[torch.Tensor], held_out: list[torch.Te
         weight=weight.detach().cpu().numpy().astype(np.float32), bias=bias.detach().cpu().numpy().astype(np.float32),
         epoch_losses=losses, train_kl_logit_lens=train_kl[0], train_kl_tuned_lens=train_kl[1],
         held_out_kl_logit_lens=held_kl[0], held_out_kl_tuned_lens=held_kl[1],
-        train_tokens=train_tokens, held_out_tokens=held_tokens)
+        train_tokens=train_tokens, held_out_tokens=held_tokens, epochs=epochs, learning_rate=lr, weight_decay=wd)
 
 
 def _step(loaded: LoadedModel, ids: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
