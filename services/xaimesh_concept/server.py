@@ -359,8 +359,9 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
 
     @map_errors()
     def ApplyTunedLens(self, request, context):
-        return _lenses.apply_tuned_lens(self._lenses, self._model_server, request.tuned_lens,
-                                        request.input_ids, request.top_k, timeout=remaining_timeout(context))
+        return concept_pb2.ApplyTunedLensResponse(lens=_lenses.apply_tuned_lens(
+            self._lenses, self._model_server, request.tuned_lens, request.input_ids, request.top_k,
+            timeout=remaining_timeout(context)))
 
     @map_errors()
     def GetConceptModel(self, request, context):

@@ -137,7 +137,8 @@ class TunedLensStore:
 
 
 class LensServer(Protocol):
-    """The model-server's lens rpcs, as this service calls them."""
+    """The model-server's lens rpcs, as this service calls them (the
+    FitLensTranslators stream also has `cancel()`)."""
 
     def fit_translators(self, request: model_pb2.FitLensTranslatorsRequest, *, timeout: float | None
                         ) -> Iterator[model_pb2.FitLensTranslatorsResponse]: ...
@@ -152,8 +153,10 @@ def fit_tuned_lens(lenses: TunedLensStore, server: LensServer, request: model_pb
     """Has the model-server fit the translators (its progress passed on), then stores them."""
     started = time.monotonic()
     result = None
-    for event in server.fit_translators(request, timeout=timeout):
+    events = server.fit_translators(request, timeout=timeout)
+    for event in events:
         if should_stop():
+            events.cancel()  # the model-server stops training too
             raise Cancelled("the tuned lens fit was cancelled")
         if event.HasField("progress"):
             p = event.progress

@@ -146,7 +146,7 @@ class TunedLens(LogitLens):
             raise RuntimeError("this TunedLens has no translators yet: call .fit(texts) or TunedLens.load(model, "
                                "lens_id) first")
         request = concept_pb2.ApplyTunedLensRequest(tuned_lens=self.lens_id, input_ids=ids, top_k=self.top_k)
-        return self.model.mesh.client("concept").call("ApplyTunedLens", request, timeout=timeout)
+        return self.model.mesh.client("concept").call("ApplyTunedLens", request, timeout=timeout).lens
 
 
 # --------------------------------------------------------------------------- rendering

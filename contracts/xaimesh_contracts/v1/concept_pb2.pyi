@@ -871,3 +871,9 @@ class ApplyTunedLensRequest(_message.Message):
     input_ids: _containers.RepeatedScalarFieldContainer[int]
     top_k: int
     def __init__(self, tuned_lens: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class ApplyTunedLensResponse(_message.Message):
+    __slots__ = ("lens",)
+    LENS_FIELD_NUMBER: _ClassVar[int]
+    lens: _model_pb2.LogitLensResponse
+    def __init__(self, lens: _Optional[_Union[_model_pb2.LogitLensResponse, _Mapping]] = ...) -> None: ...

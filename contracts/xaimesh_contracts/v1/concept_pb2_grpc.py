@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from xaimesh_contracts.v1 import concept_pb2 as xaimesh_dot_v1_dot_concept__pb2
-from xaimesh_contracts.v1 import model_pb2 as xaimesh_dot_v1_dot_model__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -157,7 +156,7 @@ class ConceptServiceStub:
         self.ApplyTunedLens = channel.unary_unary(
                 '/xaimesh.v1.ConceptService/ApplyTunedLens',
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensRequest.SerializeToString,
-                response_deserializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensResponse.FromString,
                 _registered_method=True)
 
 
@@ -311,8 +310,8 @@ class ConceptServiceServicer:
         """Tuned lenses ("tunedLenses/{id}"): the model-server fits the
         translators (FitLensTranslators, it owns the final norm and the
         unembedding), this service stores them under an id, and ApplyTunedLens
-        sends them with a LogitLens request: the same response as the logit
-        lens. Definition: docs/lenses.md.
+        sends them with a LogitLens request: the response holds the model-server's
+        LogitLensResponse, the same as the logit lens'. Definition: docs/lenses.md.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -463,7 +462,7 @@ def add_ConceptServiceServicer_to_server(servicer, server):
             'ApplyTunedLens': grpc.unary_unary_rpc_method_handler(
                     servicer.ApplyTunedLens,
                     request_deserializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensRequest.FromString,
-                    response_serializer=xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.SerializeToString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1117,7 +1116,7 @@ class ConceptService:
             target,
             '/xaimesh.v1.ConceptService/ApplyTunedLens',
             xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensRequest.SerializeToString,
-            xaimesh_dot_v1_dot_model__pb2.LogitLensResponse.FromString,
+            xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -131,6 +131,10 @@ def fit_lens_translators(
     epochs, lr, wd = _check_settings(epochs, learning_rate, weight_decay)
     if not texts:
         raise InvalidArgument("texts is empty: give at least one training text", field="texts")
+    for name, given in (("texts", texts), ("held_out_texts", held_out_texts)):
+        if len(given) > limits.max_sequences:
+            raise InvalidArgument(f"{name} has {len(given)} texts; at most {limits.max_sequences} per request",
+                                  field=name)
     train = _sequences(loaded, texts, "texts")
     held_out = _sequences(loaded, held_out_texts, "held_out_texts")
     return _fit(loaded, train, held_out, epochs, lr, wd, is_active or (lambda: True), limits)
