@@ -50,7 +50,8 @@ def test_a_tuned_lens_is_fitted_stored_and_the_same_after_a_restart(module_launc
         # The last row is the model's own output, untouched by the translators.
         assert np.array_equal(before.top_token_ids[-1], logit.top_token_ids[-1])
         assert not np.array_equal(before.top_probabilities[:-1], logit.top_probabilities[:-1])
-        assert "<table>" in xaimesh.plot_lens(before, show=False).html()
+        page = xaimesh.plot_lens(before, show=False).html()
+        assert "<table>" in page and f"Tuned lens {lens.lens_id}:" in page and before.lens.startswith("tuned lens")
         listed = mesh.client("concept").call("ListTunedLenses", concept_pb2.ListTunedLensesRequest())
         assert [x.name for x in listed.lenses] == [lens.lens_id]
 

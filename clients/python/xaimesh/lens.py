@@ -47,6 +47,7 @@ class LensOutput:
     top_probabilities: np.ndarray  # float32 [layers, positions, k]
     top_tokens: list[list[list[str]]]  # [layers][positions][k]
     next_token_probabilities: np.ndarray  # float32 [layers, positions]; NaN at the last position
+    lens: str = "logit lens"  # or "tuned lens <id>"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -88,7 +89,11 @@ class LogitLens:
             text="".join(response.input_tokens) if text is None else text, layers=list(response.layers),
             input_token_ids=ids, input_tokens=list(response.input_tokens), top_token_ids=top,
             top_probabilities=to_numpy(response.top_probabilities, field="top_probabilities"), top_tokens=tokens,
-            next_token_probabilities=to_numpy(response.next_token_probabilities, field="next_token_probabilities"))
+            next_token_probabilities=to_numpy(response.next_token_probabilities, field="next_token_probabilities"),
+            lens=self._name())
+
+    def _name(self) -> str:
+        return "logit lens"
 
     def _lens(self, ids: list[int], timeout: float | None) -> model_pb2.LogitLensResponse:
         request = model_pb2.LogitLensRequest(model=self.model.model_id, input_ids=ids, top_k=self.top_k)
@@ -140,6 +145,9 @@ class TunedLens(LogitLens):
                 self.info_ = event.result
         self.lens_id = self.info_.name
         return list(self.info_.epoch_losses)
+
+    def _name(self) -> str:
+        return f"tuned lens {self.lens_id}"
 
     def _lens(self, ids: list[int], timeout: float | None) -> model_pb2.LogitLensResponse:
         if self.lens_id is None:
@@ -199,7 +207,8 @@ def render_html(out: LensOutput) -> str:
             cells.append(f"<td{cls} style='background:{bg};color:{fg}' title='{esc(tip, quote=True)}'>"
                          f"{esc(_visible(out.top_tokens[r][p][0]))}</td>")
         rows.append(f"<tr><th class='xm-layer'>{esc(layer)}</th>{''.join(cells)}</tr>")
-    legend = ("<p>Logit lens: top-1 next-token prediction of each layer at each position, shaded by its "
+    title = out.lens[:1].upper() + out.lens[1:]
+    legend = (f"<p>{esc(title)}: top-1 next-token prediction of each layer at each position, shaded by its "
               "probability (white 0, dark blue 1); <span class='xm-key'></span> the token that actually "
               "follows. Hover a cell for the top-k.</p>")
     return (f"<div class='xm-lens'><style>{_STYLE}</style>{legend}<div class='xm-scroll'><table>"
@@ -241,7 +250,7 @@ class LensPlot:
 
     def save_html(self, path: str | Path) -> Path:
         """Writes a standalone, self-contained HTML page (no external resources); returns the path."""
-        return write_page(path, f"Logit lens: {self.outputs[0].text[:80]}" if self.outputs else "logit lens",
+        return write_page(path, f"{self.outputs[0].lens}: {self.outputs[0].text[:80]}" if self.outputs else "lens",
                           self.html())
 
     def __str__(self) -> str:
