@@ -34,7 +34,7 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from ..loading import TASK_CAUSAL_LM, LoadedModel
 from ..tokenization import detokenize, tokenize_ids
-from .activations import _first_tensor
+from .activations import _first_tensor, block_input
 from .forward import lm_rows, pad_id, pad_stack
 from .inputs import check_input_ids
 from .limits import DEFAULT_LIMITS, Limits
@@ -198,8 +198,7 @@ def residual_states(loaded: LoadedModel, items: list[torch.Tensor]) -> tuple[lis
     outputs: dict[int, torch.Tensor] = {}
 
     def before_first(module, args, kwargs):
-        hidden = args[0] if args else kwargs.get("hidden_states")
-        first.append(_first_tensor(hidden).detach())
+        first.append(block_input(args, kwargs).detach())
 
     def after(index: int):
         def hook(module, args, output):
