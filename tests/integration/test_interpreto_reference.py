@@ -1,5 +1,7 @@
 """xaimesh.interpreto against interpreto 0.5.2 itself, on the same tiny
-GPT-2 (causal LM) and BERT (classifier) checkpoints: the same activations,
+GPT-2 (causal LM) and BERT (classifier) checkpoints: the same activations
+(one split point, and every block boundary: AllLayersSplitter), the same
+logit lens and tuned lens (fitted with the same settings),
 the same Occlusion and Saliency attributions where the definitions coincide
 (TOKEN granularity; BERT has a mask token, so both replace by it; Saliency
 with input_x_gradient=False), the same Deletion curves for the same
@@ -116,3 +118,31 @@ def test_deletion_curves_equal_interpretos_for_the_same_attribution(reference, m
     for k, (ours, theirs) in enumerate(zip(curves[0], ref["curves"][0], strict=True)):
         _close(ours.numpy(), theirs, 1e-4, f"Deletion curve of class {k}")
     assert auc == pytest.approx(ref["auc"], rel=1e-4)
+
+
+def test_lenses_equal_interpretos(reference, models):
+    from xaimesh.interpreto import AllLayersSplitter, LogitLens, TunedLens
+
+    ref = reference[0]
+    gpt2, gpt2_tok = models[0]
+    splitter = AllLayersSplitter(gpt2, tokenizer=gpt2_tok)
+    assert splitter.activation_names == ref["gpt2_all_layers"]["names"]
+    for k, (ours, theirs) in enumerate(zip(splitter.get_activations(SPEC["text"]), ref["gpt2_all_layers"]["states"],
+                                           strict=True)):
+        _close(ours[0].numpy(), theirs, 1e-4, f"AllLayersSplitter state {k}")
+
+    def same_results(ours, theirs, rtol, what):
+        assert list(ours) == list(theirs)
+        for name in theirs:
+            _close(ours[name]["top_scores"][0].numpy(), theirs[name]["top_scores"], rtol, f"{what} {name}")
+            # the same tokens where the probabilities are not tied
+            scores = np.asarray(theirs[name]["top_scores"])
+            distinct = np.abs(np.diff(scores, axis=-1)).min(axis=-1) > 1e-4
+            assert np.array_equal(ours[name]["top_indices"][0].numpy()[distinct],
+                                  np.asarray(theirs[name]["top_indices"])[distinct]), f"{what} {name}"
+
+    same_results(LogitLens(splitter, top_k=3).explain(SPEC["text"]), ref["gpt2_logit_lens"], 1e-4, "LogitLens")
+    tuned = TunedLens(splitter, top_k=3)
+    losses = tuned.fit(SPEC["texts"], epochs=2, learning_rate=1e-2)
+    _close(losses, ref["gpt2_tuned_lens"]["losses"], 1e-4, "TunedLens epoch losses")
+    same_results(tuned.explain(SPEC["text"]), ref["gpt2_tuned_lens"]["explain"], 1e-3, "TunedLens")
