@@ -291,15 +291,14 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         labels = to_numpy(request.labels, field="labels", ndim=(1, 2))
         settings = _probes.ProbeSettings(
             method=_enum_choice(concept_pb2.ProbeMethod, request.method, "method", "LOGISTIC_REGRESSION"),
-            normalization=_enum_choice(concept_pb2.ProbeNormalization, request.normalization, "normalization",
-                                       "NONE"),
+            normalization=_enum_choice(concept_pb2.ProbeNormalization, request.normalization, "normalization", ""),
             bias_calibration=_enum_choice(concept_pb2.BiasCalibration, request.bias_calibration,
                                           "bias_calibration", ""),
-            l2=request.l2, learning_rate=request.learning_rate or _probes.DEFAULT_LEARNING_RATE,
-            max_iterations=request.max_iterations or _probes.DEFAULT_MAX_ITERATIONS,
+            l2=request.l2, learning_rate=request.learning_rate, max_iterations=request.max_iterations,
             test_fraction=(request.test_fraction if request.HasField("test_fraction")
                            else _probes.DEFAULT_TEST_FRACTION),
-            seed=request.seed)
+            seed=request.seed, shrinkage=request.shrinkage if request.HasField("shrinkage") else 1.0,
+            svdd_c=request.svdd_c if request.HasField("svdd_c") else 1.0)
 
         def work(emit, should_stop):
             return self.ws.fit_probe(request.activation_set, labels, settings, request.display_name,

@@ -27,6 +27,7 @@ class ConceptMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METHOD_SAE_BATCH_TOPK: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_SAE_JUMP_RELU: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_LINEAR_PROBE: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_CENTROID_PROBE: _ClassVar[ConceptMethod]
 
 class ConceptMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -58,6 +59,11 @@ class ProbeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROBE_METHOD_MEANS_DIFF: _ClassVar[ProbeMethod]
     PROBE_METHOD_LOGISTIC_REGRESSION: _ClassVar[ProbeMethod]
     PROBE_METHOD_LINEAR_SVM: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_DOT_PRODUCT: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_COSINE: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_SQ_L2: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_DIAGONAL_MAHALANOBIS: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_SVDD: _ClassVar[ProbeMethod]
 
 class ProbeNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -90,6 +96,7 @@ CONCEPT_METHOD_SAE_TOPK: ConceptMethod
 CONCEPT_METHOD_SAE_BATCH_TOPK: ConceptMethod
 CONCEPT_METHOD_SAE_JUMP_RELU: ConceptMethod
 CONCEPT_METHOD_LINEAR_PROBE: ConceptMethod
+CONCEPT_METHOD_CENTROID_PROBE: ConceptMethod
 CONCEPT_METRIC_UNSPECIFIED: ConceptMetric
 CONCEPT_METRIC_MSE: ConceptMetric
 CONCEPT_METRIC_EXPLAINED_VARIANCE: ConceptMetric
@@ -112,6 +119,11 @@ PROBE_METHOD_LINEAR_REGRESSION: ProbeMethod
 PROBE_METHOD_MEANS_DIFF: ProbeMethod
 PROBE_METHOD_LOGISTIC_REGRESSION: ProbeMethod
 PROBE_METHOD_LINEAR_SVM: ProbeMethod
+PROBE_METHOD_CENTROID_DOT_PRODUCT: ProbeMethod
+PROBE_METHOD_CENTROID_COSINE: ProbeMethod
+PROBE_METHOD_CENTROID_SQ_L2: ProbeMethod
+PROBE_METHOD_CENTROID_DIAGONAL_MAHALANOBIS: ProbeMethod
+PROBE_METHOD_CENTROID_SVDD: ProbeMethod
 PROBE_NORMALIZATION_UNSPECIFIED: ProbeNormalization
 PROBE_NORMALIZATION_NONE: ProbeNormalization
 PROBE_NORMALIZATION_STANDARDIZATION: ProbeNormalization
@@ -681,7 +693,7 @@ class ExtractLabelsResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., label: _Optional[_Union[ExtractiveLabel, _Mapping]] = ...) -> None: ...
 
 class FitProbeRequest(_message.Message):
-    __slots__ = ("activation_set", "labels", "method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations", "test_fraction", "seed", "display_name", "concept_names")
+    __slots__ = ("activation_set", "labels", "method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations", "test_fraction", "seed", "display_name", "concept_names", "shrinkage", "svdd_c")
     ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -694,6 +706,8 @@ class FitProbeRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     CONCEPT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SHRINKAGE_FIELD_NUMBER: _ClassVar[int]
+    SVDD_C_FIELD_NUMBER: _ClassVar[int]
     activation_set: str
     labels: _tensor_pb2.Tensor
     method: ProbeMethod
@@ -706,7 +720,9 @@ class FitProbeRequest(_message.Message):
     seed: int
     display_name: str
     concept_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, activation_set: _Optional[str] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., method: _Optional[_Union[ProbeMethod, str]] = ..., normalization: _Optional[_Union[ProbeNormalization, str]] = ..., bias_calibration: _Optional[_Union[BiasCalibration, str]] = ..., l2: _Optional[float] = ..., learning_rate: _Optional[float] = ..., max_iterations: _Optional[int] = ..., test_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., display_name: _Optional[str] = ..., concept_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    shrinkage: float
+    svdd_c: float
+    def __init__(self, activation_set: _Optional[str] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., method: _Optional[_Union[ProbeMethod, str]] = ..., normalization: _Optional[_Union[ProbeNormalization, str]] = ..., bias_calibration: _Optional[_Union[BiasCalibration, str]] = ..., l2: _Optional[float] = ..., learning_rate: _Optional[float] = ..., max_iterations: _Optional[int] = ..., test_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., display_name: _Optional[str] = ..., concept_names: _Optional[_Iterable[str]] = ..., shrinkage: _Optional[float] = ..., svdd_c: _Optional[float] = ...) -> None: ...
 
 class ProbeMetrics(_message.Message):
     __slots__ = ("concept_name", "concept_index", "test_accuracy", "test_balanced_accuracy", "test_auc", "test_positives", "test_negatives", "train_accuracy", "train_balanced_accuracy", "train_auc")

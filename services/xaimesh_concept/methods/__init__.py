@@ -13,7 +13,7 @@ from ..common import enum_key
 from .base import REGISTRY, ConceptMethod, ModelState, default_device, resolve_device
 from .factorization import NMF, ConvexNMF, SemiNMF
 from .linear import ICA, PCA, SVD
-from .probe import LinearProbe
+from .probe import CentroidProbe, LinearProbe
 from .sae import BatchTopKSAE, JumpReLUSAE, TopKSAE, VanillaSAE
 from .sklearn_methods import DictionaryLearning, KMeans, NeuronsAsConcepts, SparsePCA
 
@@ -77,5 +77,5 @@ __all__ = [
     "REGISTRY", "METHOD_NAMES", "FIT_OPTION_FIELDS", "ConceptMethod", "ModelState", "build_method",
     "method_class", "applicable_options", "default_device", "resolve_device",
     "SemiNMF", "NMF", "ConvexNMF", "PCA", "ICA", "SVD", "KMeans", "DictionaryLearning",
-    "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "LinearProbe",
+    "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "LinearProbe", "CentroidProbe",
 ]
