@@ -1,5 +1,5 @@
-"""interpreto.concepts over the mesh (see xaimesh.interpreto). Probes
-(ProbeExplainer...) and Cockatiel are not provided here."""
+"""interpreto.concepts over the mesh (see xaimesh.interpreto). Cockatiel is
+not provided here."""
 
 from .interpretations import LLMLabels, TopKInputs
 from .methods import (
@@ -20,6 +20,18 @@ from .methods import (
     TopKSAEConcepts,
     VanillaSAEConcepts,
 )
+from .probes import (
+    CosineCentroidProbe,
+    DiagonalMahalanobisCentroidProbe,
+    DotProductCentroidProbe,
+    LinearRegressionProbe,
+    LinearSVMProbe,
+    LogisticRegressionProbe,
+    MeansDiffProbe,
+    ProbeExplainer,
+    SqL2CentroidProbe,
+    SVDDCentroidProbe,
+)
 from .splitters import (
     AllLayersSplitter,
     BaseSplitter,
@@ -29,8 +41,10 @@ from .splitters import (
 )
 
 __all__ = ["AllLayersSplitter", "BaseSplitter", "BatchTopKSAEConcepts", "ConceptAutoEncoderExplainer",
-           "ConceptEncoderExplainer", "ConvexNMFConcepts", "DictionaryLearningConcepts", "ICAConcepts",
-           "JumpReLUSAEConcepts", "KMeansConcepts", "LLMLabels", "ModelWithSplitPoints", "NMFConcepts",
-           "NeuronsAsConcepts", "PCAConcepts", "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts",
-           "SplitterForClassification", "SplitterForGeneration", "TopKInputs", "TopKSAEConcepts",
-           "VanillaSAEConcepts"]
+           "ConceptEncoderExplainer", "ConvexNMFConcepts", "CosineCentroidProbe", "DiagonalMahalanobisCentroidProbe",
+           "DictionaryLearningConcepts", "DotProductCentroidProbe", "ICAConcepts", "JumpReLUSAEConcepts",
+           "KMeansConcepts", "LLMLabels", "LinearRegressionProbe", "LinearSVMProbe", "LogisticRegressionProbe",
+           "MeansDiffProbe", "ModelWithSplitPoints", "NMFConcepts", "NeuronsAsConcepts", "PCAConcepts",
+           "ProbeExplainer", "SVDConcepts", "SVDDCentroidProbe", "SemiNMFConcepts", "SparsePCAConcepts",
+           "SplitterForClassification", "SplitterForGeneration", "SqL2CentroidProbe", "TopKInputs",
+           "TopKSAEConcepts", "VanillaSAEConcepts"]

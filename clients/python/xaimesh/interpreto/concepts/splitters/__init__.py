@@ -249,6 +249,9 @@ class SplitterForClassification(BaseSplitter):
                              "that inherits from `transformers.ForSequenceClassification`.")
         self._split_point = self._find_head(_HEAD_NAMES if split_point is None else (str(split_point),),
                                             explicit=split_point is not None)
+        # what concept explainers and probes tag their uploads with
+        self.native = NativeSplitModel(self.model, tokenizer=self.tokenizer,
+                                       split_points=[f"{self._split_point}.input"])
 
     def _head_rows(self, texts: list[str], head: str) -> list[Any]:
         """Per text, the rows [tokens, width] the head receives (ALL_TOKENS: special tokens included)."""
