@@ -1,7 +1,10 @@
-"""xaimesh.interpreto's lenses and the splitters that were refused before
-(AllLayersSplitter, SplitterForClassification), over real services, against
-bare transformers: interpreto 0.5.2's definitions (read from its wheel)
-computed on the same tiny models by hand."""
+"""Over real services: xaimesh.interpreto's lenses and the splitters that
+were refused before (AllLayersSplitter, SplitterForClassification) against
+bare transformers (interpreto 0.5.2's definitions, read from its wheel,
+computed on the same tiny models by hand); centroid probes natively and
+interpreto's probes through xaimesh.interpreto against the concept-service's
+logic run in-process. (Against interpreto itself:
+test_interpreto_reference.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import torch
 
 import xaimesh
 from tests.integration.test_concept_service import _quiet  # noqa: F401 (autouse fixture)
+from xaimesh.concepts import CentroidProbe, ConceptExplainer, upload_activations
 from xaimesh.errors import InvalidArgumentError
 
 TEXT = "Alice offers a drink to Bob, then the cat sat."
@@ -141,3 +145,80 @@ def test_a_pooled_classification_head_is_refused_with_the_reason(module_launcher
         with pytest.raises(InvalidArgumentError, match="pooled vector per text") as info:
             SplitterForClassification(mesh.model())
         assert "CLS_TOKEN" in str(info.value)
+
+
+def _planted_cluster(d: int, n: int = 400, seed: int = 0):
+    from tests.unit.concept.test_concept_centroid_probes import planted_cluster
+
+    return planted_cluster(n=n, d=d, seed=seed)
+
+
+def test_a_centroid_probe_over_the_services(mesh):
+    import grpc
+
+    from xaimesh_concept.probes import ProbeSettings, fit_probe
+
+    model = mesh.model()
+    x, y, u = _planted_cluster(model.hidden_size)
+    aset = upload_activations(model, x, split_point="model.layers.1")
+    probe = CentroidProbe(model, split_point="model.layers.1", metric="cosine", normalization="standardization",
+                          seed=2).fit(aset, y, concept_names=["planted"], show_progress=False)
+    metrics = probe.metrics_["planted"]
+    assert metrics["test_auc"] > 0.99 and metrics["test_positives"] + metrics["test_negatives"] == 80
+    assert probe.get_dictionary()[0] @ u > 0.95
+    local = fit_probe(x, y, ProbeSettings(method="CENTROID_COSINE", normalization="STANDARDIZATION", seed=2))
+    np.testing.assert_allclose(probe.encode_activations(aset), local.concept_model.encode(x), rtol=1e-5, atol=1e-6)
+    loaded = ConceptExplainer.load(mesh, probe.concept_model_)
+    assert isinstance(loaded, CentroidProbe) and loaded.options["method"] == "CENTROID_COSINE"
+    with pytest.raises(InvalidArgumentError, match="no decoder") as info:
+        loaded.decode_concepts(np.zeros((2, 1), np.float32))
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(InvalidArgumentError, match="squared radius") as info:
+        CentroidProbe(model, split_point="model.layers.1", metric="svdd", bias_calibration="midpoint").fit(
+            aset, y, show_progress=False)
+    assert [v.field for v in info.value.field_violations] == ["bias_calibration"]
+    with pytest.raises(InvalidArgumentError, match="shrinkage"):
+        CentroidProbe(model, split_point="model.layers.1", metric="diagonal_mahalanobis", shrinkage=2.0).fit(
+            aset, y, show_progress=False)
+
+
+def test_interpretos_probes_through_the_compatibility_layer(mesh):
+    from sklearn.linear_model import LogisticRegression
+
+    from xaimesh.interpreto import ModelWithSplitPoints
+    from xaimesh.interpreto.concepts import CosineCentroidProbe, LogisticRegressionProbe, ProbeExplainer
+    from xaimesh.interpreto.concepts.probes import Standardization, Whitening, midpoint_bias
+    from xaimesh.interpreto.concepts.probes.sklearn import SklearnProbeExplainer
+    from xaimesh_concept.probes import ProbeSettings, fit_probe
+
+    model = mesh.model()
+    splitter = ModelWithSplitPoints(model, split_point=1)
+    x, y, _ = _planted_cluster(model.hidden_size, n=200, seed=1)
+    acts, labels = torch.from_numpy(x), torch.from_numpy(y)[:, None].float()
+    for probe, settings in ((CosineCentroidProbe(normalization=Standardization(), bias_calibrator=midpoint_bias),
+                             {"method": "CENTROID_COSINE", "normalization": "STANDARDIZATION",
+                              "bias_calibration": "MIDPOINT"}),
+                            (LogisticRegressionProbe(), {"method": "LOGISTIC_REGRESSION", "max_iterations": 20})):
+        explainer = ProbeExplainer(splitter, probe)
+        with pytest.raises(RuntimeError, match="not fitted"):
+            explainer.activations_to_concepts(acts)
+        explainer.fit(acts, labels)
+        assert probe.fitted and probe.nb_concepts == 1
+        scores = explainer.activations_to_concepts(acts)
+        # interpreto fits on every row: the concept-service's fit with no held-out rows
+        expected = fit_probe(x, y, ProbeSettings(test_fraction=0, **settings)).concept_model.encode(x)
+        torch.testing.assert_close(scores, torch.from_numpy(expected), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="same number of samples"):
+        ProbeExplainer(splitter, CosineCentroidProbe()).fit(acts, labels[:-1])
+    with pytest.raises(InvalidArgumentError, match="full rank"):
+        Whitening(rank=4)
+    with pytest.raises(InvalidArgumentError, match="bias_calibrator"):
+        CosineCentroidProbe(bias_calibrator=lambda s, t: s.mean(0))
+    with pytest.raises(TypeError, match="Probe instance"):
+        ProbeExplainer(splitter, "cosine")
+    # scikit-learn probes run in this process, as interpreto's
+    local = SklearnProbeExplainer(splitter, LogisticRegression, {"max_iter": 200})
+    local.fit(acts, y)
+    reference = LogisticRegression(max_iter=200).fit(x, y)
+    torch.testing.assert_close(local.activations_to_concepts(acts)[:, 0],
+                               torch.from_numpy(reference.decision_function(x)))
