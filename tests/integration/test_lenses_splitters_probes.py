@@ -14,6 +14,7 @@ import torch
 
 import xaimesh
 from tests.integration.test_concept_service import _quiet  # noqa: F401 (autouse fixture)
+from tests.integration.test_toolkit import mesh  # noqa: F401 (one model-server and concept-service per module)
 from xaimesh.concepts import CentroidProbe, ConceptExplainer, upload_activations
 from xaimesh.errors import InvalidArgumentError
 
@@ -21,12 +22,6 @@ TEXT = "Alice offers a drink to Bob, then the cat sat."
 TEXTS = ["Alice and Bob enter the bar.", "a good film", "The cat sleeps on the warm mat today."]
 
 
-@pytest.fixture(scope="module")
-def mesh(module_launcher, model_server, tmp_path_factory):
-    concept = module_launcher.start("concept", "--model-server-address", model_server.address, "--data-dir",
-                                    str(tmp_path_factory.mktemp("concept-data")), "--device", "cpu")
-    with xaimesh.connect(model_server.address, concept=concept.address, wait_seconds=30) as mesh:
-        yield mesh
 
 
 def _bare(path, cls_name):

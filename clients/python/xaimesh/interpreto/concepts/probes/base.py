@@ -8,9 +8,19 @@ from typing import Any
 
 from ..._compat import MeshPlacement, mesh_activations, refuse
 from ..methods import _split_model, _torch
+from .bias_calibrators import native_calibration
 from .normalizations import NormalizationBase
 
 __all__ = ["Probe", "ProbeExplainer"]
+
+
+def check_fit_shapes(activations: Any, labels: Any) -> None:
+    """interpreto's checks of a probe fit's arguments (ValueError)."""
+    if len(activations.shape) != 2:
+        raise ValueError(f"Expected activations to be a 2D array, (n, d), got shape {activations.shape}")
+    if activations.shape[0] != labels.shape[0]:
+        raise ValueError("Activations and labels must have the same number of samples, "
+                         f"got {activations.shape[0]} and {labels.shape[0]}.")
 
 
 class Probe:
@@ -21,20 +31,18 @@ class Probe:
     #: The native explainer class (xaimesh.concepts) and its options.
     native_class: Any = None
 
-    def __init__(self) -> None:
+    def __init__(self, *, normalization: Any = None, bias_calibrator: Any = None, **settings: Any) -> None:
+        """`settings`: the native explainer's options (method or metric, l2, ...)."""
+        who = type(self).__name__
+        if normalization is not None and not isinstance(normalization, NormalizationBase):
+            raise refuse(who, "normalization", "give Standardization() or Whitening() (the concept-service fits them)")
+        self._options = {"normalization": normalization.native_name if normalization is not None else None,
+                         "bias_calibration": native_calibration(who, "bias_calibrator", bias_calibrator), **settings}
         self.fitted = False
         self.nb_concepts = 0
 
     def _native_options(self) -> dict[str, Any]:
-        raise NotImplementedError  # each probe class gives its settings
-
-    @staticmethod
-    def _normalization(who: str, normalization: Any) -> str | None:
-        if normalization is None:
-            return None
-        if not isinstance(normalization, NormalizationBase):
-            raise refuse(who, "normalization", "give Standardization() or Whitening() (the concept-service fits them)")
-        return normalization.native_name
+        return dict(self._options)
 
     def fit(self, x: Any, y: Any) -> None:
         raise refuse(type(self).__name__, "fit", "the concept-service fits probes: ProbeExplainer(splitter, "
@@ -73,11 +81,7 @@ class ProbeExplainer(MeshPlacement):
         return self._concept_model.fitted
 
     def fit(self, activations: Any, labels: Any) -> None:
-        if len(activations.shape) != 2:
-            raise ValueError(f"Expected activations to be a 2D array, (n, d), got shape {activations.shape}")
-        if activations.shape[0] != labels.shape[0]:
-            raise ValueError("Activations and labels must have the same number of samples, "
-                             f"got {activations.shape[0]} and {labels.shape[0]}.")
+        check_fit_shapes(activations, labels)
         self.native.fit(mesh_activations(activations), labels, show_progress=False)
         self._concept_model.fitted = True
         self._concept_model.nb_concepts = self.native.nb_concepts

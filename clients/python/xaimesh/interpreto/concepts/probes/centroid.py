@@ -9,7 +9,7 @@ from xaimesh.concepts import explainers as native
 
 from ..._compat import refuse
 from .base import Probe
-from .bias_calibrators import BiasCalibrator, native_calibration
+from .bias_calibrators import BiasCalibrator
 
 __all__ = ["BaseCentroidProbe", "CosineCentroidProbe", "DiagonalMahalanobisCentroidProbe", "DotProductCentroidProbe",
            "SVDDCentroidProbe", "SqL2CentroidProbe"]
@@ -21,15 +21,10 @@ class BaseCentroidProbe(Probe):
 
     def __init__(self, normalization: Any = None, bias_calibrator: BiasCalibrator | None = None,
                  eps: float = 1e-8, **settings: Any) -> None:
-        super().__init__()
-        who = type(self).__name__
         if float(eps) != 1e-8:
-            raise refuse(who, "eps", "the concept-service's floor is 1e-8")
-        self._options = {"metric": self.metric, "normalization": self._normalization(who, normalization),
-                         "bias_calibration": native_calibration(who, "bias_calibrator", bias_calibrator), **settings}
-
-    def _native_options(self) -> dict[str, Any]:
-        return dict(self._options)
+            raise refuse(type(self).__name__, "eps", "the concept-service's floor is 1e-8")
+        super().__init__(normalization=normalization, bias_calibrator=bias_calibrator, metric=self.metric,
+                         **settings)
 
 
 class DotProductCentroidProbe(BaseCentroidProbe):

@@ -9,7 +9,7 @@ from xaimesh.concepts import explainers as native
 
 from ..._compat import refuse
 from .base import Probe
-from .bias_calibrators import BiasCalibrator, native_calibration, prevalence_bias
+from .bias_calibrators import BiasCalibrator, prevalence_bias
 
 __all__ = ["LinearRegressionProbe", "LinearSVMProbe", "LogisticRegressionProbe", "MeansDiffProbe"]
 
@@ -20,13 +20,7 @@ class _LinearProbe(Probe):
 
     def __init__(self, *, normalization: Any = None, bias_calibrator: BiasCalibrator | None = None,
                  **settings: Any) -> None:
-        super().__init__()
-        who = type(self).__name__
-        self._options = {"method": self.method, "normalization": self._normalization(who, normalization),
-                         "bias_calibration": native_calibration(who, "bias_calibrator", bias_calibrator), **settings}
-
-    def _native_options(self) -> dict[str, Any]:
-        return dict(self._options)
+        super().__init__(normalization=normalization, bias_calibrator=bias_calibrator, method=self.method, **settings)
 
 
 class LinearRegressionProbe(_LinearProbe):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..._compat import mesh_activations
+from .base import check_fit_shapes
 
 __all__ = ["SklearnProbe", "SklearnProbeExplainer"]
 
@@ -58,11 +59,7 @@ class SklearnProbeExplainer:
         return self.concept_model.fitted
 
     def fit(self, activations: Any, labels: Any) -> None:
-        if len(activations.shape) != 2:
-            raise ValueError(f"Expected activations to be a 2D array, (n, d), got shape {activations.shape}")
-        if activations.shape[0] != labels.shape[0]:
-            raise ValueError("Expected activations and labels to have the same number of rows, "
-                             f"got {activations.shape[0]} and {labels.shape[0]}")
+        check_fit_shapes(activations, labels)
         self.concept_model.fit(activations, labels)
 
     def activations_to_concepts(self, activations: Any) -> Any:
