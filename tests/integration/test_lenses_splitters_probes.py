@@ -107,7 +107,7 @@ def test_logit_lens_results_are_interpretos(mesh, tiny_lm_path):
 
 
 def test_splitter_for_classification_reads_the_heads_input(mesh, tiny_classifier_path):
-    from xaimesh.interpreto import SplitterForClassification
+    from xaimesh.interpreto import SplitterForClassification, SplitterForGeneration
 
     model = mesh.model("tiny-llama-classifier")
     splitter = SplitterForClassification(model, batch_size=4, device_map="cpu")
@@ -127,6 +127,8 @@ def test_splitter_for_classification_reads_the_heads_input(mesh, tiny_classifier
     assert predictions.tolist() == labels
     with pytest.raises(ValueError, match="not a sequence classification model"):
         SplitterForClassification(mesh.model())
+    with pytest.raises(TypeError, match="not a causal language model"):
+        SplitterForGeneration(model, split_point=1)
     with pytest.raises(ValueError, match="not valid"):
         SplitterForClassification(model, split_point="classifier")
 

@@ -195,13 +195,19 @@ class ModelWithSplitPoints(BaseSplitter):
 
 
 class SplitterForGeneration(BaseSplitter):
-    """interpreto 0.5's SplitterForGeneration: token activations at one layer."""
+    """interpreto 0.5's SplitterForGeneration: the split point's output at
+    every token of a causal LM, special tokens left out
+    (``include_special_tokens=False``: TOKEN rows) or kept (ALL_TOKENS rows;
+    padding never)."""
 
     def __init__(self, model_or_repo_id: Any, split_point: Any, *, automodel: Any = None, tokenizer: Any = None,
                  config: Any = None, batch_size: int = 1, device_map: Any = None, **kwargs: Any) -> None:
         _check_loading("SplitterForGeneration", (), {"automodel": automodel, "config": config,
                                                      "batch_size": batch_size, "device_map": device_map, **kwargs})
         self._build("SplitterForGeneration", model_or_repo_id, [split_point], tokenizer)
+        if self.model.is_classifier or self.model.info.num_encoder_layers:
+            raise TypeError("The provided model is not a causal language model. Please provide a model that "
+                            "inherits from `transformers.*ForCausalLM` or `*LMHeadModel`.")
 
     @property
     def split_point(self) -> str:
