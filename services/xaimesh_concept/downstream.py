@@ -195,7 +195,7 @@ def _shifted(event: ActivationEvent | None, offset: int, n_texts: int) -> Activa
 
 
 class GrpcActivationPuller:
-    """``ActivationPuller`` over a ModelService. ``model_server``: a
+    """``ActivationPuller`` (and ``tuned_lenses.LensServer``) over a ModelService. ``model_server``: a
     ``Downstream`` (whose address may name several replicas, balanced and
     retried by :mod:`xaimesh_runtime.replicas`), an address, an open channel,
     or None (then every pull is FAILED_PRECONDITION); connections are opened
@@ -240,6 +240,12 @@ class GrpcActivationPuller:
             return stub.StreamActivations(request, timeout=left)
 
         return _GrpcActivationStream(start, len(query.texts))
+
+    def fit_translators(self, request: model_pb2.FitLensTranslatorsRequest, *, timeout: float | None):
+        return self._stub().FitLensTranslators(request, timeout=timeout)
+
+    def logit_lens(self, request: model_pb2.LogitLensRequest, *, timeout: float | None):
+        return self._stub().LogitLens(request, timeout=timeout)
 
     def close(self) -> None:
         with self._lock:

@@ -32,6 +32,7 @@ from xaimesh_runtime.errors import Cancelled, InvalidArgument, map_errors
 from xaimesh_runtime.jobs import stream_job
 
 from . import probes as _probes
+from . import tuned_lenses as _lenses
 from .common import ItemFailure, LogEntry, Progress, Provenance, enum_key, enum_number
 from .downstream import MODEL_SERVER, ActivationPuller, ActivationsQuery, GrpcActivationPuller
 from .encoders import closed_form_encoder
@@ -77,6 +78,11 @@ def model_to_proto(info: ConceptModelInfo) -> concept_pb2.ConceptModel:
         device=info.device or "", create_time=int(info.create_time),
         fit_seconds=float(info.fit_seconds or 0.0),
         granularity=enum_number(tensor_pb2.Granularity, info.granularity))
+
+
+def _tuned_lens_proto(info: _lenses.TunedLensInfo) -> concept_pb2.TunedLens:
+    fields = {k: v for k, v in vars(info).items() if k in concept_pb2.TunedLens.DESCRIPTOR.fields_by_name}
+    return concept_pb2.TunedLens(name=info.name, **fields)
 
 
 def _provenance_to_proto(p: Provenance) -> model_pb2.RowProvenance:
@@ -152,6 +158,7 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         if not hasattr(model_server, "stream_activations"):
             model_server = GrpcActivationPuller(model_server)
         self._model_server: ActivationPuller = model_server
+        self._lenses = _lenses.TunedLensStore(self.ws.store)
 
     @classmethod
     def from_config(cls, config) -> ConceptServicer:
@@ -288,15 +295,14 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         labels = to_numpy(request.labels, field="labels", ndim=(1, 2))
         settings = _probes.ProbeSettings(
             method=_enum_choice(concept_pb2.ProbeMethod, request.method, "method", "LOGISTIC_REGRESSION"),
-            normalization=_enum_choice(concept_pb2.ProbeNormalization, request.normalization, "normalization",
-                                       "NONE"),
+            normalization=_enum_choice(concept_pb2.ProbeNormalization, request.normalization, "normalization", ""),
             bias_calibration=_enum_choice(concept_pb2.BiasCalibration, request.bias_calibration,
                                           "bias_calibration", ""),
-            l2=request.l2, learning_rate=request.learning_rate or _probes.DEFAULT_LEARNING_RATE,
-            max_iterations=request.max_iterations or _probes.DEFAULT_MAX_ITERATIONS,
+            l2=request.l2, learning_rate=request.learning_rate, max_iterations=request.max_iterations,
             test_fraction=(request.test_fraction if request.HasField("test_fraction")
                            else _probes.DEFAULT_TEST_FRACTION),
-            seed=request.seed)
+            seed=request.seed, shrinkage=request.shrinkage if request.HasField("shrinkage") else 1.0,
+            svdd_c=request.svdd_c if request.HasField("svdd_c") else 1.0)
 
         def work(emit, should_stop):
             return self.ws.fit_probe(request.activation_set, labels, settings, request.display_name,
@@ -316,6 +322,49 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
                         for j, (name, train, test) in enumerate(zip(names, fit.train, fit.test, strict=True))]))
                 return
             yield from _fit_events(value, concept_pb2.FitProbeResponse)
+
+    # -- tuned lenses (tuned_lenses.py) ---------------------------------------
+    @map_errors()
+    def FitTunedLens(self, request, context):
+        if not request.model:
+            raise InvalidArgument("model is empty: give the causal LM the lens is fitted on", field="model")
+        fit = model_pb2.FitLensTranslatorsRequest(model=request.model, texts=request.texts,
+                                                  held_out_texts=request.held_out_texts)
+        for name in ("epochs", "learning_rate", "weight_decay"):
+            if request.HasField(name):
+                setattr(fit, name, getattr(request, name))
+
+        def work(emit, should_stop):
+            return _lenses.fit_tuned_lens(self._lenses, self._model_server, fit, request.display_name,
+                                          progress=emit, should_stop=should_stop,
+                                          timeout=remaining_timeout(context))
+
+        for kind, value in stream_job(work, context, "the tuned lens fit"):
+            if kind == "result":
+                yield concept_pb2.FitTunedLensResponse(result=_tuned_lens_proto(value))
+            else:
+                yield concept_pb2.FitTunedLensResponse(progress=_progress_to_proto(value))
+
+    @map_errors()
+    def GetTunedLens(self, request, context):
+        return concept_pb2.GetTunedLensResponse(lens=_tuned_lens_proto(self._lenses.get(request.name)))
+
+    @map_errors()
+    def ListTunedLenses(self, request, context):
+        infos, token = self._lenses.list(request.page_size, request.page_token)
+        return concept_pb2.ListTunedLensesResponse(lenses=[_tuned_lens_proto(i) for i in infos],
+                                                   next_page_token=token or "")
+
+    @map_errors()
+    def DeleteTunedLens(self, request, context):
+        self._lenses.delete(request.name)
+        return concept_pb2.DeleteTunedLensResponse()
+
+    @map_errors()
+    def ApplyTunedLens(self, request, context):
+        return concept_pb2.ApplyTunedLensResponse(lens=_lenses.apply_tuned_lens(
+            self._lenses, self._model_server, request.tuned_lens, request.input_ids, request.top_k,
+            timeout=remaining_timeout(context)))
 
     @map_errors()
     def GetConceptModel(self, request, context):

@@ -33,7 +33,7 @@ from . import probes as _probes
 from .common import (ActivationEvent, ActivationRows, ActivationsHeader, ActivationsSummary, ItemFailure, LogEntry,
                      Progress, Provenance)
 from .data import ArraySource, RangeSource, check_finite, rows_per_chunk
-from .methods import ConceptMethod, LinearProbe, build_method, method_class, resolve_device
+from .methods import ConceptMethod, build_method, method_class, resolve_device
 from .store import (MODELS_COLLECTION, SETS_COLLECTION, ActivationSetInfo, ActivationSetReader,
                     ActivationSetWriter, ConceptModelInfo, Store, parse_name)
 
@@ -302,7 +302,7 @@ class ConceptWorkspace:
     def fit_probe(self, activation_set: str, labels, settings: _probes.ProbeSettings, display_name: str = "",
                   concept_names=(), *, progress=None, should_stop=None
                   ) -> tuple[ConceptModelInfo, _probes.ProbeFit, list[str]]:
-        """FitProbe: (the stored LINEAR_PROBE model, the fit with its metrics, the concept names)."""
+        """FitProbe: (the stored LINEAR_PROBE / CENTROID_PROBE model, the fit with its metrics, the concept names)."""
         reader = self.open_activation_set(activation_set)
         y = _probes.check_labels(labels, reader.n_rows)
         _probes.check_fits(reader.n_rows, reader.n_features)
@@ -313,7 +313,7 @@ class ConceptWorkspace:
         log, on_log = _log_collector(progress)
         t0 = time.perf_counter()
         fit = _probes.fit_probe(reader.read(0, reader.n_rows), y, settings, log=on_log, should_stop=should_stop)
-        m = LinearProbe.from_weights(fit.weight, fit.bias)
+        m = fit.concept_model
         options = {**dataclasses.asdict(settings), "concept_names": names, "train_rows": fit.train_rows,
                    "test_rows": fit.test_rows,
                    "metrics": [{"train": dataclasses.asdict(a), "test": dataclasses.asdict(b)}

@@ -246,13 +246,44 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     @map_errors()
     def LogitLens(self, request, context):
         loaded = self._model(request.model)
-        lens = engine.logit_lens(loaded, list(request.input_ids), top_k=request.top_k,
+        translators = None
+        if request.HasField("translator_weights") or request.HasField("translator_biases"):
+            if not (request.HasField("translator_weights") and request.HasField("translator_biases")):
+                missing = "translator_biases" if request.HasField("translator_weights") else "translator_weights"
+                raise InvalidArgument(f"{missing} is missing: a tuned lens needs both translator tensors", field=missing)
+            translators = engine.check_translators(
+                loaded, to_numpy(request.translator_weights, field="translator_weights", ndim=3, dtype=["float32"]),
+                to_numpy(request.translator_biases, field="translator_biases", ndim=2, dtype=["float32"]))
+        lens = engine.logit_lens(loaded, list(request.input_ids), top_k=request.top_k, translators=translators,
                                  is_active=context.is_active, limits=self.limits)
         return model_pb2.LogitLensResponse(
             layers=lens.layers, top_token_ids=to_tensor(lens.top_token_ids),
             top_probabilities=to_tensor(lens.top_probabilities), top_tokens=lens.top_tokens,
             next_token_probabilities=to_tensor(lens.next_token_probabilities),
             input_tokens=lens.input_tokens, model=loaded.model_id)
+
+    @map_errors()
+    def FitLensTranslators(self, request, context):
+        loaded = self._model(request.model)
+        events = engine.fit_lens_translators(
+            loaded, list(request.texts), list(request.held_out_texts),
+            epochs=request.epochs if request.HasField("epochs") else None,
+            learning_rate=request.learning_rate if request.HasField("learning_rate") else None,
+            weight_decay=request.weight_decay if request.HasField("weight_decay") else None,
+            is_active=context.is_active, limits=self.limits)
+        for event in events:
+            if isinstance(event, engine.FittedTranslators):
+                yield model_pb2.FitLensTranslatorsResponse(result=model_pb2.LensTranslators(
+                    layers=event.layers, weights=to_tensor(event.weight), biases=to_tensor(event.bias),
+                    epoch_losses=event.epoch_losses, train_kl_logit_lens=event.train_kl_logit_lens.tolist(),
+                    train_kl_tuned_lens=event.train_kl_tuned_lens.tolist(),
+                    held_out_kl_logit_lens=event.held_out_kl_logit_lens.tolist(),
+                    held_out_kl_tuned_lens=event.held_out_kl_tuned_lens.tolist(),
+                    train_tokens=event.train_tokens, held_out_tokens=event.held_out_tokens, model=loaded.model_id,
+                    epochs=event.epochs, learning_rate=event.learning_rate, weight_decay=event.weight_decay))
+            else:
+                yield model_pb2.FitLensTranslatorsResponse(progress=tensor_pb2.Progress(
+                    stage=event.stage, done=event.done, total=event.total, message=event.message))
 
     @map_errors()
     def UnembedDirections(self, request, context):

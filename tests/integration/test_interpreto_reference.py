@@ -1,5 +1,8 @@
 """xaimesh.interpreto against interpreto 0.5.2 itself, on the same tiny
-GPT-2 (causal LM) and BERT (classifier) checkpoints: the same activations,
+GPT-2 (causal LM) and BERT (classifier) checkpoints: the same activations
+(one split point, and every block boundary: AllLayersSplitter), the same
+logit lens and tuned lens (fitted with the same settings), the same probe
+scores (the concept-service's FitProbe logic, every row used for fitting),
 the same Occlusion and Saliency attributions where the definitions coincide
 (TOKEN granularity; BERT has a mask token, so both replace by it; Saliency
 with input_x_gradient=False), the same Deletion curves for the same
@@ -21,9 +24,19 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+def _planted_probe_set(n: int = 300, d: int = 8):
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=d)
+    y = (rng.random(n) < 0.35).astype(np.int64)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=d) + 3.0 * u / np.linalg.norm(u) * y[:, None]
+    return x.astype(np.float32), y
+
+
+PROBE_X, PROBE_Y = _planted_probe_set()
 SPEC = {"texts": ["Alice and Bob enter the bar.", "The cat sleeps on the warm mat.", "I am so happy today!"],
         "prompt": "Alice and Bob enter the bar,", "target": " then Alice offers a drink", "split_point": 1,
-        "text": "the cat sleeps on the warm mat", "classes": [0, 1, 2]}
+        "text": "the cat sleeps on the warm mat", "classes": [0, 1, 2], "probe_x": PROBE_X.tolist(),
+        "probe_y": PROBE_Y.tolist()}
 
 
 def _close(ours, theirs, rtol: float, what: str) -> None:
@@ -116,3 +129,57 @@ def test_deletion_curves_equal_interpretos_for_the_same_attribution(reference, m
     for k, (ours, theirs) in enumerate(zip(curves[0], ref["curves"][0], strict=True)):
         _close(ours.numpy(), theirs, 1e-4, f"Deletion curve of class {k}")
     assert auc == pytest.approx(ref["auc"], rel=1e-4)
+
+
+def test_lenses_equal_interpretos(reference, models):
+    from xaimesh.interpreto import AllLayersSplitter, LogitLens, TunedLens
+
+    ref = reference[0]
+    gpt2, gpt2_tok = models[0]
+    splitter = AllLayersSplitter(gpt2, tokenizer=gpt2_tok)
+    assert splitter.activation_names == ref["gpt2_all_layers"]["names"]
+    for k, (ours, theirs) in enumerate(zip(splitter.get_activations(SPEC["text"]), ref["gpt2_all_layers"]["states"],
+                                           strict=True)):
+        _close(ours[0].numpy(), theirs, 1e-4, f"AllLayersSplitter state {k}")
+
+    def same_results(ours, theirs, rtol, what):
+        assert list(ours) == list(theirs)
+        for name in theirs:
+            _close(ours[name]["top_scores"][0].numpy(), theirs[name]["top_scores"], rtol, f"{what} {name}")
+            # the same tokens where the probabilities are not tied
+            scores = np.asarray(theirs[name]["top_scores"])
+            distinct = np.abs(np.diff(scores, axis=-1)).min(axis=-1) > 1e-4
+            assert np.array_equal(ours[name]["top_indices"][0].numpy()[distinct],
+                                  np.asarray(theirs[name]["top_indices"])[distinct]), f"{what} {name}"
+
+    same_results(LogitLens(splitter, top_k=3).explain(SPEC["text"]), ref["gpt2_logit_lens"], 1e-4, "LogitLens")
+    tuned = TunedLens(splitter, top_k=3)
+    losses = tuned.fit(SPEC["texts"], epochs=2, learning_rate=1e-2)
+    _close(losses, ref["gpt2_tuned_lens"]["losses"], 1e-4, "TunedLens epoch losses")
+    same_results(tuned.explain(SPEC["text"]), ref["gpt2_tuned_lens"]["explain"], 1e-3, "TunedLens")
+
+
+# interpreto's probe -> the concept-service's settings for the same probe (fitted on every row).
+PROBE_SETTINGS = {
+    "DotProductCentroidProbe": {"method": "CENTROID_DOT_PRODUCT", "normalization": "STANDARDIZATION"},
+    "CosineCentroidProbe": {"method": "CENTROID_COSINE"},
+    "SqL2CentroidProbe": {"method": "CENTROID_SQ_L2", "bias_calibration": "MIDPOINT"},
+    "DiagonalMahalanobisCentroidProbe": {"method": "CENTROID_DIAGONAL_MAHALANOBIS", "shrinkage": 0.5},
+    "SVDDCentroidProbe": {"method": "CENTROID_SVDD", "normalization": "STANDARDIZATION"},
+    "LinearRegressionProbe": {"method": "LINEAR_REGRESSION", "l2": 1.0},
+    "MeansDiffProbe": {"method": "MEANS_DIFF", "bias_calibration": "MIDPOINT"},
+    "LogisticRegressionProbe": {"method": "LOGISTIC_REGRESSION", "normalization": "STANDARDIZATION",
+                                "max_iterations": 20},
+}
+
+
+@pytest.mark.parametrize("name", list(PROBE_SETTINGS))
+def test_probe_scores_equal_interpretos(reference, name):
+    from xaimesh_concept.probes import ProbeSettings, fit_probe
+
+    fit = fit_probe(PROBE_X, PROBE_Y, ProbeSettings(test_fraction=0, **PROBE_SETTINGS[name]))
+    ours = fit.concept_model.encode(PROBE_X)[:, 0].astype(np.float64)
+    theirs = np.asarray(reference[0]["probes"][name])
+    if name == "LinearRegressionProbe":  # xaimesh regresses on -1 / +1, interpreto on 0 / 1: s = 2 s_01 - 1
+        theirs = 2 * theirs - 1
+    _close(ours, theirs, 1e-4, name)

@@ -260,11 +260,12 @@ def test_hostile_requests_get_actionable_statuses(mesh_processes, resources, ser
 # RPCs whose valid request is mutated one or two fields at a time.
 MUTATED = {
     "model": ["Tokenize", "Detokenize", "Score", "ComputeGradients", "Generate", "StreamActivations",
-              "LogitLens", "ConceptGradients", "UnembedDirections"],
+              "LogitLens", "ConceptGradients", "UnembedDirections", "FitLensTranslators"],
     "attribution": ["Explain", "EvaluateAttributions"],
     "concept": ["CreateActivationSets", "ListActivationSets", "ReadActivationSet", "FitConceptModel",
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
-                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel", "GetConceptEncoder"],
+                "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel", "GetConceptEncoder",
+                "FitTunedLens"],
     "labeling": ["LabelConcepts", "ScoreLabels"],
 }
 
@@ -308,6 +309,8 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
                 model=lm, input_ids=ids, split_point="1", target_positions=[len(ids) - 1],
                 codes=to_tensor(np.zeros((len(ids), 2), np.float32)),
                 decoder=to_tensor(np.zeros((2, k["hidden_size"][0]), np.float32))),
+            "FitLensTranslators": lambda: m.FitLensTranslatorsRequest(model=lm, texts=TEXTS[:2],
+                                                                      held_out_texts=TEXTS[2:3]),
         }[method]()
     if service == "attribution":
         explain = a.ExplainRequest(model=lm, method=a.ATTRIBUTION_METHOD_OCCLUSION, inputs=[
@@ -336,6 +339,7 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
             concept_model=resources.model_name, activation_set=resources.set_name, k_examples=5),
         "ImportConceptModel": lambda: c.ImportConceptModelRequest(data=k["data"][0]),
         "GetConceptEncoder": lambda: c.GetConceptEncoderRequest(name=resources.model_name, concepts=[0, 2]),
+        "FitTunedLens": lambda: c.FitTunedLensRequest(model=lm, texts=TEXTS[:2], held_out_texts=TEXTS[2:3]),
         "LabelConcepts": lambda: labeling_pb2.LabelConceptsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, concept_indices=[0],
             k_examples=3, llm=msg_server),
@@ -441,6 +445,8 @@ ENORMOUS = [
     ("model", "LogitLens", {"top_k": INT32_MAX}),
     ("model", "UnembedDirections", {"top_k": INT32_MAX}),
     ("model", "VocabularyConcepts", {"k": INT32_MAX}),
+    ("model", "FitLensTranslators", {"epochs": INT32_MAX}),
+    ("concept", "FitTunedLens", {"epochs": INT32_MAX}),
     ("attribution", "Explain", {"method": 2, "parameters.lime.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 3, "parameters.kernel_shap.n_perturbations": INT32_MAX}),
     ("attribution", "Explain", {"method": 4, "parameters.sobol.n_perturbations": INT32_MAX}),

@@ -35,6 +35,7 @@ _EXPORTS = {
     "sample_texts": "xaimesh.datasets",
     "Report": "xaimesh.report",
     "LogitLens": "xaimesh.lens",
+    "TunedLens": "xaimesh.lens",
     "plot_lens": "xaimesh.lens",
 }
 

@@ -4,10 +4,16 @@
     out = lens("The capital of France is")       # a LensOutput (a list of them for a list of texts)
     plot_lens(out)                               # inline HTML in notebooks, text elsewhere; .save_html(path)
 
+    tuned = xaimesh.TunedLens(model, tokenizer, top_k=5)
+    tuned.fit(train_texts, held_out=other_texts)  # translators fitted on the model-server, stored: tuned.lens_id
+    plot_lens(tuned("The capital of France is"))  # the same LensOutput and grid
+    xaimesh.TunedLens.load(model, "tunedLenses/<id>")   # after a restart
+
 The work runs on the model-server (`LogitLens` rpc): the model's own final
 norm and unembedding applied to the input of the first block and to the
-output of every block. Definition and how it differs from interpreto:
-docs/lenses.md.
+output of every block (a tuned lens first applies its translators; the
+concept-service stores them and sends them along). Definition and how it
+differs from interpreto: docs/lenses.md.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from xaimesh_contracts.tensors import to_numpy
-from xaimesh_contracts.v1 import model_pb2
+from xaimesh_contracts.v1 import concept_pb2, model_pb2
 
 from .attributions.plots import present, write_page
 
-__all__ = ["LensOutput", "LensPlot", "LogitLens", "plot_lens"]
+__all__ = ["LensOutput", "LensPlot", "LogitLens", "TunedLens", "plot_lens"]
 
 
 @dataclass
@@ -41,6 +47,7 @@ class LensOutput:
     top_probabilities: np.ndarray  # float32 [layers, positions, k]
     top_tokens: list[list[list[str]]]  # [layers][positions][k]
     next_token_probabilities: np.ndarray  # float32 [layers, positions]; NaN at the last position
+    lens: str = "logit lens"  # or "tuned lens <id>"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -73,8 +80,7 @@ class LogitLens:
             ids = self.tokenizer.encode(text, add_special_tokens=self.add_special_tokens)
         else:
             ids, text = [int(i) for i in text], None
-        request = model_pb2.LogitLensRequest(model=self.model.model_id, input_ids=ids, top_k=self.top_k)
-        response = self.model.mesh.client("model").call("LogitLens", request, timeout=timeout)
+        response = self._lens(ids, timeout)
         top = to_numpy(response.top_token_ids, field="top_token_ids")
         n_layers, n_pos, k = top.shape
         flat = list(response.top_tokens)
@@ -83,7 +89,72 @@ class LogitLens:
             text="".join(response.input_tokens) if text is None else text, layers=list(response.layers),
             input_token_ids=ids, input_tokens=list(response.input_tokens), top_token_ids=top,
             top_probabilities=to_numpy(response.top_probabilities, field="top_probabilities"), top_tokens=tokens,
-            next_token_probabilities=to_numpy(response.next_token_probabilities, field="next_token_probabilities"))
+            next_token_probabilities=to_numpy(response.next_token_probabilities, field="next_token_probabilities"),
+            lens=self._name())
+
+    def _name(self) -> str:
+        return "logit lens"
+
+    def _lens(self, ids: list[int], timeout: float | None) -> model_pb2.LogitLensResponse:
+        request = model_pb2.LogitLensRequest(model=self.model.model_id, input_ids=ids, top_k=self.top_k)
+        return self.model.mesh.client("model").call("LogitLens", request, timeout=timeout)
+
+
+class TunedLens(LogitLens):
+    """Tuned lens (Belrose et al. 2023; interpreto's TunedLens): one affine
+    translator per layer, fitted so that each layer's lens matches the
+    model's final next-token distribution, then used like LogitLens (same
+    LensOutput, same `plot_lens` grid).
+
+    `fit(texts, ...)` has the model-server fit the translators (progress
+    shown) and the concept-service store them: `lens_id` ("tunedLenses/{id}")
+    names the stored lens, `info_` holds its training losses and the
+    KL(final || layer) of the logit and tuned lenses on the training and
+    held-out texts. `TunedLens.load(model, lens_id)` uses a stored lens (after
+    a restart too). Before fitting or loading, calling it is refused."""
+
+    def __init__(self, model, tokenizer=None, *, top_k: int = 5, add_special_tokens: bool = True,
+                 lens_id: str | None = None) -> None:
+        super().__init__(model, tokenizer, top_k=top_k, add_special_tokens=add_special_tokens)
+        self.lens_id = lens_id
+        self.info_: concept_pb2.TunedLens | None = None
+
+    @classmethod
+    def load(cls, model, lens_id: str, tokenizer=None, *, top_k: int = 5, add_special_tokens: bool = True,
+             timeout: float | None = None) -> "TunedLens":
+        """A stored lens (NOT_FOUND when the concept-service has no such lens)."""
+        lens = cls(model, tokenizer, top_k=top_k, add_special_tokens=add_special_tokens, lens_id=lens_id)
+        response = model.mesh.client("concept").call("GetTunedLens", concept_pb2.GetTunedLensRequest(name=lens_id),
+                                                      timeout=timeout)
+        lens.info_, lens.lens_id = response.lens, response.lens.name
+        return lens
+
+    def fit(self, inputs: str | Sequence[str], *, held_out: Sequence[str] = (), epochs: int = 1,
+            learning_rate: float = 1e-3, weight_decay: float = 0.0, display_name: str = "",
+            timeout: float | None = None, show_progress: bool = True) -> list[float]:
+        """Fits the translators on `inputs` (texts, one optimizer step each, `epochs` passes;
+        interpreto's defaults) and stores them; returns the mean loss of each epoch."""
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        request = concept_pb2.FitTunedLensRequest(
+            model=self.model.model_id, texts=texts, held_out_texts=list(held_out), epochs=epochs,
+            learning_rate=learning_rate, weight_decay=weight_decay, display_name=display_name)
+        for event in self.model.mesh.client("concept").stream("FitTunedLens", request, timeout=timeout,
+                                                               show_progress=show_progress,
+                                                               description="tuned lens"):
+            if event.HasField("result"):
+                self.info_ = event.result
+        self.lens_id = self.info_.name
+        return list(self.info_.epoch_losses)
+
+    def _name(self) -> str:
+        return f"tuned lens {self.lens_id}"
+
+    def _lens(self, ids: list[int], timeout: float | None) -> model_pb2.LogitLensResponse:
+        if self.lens_id is None:
+            raise RuntimeError("this TunedLens has no translators yet: call .fit(texts) or TunedLens.load(model, "
+                               "lens_id) first")
+        request = concept_pb2.ApplyTunedLensRequest(tuned_lens=self.lens_id, input_ids=ids, top_k=self.top_k)
+        return self.model.mesh.client("concept").call("ApplyTunedLens", request, timeout=timeout).lens
 
 
 # --------------------------------------------------------------------------- rendering
@@ -136,7 +207,8 @@ def render_html(out: LensOutput) -> str:
             cells.append(f"<td{cls} style='background:{bg};color:{fg}' title='{esc(tip, quote=True)}'>"
                          f"{esc(_visible(out.top_tokens[r][p][0]))}</td>")
         rows.append(f"<tr><th class='xm-layer'>{esc(layer)}</th>{''.join(cells)}</tr>")
-    legend = ("<p>Logit lens: top-1 next-token prediction of each layer at each position, shaded by its "
+    title = out.lens[:1].upper() + out.lens[1:]
+    legend = (f"<p>{esc(title)}: top-1 next-token prediction of each layer at each position, shaded by its "
               "probability (white 0, dark blue 1); <span class='xm-key'></span> the token that actually "
               "follows. Hover a cell for the top-k.</p>")
     return (f"<div class='xm-lens'><style>{_STYLE}</style>{legend}<div class='xm-scroll'><table>"
@@ -178,7 +250,7 @@ class LensPlot:
 
     def save_html(self, path: str | Path) -> Path:
         """Writes a standalone, self-contained HTML page (no external resources); returns the path."""
-        return write_page(path, f"Logit lens: {self.outputs[0].text[:80]}" if self.outputs else "logit lens",
+        return write_page(path, f"{self.outputs[0].lens}: {self.outputs[0].text[:80]}" if self.outputs else "lens",
                           self.html())
 
     def __str__(self) -> str:

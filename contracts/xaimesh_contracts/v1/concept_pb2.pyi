@@ -29,6 +29,7 @@ class ConceptMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONCEPT_METHOD_LINEAR_PROBE: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_SAE_MP: _ClassVar[ConceptMethod]
     CONCEPT_METHOD_SAE_MATRYOSHKA: _ClassVar[ConceptMethod]
+    CONCEPT_METHOD_CENTROID_PROBE: _ClassVar[ConceptMethod]
 
 class SaeLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -90,6 +91,11 @@ class ProbeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROBE_METHOD_MEANS_DIFF: _ClassVar[ProbeMethod]
     PROBE_METHOD_LOGISTIC_REGRESSION: _ClassVar[ProbeMethod]
     PROBE_METHOD_LINEAR_SVM: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_DOT_PRODUCT: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_COSINE: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_SQ_L2: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_DIAGONAL_MAHALANOBIS: _ClassVar[ProbeMethod]
+    PROBE_METHOD_CENTROID_SVDD: _ClassVar[ProbeMethod]
 
 class ProbeNormalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -124,6 +130,7 @@ CONCEPT_METHOD_SAE_JUMP_RELU: ConceptMethod
 CONCEPT_METHOD_LINEAR_PROBE: ConceptMethod
 CONCEPT_METHOD_SAE_MP: ConceptMethod
 CONCEPT_METHOD_SAE_MATRYOSHKA: ConceptMethod
+CONCEPT_METHOD_CENTROID_PROBE: ConceptMethod
 SAE_LOSS_UNSPECIFIED: SaeLoss
 SAE_LOSS_MSE: SaeLoss
 SAE_LOSS_DEAD_NEURONS_REANIMATION: SaeLoss
@@ -164,6 +171,11 @@ PROBE_METHOD_LINEAR_REGRESSION: ProbeMethod
 PROBE_METHOD_MEANS_DIFF: ProbeMethod
 PROBE_METHOD_LOGISTIC_REGRESSION: ProbeMethod
 PROBE_METHOD_LINEAR_SVM: ProbeMethod
+PROBE_METHOD_CENTROID_DOT_PRODUCT: ProbeMethod
+PROBE_METHOD_CENTROID_COSINE: ProbeMethod
+PROBE_METHOD_CENTROID_SQ_L2: ProbeMethod
+PROBE_METHOD_CENTROID_DIAGONAL_MAHALANOBIS: ProbeMethod
+PROBE_METHOD_CENTROID_SVDD: ProbeMethod
 PROBE_NORMALIZATION_UNSPECIFIED: ProbeNormalization
 PROBE_NORMALIZATION_NONE: ProbeNormalization
 PROBE_NORMALIZATION_STANDARDIZATION: ProbeNormalization
@@ -757,7 +769,7 @@ class ExtractLabelsResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., label: _Optional[_Union[ExtractiveLabel, _Mapping]] = ...) -> None: ...
 
 class FitProbeRequest(_message.Message):
-    __slots__ = ("activation_set", "labels", "method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations", "test_fraction", "seed", "display_name", "concept_names")
+    __slots__ = ("activation_set", "labels", "method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations", "test_fraction", "seed", "display_name", "concept_names", "shrinkage", "svdd_c")
     ACTIVATION_SET_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -770,6 +782,8 @@ class FitProbeRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     CONCEPT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SHRINKAGE_FIELD_NUMBER: _ClassVar[int]
+    SVDD_C_FIELD_NUMBER: _ClassVar[int]
     activation_set: str
     labels: _tensor_pb2.Tensor
     method: ProbeMethod
@@ -782,7 +796,9 @@ class FitProbeRequest(_message.Message):
     seed: int
     display_name: str
     concept_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, activation_set: _Optional[str] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., method: _Optional[_Union[ProbeMethod, str]] = ..., normalization: _Optional[_Union[ProbeNormalization, str]] = ..., bias_calibration: _Optional[_Union[BiasCalibration, str]] = ..., l2: _Optional[float] = ..., learning_rate: _Optional[float] = ..., max_iterations: _Optional[int] = ..., test_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., display_name: _Optional[str] = ..., concept_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    shrinkage: float
+    svdd_c: float
+    def __init__(self, activation_set: _Optional[str] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., method: _Optional[_Union[ProbeMethod, str]] = ..., normalization: _Optional[_Union[ProbeNormalization, str]] = ..., bias_calibration: _Optional[_Union[BiasCalibration, str]] = ..., l2: _Optional[float] = ..., learning_rate: _Optional[float] = ..., max_iterations: _Optional[int] = ..., test_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., display_name: _Optional[str] = ..., concept_names: _Optional[_Iterable[str]] = ..., shrinkage: _Optional[float] = ..., svdd_c: _Optional[float] = ...) -> None: ...
 
 class ProbeMetrics(_message.Message):
     __slots__ = ("concept_name", "concept_index", "test_accuracy", "test_balanced_accuracy", "test_auc", "test_positives", "test_negatives", "train_accuracy", "train_balanced_accuracy", "train_auc")
@@ -847,3 +863,127 @@ class GetConceptEncoderResponse(_message.Message):
     encoder: _model_pb2.ConceptEncoder
     model: ConceptModel
     def __init__(self, encoder: _Optional[_Union[_model_pb2.ConceptEncoder, _Mapping]] = ..., model: _Optional[_Union[ConceptModel, _Mapping]] = ...) -> None: ...
+
+class TunedLens(_message.Message):
+    __slots__ = ("name", "id", "display_name", "model", "layers", "hidden_size", "epochs", "learning_rate", "weight_decay", "epoch_losses", "train_kl_logit_lens", "train_kl_tuned_lens", "held_out_kl_logit_lens", "held_out_kl_tuned_lens", "train_texts", "held_out_texts", "train_tokens", "held_out_tokens", "create_time", "fit_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_LOSSES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_KL_LOGIT_LENS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_KL_TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_KL_LOGIT_LENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_KL_TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    display_name: str
+    model: str
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    hidden_size: int
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    epoch_losses: _containers.RepeatedScalarFieldContainer[float]
+    train_kl_logit_lens: _containers.RepeatedScalarFieldContainer[float]
+    train_kl_tuned_lens: _containers.RepeatedScalarFieldContainer[float]
+    held_out_kl_logit_lens: _containers.RepeatedScalarFieldContainer[float]
+    held_out_kl_tuned_lens: _containers.RepeatedScalarFieldContainer[float]
+    train_texts: int
+    held_out_texts: int
+    train_tokens: int
+    held_out_tokens: int
+    create_time: int
+    fit_seconds: float
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., hidden_size: _Optional[int] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., epoch_losses: _Optional[_Iterable[float]] = ..., train_kl_logit_lens: _Optional[_Iterable[float]] = ..., train_kl_tuned_lens: _Optional[_Iterable[float]] = ..., held_out_kl_logit_lens: _Optional[_Iterable[float]] = ..., held_out_kl_tuned_lens: _Optional[_Iterable[float]] = ..., train_texts: _Optional[int] = ..., held_out_texts: _Optional[int] = ..., train_tokens: _Optional[int] = ..., held_out_tokens: _Optional[int] = ..., create_time: _Optional[int] = ..., fit_seconds: _Optional[float] = ...) -> None: ...
+
+class FitTunedLensRequest(_message.Message):
+    __slots__ = ("model", "texts", "held_out_texts", "epochs", "learning_rate", "weight_decay", "display_name")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    held_out_texts: _containers.RepeatedScalarFieldContainer[str]
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    display_name: str
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., held_out_texts: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class FitTunedLensResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    result: TunedLens
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., result: _Optional[_Union[TunedLens, _Mapping]] = ...) -> None: ...
+
+class GetTunedLensRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetTunedLensResponse(_message.Message):
+    __slots__ = ("lens",)
+    LENS_FIELD_NUMBER: _ClassVar[int]
+    lens: TunedLens
+    def __init__(self, lens: _Optional[_Union[TunedLens, _Mapping]] = ...) -> None: ...
+
+class ListTunedLensesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTunedLensesResponse(_message.Message):
+    __slots__ = ("lenses", "next_page_token")
+    LENSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    lenses: _containers.RepeatedCompositeFieldContainer[TunedLens]
+    next_page_token: str
+    def __init__(self, lenses: _Optional[_Iterable[_Union[TunedLens, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteTunedLensRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTunedLensResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ApplyTunedLensRequest(_message.Message):
+    __slots__ = ("tuned_lens", "input_ids", "top_k")
+    TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    tuned_lens: str
+    input_ids: _containers.RepeatedScalarFieldContainer[int]
+    top_k: int
+    def __init__(self, tuned_lens: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class ApplyTunedLensResponse(_message.Message):
+    __slots__ = ("lens",)
+    LENS_FIELD_NUMBER: _ClassVar[int]
+    lens: _model_pb2.LogitLensResponse
+    def __init__(self, lens: _Optional[_Union[_model_pb2.LogitLensResponse, _Mapping]] = ...) -> None: ...

@@ -138,6 +138,31 @@ class ConceptServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderResponse.FromString,
                 _registered_method=True)
+        self.FitTunedLens = channel.unary_stream(
+                '/xaimesh.v1.ConceptService/FitTunedLens',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.FitTunedLensRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.FitTunedLensResponse.FromString,
+                _registered_method=True)
+        self.GetTunedLens = channel.unary_unary(
+                '/xaimesh.v1.ConceptService/GetTunedLens',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.GetTunedLensRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetTunedLensResponse.FromString,
+                _registered_method=True)
+        self.ListTunedLenses = channel.unary_unary(
+                '/xaimesh.v1.ConceptService/ListTunedLenses',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.ListTunedLensesRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.ListTunedLensesResponse.FromString,
+                _registered_method=True)
+        self.DeleteTunedLens = channel.unary_unary(
+                '/xaimesh.v1.ConceptService/DeleteTunedLens',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.DeleteTunedLensRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.DeleteTunedLensResponse.FromString,
+                _registered_method=True)
+        self.ApplyTunedLens = channel.unary_unary(
+                '/xaimesh.v1.ConceptService/ApplyTunedLens',
+                request_serializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensResponse.FromString,
+                _registered_method=True)
 
 
 class ConceptServiceServicer:
@@ -297,6 +322,41 @@ class ConceptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FitTunedLens(self, request, context):
+        """Tuned lenses ("tunedLenses/{id}"): the model-server fits the
+        translators (FitLensTranslators, it owns the final norm and the
+        unembedding), this service stores them under an id, and ApplyTunedLens
+        sends them with a LogitLens request: the response holds the model-server's
+        LogitLensResponse, the same as the logit lens'. Definition: docs/lenses.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTunedLens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTunedLenses(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTunedLens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyTunedLens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConceptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -399,6 +459,31 @@ def add_ConceptServiceServicer_to_server(servicer, server):
                     servicer.GetConceptEncoder,
                     request_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderResponse.SerializeToString,
+            ),
+            'FitTunedLens': grpc.unary_stream_rpc_method_handler(
+                    servicer.FitTunedLens,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.FitTunedLensRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.FitTunedLensResponse.SerializeToString,
+            ),
+            'GetTunedLens': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTunedLens,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.GetTunedLensRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.GetTunedLensResponse.SerializeToString,
+            ),
+            'ListTunedLenses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTunedLenses,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.ListTunedLensesRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.ListTunedLensesResponse.SerializeToString,
+            ),
+            'DeleteTunedLens': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTunedLens,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.DeleteTunedLensRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.DeleteTunedLensResponse.SerializeToString,
+            ),
+            'ApplyTunedLens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyTunedLens,
+                    request_deserializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -945,6 +1030,141 @@ class ConceptService:
             '/xaimesh.v1.ConceptService/GetConceptEncoder',
             xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderRequest.SerializeToString,
             xaimesh_dot_v1_dot_concept__pb2.GetConceptEncoderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitTunedLens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/FitTunedLens',
+            xaimesh_dot_v1_dot_concept__pb2.FitTunedLensRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.FitTunedLensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTunedLens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/GetTunedLens',
+            xaimesh_dot_v1_dot_concept__pb2.GetTunedLensRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.GetTunedLensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTunedLenses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/ListTunedLenses',
+            xaimesh_dot_v1_dot_concept__pb2.ListTunedLensesRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.ListTunedLensesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTunedLens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/DeleteTunedLens',
+            xaimesh_dot_v1_dot_concept__pb2.DeleteTunedLensRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.DeleteTunedLensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyTunedLens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.ConceptService/ApplyTunedLens',
+            xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensRequest.SerializeToString,
+            xaimesh_dot_v1_dot_concept__pb2.ApplyTunedLensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -537,14 +537,18 @@ class StreamActivationsResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[ActivationsHeader, _Mapping]] = ..., progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., chunk: _Optional[_Union[ActivationsChunk, _Mapping]] = ..., item_error: _Optional[_Union[ItemError, _Mapping]] = ..., summary: _Optional[_Union[ActivationsSummary, _Mapping]] = ...) -> None: ...
 
 class LogitLensRequest(_message.Message):
-    __slots__ = ("model", "input_ids", "top_k")
+    __slots__ = ("model", "input_ids", "top_k", "translator_weights", "translator_biases")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_IDS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TRANSLATOR_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    TRANSLATOR_BIASES_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_ids: _containers.RepeatedScalarFieldContainer[int]
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    translator_weights: _tensor_pb2.Tensor
+    translator_biases: _tensor_pb2.Tensor
+    def __init__(self, model: _Optional[str] = ..., input_ids: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., translator_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., translator_biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class LogitLensResponse(_message.Message):
     __slots__ = ("layers", "top_token_ids", "top_probabilities", "top_tokens", "next_token_probabilities", "input_tokens", "model")
@@ -657,3 +661,59 @@ class VocabularyConceptsResponse(_message.Message):
     concepts: _containers.RepeatedCompositeFieldContainer[ConceptTopTokens]
     num_tokens: int
     def __init__(self, model: _Optional[str] = ..., concepts: _Optional[_Iterable[_Union[ConceptTopTokens, _Mapping]]] = ..., num_tokens: _Optional[int] = ...) -> None: ...
+
+class FitLensTranslatorsRequest(_message.Message):
+    __slots__ = ("model", "texts", "held_out_texts", "epochs", "learning_rate", "weight_decay")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    held_out_texts: _containers.RepeatedScalarFieldContainer[str]
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., held_out_texts: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
+
+class LensTranslators(_message.Message):
+    __slots__ = ("layers", "weights", "biases", "epoch_losses", "train_kl_logit_lens", "train_kl_tuned_lens", "held_out_kl_logit_lens", "held_out_kl_tuned_lens", "train_tokens", "held_out_tokens", "model", "epochs", "learning_rate", "weight_decay")
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    BIASES_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_LOSSES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_KL_LOGIT_LENS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_KL_TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_KL_LOGIT_LENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_KL_TUNED_LENS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    weights: _tensor_pb2.Tensor
+    biases: _tensor_pb2.Tensor
+    epoch_losses: _containers.RepeatedScalarFieldContainer[float]
+    train_kl_logit_lens: _containers.RepeatedScalarFieldContainer[float]
+    train_kl_tuned_lens: _containers.RepeatedScalarFieldContainer[float]
+    held_out_kl_logit_lens: _containers.RepeatedScalarFieldContainer[float]
+    held_out_kl_tuned_lens: _containers.RepeatedScalarFieldContainer[float]
+    train_tokens: int
+    held_out_tokens: int
+    model: str
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    def __init__(self, layers: _Optional[_Iterable[str]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., epoch_losses: _Optional[_Iterable[float]] = ..., train_kl_logit_lens: _Optional[_Iterable[float]] = ..., train_kl_tuned_lens: _Optional[_Iterable[float]] = ..., held_out_kl_logit_lens: _Optional[_Iterable[float]] = ..., held_out_kl_tuned_lens: _Optional[_Iterable[float]] = ..., train_tokens: _Optional[int] = ..., held_out_tokens: _Optional[int] = ..., model: _Optional[str] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
+
+class FitLensTranslatorsResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _tensor_pb2.Progress
+    result: LensTranslators
+    def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., result: _Optional[_Union[LensTranslators, _Mapping]] = ...) -> None: ...

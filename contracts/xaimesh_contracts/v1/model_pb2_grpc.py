@@ -101,6 +101,11 @@ class ModelServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsResponse.FromString,
                 _registered_method=True)
+        self.FitLensTranslators = channel.unary_stream(
+                '/xaimesh.v1.ModelService/FitLensTranslators',
+                request_serializer=xaimesh_dot_v1_dot_model__pb2.FitLensTranslatorsRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_model__pb2.FitLensTranslatorsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -213,6 +218,18 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FitLensTranslators(self, request, context):
+        """Tuned lens training (causal LMs): one affine translator per lens row but
+        the last, fitted so that each row's lens matches the model's own
+        next-token distribution (KL from the final row's distribution; the
+        objective of Belrose et al. 2023, as interpreto 0.5.2's TunedLens).
+        Stateless: progress, then the translators. The concept-service stores
+        them (ConceptService.FitTunedLens). Definition: docs/lenses.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +292,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.VocabularyConcepts,
                     request_deserializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsResponse.SerializeToString,
+            ),
+            'FitLensTranslators': grpc.unary_stream_rpc_method_handler(
+                    servicer.FitLensTranslators,
+                    request_deserializer=xaimesh_dot_v1_dot_model__pb2.FitLensTranslatorsRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_model__pb2.FitLensTranslatorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -608,6 +630,33 @@ class ModelService:
             '/xaimesh.v1.ModelService/VocabularyConcepts',
             xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsRequest.SerializeToString,
             xaimesh_dot_v1_dot_model__pb2.VocabularyConceptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitLensTranslators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/xaimesh.v1.ModelService/FitLensTranslators',
+            xaimesh_dot_v1_dot_model__pb2.FitLensTranslatorsRequest.SerializeToString,
+            xaimesh_dot_v1_dot_model__pb2.FitLensTranslatorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

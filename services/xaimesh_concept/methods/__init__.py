@@ -13,7 +13,7 @@ from ..common import enum_key
 from .base import REGISTRY, ConceptMethod, ModelState, default_device, resolve_device
 from .factorization import NMF, ConvexNMF, SemiNMF
 from .linear import ICA, PCA, SVD
-from .probe import LinearProbe
+from .probe import CentroidProbe, LinearProbe
 from .sae import BatchTopKSAE, JumpReLUSAE, TopKSAE, VanillaSAE
 from .sae_matryoshka import MatryoshkaSAE
 from .sae_mp import MatchingPursuitSAE
@@ -81,5 +81,5 @@ __all__ = [
     "method_class", "applicable_options", "default_device", "resolve_device",
     "SemiNMF", "NMF", "ConvexNMF", "PCA", "ICA", "SVD", "KMeans", "DictionaryLearning",
     "SparsePCA", "NeuronsAsConcepts", "VanillaSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "MatchingPursuitSAE",
-    "MatryoshkaSAE", "LinearProbe",
+    "MatryoshkaSAE", "LinearProbe", "CentroidProbe",
 ]

@@ -19,6 +19,7 @@ forward passes). One module per work kind, each registering its runner in
     concept_gradients.py ConceptGradients ConceptGradWork(task); definition: docs/concept-gradients.md
     concept_readout.py  Score / ComputeGradients with a ConceptEncoder (inputs -> concepts), VocabularyConcepts
                         ConceptScoreWork(task, split point); definition: docs/inputs-to-concepts.md
+    tuned_lens.py   FitLensTranslators (no work kind: one text per optimizer step, under the model's lock)
 
 This package re-exports the public names, so callers write
 `from xaimesh_model_server import engine; engine.score(...)`.
@@ -54,7 +55,8 @@ from .concept_readout import (ConceptReadout, ConceptScoreWork, VocabularyTopTok
 from .generation import GENERATE_MAX_BATCH, GenerationResult, GenWork, generate
 from .gradients import EmbeddingSamples, GradWork, gradients, input_embeddings, make_samples
 from .inputs import check_input_ids
-from .lens import LensResult, LensWork, UnembeddedDirections, logit_lens, unembed_directions
+from .lens import LensResult, LensWork, Translators, UnembeddedDirections, check_translators, logit_lens, unembed_directions
+from .tuned_lens import FittedTranslators, fit_lens_translators
 from .limits import DEFAULT_LIMITS, MAX_NEW_TOKENS_WHEN_UNSET, Limits
 from .score import Replacement, ScoreWork, score
 from .work import RUNNERS, WorkKind, attach_dynamic_batcher, get_executor, make_dynamic_batcher, run_rows
@@ -64,8 +66,9 @@ __all__ = [
     "ActWork", "ActivationBatch", "ActivationJob", "Aggregation", "BaselineKind", "ConceptGradWork", "EmbeddingSamples", "GenWork",
     "GenerationResult", "GradWork", "LensResult", "LensWork", "GradientOutput", "Granularity", "InferenceMode", "ItemError", "Limits",
     "Replacement", "ReplacementPolicy", "RowProvenance", "ScoreWork", "SpecialTokensPolicy", "SplitPoint",
-    "UnembeddedDirections", "WorkKind",
-    "activations", "aggregate_rows", "attach_dynamic_batcher", "concept_gradients", "check_input_ids", "generate", "get_executor",
+    "FittedTranslators", "Translators", "UnembeddedDirections", "WorkKind",
+    "activations", "aggregate_rows", "attach_dynamic_batcher", "concept_gradients", "check_input_ids", "check_translators",
+    "fit_lens_translators", "generate", "get_executor",
     "gradients", "input_embeddings", "logit_lens", "make_dynamic_batcher", "make_samples", "resolve_special_tokens",
     "resolve_split_points", "run_rows", "split_point_candidates", "unembed_directions",
     "score", "ConceptReadout", "ConceptScoreWork", "VocabularyTopTokens", "concept_readout", "concept_scores",

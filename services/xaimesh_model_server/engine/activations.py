@@ -67,6 +67,34 @@ class _StopForward(Exception):
     """Raised by the hook of the deepest split point to end the forward pass."""
 
 
+# A split point "<module>.input" is the hidden state a module receives (its
+# first positional argument, or `hidden_states`): "model.layers.0.input" is
+# the residual stream entering the first block (token embeddings plus
+# whatever the model adds before its blocks, e.g. GPT-2's learned positions).
+INPUT_SUFFIX = ".input"
+
+
+def block_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden state a module is called with (a forward pre-hook's view)."""
+    return _first_tensor(args[0] if args else kwargs.get("hidden_states"))
+
+
+def _module_of(loaded: LoadedModel, path: str) -> torch.nn.Module:
+    """The module a split point hooks (its own for "<module>.input")."""
+    return loaded.model.get_submodule(path[: -len(INPUT_SUFFIX)] if is_input_point(loaded, path) else path)
+
+
+def is_input_point(loaded: LoadedModel, path: str) -> bool:
+    """Whether `path` names a module's input ("<module>.input", no module of that name)."""
+    if not path.endswith(INPUT_SUFFIX):
+        return False
+    try:
+        loaded.model.get_submodule(path)
+    except AttributeError:
+        return True
+    return False
+
+
 def _first_tensor(out: Any) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
@@ -85,18 +113,31 @@ def _run_act(loaded: LoadedModel, paths: tuple[str, ...], stop: int, items: list
     owner = threading.get_ident()
     handles = []
 
+    def keep(path: str, value: torch.Tensor) -> None:
+        if threading.get_ident() == owner and path not in captured:
+            captured[path] = value.detach()
+            if len(captured) == len(paths):
+                raise _StopForward()
+
     def capture(path: str):
         def hook(module, args, output):
-            if threading.get_ident() == owner and path not in captured:
-                captured[path] = _first_tensor(output).detach()
-                if len(captured) == len(paths):
-                    raise _StopForward()
+            keep(path, _first_tensor(output))
+
+        return hook
+
+    def capture_input(path: str):
+        def hook(module, args, kwargs):
+            keep(path, block_input(args, kwargs))
 
         return hook
 
     try:
         for path in paths:
-            handles.append(loaded.model.get_submodule(path).register_forward_hook(capture(path)))
+            module = _module_of(loaded, path)
+            if is_input_point(loaded, path):
+                handles.append(module.register_forward_pre_hook(capture_input(path), with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(capture(path)))
         try:
             if loaded.is_seq2seq:
                 _seq2seq_act_forward(loaded, ids, mask)
@@ -158,7 +199,7 @@ def _on_decoder_side(loaded: LoadedModel, path: str) -> bool:
     runs on the encoder's."""
     head = loaded.model.get_output_embeddings()
     return (path == loaded.decoder_path or path.startswith(loaded.decoder_path + ".")
-            or (head is not None and loaded.model.get_submodule(path) is head))
+            or (head is not None and _module_of(loaded, path) is head))
 
 
 @dataclass
@@ -234,7 +275,9 @@ def resolve_split_points(loaded: LoadedModel, split_points: Sequence[str | int])
     a module inside one ("model.layers.8.mlp": its output, the first element
     of a tuple output), or another module of the model that runs in the
     forward pass and outputs one row per token ("model.embed_tokens", the
-    other stack of an encoder-decoder such as "encoder.block.3"). An unknown
+    other stack of an encoder-decoder such as "encoder.block.3"). Any of
+    them followed by ".input" ("model.layers.0.input", "0.input") is the
+    hidden state that module receives instead of its output. An unknown
     path is InvalidArgument naming the nearest valid ones."""
     n = loaded.num_layers
     prefix = loaded.layers_path
@@ -268,6 +311,9 @@ def resolve_split_points(loaded: LoadedModel, split_points: Sequence[str | int])
             point = SplitPoint(loaded.split_points[i], i)
         elif s in layer_of:
             point = SplitPoint(s, layer_of[s])
+        elif is_input_point(loaded, s) and s != INPUT_SUFFIX:
+            (of,) = resolve_split_points(loaded, [s[: -len(INPUT_SUFFIX)]])
+            point = SplitPoint(of.name + INPUT_SUFFIX, of.layer)
         else:
             try:
                 module = loaded.model.get_submodule(s) if s else None

@@ -25,7 +25,7 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from ..enums import InferenceMode, coerce
 from ..loading import TASK_CAUSAL_LM, LoadedModel
-from .activations import _first_tensor, resolve_split_points
+from .activations import _first_tensor, is_input_point, resolve_split_points
 from .forward import forward, target_values
 from .inputs import check_input_ids, check_targets
 from .limits import DEFAULT_LIMITS, Limits
@@ -140,6 +140,9 @@ def concept_gradients(
         (point,) = resolve_split_points(loaded, [str(split_point)])
     except InvalidArgument as error:  # the same message, this request's field
         raise InvalidArgument(error.message, field="split_point") from None
+    if is_input_point(loaded, point.name):
+        raise InvalidArgument(f"split point {point.name!r} is a module's input; concept gradients replace a "
+                              "module's output: give the module before it", field="split_point")
     tg = check_targets(loaded, ids, target_positions, target_classes, limits)
     mode = coerce(InferenceMode, inference_mode, field="inference_mode", default=InferenceMode.LOGITS)
     n = int(ids.shape[0])

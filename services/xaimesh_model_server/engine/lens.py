@@ -11,9 +11,13 @@ vocabulary. The last row is then the model's own output, which every batch
 checks: a model whose output is not its final norm plus unembedding
 (an unknown logit transform) is refused rather than lensed wrongly.
 
-A request is one sequence, one item of kind LensWork(top_k); a batch is one
-right-padded forward with a pre-hook on the first block and hooks on every
-block, then the head applied layer by layer in chunks of at most
+A tuned lens is the same with affine translators applied to every row but
+the last before the head (`Translators`; trained by engine/tuned_lens.py).
+
+A request is one sequence, one item (`LensItem`: the ids and the
+translators, if any) of kind LensWork(top_k); a batch is one right-padded
+forward with a pre-hook on the first block and hooks on every block, then
+the head applied layer by layer in chunks of at most
 Limits.max_logits_elements logits, keeping only the top-k.
 """
 
@@ -30,7 +34,7 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 
 from ..loading import TASK_CAUSAL_LM, LoadedModel
 from ..tokenization import detokenize, tokenize_ids
-from .activations import _first_tensor
+from .activations import _first_tensor, block_input
 from .forward import lm_rows, pad_id, pad_stack
 from .inputs import check_input_ids
 from .limits import DEFAULT_LIMITS, Limits
@@ -53,6 +57,43 @@ class LensWork(WorkKind):
 
     label = "lens"
     top_k: int
+
+
+@dataclass(frozen=True, eq=False)
+class Translators:
+    """The affine translators of a tuned lens: row i (< blocks) of the lens
+    becomes h + h . weight[i]^T + bias[i] (torch Linear layout, float32).
+    Zero translators are the logit lens exactly: h + 0 is h bit for bit."""
+
+    weight: torch.Tensor  # float32 [blocks, hidden, hidden]
+    bias: torch.Tensor  # float32 [blocks, hidden]
+
+    def apply(self, row: int, states: torch.Tensor) -> torch.Tensor:
+        """Row `row`'s states [N, D] translated, in their own dtype (the
+        translation itself is computed in float32)."""
+        w, b = self.weight[row].to(states.device), self.bias[row].to(states.device)
+        return states + (states.float() @ w.T + b).to(states.dtype)
+
+
+def check_translators(loaded: LoadedModel, weight: Any, bias: Any) -> Translators:
+    """Validated translators for `loaded` (INVALID_ARGUMENT naming the field otherwise)."""
+    blocks, hidden = loaded.num_layers, loaded.hidden_size
+    for name, value, shape in (("translator_weights", weight, (blocks, hidden, hidden)),
+                               ("translator_biases", bias, (blocks, hidden))):
+        array = np.asarray(value)
+        if array.shape != shape:
+            raise InvalidArgument(
+                f"{name} must be float32 {list(shape)} (one translator per lens row but the last: model "
+                f"{loaded.model_id!r} has {blocks} blocks of width {hidden}), got {list(array.shape)}", field=name)
+        if not np.all(np.isfinite(array)):
+            raise InvalidArgument(f"{name} must hold finite numbers", field=name)
+    return Translators(torch.as_tensor(np.asarray(weight, np.float32)), torch.as_tensor(np.asarray(bias, np.float32)))
+
+
+@dataclass(frozen=True, eq=False)
+class LensItem:
+    ids: torch.Tensor  # int64 [positions]
+    translators: Translators | None = None
 
 
 @dataclass
@@ -107,17 +148,20 @@ def lens_logits(loaded: LoadedModel, states: torch.Tensor) -> torch.Tensor:
 
 
 @runs(LensWork)
-def run_lens(loaded: LoadedModel, kind: LensWork, items: list[torch.Tensor], limits: Limits) -> list[dict[str, np.ndarray]]:
+def run_lens(loaded: LoadedModel, kind: LensWork, items: list[LensItem], limits: Limits) -> list[dict[str, np.ndarray]]:
     with loaded.lock, torch.inference_mode():
-        states, offsets, own = _residual_states(loaded, items)
-        rows_per_chunk = max(1, limits.max_logits_elements // max(1, loaded.vocab_size))
+        states, offsets, own = residual_states(loaded, [item.ids for item in items])
+        rows_per_chunk = logit_rows_per_chunk(loaded, limits)
         out = []
-        for b, seq in enumerate(items):
+        for b, item in enumerate(items):
+            seq = item.ids
             n = int(seq.shape[0])
             nxt = seq[1:].to(loaded.device)
             ids, probs, next_probs = [], [], []
-            for state in states:
+            for r, state in enumerate(states):
                 rows = state[b, offsets[b] : offsets[b] + n]
+                if item.translators is not None and r < loaded.num_layers:
+                    rows = item.translators.apply(r, rows)
                 top_i, top_p, nxt_p = [], [], []
                 for start in range(0, n, rows_per_chunk):
                     logits = lens_logits(loaded, rows[start : start + rows_per_chunk])
@@ -141,7 +185,12 @@ def run_lens(loaded: LoadedModel, kind: LensWork, items: list[torch.Tensor], lim
         return out
 
 
-def _residual_states(loaded: LoadedModel, items: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
+def logit_rows_per_chunk(loaded: LoadedModel, limits: Limits) -> int:
+    """Positions whose logits go through the head at once (Limits.max_logits_elements)."""
+    return max(1, limits.max_logits_elements // max(1, loaded.vocab_size))
+
+
+def residual_states(loaded: LoadedModel, items: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
     """One forward of the batch: ([input of block 0, output of each block], each
     [B, Lmax, D]; offsets; the model's own logits [B, V] at each sequence's last token)."""
     ids, mask, offsets = pad_stack(items, "right", pad_id(loaded))
@@ -149,8 +198,7 @@ def _residual_states(loaded: LoadedModel, items: list[torch.Tensor]) -> tuple[li
     outputs: dict[int, torch.Tensor] = {}
 
     def before_first(module, args, kwargs):
-        hidden = args[0] if args else kwargs.get("hidden_states")
-        first.append(_first_tensor(hidden).detach())
+        first.append(block_input(args, kwargs).detach())
 
     def after(index: int):
         def hook(module, args, output):
@@ -183,23 +231,32 @@ def _check_last_row(loaded: LoadedModel, *, logits_at_end: torch.Tensor, lensed:
         )
 
 
+def check_lens_model(loaded: LoadedModel) -> None:
+    """A lens needs a causal LM with a final norm and an unembedding (FAILED_PRECONDITION otherwise)."""
+    if loaded.task != TASK_CAUSAL_LM:
+        raise FailedPrecondition(
+            f"model {loaded.model_id!r} is a {loaded.task} model, not a causal LM: a lens reads "
+            "next-token predictions through a causal LM's unembedding; use a causal LM",
+            field="model",
+        )
+    final_norm(loaded)
+    _head(loaded)
+
+
 def logit_lens(
     loaded: LoadedModel,
     input_ids: Any,
     *,
     top_k: int | None = None,
+    translators: Translators | None = None,
     executor: Any = None,
     is_active: Any = None,
     limits: Limits | None = None,
 ) -> LensResult:
-    """The logit lens of one sequence (LogitLensRequest semantics; docs/lenses.md)."""
+    """The logit lens of one sequence, or the tuned lens with `translators`
+    (LogitLensRequest semantics; docs/lenses.md)."""
     limits = limits or DEFAULT_LIMITS
-    if loaded.task != TASK_CAUSAL_LM:
-        raise FailedPrecondition(
-            f"model {loaded.model_id!r} is a {loaded.task} model, not a causal LM: the logit lens reads "
-            "next-token predictions through a causal LM's unembedding; use a causal LM",
-            field="model",
-        )
+    check_lens_model(loaded)
     k = DEFAULT_TOP_K if not top_k else int(top_k)
     if k < 1 or k > min(MAX_TOP_K, loaded.vocab_size):
         raise InvalidArgument(
@@ -207,9 +264,8 @@ def logit_lens(
             field="top_k",
         )
     ids = check_input_ids(loaded, input_ids)
-    final_norm(loaded)
-    _head(loaded)
-    (result,) = get_executor(loaded, executor, limits).run(LensWork(k), [ids], [int(ids.shape[0])], is_active=is_active)
+    (result,) = get_executor(loaded, executor, limits).run(LensWork(k), [LensItem(ids, translators)],
+                                                           [int(ids.shape[0])], is_active=is_active)
     top = result["top_token_ids"]
     texts = {int(i): detokenize(loaded, [int(i)]) for i in np.unique(top)}
     spans = tokenize_ids(loaded, ids.tolist(), field="input_ids")

@@ -77,8 +77,8 @@ def test_a_padded_batch_gives_each_sequence_its_own_lens(fam):
     texts = ["the cat sat", TEXT]
     alone = [engine.logit_lens(loaded, _ids(loaded, t), top_k=3) for t in texts]
     kind = engine.LensWork(3)
-    seqs = [torch.tensor(_ids(loaded, t)) for t in texts]
-    batched = OneBatch(loaded).run(kind, seqs, [len(s) for s in seqs])
+    seqs = [engine.lens.LensItem(torch.tensor(_ids(loaded, t))) for t in texts]
+    batched = OneBatch(loaded).run(kind, seqs, [len(s.ids) for s in seqs])
     for one, both in zip(alone, batched, strict=True):
         assert np.abs(one.top_probabilities - both["top_probabilities"]).max() < ATOL
         assert np.allclose(one.next_token_probabilities, both["next_token_probabilities"], atol=ATOL,

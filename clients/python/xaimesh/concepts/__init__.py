@@ -48,6 +48,7 @@ _EXPORTS = {
     "LLMLabels": "xaimesh.concepts.interpretations",
     "ExtractiveLabels": "xaimesh.concepts.interpretations",
     "LinearProbe": "xaimesh.concepts.explainers",
+    "CentroidProbe": "xaimesh.concepts.explainers",
     "plot_concepts": "xaimesh.concepts.plots",
     "concept_page": "xaimesh.concepts.page",
     "TopKInputs": "xaimesh.concepts.interpretations",

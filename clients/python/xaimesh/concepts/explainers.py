@@ -729,35 +729,19 @@ class MatryoshkaSAEConcepts(ConceptExplainer):
     OPTIONS = _SAE + ("top_k", "matryoshka_prefixes")
 
 
-class LinearProbe(ConceptExplainer):
-    """A linear probe: score_j = x . w_j + b_j for each labelled concept j.
+class _SupervisedProbe(ConceptExplainer):
+    """What LinearProbe and CentroidProbe share: the FitProbe call (labels,
+    held-out split, metrics) and the stored probe as a concept model."""
 
-    ``method``: "logistic_regression" (default), "linear_regression" (ridge
-    when ``l2`` > 0), "means_diff" or "linear_svm"; ``normalization``:
-    None, "standardization" or "whitening"; ``bias_calibration``: None (the
-    method's own intercept), "prevalence", "midpoint", "fpr", "bce" or
-    "lda"; ``test_fraction`` of the rows are held out (seeded by ``seed``)
-    for the metrics."""
-
-    method = concept_pb2.CONCEPT_METHOD_LINEAR_PROBE
     nb_concepts_optional = True
-    OPTIONS = ("method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations",
-               "test_fraction", "seed")
 
-    def __init__(self, split_model_or_model: Any, split_point: Any = None, *, method: str = "logistic_regression",
-                 normalization: str | None = None, bias_calibration: str | None = None, l2: float = 0.0,
-                 learning_rate: float | None = None, max_iterations: int | None = None, test_fraction: float = 0.2,
-                 seed: int = 0, display_name: str = "", show_progress: bool = True,
-                 timeout: float | None = None) -> None:
-        super().__init__(split_model_or_model, None, split_point, display_name=display_name,
-                         show_progress=show_progress, timeout=timeout)
-        self.options = {"method": method, "normalization": normalization, "bias_calibration": bias_calibration,
-                        "l2": float(l2), "learning_rate": learning_rate, "max_iterations": max_iterations,
-                        "test_fraction": float(test_fraction), "seed": int(seed)}
+    def _request_extras(self) -> dict:
+        """FitProbeRequest fields of this kind of probe only."""
+        return {}
 
     def fit(self, activations: Any, labels: Any = None, *, concept_names: list[str] | None = None,
             display_name: str | None = None, show_progress: bool | None = None,
-            timeout: float | None = None) -> LinearProbe:
+            timeout: float | None = None) -> _SupervisedProbe:
         """Fits on ``activations`` (a stored set, or an array uploaded first)
         and ``labels`` (0 / 1, [rows] or [rows, concepts]). Returns ``self``;
         ``metrics_`` holds the held-out and training metrics per concept."""
@@ -783,11 +767,12 @@ class LinearProbe(ConceptExplainer):
             bias_calibration=to_number(concept_pb2.BiasCalibration, o["bias_calibration"], field="bias_calibration"),
             l2=o["l2"], learning_rate=o["learning_rate"] or 0.0, max_iterations=o["max_iterations"] or 0,
             test_fraction=o["test_fraction"], seed=o["seed"], concept_names=list(concept_names or []),
-            display_name=display_name if display_name is not None else (self.display_name or "LinearProbe"))
+            display_name=display_name if display_name is not None else (self.display_name or type(self).__name__),
+            **self._request_extras())
         result = None
         log: list[dict] = []
         for event in self._client().stream("FitProbe", request, timeout=timeout, show_progress=show,
-                                           description="fitting LinearProbe"):
+                                           description=f"fitting {type(self).__name__}"):
             kind = event.WhichOneof("event")
             if kind == "log":
                 log.append({"step": int(event.log.step), "loss": float(event.log.loss)})
@@ -812,12 +797,69 @@ class LinearProbe(ConceptExplainer):
         return out
 
 
+class LinearProbe(_SupervisedProbe):
+    """A linear probe: score_j = x . w_j + b_j for each labelled concept j.
+
+    ``method``: "logistic_regression" (default), "linear_regression" (ridge
+    when ``l2`` > 0), "means_diff" or "linear_svm"; ``normalization``:
+    None, "standardization" or "whitening"; ``bias_calibration``: None (the
+    method's own intercept), "prevalence", "midpoint", "fpr", "bce" or
+    "lda"; ``test_fraction`` of the rows are held out (seeded by ``seed``)
+    for the metrics."""
+
+    method = concept_pb2.CONCEPT_METHOD_LINEAR_PROBE
+    OPTIONS = ("method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations",
+               "test_fraction", "seed")
+
+    def __init__(self, split_model_or_model: Any, split_point: Any = None, *, method: str = "logistic_regression",
+                 normalization: str | None = None, bias_calibration: str | None = None, l2: float = 0.0,
+                 learning_rate: float | None = None, max_iterations: int | None = None, test_fraction: float = 0.2,
+                 seed: int = 0, display_name: str = "", show_progress: bool = True,
+                 timeout: float | None = None) -> None:
+        super().__init__(split_model_or_model, None, split_point, display_name=display_name,
+                         show_progress=show_progress, timeout=timeout)
+        self.options = {"method": method, "normalization": normalization, "bias_calibration": bias_calibration,
+                        "l2": float(l2), "learning_rate": learning_rate, "max_iterations": max_iterations,
+                        "test_fraction": float(test_fraction), "seed": int(seed)}
+
+
+class CentroidProbe(_SupervisedProbe):
+    """A centroid probe (interpreto's centroid probes): c_j is the mean of the
+    (normalised) rows labelled with concept j, and score_j compares a row
+    with it — ``metric`` "dot_product", "cosine" (default), "sq_l2" (minus the
+    squared distance), "diagonal_mahalanobis" (variance-weighted, pooled with
+    weight ``shrinkage``; normalization None means "standardization"
+    there) or "svdd" (the margin r_j^2 - |x - a_j|^2 of a fitted sphere,
+    hinge weight ``svdd_c``) — plus a bias: 0, or ``bias_calibration``'s.
+    The dictionary row of concept j points from the training mean to its
+    centroid; there is no decoder. Definitions: docs/probes.md."""
+
+    method = concept_pb2.CONCEPT_METHOD_CENTROID_PROBE
+    OPTIONS = ("method", "normalization", "bias_calibration", "l2", "learning_rate", "max_iterations",
+               "test_fraction", "seed", "shrinkage", "svdd_c")
+
+    def __init__(self, split_model_or_model: Any, split_point: Any = None, *, metric: str = "cosine",
+                 normalization: str | None = None, bias_calibration: str | None = None, shrinkage: float = 1.0,
+                 svdd_c: float = 1.0, l2: float = 0.0, learning_rate: float | None = None,
+                 max_iterations: int | None = None, test_fraction: float = 0.2, seed: int = 0,
+                 display_name: str = "", show_progress: bool = True, timeout: float | None = None) -> None:
+        super().__init__(split_model_or_model, None, split_point, display_name=display_name,
+                         show_progress=show_progress, timeout=timeout)
+        self.options = {"method": f"centroid_{metric}", "normalization": normalization,
+                        "bias_calibration": bias_calibration, "l2": float(l2), "learning_rate": learning_rate,
+                        "max_iterations": max_iterations, "test_fraction": float(test_fraction), "seed": int(seed),
+                        "shrinkage": float(shrinkage), "svdd_c": float(svdd_c)}
+
+    def _request_extras(self) -> dict:
+        return {"shrinkage": self.options["shrinkage"], "svdd_c": self.options["svdd_c"]}
+
+
 METHOD_CLASSES: dict[int, type[ConceptExplainer]] = {
     cls.method: cls for cls in (
         SemiNMFConcepts, NMFConcepts, ConvexNMFConcepts, PCAConcepts, SVDConcepts, ICAConcepts,
         KMeansConcepts, DictionaryLearningConcepts, SparsePCAConcepts, NeuronsAsConcepts,
         VanillaSAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, JumpReLUSAEConcepts, MpSAEConcepts,
-        MatryoshkaSAEConcepts, LinearProbe)
+        MatryoshkaSAEConcepts, LinearProbe, CentroidProbe)
 }
 
 

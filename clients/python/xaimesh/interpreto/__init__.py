@@ -10,7 +10,7 @@ services.
 The module tree is interpreto's (0.5.2: ``attributions``,
 ``attributions.metrics``, ``commons``, ``commons.llm_interface``,
 ``concepts``, ``concepts.metrics``, ``concepts.methods.overcomplete``,
-``concepts.interpretations``, ``concepts.splitters``, ``visualizations``; 0.4:
+``concepts.interpretations``, ``concepts.splitters``, ``lens``, ``visualizations``; 0.4:
 ``model_wrapping``, ``model_wrapping.llm_interface``), the classes, argument
 names, defaults (0.5.2's where the versions differ), enums and return types
 are interpreto's. Models are what interpreto takes — a Hugging Face model
@@ -42,8 +42,14 @@ from .attributions import (
     SquareGrad,
     VarGrad,
 )
-from .concepts.splitters import ModelWithSplitPoints, SplitterForClassification, SplitterForGeneration
-from .visualizations import AttributionVisualization, plot_attributions
+from .concepts.splitters import (
+    AllLayersSplitter,
+    ModelWithSplitPoints,
+    SplitterForClassification,
+    SplitterForGeneration,
+)
+from .lens import LogitLens, TunedLens
+from .visualizations import AttributionVisualization, plot_attributions, plot_lens
 
 #: The interpreto release whose API (and defaults) this module follows.
 INTERPRETO_VERSION = "0.5.2"
@@ -54,6 +60,7 @@ def get_version() -> str:
     return INTERPRETO_VERSION
 
 
-__all__ = ["AttributionVisualization", "GradientShap", "Granularity", "IntegratedGradients", "KernelShap", "Lime",
-           "ModelWithSplitPoints", "Occlusion", "Saliency", "SmoothGrad", "Sobol", "SplitterForClassification",
-           "SplitterForGeneration", "SquareGrad", "VarGrad", "get_version", "plot_attributions"]
+__all__ = ["AllLayersSplitter", "AttributionVisualization", "GradientShap", "Granularity", "IntegratedGradients",
+           "KernelShap", "Lime", "LogitLens", "ModelWithSplitPoints", "Occlusion", "Saliency", "SmoothGrad", "Sobol",
+           "SplitterForClassification", "SplitterForGeneration", "SquareGrad", "TunedLens", "VarGrad", "get_version",
+           "plot_attributions", "plot_lens"]

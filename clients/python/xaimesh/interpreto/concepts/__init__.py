@@ -1,5 +1,5 @@
-"""interpreto.concepts over the mesh (see xaimesh.interpreto). Probes
-(ProbeExplainer...) are not provided here; Cockatiel is its NMF fit only."""
+"""interpreto.concepts over the mesh (see xaimesh.interpreto). Cockatiel is
+its NMF fit only."""
 
 from .interpretations import LLMLabels, TopKInputs
 from .methods import (
@@ -26,6 +26,18 @@ from .methods import (
     TopKSAEConcepts,
     VanillaSAEConcepts,
 )
+from .probes import (
+    CosineCentroidProbe,
+    DiagonalMahalanobisCentroidProbe,
+    DotProductCentroidProbe,
+    LinearRegressionProbe,
+    LinearSVMProbe,
+    LogisticRegressionProbe,
+    MeansDiffProbe,
+    ProbeExplainer,
+    SqL2CentroidProbe,
+    SVDDCentroidProbe,
+)
 from .splitters import (
     AllLayersSplitter,
     BaseSplitter,
@@ -35,9 +47,11 @@ from .splitters import (
 )
 
 __all__ = ["AllLayersSplitter", "BaseSplitter", "BatchTopKSAEConcepts", "Cockatiel", "ConceptAutoEncoderExplainer",
-           "ConceptEncoderExplainer", "ConvexNMFConcepts", "DeadNeuronsReanimationLoss", "DictionaryLearningConcepts",
-           "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "LLMLabels", "MSELoss", "ModelWithSplitPoints",
-           "MpSAEConcepts", "NMFConcepts", "NeuronsAsConcepts", "PCAConcepts", "SAELoss", "SAELossClasses",
-           "SVDConcepts", "SemiNMFConcepts", "SparsePCAConcepts",
+           "ConceptEncoderExplainer", "ConvexNMFConcepts", "CosineCentroidProbe", "DeadNeuronsReanimationLoss",
+           "DiagonalMahalanobisCentroidProbe", "DictionaryLearningConcepts", "DotProductCentroidProbe",
+           "ICAConcepts", "JumpReLUSAEConcepts", "KMeansConcepts", "LLMLabels", "LinearRegressionProbe",
+           "LinearSVMProbe", "LogisticRegressionProbe", "MSELoss", "MeansDiffProbe", "ModelWithSplitPoints",
+           "MpSAEConcepts", "NMFConcepts", "NeuronsAsConcepts", "PCAConcepts", "ProbeExplainer", "SAELoss",
+           "SAELossClasses", "SVDConcepts", "SVDDCentroidProbe", "SemiNMFConcepts", "SparsePCAConcepts",
            "SplitterForClassification", "SplitterForGeneration", "TopKInputs", "TopKSAEConcepts",
            "VanillaSAEConcepts"]

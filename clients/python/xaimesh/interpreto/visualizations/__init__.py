@@ -15,7 +15,7 @@ from typing import Any
 
 from xaimesh.attributions.plots import plot_attributions as native_plot
 
-__all__ = ["AttributionVisualization", "plot_attributions"]
+__all__ = ["AttributionVisualization", "plot_attributions", "plot_lens"]
 
 _STYLE = ("positive_color", "negative_color", "default_colormap", "onclick_colormap", "highlight_border",
           "margin_right", "custom_css", "normalize")
@@ -50,3 +50,21 @@ def plot_attributions(attribution_output: Any, *, classes_names: Any = None,
     """interpreto's plot_attributions: displays (or saves to ``save_path``) and returns None."""
     AttributionVisualization(attribution_output, classes_names=classes_names, save_path=save_path,
                              **style).display()
+
+
+def plot_lens(results: Any, inputs: str, *, tokenizer: Any, label_names: Any = None, align: bool = True,
+              custom_css: str = "", save_path: str | os.PathLike | None = None) -> None:
+    """interpreto's plot_lens over the native grid (``xaimesh.plot_lens``):
+    `results` from this module's LogitLens / TunedLens. The native grid shows
+    every position with the token that follows outlined (interpreto's aligned
+    layout marks the same cells); `custom_css` is accepted and not applied,
+    `label_names` is for classifier lenses, which the mesh does not serve."""
+    from xaimesh.lens import plot_lens as native_plot_lens
+
+    del inputs, tokenizer, align, custom_css, label_names
+    out = getattr(results, "xaimesh_output", None)
+    if out is None:
+        raise ValueError("plot_lens takes the results of xaimesh.interpreto's LogitLens / TunedLens")
+    plot = native_plot_lens(out)
+    if save_path is not None:
+        plot.save_html(save_path)

@@ -1,6 +1,7 @@
 """interpreto's splitters over the mesh: `ModelWithSplitPoints` (both API
-generations), `SplitterForGeneration`; `SplitterForClassification` and
-`AllLayersSplitter` are refused with the reason.
+generations), `SplitterForGeneration`, `SplitterForClassification` (heads
+that read token states; pooled heads are refused with the reason) and
+`AllLayersSplitter` (every block boundary in one forward).
 
 API generation: constructed with ``split_points=`` (interpreto 0.4's
 argument), a `ModelWithSplitPoints` behaves as 0.4's — several split points,
@@ -194,13 +195,19 @@ class ModelWithSplitPoints(BaseSplitter):
 
 
 class SplitterForGeneration(BaseSplitter):
-    """interpreto 0.5's SplitterForGeneration: token activations at one layer."""
+    """interpreto 0.5's SplitterForGeneration: the split point's output at
+    every token of a causal LM, special tokens left out
+    (``include_special_tokens=False``: TOKEN rows) or kept (ALL_TOKENS rows;
+    padding never)."""
 
     def __init__(self, model_or_repo_id: Any, split_point: Any, *, automodel: Any = None, tokenizer: Any = None,
                  config: Any = None, batch_size: int = 1, device_map: Any = None, **kwargs: Any) -> None:
         _check_loading("SplitterForGeneration", (), {"automodel": automodel, "config": config,
                                                      "batch_size": batch_size, "device_map": device_map, **kwargs})
         self._build("SplitterForGeneration", model_or_repo_id, [split_point], tokenizer)
+        if self.model.is_classifier or self.model.info.num_encoder_layers:
+            raise TypeError("The provided model is not a causal language model. Please provide a model that "
+                            "inherits from `transformers.*ForCausalLM` or `*LMHeadModel`.")
 
     @property
     def split_point(self) -> str:
@@ -217,23 +224,162 @@ class SplitterForGeneration(BaseSplitter):
         return next(iter(by_path.values())), None
 
 
-class SplitterForClassification:
-    """Refused: interpreto's SplitterForClassification splits at the input of
-    the classification head (after BERT's pooler, inside RoBERTa's head),
-    which is not a split point the model-server offers (layer outputs)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        del args, kwargs
-        raise NotImplementedError(
-            "SplitterForClassification splits at the classification head's input (after the pooler), which the "
-            "model-server does not expose; use ModelWithSplitPoints(model, split_point=<last layer>, "
-            "tokenizer=tokenizer) with activation_granularity=CLS_TOKEN for the last layer's [CLS] rows")
+#: interpreto's classification-head names, searched in this order.
+_HEAD_NAMES = ("classifier", "classification_head", "score")
 
 
-class AllLayersSplitter:
-    """Refused: every layer at once (lenses) is another helper's work on the mesh."""
+class SplitterForClassification(BaseSplitter):
+    """interpreto 0.5.2's SplitterForClassification: the input of the
+    classification head ("classifier", "classification_head" or "score", or
+    ``split_point``), one row per text — the split point ``<head>.input`` on
+    the model-server; when the head receives every token's state (RoBERTa,
+    ELECTRA, decoder classifiers), interpreto's row: the first token's with a
+    right-padding tokenizer, the last token's with a left-padding one.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        del args, kwargs
-        raise NotImplementedError("AllLayersSplitter (lenses) is not provided by xaimesh.interpreto; use "
-                                  "ModelWithSplitPoints(model, split_points=[...]) for several layers")
+    Heads that receive one pooled vector per text (BERT, DistilBERT,
+    DeBERTa-v2, ModernBERT: the pooler's output) are refused: the
+    model-server streams one row per token, and the pooled vector is not
+    one of them."""
+
+    def __init__(self, model_or_repo_id: Any, split_point: str | None = None, tokenizer: Any = None,
+                 config: Any = None, batch_size: int = 1, device_map: Any = None, **kwargs: Any) -> None:
+        from xaimesh.models import resolve_model
+
+        _check_loading("SplitterForClassification", (), {"config": config, "batch_size": batch_size,
+                                                         "device_map": device_map, **kwargs})
+        self.model = resolve_model(model_or_repo_id, tokenizer, who="SplitterForClassification")
+        self.tokenizer = tokenizer if tokenizer is not None else self.model.tokenizer
+        self._who = "SplitterForClassification"
+        if not self.model.is_classifier:
+            raise ValueError("The provided model is not a sequence classification model. Please provide a model "
+                             "that inherits from `transformers.ForSequenceClassification`.")
+        self._split_point = self._find_head(_HEAD_NAMES if split_point is None else (str(split_point),),
+                                            explicit=split_point is not None)
+        # what concept explainers and probes tag their uploads with
+        self.native = NativeSplitModel(self.model, tokenizer=self.tokenizer,
+                                       split_points=[f"{self._split_point}.input"])
+
+    def _head_rows(self, texts: list[str], head: str) -> list[Any]:
+        """Per text, the rows [tokens, width] the head receives (ALL_TOKENS: special tokens included)."""
+        from xaimesh.mesh import fetch_activations
+
+        fetched = fetch_activations(self.model, texts, [f"{head}.input"], granularity="ALL_TOKENS",
+                                    show_progress=False)[f"{head}.input"]
+        samples = fetched.sample_index
+        return [fetched.rows[[i for i, s in enumerate(samples) if s == n]] for n in range(len(texts))]
+
+    def _find_head(self, names: tuple[str, ...], *, explicit: bool) -> str:
+        from xaimesh.errors import InvalidArgumentError
+
+        for name in names:
+            try:
+                self._head_rows(["scan"], name)
+            except InvalidArgumentError as error:
+                if "unknown split point" in str(error):
+                    continue
+                if "one row per token" in str(error):
+                    raise refuse(self._who, "split_point", f"the head {name!r} of {self.model.model_id!r} receives "
+                                 "one pooled vector per text (the pooler's output), and the model-server streams "
+                                 "one row per token; use ModelWithSplitPoints(model, split_point=<last layer>, "
+                                 "tokenizer=tokenizer) with activation_granularity=CLS_TOKEN for the [CLS] row "
+                                 "the pooler reads") from None
+                raise
+            return name
+        if explicit:
+            raise ValueError(f"The provided classification head name {names[0]!r} is not valid.")
+        raise ValueError("No classification head found in the model. Please specify the classification head name "
+                         "using the `split_point` parameter.")
+
+    @property
+    def split_point(self) -> str:
+        return self._split_point
+
+    def inputs_to_activations(self, inputs: Any = None, **kwargs: Any) -> Any:
+        """The head's input row of each text, [n, width] (interpreto's CLS-token extraction)."""
+        import numpy as np
+        import torch
+
+        if kwargs:
+            raise refuse(f"{self._who}.inputs_to_activations", next(iter(kwargs)), "the model-server runs the "
+                         "forward pass; extra forward arguments are not sent")
+        last = getattr(self.tokenizer, "padding_side", "right") == "left"
+        rows = self._head_rows(_texts(inputs, self.tokenizer), self._split_point)
+        return torch.from_numpy(np.stack([r[-1] if last else r[0] for r in rows]).astype(np.float32))
+
+    def get_activations(self, inputs: Any, tqdm_bar: bool = False, forward_kwargs: dict | None = None,
+                        **kwargs: Any) -> tuple[Any, Any]:
+        """``(activations [n, width], predicted classes [n])``."""
+        accept_noop(self._who, "tqdm_bar", tqdm_bar)
+        del kwargs  # interpreto: "unused, kept for API compatibility"
+        if forward_kwargs:
+            raise refuse(self._who, "forward_kwargs", "the model-server runs the forward pass; extra forward "
+                         "arguments are not sent")
+        return self.inputs_to_activations(inputs), self._predictions(inputs)
+
+    def activations_to_outputs(self, activations: Any) -> Any:
+        raise refuse(self._who, "activations_to_outputs", "the classification head runs on the model-server, which "
+                     "takes texts, not head inputs")
+
+    def get_latent_shape(self, inputs: Any = None) -> Any:
+        import torch
+
+        del inputs
+        return torch.Size([1, int(self.inputs_to_activations(["scan"]).shape[-1])])
+
+    def __repr__(self) -> str:
+        return f"SplitterForClassification({self.model.model_id!r}, split_point={self._split_point!r})"
+
+
+class AllLayersSplitter(MeshPlacement):
+    """interpreto 0.5.2's AllLayersSplitter: the residual stream entering the
+    first block, then leaving every block — split points
+    ``<first block>.input`` and every block, computed in one forward on the
+    model-server and streamed back (every token, special tokens included).
+    Names are interpreto's (nnsight's root "model." before the module path:
+    ``model.transformer.h.0``); ``activation_names`` starts with the first
+    block's ``.input``."""
+
+    def __init__(self, model_or_repo_id: Any, *, automodel: Any = None, tokenizer: Any = None, config: Any = None,
+                 device_map: Any = None, layer_path: str | None = None, **kwargs: Any) -> None:
+        from xaimesh.models import resolve_model
+
+        _check_loading("AllLayersSplitter", (), {"automodel": automodel, "config": config, "device_map": device_map,
+                                                 **kwargs})
+        self.model = resolve_model(model_or_repo_id, tokenizer, who="AllLayersSplitter")
+        self.tokenizer = tokenizer if tokenizer is not None else self.model.tokenizer
+        layers = list(self.model.info.split_points)
+        if self.model.info.num_encoder_layers:
+            raise refuse("AllLayersSplitter", "model_or_repo_id", f"{self.model.model_id!r} is an encoder-decoder: "
+                         "its encoder and decoder blocks are two stacks, not one residual stream")
+        served = layers[0].rsplit(".", 1)[0]
+        if layer_path is not None and layer_path != served:
+            raise refuse("AllLayersSplitter", "layer_path", f"the model-server found the blocks of "
+                         f"{self.model.model_id!r} at {served!r}, not {layer_path!r}")
+        self._layers = layers
+        self.split_points = [f"model.{p}" for p in layers]
+
+    @property
+    def activation_names(self) -> list[str]:
+        return [f"{self.split_points[0]}.input", *self.split_points]
+
+    def get_activations(self, inputs: str) -> list[Any]:
+        """One text -> the input of the first block, then every block's output,
+        each ``(1, tokens, width)``."""
+        import torch
+
+        from xaimesh.mesh import fetch_activations
+
+        if not isinstance(inputs, str):
+            raise TypeError("AllLayersSplitter.get_activations takes one text (interpreto's signature); loop over "
+                            "a list")
+        points = [f"{self._layers[0]}.input", *self._layers]
+        fetched = fetch_activations(self.model, [inputs], points, granularity="ALL_TOKENS", show_progress=False)
+        return [torch.from_numpy(fetched[p].rows).unsqueeze(0) for p in points]
+
+    def apply_head(self, activations: Any) -> Any:
+        raise refuse("AllLayersSplitter", "apply_head", "the prediction head runs on the model-server, which does "
+                     "not take residual states from the client; xaimesh.interpreto.LogitLens / TunedLens apply it "
+                     "there")
+
+    def __repr__(self) -> str:
+        return f"AllLayersSplitter({self.model.model_id!r}, blocks={len(self._layers)})"
