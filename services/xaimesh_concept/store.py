@@ -164,7 +164,8 @@ def float32_to_storage(rows: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return rows
     if dtype == "float16":
-        return rows.astype("<f2")
+        with np.errstate(over="ignore"):  # out-of-range values become inf, which the writer refuses
+            return rows.astype("<f2")
     u32 = rows.view(np.uint32)
     # round to nearest even on the 16 dropped bits (finite values only: the writer refuses NaN / Inf)
     rounded = u32 + (np.uint32(0x7FFF) + ((u32 >> np.uint32(16)) & np.uint32(1)))

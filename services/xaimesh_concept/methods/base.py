@@ -285,7 +285,7 @@ class ConceptMethod:
     def _block_rows(self, width: int, share: int = 8) -> int:
         """Rows of ``width`` float32 values in 1/``share`` of the streaming
         fit's budget (one block of rows; the rest is left to its copies)."""
-        return rows_per_chunk(width, max(self.memory_budget_bytes_ // share, 1 << 20))
+        return rows_per_chunk(width, max(self.memory_budget_bytes_ // share, 64 << 10))
 
     def _sample_rows(self, source, width_factor: int = 4) -> int:
         """How many rows a seeded subsample may have in a streaming fit:

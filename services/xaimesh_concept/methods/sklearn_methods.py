@@ -231,15 +231,20 @@ class SparsePCA(ConceptMethod):
         self._fit_rows(materialize(source), log, should_stop)
 
     def _fit_streaming(self, source, log, should_stop):
-        """The in-memory fit on a seeded uniform subsample of the rows that
+        """The in-memory fit on a seeded uniform subsample of m rows, m what
         fits a quarter of the budget at 16 bytes per value (scikit-learn's
         solver alternates over whole columns, so it has no exact streaming
-        form); the loss is then measured over all rows."""
-        rows = sample_row_indices(source.n_rows, self._sample_rows(source, 16), numpy_rng(self.seed))
-        self._fit_rows(gather_rows(source, rows), log, should_stop)
+        form), with ``alpha`` scaled by sqrt(m / n): the codes' columns have
+        unit norm over the rows, so the components of m rows are sqrt(m / n)
+        times those of n, and this keeps the subsample's objective
+        ||X_m - U V||^2 / 2 + alpha_m ||V||_1 at m / n times the full one.
+        The loss is then measured over all rows."""
+        n = source.n_rows
+        rows = sample_row_indices(n, self._sample_rows(source, 16), numpy_rng(self.seed))
+        self._fit_rows(gather_rows(source, rows), log, should_stop, self.alpha * np.sqrt(len(rows) / n))
         self.final_loss_ = mse_of(lambda x: self._decode(self._encode(x)), source, self._block_rows(source.n_features))
 
-    def _fit_rows(self, X, log, should_stop):
+    def _fit_rows(self, X, log, should_stop, alpha=None):
         from sklearn.decomposition import MiniBatchSparsePCA
 
         counter = {"it": 0}
@@ -249,7 +254,7 @@ class SparsePCA(ConceptMethod):
             if should_stop is not None and should_stop():
                 raise Cancelled("the SPARSE_PCA fit was cancelled")
 
-        est = MiniBatchSparsePCA(n_components=self.nb_concepts, alpha=self.alpha,
+        est = MiniBatchSparsePCA(n_components=self.nb_concepts, alpha=self.alpha if alpha is None else alpha,
                                  ridge_alpha=self.ridge_alpha, max_iter=self.max_iterations,
                                  tol=self.tolerance, callback=callback,
                                  random_state=_seed32(self.seed))
