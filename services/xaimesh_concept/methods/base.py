@@ -282,15 +282,15 @@ class ConceptMethod:
             return bool(streaming)
         return memory_budget_bytes is not None and self.in_memory_bytes(n_rows, hidden) > memory_budget_bytes
 
-    def _block_rows(self, width: int, share: int = 8) -> int:
+    def _block_rows(self, width: int, share: int = 16) -> int:
         """Rows of ``width`` float32 values in 1/``share`` of the streaming
         fit's budget (one block of rows; the rest is left to its copies)."""
         return rows_per_chunk(width, max(self.memory_budget_bytes_ // share, 64 << 10))
 
-    def _sample_rows(self, source, width_factor: int = 4) -> int:
+    def _sample_rows(self, source, bytes_per_value: int = 4, share: int = 4) -> int:
         """How many rows a seeded subsample may have in a streaming fit:
-        a quarter of the budget at ``width_factor`` bytes per value."""
-        return max(self.nb_concepts, self.memory_budget_bytes_ // 4 // (source.n_features * width_factor))
+        1/``share`` of the budget at ``bytes_per_value`` bytes per value."""
+        return max(self.nb_concepts, self.memory_budget_bytes_ // share // (source.n_features * bytes_per_value))
 
     # ---- public API --------------------------------------------------------
     def fit(self, X, progress=None, should_stop=None, *, memory_budget_bytes: int | None = None,

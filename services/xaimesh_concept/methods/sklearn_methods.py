@@ -232,7 +232,7 @@ class SparsePCA(ConceptMethod):
 
     def _fit_streaming(self, source, log, should_stop):
         """The in-memory fit on a seeded uniform subsample of m rows, m what
-        fits a quarter of the budget at 16 bytes per value (scikit-learn's
+        fits half the budget at 16 bytes per value (scikit-learn's
         solver alternates over whole columns, so it has no exact streaming
         form), with ``alpha`` scaled by sqrt(m / n): the codes' columns have
         unit norm over the rows, so the components of m rows are sqrt(m / n)
@@ -240,7 +240,7 @@ class SparsePCA(ConceptMethod):
         ||X_m - U V||^2 / 2 + alpha_m ||V||_1 at m / n times the full one.
         The loss is then measured over all rows."""
         n = source.n_rows
-        rows = sample_row_indices(n, self._sample_rows(source, 16), numpy_rng(self.seed))
+        rows = sample_row_indices(n, self._sample_rows(source, 16, share=2), numpy_rng(self.seed))
         self._fit_rows(gather_rows(source, rows), log, should_stop, self.alpha * np.sqrt(len(rows) / n))
         self.final_loss_ = mse_of(lambda x: self._decode(self._encode(x)), source, self._block_rows(source.n_features))
 
