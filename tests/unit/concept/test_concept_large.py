@@ -189,3 +189,21 @@ def test_streamed_top_examples_equal_brute_force_over_a_half_precision_set(tmp_p
         assert [e.row for e in ex.examples] == best.tolist()
         assert ex.num_active_rows == int((col != 0).sum())
         assert ex.max_activation == pytest.approx(float(col.max()))
+
+
+# ---------------------------------------------------------------------------
+# service configuration
+# ---------------------------------------------------------------------------
+def test_service_flags_and_env_set_the_budget_and_the_storage_dtype(tmp_path, monkeypatch):
+    from xaimesh_concept.__main__ import DEFAULT_MEMORY_BUDGET, build_parser, main
+    from xaimesh_concept.server import ConceptServicer
+
+    default = ConceptServicer.from_config(build_parser().parse_config(["--data-dir", str(tmp_path / "a")]))
+    assert default.ws.memory_budget_bytes == DEFAULT_MEMORY_BUDGET and default.ws.storage_dtype == "float32"
+    monkeypatch.setenv("XAIMESH_ACTIVATION_STORAGE_DTYPE", "bfloat16")
+    config = build_parser().parse_config(["--data-dir", str(tmp_path / "b"), "--memory-budget-bytes", "100000000"])
+    ws = ConceptServicer.from_config(config).ws
+    assert ws.memory_budget_bytes == 100_000_000
+    assert ws.create_activation_set([planted(9, n=50)]).dtype == "bfloat16"
+    with pytest.raises(SystemExit):  # refused before anything starts
+        main(["--data-dir", str(tmp_path / "c"), "--memory-budget-bytes", "1000"])
