@@ -287,9 +287,11 @@ class ConceptMethod:
         fit's budget (one block of rows; the rest is left to its copies)."""
         return rows_per_chunk(width, max(self.memory_budget_bytes_ // share, 64 << 10))
 
-    def _sample_rows(self, source, bytes_per_value: int = 4, share: int = 4) -> int:
+    def _sample_rows(self, source, bytes_per_value: int = 4, share: int = 16) -> int:
         """How many rows a seeded subsample may have in a streaming fit:
-        1/``share`` of the budget at ``bytes_per_value`` bytes per value."""
+        1/``share`` of the budget at ``bytes_per_value`` bytes per value (the
+        solvers run on it make a few copies of it: 1/16 keeps them within a
+        quarter of the budget)."""
         return max(self.nb_concepts, self.memory_budget_bytes_ // share // (source.n_features * bytes_per_value))
 
     # ---- public API --------------------------------------------------------

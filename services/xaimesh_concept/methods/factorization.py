@@ -329,7 +329,7 @@ class SemiNMF(_StreamingFactorization):
 
     def _streaming_init(self, source, codes, block, A, B, should_stop):
         """The in-memory start on all rows: k-means centroids (of a seeded
-        subsample that fits a quarter of the budget), each row's code the
+        subsample that fits 1/16 of the budget), each row's code the
         one-hot of its nearest centroid + 0.2, W the least-squares dictionary."""
         k = self.nb_concepts
         sample = self._tensor(gather_rows(source, sample_row_indices(

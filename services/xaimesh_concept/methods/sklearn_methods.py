@@ -60,7 +60,7 @@ class KMeans(ConceptMethod):
 
     def _fit_streaming(self, source, log, should_stop):
         """Streaming Lloyd. Start: this class's in-memory fit (k-means++ then
-        Lloyd) on a seeded uniform subsample of the rows that fits a quarter of
+        Lloyd) on a seeded uniform subsample of the rows that fits 1/16 of
         the budget; then exact Lloyd passes over all rows, one block at a time
         (each pass: assign every row to its nearest centroid, move each centroid
         to the mean of its rows; a centroid without rows stays). Stops when the
@@ -88,11 +88,13 @@ class KMeans(ConceptMethod):
             for _, rows in source.iter_chunks(block):
                 if should_stop is not None and should_stop():
                     raise Cancelled("the KMEANS fit was cancelled")
-                labels, d2 = _nearest(rows, C)
+                x64 = rows.astype(np.float64)
+                del rows
+                labels, d2 = _nearest(x64, C)
                 inertia += float(d2.sum())
-                onehot = csr_matrix((np.ones(rows.shape[0]), (labels, np.arange(rows.shape[0]))),
-                                    shape=(k, rows.shape[0]))
-                sums += onehot @ rows.astype(np.float64)
+                onehot = csr_matrix((np.ones(x64.shape[0]), (labels, np.arange(x64.shape[0]))),
+                                    shape=(k, x64.shape[0]))
+                sums += onehot @ x64
                 counts += np.bincount(labels, minlength=k)
             return sums, counts, inertia
 
@@ -136,7 +138,7 @@ class KMeans(ConceptMethod):
 
 def _nearest(rows: np.ndarray, centroids: np.ndarray):
     """(index of the nearest centroid, squared distance to it) of each row."""
-    x, c = rows.astype(np.float64), centroids.astype(np.float64)
+    x, c = np.asarray(rows, np.float64), centroids.astype(np.float64)
     d2 = np.maximum((x ** 2).sum(1)[:, None] - 2 * x @ c.T + (c ** 2).sum(1)[None, :], 0)
     labels = d2.argmin(1)
     return labels, d2[np.arange(rows.shape[0]), labels]
