@@ -74,6 +74,7 @@ bench: venv
 # The long-input rows (300-word prompt, KernelShap 512): hours on a small CPU, minutes on a GPU.
 bench-large: venv
 	$(PY) -m benchmarks.bench_prefix
+	$(PY) -m benchmarks.bench_large
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

@@ -18,6 +18,8 @@ from xaimesh_runtime.server import serve
 
 DEFAULT_PORT = 50053
 DEFAULT_METRICS_PORT = 9103
+#: 1 GiB: with the service's own ~0.4 GB, one fit stays within 1.5 GB of resident memory.
+DEFAULT_MEMORY_BUDGET = 1 << 30
 
 
 def build_parser():
@@ -30,6 +32,13 @@ def build_parser():
                            "(empty = cuda when present, else cpu)")
     parser.add_option("--model-cache-size", type=int, default=8,
                       help="fitted concept models kept loaded in memory (LRU)")
+    parser.add_option("--memory-budget-bytes", type=int, default=DEFAULT_MEMORY_BUDGET,
+                      help="working memory of one fit / metric computation: a concept method whose "
+                           "in-memory fit would need more runs its streaming variant "
+                           "(docs/concepts-large.md)")
+    parser.add_option("--activation-storage-dtype", default="float32",
+                      choices=("float32", "float16", "bfloat16"),
+                      help="how new activation sets are stored on disk (rows are read back as float32)")
     parser.add_downstream("model-server", default="127.0.0.1:50051")
     return parser
 
@@ -39,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parser.parse_config(list(sys.argv[1:] if argv is None else argv))
     if config.options.model_cache_size is not None and config.options.model_cache_size < 1:
         parser.error("--model-cache-size (XAIMESH_MODEL_CACHE_SIZE) must be at least 1")
+    if config.options.memory_budget_bytes is not None and config.options.memory_budget_bytes < 1 << 20:
+        parser.error("--memory-budget-bytes (XAIMESH_MEMORY_BUDGET_BYTES) must be at least 1 MiB")
     from .server import ConceptServicer  # heavy imports (torch) after the flags are checked
 
     try:

@@ -12,6 +12,7 @@ ever hold one chunk; methods that need the whole matrix call
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
@@ -186,6 +187,79 @@ def materialize(source: RowSource) -> np.ndarray:
             source.array.flags.c_contiguous and not isinstance(source.array, np.memmap):
         return source.array
     return source.read(0, source.n_rows)
+
+
+def sample_row_indices(n_rows: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``min(m, n_rows)`` distinct row indices drawn uniformly (seeded), sorted."""
+    if m >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(rng.choice(n_rows, m, replace=False))
+
+
+def gather_rows(source: RowSource, rows) -> np.ndarray:
+    """Rows at the sorted indices ``rows`` as one float32 array, read a run of
+    nearby rows at a time (rows at most 64 apart and within 8 MiB share a read)."""
+    rows = np.asarray(rows, np.int64)
+    out = np.empty((rows.shape[0], source.n_features), np.float32)
+    max_span = rows_per_chunk(source.n_features, 8 << 20)
+    i = 0
+    while i < rows.shape[0]:
+        j = i
+        while j + 1 < rows.shape[0] and rows[j + 1] - rows[i] < max_span and rows[j + 1] - rows[j] <= 64:
+            j += 1
+        block = source.read(int(rows[i]), int(rows[j]) + 1)
+        out[i:j + 1] = block[rows[i:j + 1] - rows[i]]
+        i = j + 1
+    return out
+
+
+class RowFile:
+    """A float32 [n_rows, width] scratch matrix in a temporary file, read and
+    written by row range with positioned I/O (not memory-mapped, so only the
+    rows in use are in the process). Removed by ``close()``."""
+
+    def __init__(self, n_rows: int, width: int, tmp_dir: str | None = None):
+        import tempfile
+
+        self.n_rows, self.n_features = int(n_rows), int(width)
+        fd, self.path = tempfile.mkstemp(prefix="rows-", suffix=".f32", dir=tmp_dir)
+        self._f = os.fdopen(fd, "r+b", buffering=0)
+        self._f.truncate(self.n_rows * self.n_features * 4)
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        data = np.ascontiguousarray(rows, np.float32)
+        os.pwrite(self._f.fileno(), data.tobytes(), int(start) * self.n_features * 4)
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        out = np.empty((int(end) - int(start), self.n_features), np.float32)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos, got = int(start) * self.n_features * 4, 0
+        while got < len(view):
+            n = os.preadv(self._f.fileno(), [view[got:]], pos + got)
+            if not n:
+                raise EOFError(f"{self.path} is shorter than {self.n_rows} rows")
+            got += n
+        return out
+
+    def iter_chunks(self, chunk_rows: int, start: int = 0, end: int | None = None):
+        end = self.n_rows if end is None else min(end, self.n_rows)
+        for s in range(start, end, max(1, chunk_rows)):
+            yield s, self.read(s, min(s + chunk_rows, end))
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def iter_shuffled_batches(source: RowSource, batch_size: int, rng: np.random.Generator,

@@ -45,8 +45,10 @@ Every definition, with the reference toolkit's: docs/concept-metrics.md.
 Memory: every metric but FID keeps O(d + k) accumulators. FID needs whole
 columns: when 2 * n * d * 4 bytes fit in ``fid_memory_bytes`` (default
 256 MiB) the columns are kept in RAM, otherwise X and X_hat are spilled to
-two temporary float32 memmaps (in ``tmp_dir``) and sorted a block of
-features at a time; the result is exact either way.
+two temporary float32 files (in ``tmp_dir``) stored column by column
+(written and read with positioned I/O, not memory-mapped, so the process
+holds one block only) and sorted a block of features at a time, the block
+sized to ``fid_memory_bytes``; the result is exact either way.
 """
 
 from __future__ import annotations
@@ -130,15 +132,14 @@ class MetricAccumulator:
     # -- FID storage -----------------------------------------------------------
     def _open_spill(self, n_rows: int):
         self._spill_dir = tempfile.mkdtemp(prefix="fid-", dir=self._tmp_dir)
-        shape = (max(n_rows, 1), self.d)
-        self._spill = (
-            np.lib.format.open_memmap(os.path.join(self._spill_dir, "x.npy"), "w+", np.float32, shape),
-            np.lib.format.open_memmap(os.path.join(self._spill_dir, "r.npy"), "w+", np.float32, shape),
-        )
+        self._spill = (_ColumnFile(os.path.join(self._spill_dir, "x.f32"), max(n_rows, 1), self.d),
+                       _ColumnFile(os.path.join(self._spill_dir, "r.f32"), max(n_rows, 1), self.d))
         self._spill_rows = n_rows
 
     def close(self):
         if self._spill is not None:
+            for f in self._spill:
+                f.close()
             self._spill = None
             shutil.rmtree(self._spill_dir, ignore_errors=True)
 
@@ -180,8 +181,8 @@ class MetricAccumulator:
             if self._spill is not None:
                 if tot > self._spill_rows:
                     raise InvalidArgument("more rows than announced to the metric accumulator")
-                self._spill[0][self.n:tot] = X
-                self._spill[1][self.n:tot] = X_hat
+                self._spill[0].write_rows(self.n, X)
+                self._spill[1].write_rows(self.n, X_hat)
             else:
                 self._fid_x.append(np.asarray(X, np.float32))
                 self._fid_r.append(np.asarray(X_hat, np.float32))
@@ -196,14 +197,16 @@ class MetricAccumulator:
         cap = max(needed * 2, 1024)
         self._open_spill(cap)
         if old is not None:
-            self._spill[0][: self.n] = old[0][: self.n]
-            self._spill[1][: self.n] = old[1][: self.n]
+            for new_file, old_file in zip(self._spill, old):
+                for f0 in range(0, self.d, 64):
+                    new_file.write_rows(0, old_file.read_columns(f0, min(f0 + 64, self.d), self.n).T, f0)
+                old_file.close()
             shutil.rmtree(old_dir, ignore_errors=True)
         else:
             xs = np.concatenate(self._fid_x, 0)
             rs = np.concatenate(self._fid_r, 0)
-            self._spill[0][: xs.shape[0]] = xs
-            self._spill[1][: rs.shape[0]] = rs
+            self._spill[0].write_rows(0, xs)
+            self._spill[1].write_rows(0, rs)
             self._fid_x, self._fid_r = [], []
 
     def _fid_value(self) -> float:
@@ -211,15 +214,23 @@ class MetricAccumulator:
         if n == 0:
             return float("nan")
         if self._spill is not None:
-            xs, rs = self._spill[0], self._spill[1]
+            xf, rf = self._spill
+            block = max(1, self._fid_mem // max(1, n * (4 + 8) * 2))
+
+            def columns(f0, f1):
+                return xf.read_columns(f0, f1, n).T, rf.read_columns(f0, f1, n).T
         else:
             xs = np.concatenate(self._fid_x, 0)
             rs = np.concatenate(self._fid_r, 0)
-        block = max(1, (64 << 20) // max(1, n * 8 * 2))
+            block = max(1, (64 << 20) // max(1, n * 8 * 2))
+
+            def columns(f0, f1):
+                return xs[:n, f0:f1], rs[:n, f0:f1]
         total = 0.0
         for f0 in range(0, d, block):
-            a = np.sort(np.asarray(xs[:n, f0:f0 + block], np.float64), axis=0)
-            b = np.sort(np.asarray(rs[:n, f0:f0 + block], np.float64), axis=0)
+            xcols, rcols = columns(f0, min(f0 + block, d))
+            a = np.sort(np.asarray(xcols, np.float64), axis=0)
+            b = np.sort(np.asarray(rcols, np.float64), axis=0)
             total += float(np.abs(a - b).mean(0).sum())
         return total / d
 
@@ -256,6 +267,38 @@ class MetricAccumulator:
                 norms = np.sqrt(self.sq_x * self.sq_r)
                 out[m] = 1.0 - self.dot / norms if norms > 0 else nan
         return out
+
+
+class _ColumnFile:
+    """A float32 [n_rows, width] matrix on disk stored column by column (the
+    rows of column j at byte (j * n_rows + i) * 4), written by row blocks and
+    read by column blocks with positioned I/O."""
+
+    def __init__(self, path: str, n_rows: int, width: int):
+        self.path, self.n_rows, self.width = path, int(n_rows), int(width)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self._fd, self.n_rows * self.width * 4)
+
+    def write_rows(self, start: int, rows: np.ndarray, col0: int = 0) -> None:
+        """Rows [start, start + len(rows)) of columns [col0, col0 + rows.shape[1])."""
+        cols = np.ascontiguousarray(np.asarray(rows, np.float32).T)  # [columns, nb]
+        for j in range(cols.shape[0]):
+            os.pwrite(self._fd, cols[j].tobytes(), ((col0 + j) * self.n_rows + int(start)) * 4)
+
+    def read_columns(self, f0: int, f1: int, n: int) -> np.ndarray:
+        """Columns [f0, f1) of the first n rows, as [f1 - f0, n]."""
+        out = np.empty((f1 - f0, n), np.float32)
+        for j in range(f0, f1):
+            view = memoryview(out[j - f0].view(np.uint8))
+            got, pos = 0, j * self.n_rows * 4
+            while got < len(view):
+                got += os.preadv(self._fd, [view[got:]], pos + got)
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def compute_metrics(model, X, metrics=None, *, chunk_rows: int | None = None, progress=None,

@@ -167,7 +167,9 @@ class ConceptServicer(concept_pb2_grpc.ConceptServiceServicer):
         data_dir.mkdir(parents=True, exist_ok=True)
         device = getattr(config.options, "device", None) or None
         cache = getattr(config.options, "model_cache_size", None) or 8
-        ws = ConceptWorkspace(str(data_dir), default_device=device, model_cache_size=int(cache))
+        ws = ConceptWorkspace(str(data_dir), default_device=device, model_cache_size=int(cache),
+                              memory_budget_bytes=getattr(config.options, "memory_budget_bytes", None),
+                              storage_dtype=getattr(config.options, "activation_storage_dtype", None))
         return cls(ws, config.downstream(MODEL_SERVER))
 
     def register(self, server: grpc.Server) -> list[str]:

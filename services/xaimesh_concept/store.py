@@ -5,7 +5,9 @@ Layout under the data directory::
     <data_dir>/
       activation_sets/<id>/
         meta.json              ActivationSetInfo + chunk tables
-        rows-00000000.npy      float32 [rows_i, hidden], one file per chunk (.npy, memmapped)
+        rows-00000000.npy      [rows_i, hidden] in the storage dtype, one file per chunk (.npy):
+                               <f4 (float32), <f2 (float16) or <u2 (bfloat16: the upper
+                               16 bits of the float32, rounded to nearest even)
         prov-00000000.npy      structured [rows_j]: sample_index i8, token_start i4,
                                token_end i4, text_offset i8, text_length i4
         prov-00000000.txt      the rows' texts, UTF-8, concatenated (byte offsets above)
@@ -24,10 +26,21 @@ are removed when a Store opens the directory, so a data directory must be
 served by one process at a time.
 
 Rows are appended chunk by chunk (buffered up to ``chunk_bytes``, 64 MiB by
-default) so a set larger than RAM can be written while pulling, and read
-back by row range through memmaps without loading the whole set.
-Activations are stored as float32 (float16 / bfloat16 / float64 input is
-converted).
+default) so a set larger than RAM can be written while pulling or uploading,
+and read back by row range with positioned reads (``readinto`` at the row's
+byte offset) into a buffer of the rows asked for. Reads do not memory-map
+the files: the pages of a mapped file that was read count in the process's
+resident memory until the kernel evicts them, so scanning a 2.3 GB set
+through memmaps would show a 2.3 GB RSS; read into buffers, the file's pages
+stay in the kernel's page cache, outside the process.
+
+Rows are stored in the set's *storage dtype* (``storage_dtype``: float32 by
+default; float16 or bfloat16 halve the disk and the I/O). Whatever dtype
+arrives (float16 / bfloat16 / float32 / float64) is converted to float32
+first, then rounded to the storage dtype (round to nearest even); readers
+always get float32. float32 storage is bitwise what was sent as float32;
+float16 keeps 11 significant bits (relative error <= 2^-11, values beyond
+65504 refused), bfloat16 8 bits (relative error <= 2^-8, float32's range).
 
 Ids are 12 lowercase hex characters when generated; any id given by a
 caller must match ``[A-Za-z0-9][A-Za-z0-9_-]{0,63}`` (so "../x", "a/b",
@@ -130,6 +143,44 @@ def normalize_dtype(dtype) -> str:
 
 def itemsize_of(dtype: str) -> int:
     return {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}[dtype]
+
+
+#: Storage dtypes of activation rows and their on-disk numpy dtypes.
+STORAGE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
+FLOAT16_MAX = 65504.0
+
+
+def normalize_storage_dtype(dtype) -> str:
+    """"float32" | "float16" | "bfloat16" (empty = float32), as normalize_dtype."""
+    name = normalize_dtype(dtype)
+    if name not in STORAGE_DTYPES:
+        raise InvalidArgument(f"activation sets are stored as float32, float16 or bfloat16, not {name}",
+                              field="storage_dtype")
+    return name
+
+
+def float32_to_storage(rows: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 rows -> their on-disk representation (round to nearest even)."""
+    if dtype == "float32":
+        return rows
+    if dtype == "float16":
+        with np.errstate(over="ignore"):  # out-of-range values become inf, which the writer refuses
+            return rows.astype("<f2")
+    u32 = rows.view(np.uint32)
+    # round to nearest even on the 16 dropped bits (finite values only: the writer refuses NaN / Inf)
+    rounded = u32 + (np.uint32(0x7FFF) + ((u32 >> np.uint32(16)) & np.uint32(1)))
+    return (rounded >> np.uint32(16)).astype("<u2")
+
+
+def storage_to_float32(raw: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """On-disk rows -> float32 (into ``out`` when given)."""
+    if out is None:
+        out = np.empty(raw.shape, np.float32)
+    if dtype == "bfloat16":
+        out.view(np.uint32)[...] = raw.astype(np.uint32) << np.uint32(16)
+    else:
+        out[...] = raw
+    return out
 
 
 def bytes_to_float32(data: bytes, dtype: str) -> np.ndarray:
@@ -280,7 +331,7 @@ class ActivationSetWriter:
                  model: str = "", split_point: str = "", granularity="UNSPECIFIED",
                  aggregation="UNSPECIFIED", num_samples: int | None = None,
                  chunk_bytes: int | None = None, expected_rows: int | None = None,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, storage_dtype="float32"):
         self.store = store
         self.id = new_id()
         self.info = ActivationSetInfo(
@@ -288,7 +339,7 @@ class ActivationSetWriter:
             split_point=str(split_point or ""),
             granularity=enum_key(tensor_pb2.Granularity, granularity, "granularity"),
             aggregation=enum_key(tensor_pb2.Aggregation, aggregation, "aggregation"),
-            metadata=dict(metadata or {}))
+            metadata=dict(metadata or {}), dtype=normalize_storage_dtype(storage_dtype))
         self.hidden_size = int(hidden_size) if hidden_size else None
         self.expected_rows = expected_rows
         self.num_samples = num_samples
@@ -356,11 +407,29 @@ class ActivationSetWriter:
                 field="rows")
         if rows.shape[0] == 0:
             return
-        self._buf.append(rows)
+        stored = self._to_storage(rows)
+        self._buf.append(stored)
         self._buf_rows += rows.shape[0]
         self.n_rows += rows.shape[0]
-        if self._buf_rows * self.hidden_size * 4 >= self.chunk_bytes:
+        if self._buf_rows * self.hidden_size * stored.itemsize >= self.chunk_bytes:
             self._flush_rows()
+
+    def _to_storage(self, rows: np.ndarray) -> np.ndarray:
+        dtype = self.info.dtype
+        stored = float32_to_storage(rows, dtype)
+        if dtype == "float16":
+            overflow = ~np.isfinite(stored)
+        elif dtype == "bfloat16":
+            overflow = (stored & np.uint16(0x7F80)) == np.uint16(0x7F80)
+        else:
+            return stored
+        if overflow.any():
+            bad = np.argwhere(overflow)[0]
+            raise InvalidArgument(
+                f"activation {float(rows[bad[0], bad[1]])!r} (row {self.n_rows + int(bad[0])}, column "
+                f"{int(bad[1])}) is out of the range of {dtype} storage; store this set as float32",
+                field="rows")
+        return stored
 
     def append_tensor_chunk(self, data: bytes, *, byte_offset: int | None = None,
                             total_bytes: int | None = None, dtype=None, shape=None) -> None:
@@ -532,7 +601,9 @@ class ActivationSetWriter:
 
 class ActivationSetReader:
     """Read access to a stored set; a row source (``n_rows``, ``n_features``,
-    ``read``, ``iter_chunks``) backed by memmaps of the chunk files."""
+    ``read``, ``iter_chunks``) reading the chunk files by positioned reads
+    (see the module doc: no memmaps, so the process holds only the rows asked
+    for)."""
 
     def __init__(self, path: str, meta: dict):
         self.path = path
@@ -542,7 +613,9 @@ class ActivationSetReader:
         self._starts = [c[0] for c in self._chunks]
         self._prov_chunks = meta.get("prov_chunks", [])
         self._prov_starts = [c[0] for c in self._prov_chunks]
-        self._mm: dict[int, np.ndarray] = {}
+        self.storage_dtype = self.info.dtype or "float32"
+        self._disk_dtype = STORAGE_DTYPES[self.storage_dtype]
+        self._data_offsets: dict[int, int] = {}
         self._prov: dict[int, tuple[np.ndarray, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -554,15 +627,43 @@ class ActivationSetReader:
     def granularity(self) -> str:
         return self.info.granularity
 
-    def _chunk(self, i: int) -> np.ndarray:
-        mm = self._mm.get(i)
-        if mm is None:
-            with self._lock:
-                mm = self._mm.get(i)
-                if mm is None:
-                    mm = np.load(os.path.join(self.path, f"rows-{i:08d}.npy"), mmap_mode="r")
-                    self._mm[i] = mm
-        return mm
+    def _rows_file(self, i: int) -> str:
+        return os.path.join(self.path, f"rows-{i:08d}.npy")
+
+    def _data_offset(self, i: int) -> int:
+        """Byte offset of the first row in chunk file ``i`` (after its .npy header)."""
+        off = self._data_offsets.get(i)
+        if off is None:
+            with open(self._rows_file(i), "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                if fortran or dtype != self._disk_dtype or shape != (self._chunks[i][1], self.n_features):
+                    raise FailedPrecondition(
+                        f"activation set {self.info.id}: chunk file {i} is {dtype}{list(shape)}, not the "
+                        f"{self._disk_dtype}[{self._chunks[i][1]}, {self.n_features}] its metadata says")
+                off = f.tell()
+            self._data_offsets[i] = off
+        return off
+
+    def _read_chunk_rows(self, i: int, lo: int, hi: int, out: np.ndarray) -> None:
+        """Rows [lo, hi) of chunk file ``i`` (as float32) into ``out``."""
+        row_bytes = self.n_features * self._disk_dtype.itemsize
+        raw = out if self.storage_dtype == "float32" else np.empty((hi - lo, self.n_features),
+                                                                   self._disk_dtype)
+        view = memoryview(raw.reshape(-1).view(np.uint8))
+        with open(self._rows_file(i), "rb", buffering=0) as f:
+            f.seek(self._data_offset(i) + lo * row_bytes)
+            got = 0
+            while got < len(view):
+                n = f.readinto(view[got:])
+                if not n:
+                    raise FailedPrecondition(f"activation set {self.info.id}: chunk file {i} is "
+                                             "shorter than its metadata says")
+                got += n
+        if raw is not out:
+            storage_to_float32(raw, self.storage_dtype, out)
 
     def _check_range(self, start: int, end: int):
         if start < 0 or end > self.n_rows or start > end:
@@ -582,7 +683,7 @@ class ActivationSetReader:
         while pos < end:
             c0, cn = self._chunks[i]
             lo, hi = pos - c0, min(end, c0 + cn) - c0
-            out[pos - start:pos - start + hi - lo] = self._chunk(i)[lo:hi]
+            self._read_chunk_rows(i, lo, hi, out[pos - start:pos - start + hi - lo])
             pos = c0 + hi
             i += 1
         return out

@@ -35,7 +35,7 @@ from .common import (ActivationEvent, ActivationRows, ActivationsHeader, Activat
 from .data import ArraySource, RangeSource, check_finite, rows_per_chunk
 from .methods import ConceptMethod, build_method, method_class, resolve_device
 from .store import (MODELS_COLLECTION, SETS_COLLECTION, ActivationSetInfo, ActivationSetReader,
-                    ActivationSetWriter, ConceptModelInfo, Store, parse_name)
+                    ActivationSetWriter, ConceptModelInfo, Store, normalize_storage_dtype, parse_name)
 
 log = logging.getLogger("xaimesh_concept.workspace")
 
@@ -85,11 +85,18 @@ class ConceptWorkspace:
 
     ``default_device``: where fits and loaded models run when a request
     does not say ("" / None = cuda when present, else cpu).
+    ``memory_budget_bytes``: working memory of one fit or metric computation
+    (None = no limit: the exact in-memory algorithms always run); a method
+    whose in-memory fit needs more runs its streaming variant.
+    ``storage_dtype``: float32 (default), float16 or bfloat16 for new sets.
     """
 
     def __init__(self, data_dir: str, *, default_device: str | None = None,
-                 model_cache_size: int = 8):
+                 model_cache_size: int = 8, memory_budget_bytes: int | None = None,
+                 storage_dtype: str | None = None):
         self.store = Store(data_dir)
+        self.memory_budget_bytes = int(memory_budget_bytes) if memory_budget_bytes else None
+        self.storage_dtype = normalize_storage_dtype(storage_dtype)
         self.default_device = default_device or None
         if self.default_device:
             resolve_device(self.default_device)
@@ -113,7 +120,8 @@ class ConceptWorkspace:
         return self.store.new_activation_set(
             display_name=display_name, model=model, split_point=split_point,
             granularity=granularity, aggregation=aggregation, hidden_size=hidden_size,
-            num_samples=num_samples, expected_rows=expected_rows, metadata=metadata)
+            num_samples=num_samples, expected_rows=expected_rows, metadata=metadata,
+            storage_dtype=self.storage_dtype)
 
     def create_activation_set(self, chunks: Iterable, *, progress=None, should_stop=None,
                               total_rows: int | None = None, **header) -> ActivationSetInfo:
@@ -294,7 +302,8 @@ class ConceptWorkspace:
         m.validate_fit_shape(source.n_rows, source.n_features)
         log, on_log = _log_collector(progress)
         t0 = time.perf_counter()
-        m.fit(source, progress=on_log, should_stop=should_stop)
+        m.fit(source, progress=on_log, should_stop=should_stop, memory_budget_bytes=self.memory_budget_bytes,
+              tmp_dir=self.store.tmp_dir)
         params = m.get_params()
         params.pop("nb_concepts", None)
         return self._save_fitted(m, reader.info, display_name, params, time.perf_counter() - t0, log, should_stop)
@@ -487,8 +496,8 @@ class ConceptWorkspace:
                                           f"model {i + 1}/{total}"))
 
                 vals = _metrics.compute_metrics(m, src, per_model, progress=prog,
-                                                should_stop=should_stop,
-                                                tmp_dir=self.store.tmp_dir, lp_p=lp_p, epsilon=epsilon)
+                                                should_stop=should_stop, tmp_dir=self.store.tmp_dir,
+                                                lp_p=lp_p, epsilon=epsilon, **self._metric_memory())
                 out.extend(MetricValue(k, float(vals[k]), info.name) for k in per_model)
         for name in (x for x in names if x in _metrics.DICTIONARY_METRICS):
             if len(loaded) < 2:
@@ -498,6 +507,10 @@ class ConceptWorkspace:
                                        matching=_metrics.DICTIONARY_METRICS[name])
             out.append(MetricValue(name, value, ""))
         return out
+
+    def _metric_memory(self) -> dict:
+        """The metric accumulator's share of the memory budget (FID's columns)."""
+        return {} if self.memory_budget_bytes is None else {"fid_memory_bytes": self.memory_budget_bytes // 4}
 
     # ---- examples ---------------------------------------------------------
     def _model_and_set(self, model: str, activation_set: str):

@@ -13,6 +13,14 @@ A concept method is a scikit-learn-like estimator::
 ``X`` is anything :func:`xaimesh_concept.data.as_source` accepts (array,
 memmap, torch tensor, chunk factory, stored activation set).
 
+Memory: ``fit(X, memory_budget_bytes=B)`` bounds the working memory of the
+fit. Methods whose exact algorithm holds the whole matrix (``streaming`` is
+False) estimate what that takes (``in_memory_bytes``); past the budget, or
+with ``streaming=True``, they run their streaming variant (``_fit_streaming``,
+definitions in docs/concepts-large.md), which holds blocks of rows only.
+Without a budget (the default of this Python API) the exact in-memory
+algorithm runs, whatever the size.
+
 Options are the ``ConceptFitOptions`` fields that apply to the method; zero /
 empty values mean "the method's default" as in the proto. ``get_params()``
 returns the options actually used, defaults filled.
@@ -30,6 +38,9 @@ from xaimesh_runtime.errors import Cancelled, FailedPrecondition, InvalidArgumen
 
 from ..common import LogEntry
 from ..data import ArraySource, RowSource, as_source, rows_per_chunk
+
+#: Working memory of a streaming fit when forced (``streaming=True``) without a budget.
+DEFAULT_STREAMING_BUDGET = 256 << 20
 
 #: Every registered method, by its ConceptMethod enum suffix ("SEMI_NMF").
 REGISTRY: dict[str, type["ConceptMethod"]] = {}
@@ -144,8 +155,11 @@ class ConceptMethod:
     needs_rows_ge_concepts: ClassVar[bool] = True
     #: nb_concepts must be <= hidden size.
     needs_hidden_ge_concepts: ClassVar[bool] = False
-    #: Trains without holding the whole matrix in memory.
+    #: Trains without holding the whole matrix in memory (no separate streaming variant).
     streaming: ClassVar[bool] = False
+    #: Bytes per matrix element the exact in-memory fit holds (its copies of the
+    #: rows, float32 = 4; see ``in_memory_bytes``).
+    in_memory_bytes_per_value: ClassVar[int] = 4
     #: Computation runs in torch on ``device``; otherwise numpy / scikit-learn on CPU.
     uses_device: ClassVar[bool] = False
     #: Codes are >= 0.
@@ -208,6 +222,8 @@ class ConceptMethod:
         self.scale_: np.ndarray | None = None
         self.training_log_: list[LogEntry] = []
         self.final_loss_: float = float("nan")
+        #: Whether the last fit ran the streaming variant.
+        self.streamed_fit_ = False
 
     # ---- options -----------------------------------------------------------
     def _check_params(self, p: dict) -> None:
@@ -257,14 +273,50 @@ class ConceptMethod:
                                   field=what)
         return np.ascontiguousarray(X, dtype=np.float32)
 
+    # ---- memory --------------------------------------------------------------
+    def in_memory_bytes(self, n_rows: int, hidden: int) -> int:
+        """What the exact in-memory fit holds for an [n_rows, hidden] matrix
+        (the matrix and its copies, plus the codes when it keeps them)."""
+        return n_rows * hidden * self.in_memory_bytes_per_value + n_rows * self.nb_concepts * 8
+
+    def use_streaming(self, n_rows: int, hidden: int, memory_budget_bytes: int | None,
+                      streaming: bool | None = None) -> bool:
+        """Whether a fit of [n_rows, hidden] runs the streaming variant."""
+        if self.streaming or not hasattr(self, "_fit_streaming"):
+            return False
+        if streaming is not None:
+            return bool(streaming)
+        return memory_budget_bytes is not None and self.in_memory_bytes(n_rows, hidden) > memory_budget_bytes
+
+    def _block_rows(self, width: int, share: int = 16) -> int:
+        """Rows of ``width`` float32 values in 1/``share`` of the streaming
+        fit's budget (one block of rows; the rest is left to its copies)."""
+        return rows_per_chunk(width, max(self.memory_budget_bytes_ // share, 64 << 10))
+
+    def _sample_rows(self, source, bytes_per_value: int = 4, share: int = 16) -> int:
+        """How many rows a seeded subsample may have in a streaming fit:
+        1/``share`` of the budget at ``bytes_per_value`` bytes per value (the
+        solvers run on it make a few copies of it: 1/16 keeps them within a
+        quarter of the budget)."""
+        return max(self.nb_concepts, self.memory_budget_bytes_ // share // (source.n_features * bytes_per_value))
+
     # ---- public API --------------------------------------------------------
-    def fit(self, X, progress=None, should_stop=None):
+    def fit(self, X, progress=None, should_stop=None, *, memory_budget_bytes: int | None = None,
+            streaming: bool | None = None, tmp_dir: str | None = None):
         """Fit on ``X``; ``progress(LogEntry)`` receives training log entries,
-        ``should_stop()`` is polled every iteration / batch (Cancelled when True)."""
+        ``should_stop()`` is polled every iteration / batch (Cancelled when True).
+
+        ``memory_budget_bytes``: past it the streaming variant runs (None: no
+        limit); ``streaming``: True / False forces the variant; ``tmp_dir``:
+        where the streaming variants keep scratch files (codes)."""
         source = as_source(X)
         self.validate_fit_shape(source.n_rows, source.n_features)
         self.hidden_size_ = source.n_features
         self.training_log_ = []
+        self.streamed_fit_ = self.use_streaming(source.n_rows, source.n_features, memory_budget_bytes,
+                                                streaming)
+        self.memory_budget_bytes_ = memory_budget_bytes or DEFAULT_STREAMING_BUDGET
+        self.tmp_dir_ = tmp_dir
         if should_stop is not None and should_stop():
             raise Cancelled("the fit was cancelled")
 
@@ -278,7 +330,10 @@ class ConceptMethod:
             std = np.where(std > 1e-12, std, 1.0)
             self.mean_, self.scale_ = mean.astype(np.float32), std.astype(np.float32)
             source = _StandardizedSource(source, self.mean_, self.scale_)
-        self._fit(source, log, should_stop)
+        if self.streamed_fit_:
+            self._fit_streaming(source, log, should_stop)
+        else:
+            self._fit(source, log, should_stop)
         self.fitted_ = True
         return self
 
@@ -335,6 +390,7 @@ class ConceptMethod:
             "hidden_size": self.hidden_size_,
             "params": self.params,
             "final_loss": _json_float(self.final_loss_),
+            "streamed_fit": bool(self.streamed_fit_),
             "extra": self._state_extra(),
         }
         tensors = {k: np.ascontiguousarray(v) for k, v in self._state_tensors().items()}
@@ -372,6 +428,7 @@ class ConceptMethod:
             params.pop("device", None)
         obj = klass(config["nb_concepts"], **params)
         obj.hidden_size_ = int(config["hidden_size"])
+        obj.streamed_fit_ = bool(config.get("streamed_fit", False))
         obj.final_loss_ = float(config.get("final_loss") if config.get("final_loss") is not None
                                 else float("nan"))
         if "standardize.mean" in tensors:

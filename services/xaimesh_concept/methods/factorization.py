@@ -3,10 +3,12 @@
 Orientation: activations ``X`` [n, d] ~ ``U`` [n, k] @ ``W`` [k, d]; ``U``
 are the codes (>= 0), ``W`` the dictionary.
 
-Memory: these methods materialise the fitting matrix on the device
-(n * d * 4 bytes) plus the codes (n * k * 4 bytes). ConvexNMF also holds an
-m x m Gram matrix of the rows it fits on (m <= ``max_rows``, default 4096:
-64 MiB), so it fits on a seeded subsample of at most ``max_rows`` rows.
+Memory: SemiNMF and NMF materialise the fitting matrix on the device
+(n * d * 4 bytes) plus the codes (n * k * 4 bytes); past the memory budget
+their streaming variant runs instead (see ``_StreamingFactorization``).
+ConvexNMF holds an m x m Gram matrix of the rows it fits on (m <=
+``max_rows``, default 4096: 64 MiB), so it fits on a seeded subsample of at
+most ``max_rows`` rows, read without materialising the others.
 
 Encoding (all three) solves the non-negative least-squares problem
 ``min_{U >= 0} ||X - U W||^2`` with the dictionary fixed, by a FIXED number
@@ -23,8 +25,8 @@ import numpy as np
 import torch
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
-from ..data import materialize
 from ..common import LogEntry, numpy_rng
+from ..data import RowFile, gather_rows, materialize, sample_row_indices
 from .base import ConceptMethod, log_every, register
 
 _EPS = 1e-12
@@ -98,6 +100,44 @@ def kmeans_torch(X: torch.Tensor, k: int, seed: int, iterations: int = 20) -> to
     return labels
 
 
+def semi_nmf_codes(U, B, G, solver: str, inner_iterations: int):
+    """One non-negative update of the codes U for SemiNMF, given B = X W^T and
+    G = W W^T (the multiplicative rule, or accelerated projected gradient
+    warm-started from U)."""
+    if solver == "mu":
+        return U * torch.sqrt((_pos(B) + U @ _neg(G)) / (_neg(B) + U @ _pos(G)).clamp_min(_EPS))
+    L = float(torch.linalg.eigvalsh(G.double())[-1].clamp_min(_EPS))
+    Y, t = U.clone(), 1.0
+    for _ in range(inner_iterations):
+        U_next = (Y - (Y @ G - B) / L).clamp_min(0)
+        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        Y = U_next + ((t - 1) / t_next) * (U_next - U)
+        U, t = U_next, t_next
+    return U
+
+
+def semi_nmf_dictionary(UtU, UtX):
+    """The least-squares dictionary (U^T U)^-1 U^T X (float64, tiny ridge)."""
+    UtU = UtU.double()
+    eye = torch.eye(UtU.shape[0], dtype=torch.float64, device=UtU.device)
+    ridge = 1e-10 * float(UtU.diagonal().mean().clamp_min(_EPS))
+    return torch.linalg.solve(UtU + ridge * eye, UtX.double())
+
+
+def hals_dictionary(W, UtU, UtX):
+    """HALS sweep over the rows of W >= 0 (in place) given U^T U and U^T X."""
+    for j in range(W.shape[0]):
+        W[j] = (W[j] + (UtX[j] - UtU[j] @ W) / UtU[j, j].clamp_min(_EPS)).clamp_min(0)
+
+
+def hals_codes(U, X, W):
+    """HALS sweep over the columns of U >= 0 (in place) given X and W."""
+    WWt = W @ W.T
+    XWt = X @ W.T
+    for j in range(W.shape[0]):
+        U[:, j] = (U[:, j] + (XWt[:, j] - U @ WWt[:, j]) / WWt[j, j].clamp_min(_EPS)).clamp_min(0)
+
+
 class _TorchFactorization(ConceptMethod):
     uses_device = True
     nonnegative_codes = True
@@ -155,8 +195,76 @@ class _TorchFactorization(ConceptMethod):
         self.n_iter_ = it
 
 
+class _StreamingFactorization(_TorchFactorization):
+    """The streaming variant of SemiNMF and NMF: incremental alternating
+    minimisation of the same objective ||X - U W||_F^2 / (n d) over all rows.
+
+    The codes U [n, k] live in a scratch file (``RowFile``: n * k * 4 bytes of
+    disk), the sufficient statistics A = U^T U [k, k] and B = U^T X [k, d]
+    (float64) in memory. A pass reads the rows a block at a time; for each
+    block it updates that block's codes with the dictionary fixed (the
+    in-memory fit's code update), replaces the block's old contribution to
+    A and B by its new one, and updates the dictionary from A and B (the
+    in-memory fit's dictionary update), so the dictionary moves after every
+    block instead of once per pass (the incremental form of Neal & Hinton,
+    1998: each block step does not increase the objective). Because A and B
+    always describe every row's current code, the objective after a pass is
+    exact without reading the rows again:
+    ||X||^2 - 2 <B, W> + <A, W W^T>. ``max_iterations`` bounds the passes;
+    ``tolerance`` stops on the relative change of that objective.
+    """
+
+    def _fit_streaming(self, source, log, should_stop):
+        n, d, k = source.n_rows, source.n_features, self.nb_concepts
+        block = self._block_rows(d)
+        dev = self.device_
+        with RowFile(n, k, self.tmp_dir_) as codes:
+            A = torch.zeros(k, k, dtype=torch.float64, device=dev)
+            B = torch.zeros(k, d, dtype=torch.float64, device=dev)
+            W, Xsq = self._streaming_init(source, codes, block, A, B, should_stop)
+            state = {"W": W}
+
+            def objective():
+                W64 = state["W"].double()
+                return max(Xsq - 2 * float((B * W64).sum()) + float((A * (W64 @ W64.T)).sum()), 0.0) / (n * d)
+
+            def one_pass():
+                for start, rows in source.iter_chunks(block):
+                    if should_stop is not None and should_stop():
+                        raise Cancelled(f"the {self.method_name} fit was cancelled")
+                    X = self._prepare(self._tensor(rows))
+                    U_old = self._tensor(codes.read(start, start + rows.shape[0]))
+                    U = self._block_codes(U_old.clone(), X, state["W"])
+                    A.add_((U.T @ U).double() - (U_old.T @ U_old).double())
+                    B.add_((U.T @ X).double() - (U_old.T @ X).double())
+                    state["W"] = self._dictionary_from_stats(A, B, state["W"])
+                    codes.write(start, U.cpu().numpy())
+
+            self._loop(one_pass, objective, log, should_stop, stage="streaming")
+            self.final_loss_ = objective()
+        W = state["W"]
+        norms = W.norm(dim=1)
+        self.components_ = (W / torch.where(norms > _EPS, norms, torch.ones_like(norms))[:, None]
+                            ).cpu().numpy().astype(np.float32)
+
+    def _accumulate(self, source, block, init_codes, codes, A, B, should_stop):
+        """One pass writing ``init_codes(start, X)`` as the codes of each block
+        and summing A, B and ||X||^2; returns ||X||^2."""
+        Xsq = 0.0
+        for start, rows in source.iter_chunks(block):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"the {self.method_name} fit was cancelled")
+            X = self._prepare(self._tensor(rows))
+            U = init_codes(start, X)
+            A.add_((U.T @ U).double())
+            B.add_((U.T @ X).double())
+            Xsq += float((X.double() ** 2).sum())
+            codes.write(start, U.cpu().numpy())
+        return Xsq
+
+
 @register
-class SemiNMF(_TorchFactorization):
+class SemiNMF(_StreamingFactorization):
     """Semi-NMF (Ding, Li & Jordan 2010): codes >= 0, dictionary of any sign.
 
     Fit: k-means (seeded) initialisation of the codes (cluster indicators +
@@ -193,30 +301,18 @@ class SemiNMF(_TorchFactorization):
         k = self.nb_concepts
         labels = kmeans_torch(X, k, self.seed)
         U = torch.nn.functional.one_hot(labels, k).to(X.dtype) + 0.2
-        eye = torch.eye(k, dtype=torch.float64, device=X.device)
         Xsq = float((X.double() ** 2).sum())
         last = {}
 
         def update_W(U):
-            UtU = (U.T @ U).double()
-            ridge = 1e-10 * float(UtU.diagonal().mean().clamp_min(_EPS))
-            return torch.linalg.solve(UtU + ridge * eye, (U.T @ X).double()).to(X.dtype)
+            return semi_nmf_dictionary(U.T @ U, U.T @ X).to(X.dtype)
 
         def step():
             nonlocal U
             W = update_W(U)
             B = X @ W.T
             G = W @ W.T
-            if self.u_solver == "mu":
-                U = U * torch.sqrt((_pos(B) + U @ _neg(G)) / (_neg(B) + U @ _pos(G)).clamp_min(_EPS))
-            else:
-                L = float(torch.linalg.eigvalsh(G.double())[-1].clamp_min(_EPS))
-                Y, t = U.clone(), 1.0
-                for _ in range(self.inner_iterations):
-                    U_next = (Y - (Y @ G - B) / L).clamp_min(0)
-                    t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
-                    Y = U_next + ((t - 1) / t_next) * (U_next - U)
-                    U, t = U_next, t_next
+            U = semi_nmf_codes(U, B, G, self.u_solver, self.inner_iterations)
             last["B"], last["G"] = B, G
 
         def loss():
@@ -231,9 +327,32 @@ class SemiNMF(_TorchFactorization):
         self.components_ = W.cpu().numpy().astype(np.float32)
         self.final_loss_ = float(((X - U @ W) ** 2).mean())
 
+    def _streaming_init(self, source, codes, block, A, B, should_stop):
+        """The in-memory start on all rows: k-means centroids (of a seeded
+        subsample that fits 1/16 of the budget), each row's code the
+        one-hot of its nearest centroid + 0.2, W the least-squares dictionary."""
+        k = self.nb_concepts
+        sample = self._tensor(gather_rows(source, sample_row_indices(
+            source.n_rows, self._sample_rows(source), numpy_rng(self.seed))))
+        onehot = torch.nn.functional.one_hot(kmeans_torch(sample, k, self.seed), k).to(sample.dtype)
+        centroids = (onehot.T @ sample) / onehot.sum(0).clamp_min(1)[:, None]
+        del sample, onehot
+
+        def init_codes(start, X):
+            return torch.nn.functional.one_hot(torch.cdist(X, centroids).argmin(1), k).to(X.dtype) + 0.2
+
+        Xsq = self._accumulate(source, block, init_codes, codes, A, B, should_stop)
+        return self._dictionary_from_stats(A, B, None), Xsq
+
+    def _block_codes(self, U, X, W):
+        return semi_nmf_codes(U, X @ W.T, W @ W.T, self.u_solver, self.inner_iterations)
+
+    def _dictionary_from_stats(self, A, B, W):
+        return semi_nmf_dictionary(A, B).float()
+
 
 @register
-class NMF(_TorchFactorization):
+class NMF(_StreamingFactorization):
     """NMF: codes >= 0 and dictionary >= 0; activations must be >= 0.
 
     Negative activations are refused unless ``relu_negative_inputs=True``
@@ -265,14 +384,8 @@ class NMF(_TorchFactorization):
         W = (torch.rand(k, d, generator=g) * scale).to(X.device)
 
         def step():
-            UtU = U.T @ U
-            UtX = U.T @ X
-            for j in range(k):
-                W[j] = (W[j] + (UtX[j] - UtU[j] @ W) / UtU[j, j].clamp_min(_EPS)).clamp_min(0)
-            WWt = W @ W.T
-            XWt = X @ W.T
-            for j in range(k):
-                U[:, j] = (U[:, j] + (XWt[:, j] - U @ WWt[:, j]) / WWt[j, j].clamp_min(_EPS)).clamp_min(0)
+            hals_dictionary(W, U.T @ U, U.T @ X)
+            hals_codes(U, X, W)
 
         def loss():
             return float(((X - U @ W) ** 2).mean())
@@ -281,6 +394,31 @@ class NMF(_TorchFactorization):
         U, W = self._normalize(U, W)
         self.components_ = W.cpu().numpy().astype(np.float32)
         self.final_loss_ = float(((X - U @ W) ** 2).mean())
+
+    def _streaming_init(self, source, codes, block, A, B, should_stop):
+        """The in-memory start: seeded uniform codes and dictionary in
+        [0, sqrt(mean(X) / k)), the mean taken on a seeded subsample."""
+        k = self.nb_concepts
+        sample = self._prepare(self._tensor(gather_rows(source, sample_row_indices(
+            source.n_rows, self._sample_rows(source), numpy_rng(self.seed)))))
+        scale = math.sqrt(max(float(sample.mean()), _EPS) / k)
+        del sample
+        g = _gen(self.seed)
+        W = (torch.rand(k, source.n_features, generator=g) * scale).to(self.device_)
+
+        def init_codes(start, X):
+            return (torch.rand(X.shape[0], k, generator=g) * scale).to(X.device)
+
+        return W, self._accumulate(source, block, init_codes, codes, A, B, should_stop)
+
+    def _block_codes(self, U, X, W):
+        hals_codes(U, X, W)
+        return U
+
+    def _dictionary_from_stats(self, A, B, W):
+        W = W.clone()
+        hals_dictionary(W, A.to(W.dtype), B.to(W.dtype))
+        return W
 
 
 @register
@@ -303,8 +441,7 @@ class ConvexNMF(_TorchFactorization):
         rng = numpy_rng(self.seed)
         if n > self.max_rows:
             rows = np.sort(rng.choice(n, self.max_rows, replace=False))
-            Xnp = np.concatenate([source.read(int(r), int(r) + 1) for r in rows], 0) \
-                if n > 50 * self.max_rows else materialize(source)[rows]
+            Xnp = gather_rows(source, rows)
         else:
             rows = np.arange(n)
             Xnp = materialize(source)

@@ -11,8 +11,8 @@ import numpy as np
 from xaimesh_runtime.errors import Cancelled, InvalidArgument
 
 from ..common import LogEntry, numpy_rng
-from ..data import iter_shuffled_batches, materialize
-from .base import ConceptMethod, register
+from ..data import gather_rows, iter_shuffled_batches, materialize, sample_row_indices
+from .base import ConceptMethod, mse_of, register
 
 
 def _seed32(seed: int) -> int:
@@ -32,7 +32,8 @@ class KMeans(ConceptMethod):
     all-zero row decodes to 0). Dictionary = centroids [k, d].
 
     Materialises the rows (n * d * 4 bytes); cancellation is checked before
-    and after the solver.
+    and after the solver. Past the memory budget, the streaming variant
+    (``_fit_streaming``) runs instead.
     """
 
     method_name = "KMEANS"
@@ -57,14 +58,67 @@ class KMeans(ConceptMethod):
                      values={"mse": self.final_loss_, "inertia": float(km.inertia_)},
                      done=self.max_iterations, total=self.max_iterations))
 
+    def _fit_streaming(self, source, log, should_stop):
+        """Streaming Lloyd. Start: this class's in-memory fit (k-means++ then
+        Lloyd) on a seeded uniform subsample of the rows that fits 1/16 of
+        the budget; then exact Lloyd passes over all rows, one block at a time
+        (each pass: assign every row to its nearest centroid, move each centroid
+        to the mean of its rows; a centroid without rows stays). Stops when the
+        centroids move by at most ``tolerance`` x the mean per-feature variance
+        (scikit-learn's rule, the variance taken on the subsample) or after
+        ``max_iterations`` passes. Objective: the inertia sum_i min_j
+        ||x_i - c_j||^2 of the final centroids over all rows."""
+        from scipy.sparse import csr_matrix
+        from sklearn.cluster import KMeans as SkKMeans
+
+        n, d, k = source.n_rows, source.n_features, self.nb_concepts
+        sample = gather_rows(source, sample_row_indices(n, self._sample_rows(source), numpy_rng(self.seed)))
+        km = SkKMeans(n_clusters=k, n_init=1, max_iter=self.max_iterations, tol=self.tolerance,
+                      random_state=_seed32(self.seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            km.fit(sample)
+        threshold = self.tolerance * float(sample.astype(np.float64).var(0).mean())
+        del sample
+        centroids = km.cluster_centers_.astype(np.float32)
+        block = self._block_rows(d)
+
+        def lloyd_pass(C):
+            sums, counts, inertia = np.zeros((k, d)), np.zeros(k), 0.0
+            for _, rows in source.iter_chunks(block):
+                if should_stop is not None and should_stop():
+                    raise Cancelled("the KMEANS fit was cancelled")
+                x64 = rows.astype(np.float64)
+                del rows
+                labels, d2 = _nearest(x64, C)
+                inertia += float(d2.sum())
+                onehot = csr_matrix((np.ones(x64.shape[0]), (labels, np.arange(x64.shape[0]))),
+                                    shape=(k, x64.shape[0]))
+                sums += onehot @ x64
+                counts += np.bincount(labels, minlength=k)
+            return sums, counts, inertia
+
+        it = 0
+        for it in range(1, self.max_iterations + 1):
+            sums, counts, inertia = lloyd_pass(centroids)
+            moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
+            shift = float(((moved - centroids) ** 2).sum())
+            centroids = moved.astype(np.float32)
+            log(LogEntry(step=it, epoch=it, loss=inertia / (n * d), values={"inertia": inertia, "shift": shift},
+                         done=it, total=self.max_iterations, stage="streaming"))
+            if shift <= threshold:
+                break
+        _, _, inertia = lloyd_pass(centroids)
+        self.centroids_ = centroids
+        self.n_iter_ = it
+        self.final_loss_ = inertia / (n * d)
+        log(LogEntry(step=it, epoch=it, loss=self.final_loss_, values={"mse": self.final_loss_, "inertia": inertia},
+                     done=self.max_iterations, total=self.max_iterations, stage="streaming"))
+
     def _encode(self, X):
-        c = self.centroids_.astype(np.float64)
-        x = X.astype(np.float64)
-        d2 = (x ** 2).sum(1)[:, None] - 2 * x @ c.T + (c ** 2).sum(1)[None, :]
-        d2 = np.maximum(d2, 0)
-        idx = d2.argmin(1)
+        idx, d2 = _nearest(X, self.centroids_)
         codes = np.zeros((X.shape[0], self.nb_concepts), np.float32)
-        codes[np.arange(X.shape[0]), idx] = 1.0 / (1.0 + np.sqrt(d2[np.arange(X.shape[0]), idx]))
+        codes[np.arange(X.shape[0]), idx] = 1.0 / (1.0 + np.sqrt(d2))
         return codes
 
     def _decode(self, codes):
@@ -80,6 +134,14 @@ class KMeans(ConceptMethod):
 
     def _load_tensors(self, tensors, extra):
         self.centroids_ = np.asarray(tensors["centroids"], np.float32)
+
+
+def _nearest(rows: np.ndarray, centroids: np.ndarray):
+    """(index of the nearest centroid, squared distance to it) of each row."""
+    x, c = np.asarray(rows, np.float64), centroids.astype(np.float64)
+    d2 = np.maximum((x ** 2).sum(1)[:, None] - 2 * x @ c.T + (c ** 2).sum(1)[None, :], 0)
+    labels = d2.argmin(1)
+    return labels, d2[np.arange(rows.shape[0]), labels]
 
 
 @register
@@ -165,10 +227,28 @@ class SparsePCA(ConceptMethod):
     OPTIONS = {"max_iterations": 100, "tolerance": 1e-3, "alpha": 1.0}
     ridge_alpha = 0.01
 
+    in_memory_bytes_per_value = 16  # scikit-learn works on float64 copies of X and X^T
+
     def _fit(self, source, log, should_stop):
+        self._fit_rows(materialize(source), log, should_stop)
+
+    def _fit_streaming(self, source, log, should_stop):
+        """The in-memory fit on a seeded uniform subsample of m rows, m what
+        fits half the budget at 16 bytes per value (scikit-learn's
+        solver alternates over whole columns, so it has no exact streaming
+        form), with ``alpha`` scaled by sqrt(m / n): the codes' columns have
+        unit norm over the rows, so the components of m rows are sqrt(m / n)
+        times those of n, and this keeps the subsample's objective
+        ||X_m - U V||^2 / 2 + alpha_m ||V||_1 at m / n times the full one.
+        The loss is then measured over all rows."""
+        n = source.n_rows
+        rows = sample_row_indices(n, self._sample_rows(source, 16, share=2), numpy_rng(self.seed))
+        self._fit_rows(gather_rows(source, rows), log, should_stop, self.alpha * np.sqrt(len(rows) / n))
+        self.final_loss_ = mse_of(lambda x: self._decode(self._encode(x)), source, self._block_rows(source.n_features))
+
+    def _fit_rows(self, X, log, should_stop, alpha=None):
         from sklearn.decomposition import MiniBatchSparsePCA
 
-        X = materialize(source)
         counter = {"it": 0}
 
         def callback(_locals):
@@ -176,7 +256,7 @@ class SparsePCA(ConceptMethod):
             if should_stop is not None and should_stop():
                 raise Cancelled("the SPARSE_PCA fit was cancelled")
 
-        est = MiniBatchSparsePCA(n_components=self.nb_concepts, alpha=self.alpha,
+        est = MiniBatchSparsePCA(n_components=self.nb_concepts, alpha=self.alpha if alpha is None else alpha,
                                  ridge_alpha=self.ridge_alpha, max_iter=self.max_iterations,
                                  tol=self.tolerance, callback=callback,
                                  random_state=_seed32(self.seed))
