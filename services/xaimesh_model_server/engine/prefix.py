@@ -187,8 +187,9 @@ def score_shared(loaded: LoadedModel, plan: SharedPlan, batch_items: list[Any], 
     """Scores of the plan's rows, by their index in ``batch_items``."""
     prefix = max(g.start for g in plan.groups)
     cache = _base_cache(loaded, plan.base, prefix)
-    # a row's forward holds the cache of its whole sequence
-    row_bytes = _cache_bytes(cache) / prefix * int(plan.base.shape[0])
+    # a row's forward holds the cache of its whole sequence, twice while each
+    # layer appends the suffix's keys and values (a concatenation copies)
+    row_bytes = 2 * _cache_bytes(cache) / prefix * int(plan.base.shape[0])
     max_rows = max(1, int(limits.prefix_cache_bytes // row_bytes))
     out: dict[int, np.ndarray] = {}
     for group in plan.groups:
