@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import Row
+
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = int(os.environ.get("XAIMESH_BENCH_PREFIX_WORDS", "300"))
 SAMPLE = int(os.environ.get("XAIMESH_BENCH_PREFIX_SAMPLE", "12"))
@@ -90,7 +92,7 @@ def _positions(loaded, ids, keep, positions, batch_rows: int) -> tuple[int, int]
     return len(keep) * length, shared
 
 
-def run() -> list[str]:
+def run() -> list[Row]:
     from benchmarks.bench_prefix import _inputs
     from xaimesh_model_server import engine
     from xaimesh_model_server.loading import embedded_default_path, load_model
@@ -99,11 +101,8 @@ def run() -> list[str]:
     model, tokenizer = loaded.model, loaded.tokenizer
     prompt, target, n_prompt, n_all = _inputs(tokenizer)
     recorded = _recorded_rows(loaded, prompt, target)
-    lines = [f"load average {os.getloadavg()[0]:.1f} at the start; {WORDS}-word prompt, 20-token target, "
-             f"SmolLM2-135M, {torch.get_num_threads()} thread(s)",
-             "| method | rows | positions, planned / plain | sample | naive floor | target-only floor | "
-             "engine, no sharing | engine, sharing | sharing / naive | max rel. diff |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    load = os.getloadavg()[0]
+    out: list[Row] = []
     plain_limits = dataclasses.replace(engine.DEFAULT_LIMITS, share_prefixes=False)
     for label, (ids, keep, positions) in recorded.items():
         length = len(ids)
@@ -141,20 +140,25 @@ def run() -> list[str]:
             timings[name] = time.perf_counter() - started
         scale = np.maximum(np.abs(results["plain"]), 1e-2)
         diff = float((np.abs(results["shared"] - results["plain"]) / scale).max())
-        lines.append(f"| {label} | {len(keep)} | {shared_positions / plain_positions:.2f} | {len(sample)} rows | "
-                     f"{timings['naive']:.2f} s | {timings['target']:.2f} s ({timings['target'] / timings['naive']:.2f}×) | "
-                     f"{timings['plain']:.2f} s ({timings['plain'] / timings['naive']:.2f}×) | "
-                     f"{timings['shared']:.2f} s | {timings['shared'] / timings['naive']:.2f}× | {diff:.1e} |")
-    lines.append(f"load average {os.getloadavg()[0]:.1f} at the end")
-    return lines
+        out.append(Row(
+            f"Shared prefixes, sampled: {label} of a {WORDS}-word prompt ({n_prompt} tokens) → 20-token target, "
+            f"WORD; {len(sample)} of its {len(keep)} rows, in-process", timings["naive"], timings["shared"],
+            notes=[f"target-only floor {timings['target']:.2f} s ({timings['target'] / timings['naive']:.2f}×)",
+                   f"no sharing {timings['plain']:.2f} s ({timings['plain'] / timings['naive']:.2f}×)",
+                   f"all {len(keep)} rows: planned positions {shared_positions / plain_positions:.2f} of plain",
+                   f"max relative difference shared vs plain {diff:.1e} (goal ≤ 1e-4)", "goal ≤ 0.6× (naive floor)",
+                   f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"]))
+    return out
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import threads
 
+    from benchmarks.run_all import table
+
     torch.set_num_threads(threads())
-    print("\n".join(run()))
+    print(table(run()))
 
 
 if __name__ == "__main__":
