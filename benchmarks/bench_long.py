@@ -27,12 +27,11 @@ tokens at these lengths would be 4x for 2x).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Row, sample_texts
+from benchmarks.bench_prefix import _serve
+from benchmarks.common import Row, print_rows_on_default_model, sample_texts
 
 LENGTHS = tuple(int(n) for n in os.environ.get("XAIMESH_BENCH_LONG_LENGTHS", "2000,4000").split(","))
 SENTENCE_TOKENS = 1000
@@ -58,19 +57,6 @@ def _prompt(tokenizer, total_tokens: int) -> str:
             current = []
 
 
-def _serve(service: str, *args: str) -> tuple[subprocess.Popen, str]:
-    from xaimesh.local_stack import free_port
-    from xaimesh_contracts.channels import wait_for_health
-
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xaimesh_runtime.cli", "serve", service, "--host", "127.0.0.1", "--port", str(port),
-         "--metrics-port", str(free_port()), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    wait_for_health(f"127.0.0.1:{port}", timeout=300)
-    return process, f"127.0.0.1:{port}"
-
-
 def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -84,8 +70,8 @@ def _measure(model_path, method: str, prompt: str, flags: tuple[str, ...] = ()) 
     from xaimesh import Occlusion, Saliency
     from xaimesh.attributions import Granularity
 
-    model_server, model_address = _serve("model", "--model", str(model_path), *flags)
-    attribution, attribution_address = _serve("attribution", "--model-server-address", model_address)
+    model_server, model_address, _ = _serve("model", "--model", str(model_path), *flags)
+    attribution, attribution_address, _ = _serve("attribution", "--model-server-address", model_address)
     try:
         idle = _status_kib(model_server.pid, "VmRSS")
         with xaimesh.connect(model_address, attribution=attribution_address, wait_seconds=120) as mesh:
@@ -134,17 +120,5 @@ def run(model_path) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import torch
-
-    from benchmarks.common import threads
-    from benchmarks.run_all import table
-    from xaimesh_model_server.loading import embedded_default_path
-
-    torch.set_num_threads(threads())
-    print(table(run(embedded_default_path())))
-
-
 if __name__ == "__main__":
-    main()
+    print_rows_on_default_model(run)
