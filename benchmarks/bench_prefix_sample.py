@@ -11,11 +11,12 @@ row), and then:
 - counts, for all of a method's rows, the token positions the forwards run:
   plain, and with the planner of engine/prefix.py over batches of the size
   the batcher forms (max_batch_tokens / row length rows);
-- times one batch of SAMPLE consecutive rows from the middle of that order
-  four ways: the naive floor (bare torch, every row in full with logits and
+- times one batch of rows from the middle of that order (the rows the
+  batcher would put in one forward, or SAMPLE rows) four ways, one after
+  the other: the naive floor (bare torch, every row in full with logits and
   log-softmax at every position), the target-only floor (bare torch, logits
   at the target positions only), the engine without sharing and the engine
-  sharing, interleaved; and checks shared = plain (max relative difference).
+  sharing; and checks shared = plain (max relative difference).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.bench_prefix_sample
 """
@@ -35,7 +36,8 @@ from benchmarks.common import Row
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = int(os.environ.get("XAIMESH_BENCH_PREFIX_WORDS", "300"))
-SAMPLE = int(os.environ.get("XAIMESH_BENCH_PREFIX_SAMPLE", "12"))
+# Rows timed: one batch as the batcher forms it (max_batch_tokens / row length) unless set
+SAMPLE = int(os.environ.get("XAIMESH_BENCH_PREFIX_SAMPLE", "0"))
 
 
 def _recorded_rows(loaded, prompt: str, target: str) -> dict[str, tuple[np.ndarray, np.ndarray, list[int]]]:
@@ -106,10 +108,12 @@ def run() -> list[Row]:
     plain_limits = dataclasses.replace(engine.DEFAULT_LIMITS, share_prefixes=False)
     for label, (ids, keep, positions) in recorded.items():
         length = len(ids)
-        plain_positions, shared_positions = _positions(loaded, ids, keep, positions,
-                                                       engine.DEFAULT_LIMITS.max_batch_tokens // length)
-        middle = len(keep) // 2
-        sample = keep[middle:middle + SAMPLE]
+        batch_rows = engine.DEFAULT_LIMITS.max_batch_tokens // length
+        plain_positions, shared_positions = _positions(loaded, ids, keep, positions, batch_rows)
+        sample_rows = SAMPLE or batch_rows
+        middle = (len(keep) // 2) // sample_rows * sample_rows
+        sample = keep[middle:middle + sample_rows]
+        sample_plain, sample_shared = _positions(loaded, ids, sample, positions, sample_rows)
         base = torch.tensor(ids)
         rows = torch.where(torch.from_numpy(sample), base, torch.tensor(tokenizer.pad_token_id))
         targets = torch.tensor(positions) - 1
@@ -145,7 +149,8 @@ def run() -> list[Row]:
             f"WORD; {len(sample)} of its {len(keep)} rows, in-process", timings["naive"], timings["shared"],
             notes=[f"target-only floor {timings['target']:.2f} s ({timings['target'] / timings['naive']:.2f}×)",
                    f"no sharing {timings['plain']:.2f} s ({timings['plain'] / timings['naive']:.2f}×)",
-                   f"all {len(keep)} rows: planned positions {shared_positions / plain_positions:.2f} of plain",
+                   f"planned positions: {sample_shared / sample_plain:.2f} of plain in this batch, "
+                   f"{shared_positions / plain_positions:.2f} over all {len(keep)} rows in batches of {batch_rows}",
                    f"max relative difference shared vs plain {diff:.1e} (goal ≤ 1e-4)", "goal ≤ 0.6× (naive floor)",
                    f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"]))
     return out

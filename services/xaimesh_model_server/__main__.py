@@ -40,7 +40,7 @@ def build_parser():
                            "that prefix (same scores; --no-share-prefixes runs every row in full)")
     parser.add_option("--grad-recompute-tokens", type=int, default=1024,
                       help="a gradient forward over more tokens than this keeps only each block's input and "
-                           "recomputes the block in the backward pass (peak memory per token about 3x smaller on "
+                           "recomputes the block in the backward pass (peak memory per token about 2x smaller on "
                            "SmolLM2, one more forward per target; same gradients); 0: never")
     parser.add_option("--warm-cache-only", type=bool, default=False,
                       help="convert the embedded default model into the cache directory and exit")

@@ -18,8 +18,8 @@ Memory (docs/benchmarks.md, "Long inputs"). What is chunked, and by what:
   checkpointing per block, torch.utils.checkpoint), so the activations held
   are one [tokens, width] tensor per block plus one block's internals instead
   of every block's internals: SmolLM2-135M stores about 70 KB per token for
-  the backward instead of 1.4 MB, and the process's peak grows by about
-  0.36 MB per token instead of 1.2 MB (docs/benchmarks.md, "Long inputs").
+  the backward instead of 1.4 MB, and the model-server's peak grows by about
+  0.5 MB per token instead of 1.2 MB (docs/benchmarks.md, "Long inputs").
   The recomputation repeats the block's own operations, so the gradients are
   those of the plain path; it costs one more forward per backward pass;
 - logits: only at target positions (forward.lm_rows).
