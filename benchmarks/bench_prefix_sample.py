@@ -103,6 +103,8 @@ def run() -> list[Row]:
     model, tokenizer = loaded.model, loaded.tokenizer
     prompt, target, n_prompt, n_all = _inputs(tokenizer)
     recorded = _recorded_rows(loaded, prompt, target)
+    with torch.inference_mode():  # warm-up: the first forwards of a fresh process are slower (both runs' first floor)
+        model(torch.tensor([tokenizer(prompt)["input_ids"]] * 4))
     load = os.getloadavg()[0]
     out: list[Row] = []
     plain_limits = dataclasses.replace(engine.DEFAULT_LIMITS, share_prefixes=False)
