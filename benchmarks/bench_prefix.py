@@ -24,12 +24,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import torch
 
 from benchmarks.bench_model_server import BATCH, _load_bare
-from benchmarks.common import Row, sample_texts
+from benchmarks.common import Row, print_rows_on_default_model, sample_texts
 
 WORDS = int(os.environ.get("XAIMESH_BENCH_PREFIX_WORDS", "300"))
 KERNELSHAP = int(os.environ.get("XAIMESH_BENCH_PREFIX_KERNELSHAP", "512"))
@@ -143,15 +142,5 @@ def run(model_path) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.common import threads
-    from benchmarks.run_all import table
-    from xaimesh_model_server.loading import embedded_default_path
-
-    torch.set_num_threads(threads())
-    print(table(run(embedded_default_path())))
-
-
 if __name__ == "__main__":
-    main()
+    print_rows_on_default_model(run)

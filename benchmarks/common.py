@@ -59,3 +59,18 @@ class Row:
 
 def threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+
+def print_rows_on_default_model(run: Callable[[object], list[Row]]) -> None:
+    """`python -m benchmarks.<one>`: run(the embedded default model's path) printed as make bench's table."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import torch
+
+    from benchmarks.run_all import table
+    from xaimesh_model_server.loading import embedded_default_path
+
+    torch.set_num_threads(threads())
+    print(table(run(embedded_default_path())))

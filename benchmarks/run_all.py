@@ -19,7 +19,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import xaimesh  # noqa: E402
-from benchmarks import bench_concurrency, bench_families, bench_flow, bench_model_server  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_concurrency,
+    bench_families,
+    bench_flow,
+    bench_long,
+    bench_model_server,
+    bench_prefix_sample,
+)
 from benchmarks.common import Row, sample_texts  # noqa: E402
 from benchmarks.reference_env import reference_seconds, run_reference  # noqa: E402
 
@@ -72,6 +79,11 @@ def main() -> None:
         if "mse" in semi:
             semi_row = next(row for row in rows if row.name.startswith("SemiNMF"))
             semi_row.notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
+    # Issue 15 rows that start their own processes: long inputs (fresh model-servers, peak RSS) and the
+    # 300-word shared-prefix rows on a sample of their rows (in-process; all of them: make bench-large).
+    if os.environ.get("XAIMESH_BENCH_LONG", "1") != "0":
+        rows += bench_long.run(model_path)
+        rows += bench_prefix_sample.run()
     # One row per model family (tiny models), in a model-server of their own.
     if os.environ.get("XAIMESH_BENCH_FAMILIES", "1") != "0":
         rows += bench_families.run()
@@ -112,7 +124,12 @@ clients concurrently, each explaining its own prompt
 (`benchmarks/bench_concurrency.py`): the floor is all their forwards back to
 back, and "finish / mean" is each client's finish time over the mean of the
 clients with equal work (the model-server's batcher gives each caller one
-turn; goal ≤ 1.5).
+turn; goal ≤ 1.5). The "Long input" rows give the model-server's peak memory
+for a 4,000-token input (`benchmarks/bench_long.py`, fresh processes per
+measurement); the "Shared prefixes, sampled" rows time one batch of the rows
+the attribution-service sends for a 300-word prompt
+(`benchmarks/bench_prefix_sample.py`; every row of them: `make bench-large`,
+hours on this CPU). Skip both with `XAIMESH_BENCH_LONG=0`.
 
 {header}
 

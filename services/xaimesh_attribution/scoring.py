@@ -5,7 +5,8 @@ Every perturbation is ONE teacher-forced forward that scores every target
 (all target tokens of a generation, or all target classes): masks are
 expanded to token keep-masks and sent to `backend.score` in batches of
 `batch_size` rows, with progress reported and `should_stop` honoured between
-batches. Identical masks are scored once.
+batches. Identical masks are scored once, and masks are sent in element
+(token) order, so that rows scored together have long common prefixes.
 
 Row sub-games. Row t is attributed over the elements it covers, C_t (see
 elements.py); its value at an element mask m is f_t(m restricted to C_t,
@@ -140,7 +141,10 @@ class MaskScorer:
                 plan.extend((k, t, key) for t in direct)
             for t in rows[~valid[k, rows]]:
                 plan.append((k, int(t), key_of(self.canonical(masks[k], int(t)))))
-        self._run(todo, list(order.keys()))
+        # in element order, which is token order: rows sent together then share their leading tokens,
+        # which the model-server runs once (its engine/prefix.py)
+        keys = sorted(order)
+        self._run([todo[order[k]] for k in keys], keys)
         for k, t, key in plan:
             out[k, t] = self._cache[key][t]
         return out

@@ -21,6 +21,10 @@ class Limits:
     max_batch_size: int = 256
     # Tokens in one gradient forward + backward.
     grad_batch_tokens: int = 4096
+    # A gradient forward over more tokens than this (rows x longest row)
+    # keeps only each block's input for the backward passes and recomputes
+    # the block in each of them (engine/gradients.py, "Memory"); 0 never.
+    grad_recompute_tokens: int = 1024
     # Logits kept by one score forward (batch x kept positions x vocab).
     max_logits_elements: int = 1 << 27
     # Score rows of a causal LM share the forward of the base's leading

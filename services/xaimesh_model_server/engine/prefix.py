@@ -2,26 +2,32 @@
 
 A Score request is one base sequence and keep-masks; every row replaces
 some tokens of the base. A causal model's keys and values at position i
-depend on tokens 0..i only, so a row's positions before its first replaced
-token are exactly the base's: the base's key/value cache up to there serves
-every such row, and the row's forward only has to run from there on.
+depend on tokens 0..i only, so rows that begin with the same tokens have the
+same keys and values there: one forward of that common prefix (batch 1)
+gives a key/value cache that serves every such row, and each row's forward
+only has to run from there on.
 
-    plan = plan_shared(loaded, items)     # None when it does not pay (or cannot apply)
-    results = score_shared(loaded, plan)  # {item index: scores}
+    plans, plain = plan_shared(loaded, items)  # plain: items scored the plain way
+    results = score_shared(loaded, plan, items, limits)  # {item index: scores}
 
-A row's *shared length* is the number of its leading tokens equal to the
-base's, at most its first target's logit position (every logit it needs
-must come from its own suffix). Rows of one base are grouped by shared length
-in GROUPS steps of length / GROUPS; a group runs from its smallest shared length, on the base's
-cache cropped there and repeated per row: one forward of the base prefix,
-then one per group. It applies to rows that replace tokens (not ZERO_EMBEDDING,
-whose rows are embeddings, nor REMOVE, whose rows are shorter), of models
-whose forward takes a key/value cache and that have no sliding-window
-layer (Gemma2: a windowed cache cannot be cut back), and only when it saves at least
-`MIN_SAVING` of the token positions the plain forwards would run, counting
-each extra forward as `FORWARD_COST_POSITIONS` positions.
-Classifiers and bidirectional encoders never share: every position sees
-every token.
+Planning, per request (rows of one base): the rows are put in token order
+(rows with a common prefix are then next to each other) and cut into
+segments of consecutive rows by dynamic programming, each segment either
+shared or plain, minimising the token positions run: a shared segment of k
+rows whose common prefix is P tokens costs P (its prefix) + k x (length - P)
+(its suffixes) + 2 forwards, a plain row its length. A row's shareable
+prefix stops at its first target's logit position (every logit it needs must
+come from its own suffix). Occlusion rows (one element replaced each) share
+the base's tokens before their element; Deletion's nested masks and
+KernelShap's random masks share, in token order, with their neighbours, not
+only with the base (`docs/benchmarks.md`, "Long inputs"). It applies to rows
+that replace tokens (not ZERO_EMBEDDING, whose rows are embeddings, nor
+REMOVE, whose rows are shorter), of models whose forward takes a key/value
+cache and that have no sliding-window layer (Gemma2: a windowed cache cannot
+be cut back), and only when the plan saves at least `MIN_SAVING` of the
+token positions the plain forwards would run, counting each extra forward as
+`FORWARD_COST_POSITIONS` positions. Classifiers and bidirectional encoders
+never share: every position sees every token.
 
 Correctness: target scores equal the plain path's within float rounding
 (tests/unit/model_server/test_ms_prefix.py: max relative difference ≤ 1e-4 on
@@ -44,9 +50,6 @@ from .limits import Limits
 
 __all__ = ["MIN_SAVING", "SharedPlan", "plan_shared", "score_shared"]
 
-# Rows of one base run in at most this many forwards (besides the prefix's):
-# a row recomputes at most length / GROUPS tokens it could have shared.
-GROUPS = 8
 # Share only when at least this fraction of the plain path's token positions
 # is saved: a shared forward costs a cache copy and one more (smaller) forward.
 MIN_SAVING = 0.2
@@ -66,15 +69,8 @@ class _Group:
 
 @dataclass
 class SharedPlan:
-    base: torch.Tensor  # [L]: the rows' common base sequence
+    base: torch.Tensor  # [L]: a sequence whose first `start` tokens every member has
     groups: list[_Group]
-
-
-def _shared_length(item: Any) -> int:
-    differs = (item.ids != item.base).nonzero()
-    first_change = int(differs[0]) if len(differs) else int(item.ids.shape[0])
-    # the logit at position p scores the token at p + 1: it must be in the suffix
-    return min(first_change, int(item.gather.min()))
 
 
 def _cache_arg(loaded: LoadedModel) -> str | None:
@@ -111,26 +107,46 @@ def plan_shared(loaded: LoadedModel, items: list[Any]) -> tuple[list[SharedPlan]
         (by_base[id(it.base)] if eligible else plain).append(i)
     plans = []
     for indices in by_base.values():
-        base = items[indices[0]].base
-        length = int(base.shape[0])
-        shared = {i: _shared_length(items[i]) for i in indices}
-        # At most GROUPS forwards per base: shared lengths rounded down to a step of length / GROUPS
-        step = max(1, -(-length // GROUPS))
-        classes: dict[int, list[int]] = defaultdict(list)
-        for i in indices:
-            classes[shared[i] // step].append(i)
-        groups = [_Group(min(shared[i] for i in members), members) for members in classes.values()]
-        groups = [g for g in groups if g.start * len(g.members) > FORWARD_COST_POSITIONS]
-        plain_cost = length * sum(len(g.members) for g in groups)
-        shared_cost = max((g.start for g in groups), default=0) + sum(
-            (length - g.start) * len(g.members) for g in groups) + FORWARD_COST_POSITIONS * (len(groups) + 1)
-        if not groups or shared_cost > (1 - MIN_SAVING) * plain_cost:
-            plain += indices
-            continue
-        grouped = {i for g in groups for i in g.members}
-        plain += [i for i in indices if i not in grouped]
-        plans.append(SharedPlan(base, groups))
+        found, rest = _segments(items, indices)
+        plans += found
+        plain += rest
     return plans, sorted(plain)
+
+
+def _segments(items: list[Any], indices: list[int]) -> tuple[list[SharedPlan], list[int]]:
+    """The rows of one base cut into shared segments (token order, dynamic
+    programming over the positions run) and the rows left plain."""
+    order = sorted(indices, key=lambda i: items[i].ids.numpy().tobytes())  # a common prefix: adjacent rows
+    n, length = len(order), int(items[order[0]].ids.shape[0])
+    rows = torch.stack([items[i].ids for i in order])
+    differs = rows[1:] != rows[:-1]
+    # adjacent[k]: tokens rows k and k + 1 have in common; cap[k]: row k's first logit position
+    adjacent = torch.where(differs.any(1), differs.int().argmax(1), length).tolist()
+    cap = [int(items[i].gather.min()) for i in order]
+    best = [0] * (n + 1)  # positions run by the best plan of the first i rows
+    cut: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (segment start, shared prefix; 0: the row is plain)
+    for i in range(1, n + 1):
+        best[i], cut[i] = best[i - 1] + length, (i - 1, 0)
+        common = cap[i - 1]
+        for j in range(i - 2, -1, -1):  # segment order[j:i], at least two rows
+            common = min(common, adjacent[j], cap[j])
+            if common == 0:
+                break
+            cost = best[j] + common + (i - j) * (length - common) + 2 * FORWARD_COST_POSITIONS
+            if cost < best[i]:
+                best[i], cut[i] = cost, (j, common)
+    if best[n] > (1 - MIN_SAVING) * n * length:
+        return [], list(indices)
+    plans, plain, i = [], [], n
+    while i > 0:
+        j, common = cut[i]
+        members = order[j:i]
+        if common:
+            plans.append(SharedPlan(items[members[0]].ids, [_Group(common, members)]))
+        else:
+            plain += members
+        i = j
+    return plans, plain
 
 
 def _base_cache(loaded: LoadedModel, base: torch.Tensor, length: int) -> Any:
@@ -171,8 +187,9 @@ def score_shared(loaded: LoadedModel, plan: SharedPlan, batch_items: list[Any], 
     """Scores of the plan's rows, by their index in ``batch_items``."""
     prefix = max(g.start for g in plan.groups)
     cache = _base_cache(loaded, plan.base, prefix)
-    # a row's forward holds the cache of its whole sequence
-    row_bytes = _cache_bytes(cache) / prefix * int(plan.base.shape[0])
+    # a row's forward holds the cache of its whole sequence, twice while each
+    # layer appends the suffix's keys and values (a concatenation copies)
+    row_bytes = 2 * _cache_bytes(cache) / prefix * int(plan.base.shape[0])
     max_rows = max(1, int(limits.prefix_cache_bytes // row_bytes))
     out: dict[int, np.ndarray] = {}
     for group in plan.groups:

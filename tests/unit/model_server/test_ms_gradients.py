@@ -191,3 +191,74 @@ def test_gradient_validation(lm, sentence_ids):
         gradients(lm, sentence_ids, target_positions=[1], samples=EmbeddingSamples(baseline="MASK_TOKEN"))
     with pytest.raises(InvalidArgument, match="out of range"):
         gradients(lm, sentence_ids, target_positions=[L])
+
+
+# ----------------------------------------------------------------- long inputs: blocks recomputed in the backward
+
+
+def _long_gradients(loaded, limits, length=200):
+    ids = [int(i) for i in torch.randint(10, 1000, (length,), generator=torch.Generator().manual_seed(3))]
+    return gradients(loaded, ids, target_positions=[length - 3, length - 2, length - 1],
+                     samples=EmbeddingSamples(alphas=[0.25, 1.0], noise_stddev=0.01, seed=2),
+                     outputs=["FULL", "DOT_DELTA", "L2_NORM"], limits=limits)
+
+
+def _relative(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_recomputed_blocks_give_the_plain_gradients(lm):
+    plain = _long_gradients(lm, Limits(grad_recompute_tokens=0))
+    recomputed = _long_gradients(lm, Limits(grad_recompute_tokens=64))  # 2 x 200 tokens > 64
+    for key in ("scores", "full", "dot_delta", "l2_norm"):
+        assert _relative(recomputed[key], plain[key]) <= 1e-5, key
+
+
+def test_long_gradients_recompute_each_block_per_backward_and_store_less(lm):
+    """Structural: with recomputation each block's MLP starts once in the forward
+    and once more in each of the 3 backward passes (one per target; a pre-hook:
+    the recomputation stops as soon as it has what the backward needs), the
+    blocks' own forwards are restored afterwards, and the tensors kept for the
+    backward are fewer bytes."""
+    runs, stored = [0], {}
+
+    def count(*_):
+        runs[0] += 1
+
+    def keep(t):
+        stored[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    hooks = [block.mlp.register_forward_pre_hook(count) for block in lm.layers]
+    try:
+        measured = {}
+        for name, threshold in (("plain", 0), ("recomputed", 64)):
+            runs[0] = 0
+            stored.clear()
+            with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+                _long_gradients(lm, Limits(grad_recompute_tokens=threshold))
+            measured[name] = (runs[0], sum(stored.values()))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n_blocks = len(lm.layers)
+    assert measured["plain"][0] == n_blocks
+    assert measured["recomputed"][0] == n_blocks * (1 + 3)
+    assert measured["recomputed"][1] < 0.8 * measured["plain"][1]
+    assert all("forward" not in block.__dict__ for block in lm.layers)
+    # below the threshold nothing is recomputed
+    runs[0] = 0
+    hooks = [block.mlp.register_forward_pre_hook(count) for block in lm.layers]
+    try:
+        _long_gradients(lm, Limits(grad_recompute_tokens=400))  # 2 x 200 tokens: not above
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert runs[0] == n_blocks
+
+
+def test_recomputed_blocks_on_a_classifier(clf):
+    ids = [int(i) for i in torch.randint(10, 1000, (150,), generator=torch.Generator().manual_seed(4))]
+    out = {threshold: gradients(clf, ids, target_classes=[0, 2], outputs=["FULL"],
+                                limits=Limits(grad_recompute_tokens=threshold)) for threshold in (0, 16)}
+    assert _relative(out[16]["full"], out[0]["full"]) <= 1e-5

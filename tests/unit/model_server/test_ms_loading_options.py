@@ -183,8 +183,12 @@ def _too_long_ids():
     return [5] * 600  # > 512
 
 
-@pytest.mark.parametrize("rpc", ["Score", "ComputeGradients", "Generate", "StreamActivations"])
+@pytest.mark.parametrize("rpc", ["Score", "ComputeGradients", "Generate", "StreamActivations", "LogitLens",
+                                 "ConceptGradients"])
 def test_a_request_longer_than_the_model_is_invalid_argument(stub, rpc):
+    """Every RPC that runs the model refuses an input past its maximum length
+    up front (Tokenize / Detokenize only convert: a long text's ids are what
+    a caller needs to shorten it)."""
     if rpc == "Score":
         call = lambda: stub.Score(model_pb2.ScoreRequest(input_ids=_too_long_ids(), target_positions=[599]),
                                   timeout=60)
@@ -194,6 +198,15 @@ def test_a_request_longer_than_the_model_is_invalid_argument(stub, rpc):
     elif rpc == "Generate":
         call = lambda: stub.Generate(model_pb2.GenerateRequest(
             token_ids=model_pb2.TokenIds(ids=_too_long_ids()), max_new_tokens=2), timeout=60)
+    elif rpc == "LogitLens":
+        call = lambda: stub.LogitLens(model_pb2.LogitLensRequest(input_ids=_too_long_ids(), top_k=1), timeout=60)
+    elif rpc == "ConceptGradients":
+        from xaimesh_contracts.tensors import to_tensor
+
+        call = lambda: stub.ConceptGradients(model_pb2.ConceptGradientsRequest(
+            input_ids=_too_long_ids(), split_point="1", target_positions=[599],
+            codes=to_tensor(np.ones((600, 2), np.float32)), decoder=to_tensor(np.ones((2, 64), np.float32))),
+            timeout=60)
     else:
         def call():
             events = list(stub.StreamActivations(model_pb2.StreamActivationsRequest(

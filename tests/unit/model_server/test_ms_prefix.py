@@ -103,10 +103,11 @@ def test_no_sharing_where_it_cannot_apply_or_does_not_pay(loaded_families):
 
     late = base.clone()
     late[190] = 0  # only the last few positions differ: worth sharing
-    early = base.clone()
-    early[1] = 0  # a prefix of 1 token saves nothing
+    early = [base.clone() for _ in range(4)]
+    for k, row in enumerate(early):
+        row[1] = k  # rows with one token in common (with the base and with each other) save nothing
     assert plan_shared(lm, [item(late, base=base)] * 4)[0]
-    assert plan_shared(lm, [item(early, base=base)] * 4) == ([], [0, 1, 2, 3])
+    assert plan_shared(lm, [item(row, base=base) for row in early]) == ([], [0, 1, 2, 3])
     assert plan_shared(lm, [item(late)] * 4) == ([], [0, 1, 2, 3])  # no base: rows of another kind
     assert plan_shared(classifier, [item(late, base=base)] * 4) == ([], [0, 1, 2, 3])  # every position sees all
 
@@ -136,3 +137,43 @@ def test_a_small_cache_budget_splits_the_rows_and_changes_nothing(loaded_familie
                          limits=dataclasses.replace(DEFAULT_LIMITS, prefix_cache_bytes=1))
     assert max(roomy_forwards) > 1 and set(forwards) == {1} and sum(forwards) == sum(roomy_forwards)
     np.testing.assert_allclose(tight, roomy, rtol=1e-5, atol=1e-6)
+
+
+def test_rows_share_their_common_prefix_with_each_other(loaded_families):
+    """Rows that differ from the base early but agree with each other for
+    long (Deletion's nested masks, KernelShap's masks in token order) share
+    that common prefix, not only the base's: planned in segments of rows in
+    token order, with the plain scores."""
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine.limits import DEFAULT_LIMITS
+    from xaimesh_model_server.engine.prefix import plan_shared
+    from xaimesh_model_server.engine.score import ScoreItem
+
+    loaded = loaded_families(next(f for f in FAMILIES if f.name == "llama-bos"))
+    ids = loaded.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    n = len(ids)
+    targets = list(range(n - 5, n))
+    rng = np.random.default_rng(1)
+    masks = []
+    for family in range(2):  # two families of rows: an early token removed, then a late one more each
+        head = np.ones(n, bool)
+        head[rng.choice(5, 2, replace=False) + 1] = False
+        for k in range(6):
+            row = head.copy()
+            row[n - 8 - k : n - 6] = False
+            masks.append(row)
+    masks = np.stack(masks)[rng.permutation(12)]  # out of order: the planner sorts them
+    base = torch.tensor(ids)
+    items = [ScoreItem(torch.where(torch.from_numpy(m), base, torch.tensor(0)), None, torch.tensor(targets) - 1,
+                       base[targets], engine.InferenceMode.LOGITS, base=base) for m in masks]
+    plans, rest = plan_shared(loaded, items)
+    assert rest == [] and len(plans) == 2
+    for plan in plans:  # each segment: one family, sharing far beyond the base's first few tokens
+        (group,) = plan.groups
+        assert len(group.members) == 6 and group.start >= n - 13
+        assert len({tuple(items[i].ids[: group.start].tolist()) for i in group.members}) == 1
+    plain = engine.score(loaded, ids, masks, target_positions=targets,
+                         limits=dataclasses.replace(DEFAULT_LIMITS, share_prefixes=False))
+    shared = engine.score(loaded, ids, masks, target_positions=targets)
+    scale = np.maximum(np.abs(plain), 1e-2)
+    assert float((np.abs(shared - plain) / scale).max()) <= RTOL
