@@ -248,7 +248,7 @@ class ConceptValues(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ScoreSimulatabilityRequest(_message.Message):
-    __slots__ = ("samples", "predictions", "classes", "concept_labels", "class_importances", "sample_contributions", "prompt_type", "anonymize_classes", "importance_threshold", "llm", "seed")
+    __slots__ = ("samples", "predictions", "classes", "concept_labels", "class_importances", "sample_contributions", "prompt_type", "anonymize_classes", "importance_threshold", "llm", "seed", "prompt_only", "reply")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,8 @@ class ScoreSimulatabilityRequest(_message.Message):
     IMPORTANCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LLM_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
     samples: _containers.RepeatedScalarFieldContainer[str]
     predictions: _containers.RepeatedScalarFieldContainer[int]
     classes: _containers.RepeatedScalarFieldContainer[str]
@@ -271,7 +273,9 @@ class ScoreSimulatabilityRequest(_message.Message):
     importance_threshold: float
     llm: LlmBackend
     seed: int
-    def __init__(self, samples: _Optional[_Iterable[str]] = ..., predictions: _Optional[_Iterable[int]] = ..., classes: _Optional[_Iterable[str]] = ..., concept_labels: _Optional[_Iterable[str]] = ..., class_importances: _Optional[_Iterable[_Union[ConceptValues, _Mapping]]] = ..., sample_contributions: _Optional[_Iterable[_Union[ConceptValues, _Mapping]]] = ..., prompt_type: _Optional[_Union[SimulatabilityPrompt, str]] = ..., anonymize_classes: _Optional[bool] = ..., importance_threshold: _Optional[float] = ..., llm: _Optional[_Union[LlmBackend, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
+    prompt_only: bool
+    reply: str
+    def __init__(self, samples: _Optional[_Iterable[str]] = ..., predictions: _Optional[_Iterable[int]] = ..., classes: _Optional[_Iterable[str]] = ..., concept_labels: _Optional[_Iterable[str]] = ..., class_importances: _Optional[_Iterable[_Union[ConceptValues, _Mapping]]] = ..., sample_contributions: _Optional[_Iterable[_Union[ConceptValues, _Mapping]]] = ..., prompt_type: _Optional[_Union[SimulatabilityPrompt, str]] = ..., anonymize_classes: _Optional[bool] = ..., importance_threshold: _Optional[float] = ..., llm: _Optional[_Union[LlmBackend, _Mapping]] = ..., seed: _Optional[int] = ..., prompt_only: _Optional[bool] = ..., reply: _Optional[str] = ...) -> None: ...
 
 class ScoreSimulatabilityResponse(_message.Message):
     __slots__ = ("score", "n_evaluated", "n_answered", "model_predictions", "simulator_predictions", "prompt", "reply", "llm")
