@@ -33,6 +33,10 @@ __all__ = ["DEFAULT_IMPORTANCE_THRESHOLD", "DEFAULT_PROMPT_TYPE", "PROMPT_PARTS"
 
 DEFAULT_IMPORTANCE_THRESHOLD = 0.05
 DEFAULT_PROMPT_TYPE = "e3_global_and_local_concepts_with_lp"
+# Classes guessed from the predictions (anonymized, no names given) are
+# listed in the prompt: a stray huge index must not make a prompt of
+# billions of names.
+MAX_ANONYMOUS_CLASSES = 1_000
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def check_input(data: SimulatabilityInput) -> list[str]:
                               "predicted class of each sample", field="predictions")
     if not data.classes and not data.anonymize_classes:
         raise InvalidArgument("classes is required unless anonymize_classes is set", field="classes")
-    n_classes = len(data.classes) or max(data.predictions) + 1
+    n_classes = len(data.classes) or min(max(data.predictions) + 1, MAX_ANONYMOUS_CLASSES)
     for i, p in enumerate(data.predictions):
         if not 0 <= p < n_classes:
             raise InvalidArgument(f"predictions[{i}] = {p} is not a class index in [0, {n_classes})",

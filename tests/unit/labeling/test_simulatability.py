@@ -142,6 +142,7 @@ def test_anonymized_classes_hide_the_names():
     (dict(predictions=PREDICTIONS[:6]), "predictions"),
     (dict(predictions=[2] + PREDICTIONS[1:]), "predictions[0]"),
     (dict(classes=[]), "classes"),
+    (dict(classes=[], anonymize_classes=True, predictions=[2 ** 31 - 1] + PREDICTIONS[1:]), "predictions[0]"),
     (dict(prompt_type="nope"), "prompt_type"),
     (dict(importance_threshold=0.0), "importance_threshold"),
     (dict(concept_labels=["", "", ""]), "concept_labels"),
