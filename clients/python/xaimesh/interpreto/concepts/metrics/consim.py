@@ -15,12 +15,10 @@ from enum import Enum
 from typing import Any
 
 from xaimesh.concepts import simulatability as native
-from xaimesh.llm import CallerLLM
-from xaimesh.llm import LLMInterface as NativeLLMInterface
 
 from ..._compat import accept_noop, member, refuse
 from ...commons.llm_interface import Role
-from ..interpretations import _interpreto_generate
+from ..interpretations import native_llm
 
 __all__ = ["ConSim", "PromptTypes"]
 
@@ -57,14 +55,8 @@ def _class_rows(global_importances: dict | None, classes: list[str], n_concepts:
 
 class ConSim:
     def __init__(self, splitter: Any, user_llm: Any, classes: list[str] | None = None) -> None:
-        if user_llm is not None and not isinstance(user_llm, (NativeLLMInterface, CallerLLM)):
-            if not callable(getattr(user_llm, "generate", None)):
-                raise refuse("ConSim", "user_llm", f"an LLMInterface with generate(prompt), not "
-                             f"{type(user_llm).__name__}")
-            # the user's own LLM runs here on the service's prompt
-            user_llm = CallerLLM(_interpreto_generate(user_llm), name=type(user_llm).__name__)
         self.splitter = splitter
-        self.user_llm = user_llm
+        self.user_llm = native_llm(user_llm, "ConSim", "user_llm")
         self.classes = list(classes) if classes is not None else None
 
     def evaluate(self, interesting_samples: list[str], predictions: Any, concept_explainer: Any = None,
