@@ -84,6 +84,12 @@ def score_max_new_tokens(n_examples: int) -> int:
     return min(MAX_GENERATED_TOKENS, longest + 8)
 
 
+def simulation_max_new_tokens(n_samples: int) -> int:
+    """Enough for a ConSim answer, a "Sample_{i}: {class}" line per sample
+    at about 16 tokens a line."""
+    return min(MAX_GENERATED_TOKENS, 16 * n_samples + 8)
+
+
 @dataclass(frozen=True)
 class OpenAISpec:
     """labeling.proto's OpenAIBackend (zero values = defaults)."""

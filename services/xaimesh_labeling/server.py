@@ -8,6 +8,10 @@ is ready, followed by a ``Progress`` event. A failure for one concept is that
 label's ``error`` (a ``google.rpc.Status``); the others go on. Concepts that
 never activate get ``has_label = false`` without an LLM call.
 
+``ScoreSimulatability`` (ConSim): everything shown to the simulator is in
+the request; :mod:`xaimesh_labeling.simulatability` builds the prompt and
+scores the one reply.
+
 ``ScoreLabels``: per label, activating examples are the concept's top rows
 (``GetTopExamples`` TOP, ``2 * n_examples`` of them, with context) and
 non-activating examples are rows where the concept is quiet
@@ -42,10 +46,13 @@ from .downstream import (ConceptSource, GrpcConceptSource, GrpcModelGenerator, M
                          TopExamplesQuery, example_to_proto)
 from .examples import ConceptExample, ConceptExamples, ErrorInfo
 from .labeling import ConceptLabelResult, label_concepts
+from .llm import CallableLLM
 from .llm_policy import LABEL_MAX_NEW_TOKENS, LlmPolicy, ModelServerSpec, OpenAISpec, caller_key, \
-    score_max_new_tokens
+    score_max_new_tokens, simulation_max_new_tokens
 from .redaction import Secret
 from .sampling import non_activating_examples, quiet_thresholds
+from .simulatability import DEFAULT_IMPORTANCE_THRESHOLD, DEFAULT_PROMPT_TYPE, SimulatabilityInput, \
+    build_messages, check_input, score_simulatability
 from .scoring import DETECTION, FUZZING, LabelScoreResult, ScoringInput, score_labels, summarize_scores
 
 __all__ = ["API_KEY_METADATA", "LabelingServiceServicer", "SERVICE_NAME"]
@@ -66,6 +73,8 @@ DEFAULT_SCORING_EXAMPLES = 5
 # ScoreLabels k_context 0 = this many tokens each side (fuzzing needs context).
 DEFAULT_SCORING_CONTEXT = 4
 _TOKEN_LEVEL = ("token", "all_tokens")
+# ScoreSimulatability's `llm` when the caller's own simulator wrote the reply.
+CALLER_SIMULATOR = "caller"
 
 
 # --------------------------------------------------------------------------
@@ -152,6 +161,24 @@ def _caller_reply(reply: labeling_pb2.GenerateReply) -> Reply:
 
 
 _STATUS_BY_NUMBER = {code.value[0]: code.value for code in grpc.StatusCode}
+
+
+def _chat(messages: list[dict[str, str]]) -> list[model_pb2.ChatMessage]:
+    return [model_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+
+
+def _simulatability_input(request: labeling_pb2.ScoreSimulatabilityRequest) -> SimulatabilityInput:
+    try:
+        prompt_type = to_name(labeling_pb2.SimulatabilityPrompt, request.prompt_type) or DEFAULT_PROMPT_TYPE
+    except EnumValueError as exc:
+        raise InvalidArgument(str(exc), field="prompt_type") from None
+    return SimulatabilityInput(
+        samples=list(request.samples), predictions=list(request.predictions), classes=list(request.classes),
+        concept_labels=list(request.concept_labels),
+        class_importances=[list(row.values) for row in request.class_importances],
+        sample_contributions=[list(row.values) for row in request.sample_contributions],
+        prompt_type=prompt_type, anonymize_classes=request.anonymize_classes,
+        importance_threshold=request.importance_threshold or DEFAULT_IMPORTANCE_THRESHOLD)
 
 
 def _check_target(request: Any) -> None:
@@ -347,8 +374,7 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
                 raise item
             if isinstance(item, Call):
                 yield labeling_pb2.LabelConceptsWithCallerLlmResponse(generate=labeling_pb2.GenerateCall(
-                    id=item.id, messages=[model_pb2.ChatMessage(role=m["role"], content=m["content"])
-                                          for m in item.messages]))
+                    id=item.id, messages=_chat(item.messages)))
             elif item.HasField("label"):
                 yield labeling_pb2.LabelConceptsWithCallerLlmResponse(label=item.label)
             else:
@@ -414,3 +440,33 @@ class LabelingServiceServicer(labeling_pb2_grpc.LabelingServiceServicer):
             ))
         finally:
             scorer.close()
+
+    @map_errors()
+    def ScoreSimulatability(self, request: labeling_pb2.ScoreSimulatabilityRequest,
+                            context: grpc.ServicerContext) -> labeling_pb2.ScoreSimulatabilityResponse:
+        data = _simulatability_input(request)
+        if request.prompt_only and request.HasField("reply"):
+            raise InvalidArgument("prompt_only asks for the prompt, reply scores an answer to it: set one",
+                                  field="prompt_only")
+        if request.prompt_only:
+            messages, model_predictions = build_messages(data)
+            return labeling_pb2.ScoreSimulatabilityResponse(
+                score=math.nan, n_evaluated=len(model_predictions), model_predictions=model_predictions,
+                prompt=_chat(messages))
+        check_input(data)  # before any LLM is built: a bad request costs no model-server call
+        if request.HasField("reply"):
+            simulator = CallableLLM(lambda messages: request.reply, CALLER_SIMULATOR)
+            result = score_simulatability(data, simulator)
+        else:
+            llm = self._llm(request.llm if request.HasField("llm") else None, context, field="llm",
+                            max_new_tokens=simulation_max_new_tokens(len(data.samples) // 2), seed=request.seed)
+            try:
+                result = score_simulatability(data, llm)
+            finally:
+                llm.close()
+        log.info("ScoreSimulatability: %s on %d samples with %s: %.3f", data.prompt_type, len(data.samples),
+                 result.llm, result.score)
+        return labeling_pb2.ScoreSimulatabilityResponse(
+            score=result.score, n_evaluated=len(result.model_predictions), n_answered=result.n_answered,
+            model_predictions=result.model_predictions, simulator_predictions=result.simulator_predictions,
+            prompt=_chat(result.messages), reply=result.reply, llm=result.llm)

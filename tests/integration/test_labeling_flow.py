@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from tests.fixtures.fake_openai import FakeOpenAIServer
@@ -231,3 +232,74 @@ def test_serve_labeling_process(launcher, tmp_path):
     assert labeling.stop(signal.SIGTERM) == 0
     log = labeling.log()
     assert "labeling config" in log and KEY not in log
+
+
+# ---------------------------------------------------------------------------
+# ConSim (ScoreSimulatability) over the real services: the model calls a
+# review positive when it names a "great" thing; a simulator that is told
+# the concept "great things" predicts it, one that is not guesses the sentiment.
+
+CONSIM_SAMPLES = ["great but long", "bad", "great", "fine", "great yet awful", "lovely", "great", "poor"]
+CONSIM_PREDICTIONS = [1, 0, 1, 0, 1, 0, 1, 0]
+CONSIM_CLASSES = ["negative", "positive"]
+CONSIM_LABELS = {0: "great things", 1: "complaints"}
+CONSIM_GLOBAL = [[-1.0, 1.0], [2.0, -0.5]]
+CONSIM_LOCAL = [[1.0, 0.2], [0.0, 1.0], [1.0, 0.0], [0.1, 0.3]]
+
+
+def consim_simulator(messages):
+    system, user = messages[0]["content"], messages[-1]["content"]
+    explained = "great things" in system
+    lines = []
+    for i, text in re.findall(r"^Sample_(\d+): (.*)$", user, re.M):
+        positive = "great" in text if explained else text in ("great", "lovely", "fine")
+        lines.append(f"Sample_{i}: {'positive' if positive else 'negative'}")
+    return "\n".join(lines)
+
+
+def test_consim_against_its_baseline_through_an_openai_endpoint(fitted):
+    from xaimesh.concepts import ConSim
+    from xaimesh.errors import InvalidArgumentError
+    from xaimesh.llm import OpenAILLM
+
+    mesh = fitted[0]
+    with FakeOpenAIServer(responder=consim_simulator) as fake:
+        consim = ConSim(mesh, OpenAILLM(api_key=KEY, base_url=fake.base_url, model="gpt-fake"), CONSIM_CLASSES)
+        explained = consim.evaluate(CONSIM_SAMPLES, CONSIM_PREDICTIONS, concept_labels=CONSIM_LABELS,
+                                    class_importances=CONSIM_GLOBAL, sample_contributions=CONSIM_LOCAL)
+        baseline = consim.evaluate(CONSIM_SAMPLES, CONSIM_PREDICTIONS, prompt_type="l2_baseline_with_lp")
+        assert (explained.score, baseline.score) == (1.0, 0.5)
+        assert explained.llm == f"openai:gpt-fake@{fake.base_url}" and explained.n_evaluated == 4
+        assert explained.model_predictions == ["positive", "negative", "positive", "negative"]
+        assert "concept 0: great things" in explained.prompt[0]["content"]
+        assert [m["content"] for m in fake.requests[0].body["messages"]] == [m["content"] for m in explained.prompt]
+        assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {KEY}"}
+        with pytest.raises(InvalidArgumentError) as err:
+            consim.evaluate(CONSIM_SAMPLES, CONSIM_PREDICTIONS[:6], prompt_type="l2_baseline_with_lp")
+        assert [v.field for v in err.value.field_violations] == ["predictions"]
+        assert len(fake.requests) == 2
+
+
+def test_interpretos_consim_with_a_users_own_llm(fitted):
+    from xaimesh.interpreto.commons.llm_interface import LLMInterface, Role
+    from xaimesh.interpreto.concepts.metrics import ConSim, PromptTypes
+
+    class Simulator(LLMInterface):
+        def generate(self, prompt):
+            return consim_simulator([{"role": role.value, "content": text} for role, text in prompt])
+
+    split_model = fitted[1]
+    global_importances = {name: dict(enumerate(row)) for name, row in zip(CONSIM_CLASSES, CONSIM_GLOBAL)}
+    consim = ConSim(split_model, Simulator(), classes=CONSIM_CLASSES)
+    score = consim.evaluate(CONSIM_SAMPLES, np.array(CONSIM_PREDICTIONS), concepts_interpretation=CONSIM_LABELS,
+                            global_importances=global_importances, local_importances=np.array(CONSIM_LOCAL))
+    baseline = consim.evaluate(CONSIM_SAMPLES, CONSIM_PREDICTIONS, prompt_type=PromptTypes.L2_baseline_with_lp)
+    assert (score, baseline) == (1.0, 0.5)
+    # without a user_llm, interpreto's (prompt, model predictions)
+    prompt, expected = ConSim(split_model, None, classes=CONSIM_CLASSES).evaluate(
+        CONSIM_SAMPLES, CONSIM_PREDICTIONS, prompt_type=PromptTypes.L2_baseline_with_lp)
+    assert [role for role, _ in prompt] == [Role.SYSTEM, Role.USER, Role.ASSISTANT]
+    assert "Class of Sample_0: positive" in prompt[0][1] and expected == ["positive", "negative", "positive", "negative"]
+    with pytest.raises(ValueError, match="local_importances"):
+        consim.evaluate(CONSIM_SAMPLES, CONSIM_PREDICTIONS, concepts_interpretation=CONSIM_LABELS,
+                        global_importances=global_importances)

@@ -266,7 +266,7 @@ MUTATED = {
                 "ListConceptModels", "Encode", "Decode", "GetDictionary", "ComputeConceptMetrics",
                 "GetTopExamples", "ExtractLabels", "FitProbe", "ImportConceptModel", "GetConceptEncoder",
                 "FitTunedLens"],
-    "labeling": ["LabelConcepts", "ScoreLabels"],
+    "labeling": ["LabelConcepts", "ScoreLabels", "ScoreSimulatability"],
 }
 
 
@@ -346,6 +346,11 @@ def valid_request(resources: Resources, concept_address, attribution_address, se
         "ScoreLabels": lambda: labeling_pb2.ScoreLabelsRequest(
             concept_model=resources.model_name, activation_set=resources.set_name, n_examples=2,
             labels=[labeling_pb2.LabelToScore(concept_index=0, label="cats")], scorer=msg_server),
+        "ScoreSimulatability": lambda: labeling_pb2.ScoreSimulatabilityRequest(
+            samples=TEXTS[:4], predictions=[0, 1, 1, 0], classes=["calm", "lively"],
+            concept_labels=["people", "animals"], class_importances=[
+                labeling_pb2.ConceptValues(values=[1.0, -0.5]), labeling_pb2.ConceptValues(values=[-0.2, 2.0])],
+            prompt_type=labeling_pb2.SIMULATABILITY_PROMPT_E2_GLOBAL_CONCEPTS_WITH_LP, llm=msg_server),
     }[method]()
 
 

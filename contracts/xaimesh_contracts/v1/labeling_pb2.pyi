@@ -16,9 +16,26 @@ class LabelScoringMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABEL_SCORING_METHOD_UNSPECIFIED: _ClassVar[LabelScoringMethod]
     LABEL_SCORING_METHOD_DETECTION: _ClassVar[LabelScoringMethod]
     LABEL_SCORING_METHOD_FUZZING: _ClassVar[LabelScoringMethod]
+
+class SimulatabilityPrompt(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIMULATABILITY_PROMPT_UNSPECIFIED: _ClassVar[SimulatabilityPrompt]
+    SIMULATABILITY_PROMPT_L1_BASELINE_WITHOUT_LP: _ClassVar[SimulatabilityPrompt]
+    SIMULATABILITY_PROMPT_E1_GLOBAL_CONCEPTS_WITHOUT_LP: _ClassVar[SimulatabilityPrompt]
+    SIMULATABILITY_PROMPT_L2_BASELINE_WITH_LP: _ClassVar[SimulatabilityPrompt]
+    SIMULATABILITY_PROMPT_E2_GLOBAL_CONCEPTS_WITH_LP: _ClassVar[SimulatabilityPrompt]
+    SIMULATABILITY_PROMPT_E3_GLOBAL_AND_LOCAL_CONCEPTS_WITH_LP: _ClassVar[SimulatabilityPrompt]
+    SIMULATABILITY_PROMPT_U1_UPPER_BOUND_CONCEPTS_AT_EP: _ClassVar[SimulatabilityPrompt]
 LABEL_SCORING_METHOD_UNSPECIFIED: LabelScoringMethod
 LABEL_SCORING_METHOD_DETECTION: LabelScoringMethod
 LABEL_SCORING_METHOD_FUZZING: LabelScoringMethod
+SIMULATABILITY_PROMPT_UNSPECIFIED: SimulatabilityPrompt
+SIMULATABILITY_PROMPT_L1_BASELINE_WITHOUT_LP: SimulatabilityPrompt
+SIMULATABILITY_PROMPT_E1_GLOBAL_CONCEPTS_WITHOUT_LP: SimulatabilityPrompt
+SIMULATABILITY_PROMPT_L2_BASELINE_WITH_LP: SimulatabilityPrompt
+SIMULATABILITY_PROMPT_E2_GLOBAL_CONCEPTS_WITH_LP: SimulatabilityPrompt
+SIMULATABILITY_PROMPT_E3_GLOBAL_AND_LOCAL_CONCEPTS_WITH_LP: SimulatabilityPrompt
+SIMULATABILITY_PROMPT_U1_UPPER_BOUND_CONCEPTS_AT_EP: SimulatabilityPrompt
 
 class OpenAIBackend(_message.Message):
     __slots__ = ("model", "base_url", "temperature", "max_tokens", "timeout_seconds", "max_retries")
@@ -223,3 +240,59 @@ class ScoreLabelsResponse(_message.Message):
     score: LabelScore
     summary: LabelScoresSummary
     def __init__(self, progress: _Optional[_Union[_tensor_pb2.Progress, _Mapping]] = ..., score: _Optional[_Union[LabelScore, _Mapping]] = ..., summary: _Optional[_Union[LabelScoresSummary, _Mapping]] = ...) -> None: ...
+
+class ConceptValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class ScoreSimulatabilityRequest(_message.Message):
+    __slots__ = ("samples", "predictions", "classes", "concept_labels", "class_importances", "sample_contributions", "prompt_type", "anonymize_classes", "importance_threshold", "llm", "seed", "prompt_only", "reply")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_LABELS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_IMPORTANCES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ANONYMIZE_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedScalarFieldContainer[str]
+    predictions: _containers.RepeatedScalarFieldContainer[int]
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    concept_labels: _containers.RepeatedScalarFieldContainer[str]
+    class_importances: _containers.RepeatedCompositeFieldContainer[ConceptValues]
+    sample_contributions: _containers.RepeatedCompositeFieldContainer[ConceptValues]
+    prompt_type: SimulatabilityPrompt
+    anonymize_classes: bool
+    importance_threshold: float
+    llm: LlmBackend
+    seed: int
+    prompt_only: bool
+    reply: str
+    def __init__(self, samples: _Optional[_Iterable[str]] = ..., predictions: _Optional[_Iterable[int]] = ..., classes: _Optional[_Iterable[str]] = ..., concept_labels: _Optional[_Iterable[str]] = ..., class_importances: _Optional[_Iterable[_Union[ConceptValues, _Mapping]]] = ..., sample_contributions: _Optional[_Iterable[_Union[ConceptValues, _Mapping]]] = ..., prompt_type: _Optional[_Union[SimulatabilityPrompt, str]] = ..., anonymize_classes: _Optional[bool] = ..., importance_threshold: _Optional[float] = ..., llm: _Optional[_Union[LlmBackend, _Mapping]] = ..., seed: _Optional[int] = ..., prompt_only: _Optional[bool] = ..., reply: _Optional[str] = ...) -> None: ...
+
+class ScoreSimulatabilityResponse(_message.Message):
+    __slots__ = ("score", "n_evaluated", "n_answered", "model_predictions", "simulator_predictions", "prompt", "reply", "llm")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    N_EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    N_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    SIMULATOR_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    n_evaluated: int
+    n_answered: int
+    model_predictions: _containers.RepeatedScalarFieldContainer[str]
+    simulator_predictions: _containers.RepeatedScalarFieldContainer[str]
+    prompt: _containers.RepeatedCompositeFieldContainer[_model_pb2.ChatMessage]
+    reply: str
+    llm: str
+    def __init__(self, score: _Optional[float] = ..., n_evaluated: _Optional[int] = ..., n_answered: _Optional[int] = ..., model_predictions: _Optional[_Iterable[str]] = ..., simulator_predictions: _Optional[_Iterable[str]] = ..., prompt: _Optional[_Iterable[_Union[_model_pb2.ChatMessage, _Mapping]]] = ..., reply: _Optional[str] = ..., llm: _Optional[str] = ...) -> None: ...

@@ -56,6 +56,11 @@ class LabelingServiceStub:
                 request_serializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmRequest.SerializeToString,
                 response_deserializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmResponse.FromString,
                 _registered_method=True)
+        self.ScoreSimulatability = channel.unary_unary(
+                '/xaimesh.v1.LabelingService/ScoreSimulatability',
+                request_serializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreSimulatabilityRequest.SerializeToString,
+                response_deserializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreSimulatabilityResponse.FromString,
+                _registered_method=True)
 
 
 class LabelingServiceServicer:
@@ -95,6 +100,17 @@ class LabelingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreSimulatability(self, request, context):
+        """ConSim (concept-based simulatability, Poché et al. 2025): a simulator
+        LLM sees the first half of the samples with the model's predicted
+        classes (and, per prompt type, concept labels and importances), then
+        predicts the model's class for the second half; the score is the
+        fraction it gets right. docs/concept-metrics.md defines it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabelingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +128,11 @@ def add_LabelingServiceServicer_to_server(servicer, server):
                     servicer.LabelConceptsWithCallerLlm,
                     request_deserializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmRequest.FromString,
                     response_serializer=xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmResponse.SerializeToString,
+            ),
+            'ScoreSimulatability': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreSimulatability,
+                    request_deserializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreSimulatabilityRequest.FromString,
+                    response_serializer=xaimesh_dot_v1_dot_labeling__pb2.ScoreSimulatabilityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -202,6 +223,33 @@ class LabelingService:
             '/xaimesh.v1.LabelingService/LabelConceptsWithCallerLlm',
             xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmRequest.SerializeToString,
             xaimesh_dot_v1_dot_labeling__pb2.LabelConceptsWithCallerLlmResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreSimulatability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xaimesh.v1.LabelingService/ScoreSimulatability',
+            xaimesh_dot_v1_dot_labeling__pb2.ScoreSimulatabilityRequest.SerializeToString,
+            xaimesh_dot_v1_dot_labeling__pb2.ScoreSimulatabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

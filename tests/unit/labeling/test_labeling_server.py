@@ -8,6 +8,7 @@ perfect labeller); the OpenAI endpoint is the real HTTP fake server.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import socket
 import time
@@ -24,7 +25,7 @@ from tests.fixtures.fake_openai import FakeHTTPError, FakeOpenAIServer
 from xaimesh_contracts.v1 import concept_pb2, concept_pb2_grpc, labeling_pb2, labeling_pb2_grpc, model_pb2, model_pb2_grpc
 from xaimesh_contracts.v1 import tensor_pb2
 from xaimesh_labeling.__main__ import build_parser
-from xaimesh_labeling.llm_policy import LABEL_MAX_NEW_TOKENS, score_max_new_tokens
+from xaimesh_labeling.llm_policy import LABEL_MAX_NEW_TOKENS, score_max_new_tokens, simulation_max_new_tokens
 from xaimesh_labeling.server import LabelingServiceServicer
 from xaimesh_runtime.client import make_channel
 from xaimesh_runtime.server import start_server
@@ -137,9 +138,35 @@ class FakeConcepts(concept_pb2_grpc.ConceptServiceServicer):
                 provenance=PROV[start:end] if request.include_provenance else [])
 
 
+# ConSim: the model calls a review positive when it mentions a "great" thing;
+# a simulator that reads the concept label (concept 0 = "great things")
+# knows it, one without explanations guesses from the sentiment.
+SIM_SAMPLES = ["great but long", "bad", "great", "fine", "great yet awful", "lovely", "great", "poor"]
+SIM_PREDICTIONS = [1, 0, 1, 0, 1, 0, 1, 0]
+SIM_CLASSES = ["negative", "positive"]
+
+
+def simulate(messages):
+    """A ConSim simulator: with the "great things" concept in its prompt it
+    predicts the model exactly, without it it answers the sentiment of the
+    sample (half right)."""
+    system, user = messages[0]["content"], messages[-1]["content"]
+    explained = "great things" in system
+    lines = []
+    for i, text in re.findall(r"^Sample_(\d+): (.*)$", user, re.M):
+        if explained:
+            label = "positive" if "great" in text else "negative"
+        else:
+            label = "positive" if text in ("great", "lovely", "fine") else "negative"
+        lines.append(f"Sample_{i}: {label}")
+    return "\n".join(lines)
+
+
 def answer(messages):
     """A perfect LLM: labels from the first << >> word, scoring by vocabulary."""
     system, user = messages[0]["content"], messages[-1]["content"]
+    if system.startswith("You simulate a text classifier"):
+        return simulate(messages)
     if system.startswith("You check explanations"):
         label = re.search(r"^Label: (.*)$", user, re.M).group(1)
         vocab = VOCAB.get(label, set())
@@ -686,3 +713,86 @@ def test_non_activating_windows_on_a_large_set(start_labeling, downstream, fake_
                                      methods=[labeling_pb2.LABEL_SCORING_METHOD_DETECTION]), key=KEY)
     assert [(r.source.activation_set.row_start, r.source.activation_set.row_end)
             for r in concepts.encode_requests] == ranges
+
+
+# ---------------------------------------------------------------------------
+# ScoreSimulatability (ConSim)
+
+
+def consim_request(llm=None, **kw):
+    kw.setdefault("samples", SIM_SAMPLES)
+    kw.setdefault("predictions", SIM_PREDICTIONS)
+    kw.setdefault("classes", SIM_CLASSES)
+    kw.setdefault("concept_labels", ["great things", "complaints"])
+    kw.setdefault("class_importances", [labeling_pb2.ConceptValues(values=[-1.0, 1.0]),
+                                        labeling_pb2.ConceptValues(values=[2.0, -0.5])])
+    kw.setdefault("sample_contributions", [labeling_pb2.ConceptValues(values=[1.0, 0.2]) for _ in range(4)])
+    return labeling_pb2.ScoreSimulatabilityRequest(llm=llm, **kw)
+
+
+def test_consim_explanations_against_the_baseline_through_openai(start_labeling, fake_llm):
+    fake_llm.responder = simulate
+    handle = start_labeling()
+    explained = handle.stub.ScoreSimulatability(consim_request(openai_backend(fake_llm)), timeout=30,
+                                                metadata=[("x-openai-api-key", KEY)])
+    assert explained.score == 1.0 and explained.n_evaluated == 4 and explained.n_answered == 4
+    assert list(explained.model_predictions) == ["positive", "negative", "positive", "negative"]
+    assert list(explained.simulator_predictions) == list(explained.model_predictions)
+    assert explained.llm == f"openai:gpt-test@{fake_llm.base_url}"
+    assert [m.role for m in explained.prompt] == ["system", "user"]
+    assert "concept 0: great things" in explained.prompt[0].content
+    sent = fake_llm.requests[-1].body["messages"]
+    assert [m["content"] for m in sent] == [m.content for m in explained.prompt]
+    baseline = handle.stub.ScoreSimulatability(
+        consim_request(openai_backend(fake_llm), prompt_type=labeling_pb2.SIMULATABILITY_PROMPT_L2_BASELINE_WITH_LP),
+        timeout=30, metadata=[("x-openai-api-key", KEY)])
+    assert baseline.score == 0.5 and "great things" not in baseline.prompt[0].content
+
+
+def test_consim_on_the_model_server_and_with_the_callers_own_reply(start_labeling, downstream):
+    _, models, _ = downstream
+    handle = start_labeling()
+    result = handle.stub.ScoreSimulatability(consim_request(), timeout=30)
+    assert result.score == 1.0 and result.llm == "model-server:tiny-instruct"
+    assert models.generate_requests[-1].max_new_tokens == simulation_max_new_tokens(4)
+    # two steps: the prompt, then the caller's simulator's answer to it, scored; no LLM of the service asked
+    asked = len(models.generate_requests)
+    prompt = handle.stub.ScoreSimulatability(consim_request(prompt_only=True), timeout=30)
+    assert math.isnan(prompt.score) and prompt.llm == "" and list(prompt.model_predictions) == \
+        list(result.model_predictions) and list(prompt.prompt) == list(result.prompt)
+    scored = handle.stub.ScoreSimulatability(consim_request(reply="Sample_4: positive\nSample_5: positive"),
+                                             timeout=30)
+    assert scored.score == 0.25 and scored.n_answered == 2 and scored.llm == "caller"
+    assert list(scored.simulator_predictions) == ["positive", "positive", "", ""]
+    assert len(models.generate_requests) == asked
+
+
+def test_consim_bad_requests(start_labeling, downstream, fake_llm):
+    _, models, _ = downstream
+    handle = start_labeling()
+    cases = [
+        (consim_request(predictions=SIM_PREDICTIONS[:6]), "predictions"),
+        (consim_request(samples=SIM_SAMPLES[:7], predictions=SIM_PREDICTIONS[:7]), "samples"),
+        (consim_request(predictions=[5] + SIM_PREDICTIONS[1:]), "predictions[0]"),
+        (consim_request(classes=[]), "classes"),
+        (consim_request(concept_labels=[]), "concept_labels"),
+        (consim_request(class_importances=[labeling_pb2.ConceptValues(values=[1.0])] * 2),
+         "class_importances[0]"),
+        (consim_request(sample_contributions=[]), "sample_contributions"),
+        (consim_request(prompt_type=99), "prompt_type"),
+        (consim_request(importance_threshold=2.0), "importance_threshold"),
+        (consim_request(prompt_only=True, reply="x"), "prompt_only"),
+        (consim_request(openai_backend(fake_llm, timeout_seconds=-1)), "llm.openai.timeout_seconds"),
+    ]
+    for request, field in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            handle.stub.ScoreSimulatability(request, timeout=30, metadata=[("x-openai-api-key", KEY)])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert _violations(err.value) == [field], err.value.details()
+    assert not fake_llm.requests and not models.generate_requests
+    # the simulator's failure keeps its code
+    fake_llm.fail_500_always()
+    with pytest.raises(grpc.RpcError) as err:
+        handle.stub.ScoreSimulatability(consim_request(openai_backend(fake_llm, max_retries=-1)), timeout=30,
+                                        metadata=[("x-openai-api-key", KEY)])
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -9,7 +9,8 @@
 Every name is imported on first use, so ``import xaimesh.concepts`` stays
 light. Explainers (``*Concepts``) run in the concept-service; ``LLMLabels``
 and ``TopKInputs`` (interpretations) label concepts through the labeling
-service, ``ExtractiveLabels`` without an LLM in the concept-service; ``upload_activations`` stores a client-side array as an
+service, ``ExtractiveLabels`` without an LLM in the concept-service; ``ConSim``
+scores concept explanations by simulatability (labeling-service); ``upload_activations`` stores a client-side array as an
 activation set; :mod:`xaimesh.concepts._rpc` has the low-level helpers
 (``iter_top_examples``...).
 """
@@ -52,9 +53,12 @@ _EXPORTS = {
     "plot_concepts": "xaimesh.concepts.plots",
     "concept_page": "xaimesh.concepts.page",
     "TopKInputs": "xaimesh.concepts.interpretations",
+    # concept-based simulatability (labeling)
+    "ConSim": "xaimesh.concepts.simulatability",
+    "ConSimResult": "xaimesh.concepts.simulatability",
 }
 
-_SUBMODULES = ("metrics", "explainers", "interpretations")
+_SUBMODULES = ("metrics", "explainers", "interpretations", "simulatability")
 
 __all__ = sorted(_EXPORTS)
 

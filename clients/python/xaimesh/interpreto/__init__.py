@@ -20,7 +20,7 @@ too. Arguments that mean nothing on a mesh (``device``, ``device_map``,
 ``batch_size``, ``tqdm_bar``...) are accepted and ignored; values the mesh
 cannot honour are refused naming the argument and why. Every difference
 from interpreto is in docs/interpreto-compat.md. Lenses (LogitLens,
-TunedLens), probes, ConSim and Cockatiel are not provided here.
+TunedLens), probes and Cockatiel are not provided here.
 
 Each class is a thin adapter over the native SDK (``xaimesh.attributions``,
 ``xaimesh.concepts``, ``xaimesh.split_model``); its native object is in

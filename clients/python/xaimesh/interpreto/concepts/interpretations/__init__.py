@@ -31,6 +31,17 @@ def _interpreto_generate(llm: Any) -> Any:
     return generate
 
 
+def native_llm(llm: Any, who: str, field: str) -> Any:
+    """The native LLM of an interpreto LLM argument: ours as they are, a
+    user's own ``LLMInterface`` (``generate(prompt)``) as a CallerLLM, which
+    runs in this process on the labeling-service's prompts."""
+    if llm is None or isinstance(llm, (NativeLLMInterface, CallerLLM)):
+        return llm
+    if not callable(getattr(llm, "generate", None)):
+        raise refuse(who, field, f"an LLMInterface with generate(prompt), not {type(llm).__name__}")
+    return CallerLLM(_interpreto_generate(llm), name=type(llm).__name__)
+
+
 def _common(who: str, concept_encoding_batch_size: int, use_vocab: bool, use_unique_words: Any,
             unique_words_kwargs: dict | None, aggregation_strategy: Any, *, inputs_supported: bool = False) -> None:
     accept_noop(who, "concept_encoding_batch_size", concept_encoding_batch_size)
@@ -77,12 +88,7 @@ class LLMLabels:
         _common("LLMLabels", concept_encoding_batch_size, use_vocab, use_unique_words, unique_words_kwargs,
                 aggregation_strategy)
         accept_noop("LLMLabels", "concept_model_device", concept_model_device)
-        if llm_interface is not None and not isinstance(llm_interface, (NativeLLMInterface, CallerLLM)):
-            if not callable(getattr(llm_interface, "generate", None)):
-                raise refuse("LLMLabels", "llm_interface", f"an LLMInterface with generate(prompt), not "
-                             f"{type(llm_interface).__name__}")
-            # the user's own LLM: the labeling-service sends its prompts back to this process
-            llm_interface = CallerLLM(_interpreto_generate(llm_interface), name=type(llm_interface).__name__)
+        llm_interface = native_llm(llm_interface, "LLMLabels", "llm_interface")
         self.concept_explainer = concept_explainer
         self.native = native.LLMLabels(
             concept_explainer.native, _granularity(activation_granularity), llm_interface=llm_interface,

@@ -16,7 +16,9 @@
   EUCLIDEAN, AVERAGE_EUCLIDEAN, WASSERSTEIN_1D, COSINE, LP and AVERAGE_LP
   (also as ``functools.partial(..., p=...)``) are computed by the service;
   KL or any other callable on the activations and reconstructions fetched
-  from it.
+  from it;
+- ``ConSim`` / ``PromptTypes``: concept-based simulatability, scored by the
+  labeling-service (``consim``; its local importances are passed in).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any
 from xaimesh.concepts import metrics as native
 
 from ..._compat import mesh_activations
+from .consim import ConSim, PromptTypes
 
-__all__ = ["FID", "MSE", "ConceptMatchingAlgorithm", "ReconstructionError", "ReconstructionSpaces", "Sparsity",
-           "SparsityRatio", "Stability"]
+__all__ = ["FID", "MSE", "ConSim", "ConceptMatchingAlgorithm", "PromptTypes", "ReconstructionError",
+           "ReconstructionSpaces", "Sparsity", "SparsityRatio", "Stability"]
 
 
 def _native_explainer(concept_explainer: Any) -> Any:
