@@ -22,11 +22,23 @@ from xaimesh_runtime.errors import FailedPrecondition, InvalidArgument
 from .base import ConceptMethod, register
 
 
-@register
-class LinearProbe(ConceptMethod):
-    method_name = "LINEAR_PROBE"
+class _StoredProbe(ConceptMethod):
+    """What LINEAR_PROBE and CENTROID_PROBE share: fitted from labels by
+    FitProbe, never by FitConceptModel (which has none)."""
+
     supervised = True
     needs_rows_ge_concepts = False
+    sdk_class = ""  # the SDK class whose fit(activations, labels) fits it
+
+    def _fit(self, source, log, should_stop):
+        raise FailedPrecondition(f"a {self.method_name} is fitted from labels: use FitProbe (xaimesh "
+                                 f"{self.sdk_class}.fit(activations, labels)), not FitConceptModel", field="method")
+
+
+@register
+class LinearProbe(_StoredProbe):
+    method_name = "LINEAR_PROBE"
+    sdk_class = "LinearProbe"
 
     @classmethod
     def from_weights(cls, weight: np.ndarray, bias: np.ndarray) -> "LinearProbe":
@@ -36,10 +48,6 @@ class LinearProbe(ConceptMethod):
         probe.hidden_size_ = int(weight.shape[0])
         probe.fitted_ = True
         return probe
-
-    def _fit(self, source, log, should_stop):
-        raise FailedPrecondition("a LINEAR_PROBE is fitted from labels: use FitProbe (xaimesh LinearProbe.fit("
-                                 "activations, labels)), not FitConceptModel", field="method")
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         return X @ self.weight_ + self.bias_
@@ -82,7 +90,7 @@ def centroid_similarity(metric: str, xn: np.ndarray, centroids: np.ndarray, inv_
 
 
 @register
-class CentroidProbe(ConceptMethod):
+class CentroidProbe(_StoredProbe):
     """A fitted centroid probe (probes.py fits it; docs/probes.md):
 
     * encode: s_j = similarity((x - m) M, c_j) + b_j, the metric one of
@@ -94,8 +102,7 @@ class CentroidProbe(ConceptMethod):
     """
 
     method_name = "CENTROID_PROBE"
-    supervised = True
-    needs_rows_ge_concepts = False
+    sdk_class = "CentroidProbe"
 
     @classmethod
     def from_fit(cls, metric: str, mean: np.ndarray, transform: np.ndarray, centroids: np.ndarray,
@@ -110,10 +117,6 @@ class CentroidProbe(ConceptMethod):
         probe.hidden_size_ = int(mean.shape[0])
         probe.fitted_ = True
         return probe
-
-    def _fit(self, source, log, should_stop):
-        raise FailedPrecondition("a CENTROID_PROBE is fitted from labels: use FitProbe (xaimesh CentroidProbe.fit("
-                                 "activations, labels)), not FitConceptModel", field="method")
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         xn = (X.astype(np.float64) - self.center_) @ self.transform_

@@ -154,7 +154,7 @@ class ReconstructionError:
         from ...commons import distances
 
         if self.reconstruction_space is not ReconstructionSpaces.LATENT_ACTIVATIONS:
-            raise NotImplementedError("Only LATENT_ACTIVATIONS reconstruction space is supported.")
+            raise NotImplementedError(f"{self.reconstruction_space} is not supported (interpreto 0.5.2 refuses it too): use ReconstructionSpaces.LATENT_ACTIVATIONS, the only reconstruction space it defines")
         # the distances the concept-service computes, by the native ReconstructionError's names
         on_service = {distances.euclidean_distance: "euclidean",
                       distances.average_euclidean_distance: "average_euclidean",
