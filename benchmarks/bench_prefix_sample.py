@@ -11,8 +11,9 @@ row), and then:
 - counts, for all of a method's rows, the token positions the forwards run:
   plain, and with the planner of engine/prefix.py over batches of the size
   the batcher forms (max_batch_tokens / row length rows);
-- times one batch of rows from the middle of that order (the rows the
-  batcher would put in one forward, or SAMPLE rows) four ways, one after
+- times one batch of rows in that order (the rows the batcher would put in
+  one forward, or SAMPLE rows; of the batches, the one whose planned share
+  of positions is nearest all rows') four ways, one after
   the other: the naive floor (bare torch, every row in full with logits and
   log-softmax at every position), the target-only floor (bare torch, logits
   at the target positions only), the engine without sharing and the engine
@@ -89,8 +90,7 @@ def _positions(loaded, ids, keep, positions, batch_rows: int) -> tuple[int, int]
         items = [ScoreItem(torch.where(torch.from_numpy(k), base, pad), None, gather, base[positions], 0, base=base)
                  for k in keep[start:start + batch_rows]]
         plans, plain = plan_shared(loaded, items)
-        shared += len(plain) * length + sum(max(g.start for g in p.groups) + sum(
-            (length - g.start) * len(g.members) for g in p.groups) for p in plans)
+        shared += len(plain) * length + sum(p.positions(length) for p in plans)
     return len(keep) * length, shared
 
 
@@ -103,8 +103,11 @@ def run() -> list[Row]:
     model, tokenizer = loaded.model, loaded.tokenizer
     prompt, target, n_prompt, n_all = _inputs(tokenizer)
     recorded = _recorded_rows(loaded, prompt, target)
-    with torch.inference_mode():  # warm-up: the first forwards of a fresh process are slower (both runs' first floor)
-        model(torch.tensor([tokenizer(prompt)["input_ids"]] * 4))
+    # warm-up: the first forwards of a fresh process are slower, the first full-vocabulary
+    # log-softmax too (a 4-row forward alone left the first method's naive floor 1.25x the others')
+    with torch.inference_mode():
+        for _ in range(2):
+            model(torch.tensor([tokenizer(prompt)["input_ids"]] * 4)).logits.log_softmax(-1)
     load = os.getloadavg()[0]
     out: list[Row] = []
     plain_limits = dataclasses.replace(engine.DEFAULT_LIMITS, share_prefixes=False)
@@ -113,9 +116,16 @@ def run() -> list[Row]:
         batch_rows = engine.DEFAULT_LIMITS.max_batch_tokens // length
         plain_positions, shared_positions = _positions(loaded, ids, keep, positions, batch_rows)
         sample_rows = SAMPLE or batch_rows
-        middle = (len(keep) // 2) // sample_rows * sample_rows
-        sample = keep[middle:middle + sample_rows]
-        sample_plain, sample_shared = _positions(loaded, ids, sample, positions, sample_rows)
+        # the batch whose planned share is nearest all rows' (the nearest the middle among equals):
+        # batches differ (KernelShap's middle ones share nothing, its first and last ones much)
+        starts = range(0, len(keep) - sample_rows + 1, sample_rows)
+        planned = {start: _positions(loaded, ids, keep[start:start + sample_rows], positions, sample_rows)
+                   for start in starts}
+        overall = shared_positions / plain_positions
+        chosen = min(starts, key=lambda start: (abs(planned[start][1] / planned[start][0] - overall),
+                                                abs(start - len(keep) // 2)))
+        sample = keep[chosen:chosen + sample_rows]
+        sample_plain, sample_shared = planned[chosen]
         base = torch.tensor(ids)
         rows = torch.where(torch.from_numpy(sample), base, torch.tensor(tokenizer.pad_token_id))
         targets = torch.tensor(positions) - 1
@@ -148,7 +158,7 @@ def run() -> list[Row]:
         diff = float((np.abs(results["shared"] - results["plain"]) / scale).max())
         out.append(Row(
             f"Shared prefixes, sampled: {label} of a {WORDS}-word prompt ({n_prompt} tokens) → 20-token target, "
-            f"WORD; {len(sample)} of its {len(keep)} rows, in-process", timings["naive"], timings["shared"],
+            f"WORD; {len(sample)} of its {len(keep)} rows (from row {chosen}), in-process", timings["naive"], timings["shared"],
             notes=[f"target-only floor {timings['target']:.2f} s ({timings['target'] / timings['naive']:.2f}×)",
                    f"no sharing {timings['plain']:.2f} s ({timings['plain'] / timings['naive']:.2f}×)",
                    f"planned positions: {sample_shared / sample_plain:.2f} of plain in this batch, "

@@ -42,6 +42,10 @@ def build_parser():
                       help="a gradient forward over more tokens than this keeps only each block's input and "
                            "recomputes the block in the backward pass (peak memory per token about 2x smaller on "
                            "SmolLM2, one more forward per target; same gradients); 0: never")
+    parser.add_option("--cpu-forward-tokens", type=int, default=2048,
+                      help="on a CPU, a score batch runs as forwards of at most this many padded tokens (a "
+                           "forward over many tokens is memory-bound there; docs/benchmarks.md, \"CPU "
+                           "forwards\"); 0: one forward per batch. Ignored on an accelerator")
     parser.add_option("--warm-cache-only", type=bool, default=False,
                       help="convert the embedded default model into the cache directory and exit")
     return parser
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         batcher_options={"max_batch_tokens": options.max_batch_tokens, "max_batch_size": options.max_batch_size,
                          "max_wait_s": options.batch_wait_ms / 1000.0, "max_queue_items": options.max_queue_items},
         limits=dataclasses.replace(engine.DEFAULT_LIMITS, share_prefixes=options.share_prefixes,
-                                  grad_recompute_tokens=options.grad_recompute_tokens))
+                                  grad_recompute_tokens=options.grad_recompute_tokens,
+                                  cpu_forward_tokens=options.cpu_forward_tokens))
     try:
         return serve(config, servicer.register, warmup=servicer.warm_up, name="model-server")
     finally:

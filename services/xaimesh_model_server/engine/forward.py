@@ -48,6 +48,12 @@ def last_token_pooling(loaded: LoadedModel) -> bool:
     )
 
 
+def forward_token_budget(loaded: LoadedModel, cpu_forward_tokens: int) -> int | None:
+    """Tokens one score forward may hold: Limits.cpu_forward_tokens on a
+    CPU, None (the whole batch) on an accelerator or when it is 0."""
+    return cpu_forward_tokens if cpu_forward_tokens > 0 and torch.device(loaded.device).type == "cpu" else None
+
+
 def pad_side(loaded: LoadedModel) -> str:
     return "left" if last_token_pooling(loaded) else "right"
 

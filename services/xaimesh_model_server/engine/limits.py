@@ -27,6 +27,14 @@ class Limits:
     grad_recompute_tokens: int = 1024
     # Logits kept by one score forward (batch x kept positions x vocab).
     max_logits_elements: int = 1 << 27
+    # Tokens (rows x longest row) of one score forward on a CPU: a batch past
+    # it runs as several forwards. On a CPU a forward over many tokens is
+    # memory-bound (its elementwise ops over [tokens x hidden] tensors no
+    # longer fit in the cache): 44 rows of 367 tokens of SmolLM2 in one
+    # forward cost 1.2-1.3x per row what forwards of 4 rows cost
+    # (docs/benchmarks.md, "CPU forwards"). A GPU wants the whole batch, so
+    # nothing is split there. 0: never split.
+    cpu_forward_tokens: int = 2048
     # Score rows of a causal LM share the forward of the base's leading
     # tokens they keep, where that saves enough (engine/prefix.py).
     share_prefixes: bool = True

@@ -24,6 +24,7 @@ from ..loading import TASK_SEQUENCE_CLASSIFICATION, LoadedModel
 from .forward import (
     forward,
     forward_params,
+    forward_token_budget,
     lm_rows,
     pad_id,
     pad_side,
@@ -88,24 +89,30 @@ def run_score(loaded: LoadedModel, kind: ScoreWork, items: list[ScoreItem], limi
 def _logits_chunks(loaded: LoadedModel, items: list[ScoreItem], limits: Limits) -> list[list[ScoreItem]]:
     """Splits a score batch so each forward keeps at most max_logits_elements logits
     (batch x kept positions x vocab; every position when the model has no
-    `logits_to_keep`)."""
-    if loaded.task == TASK_SEQUENCE_CLASSIFICATION:
-        return [items]
+    `logits_to_keep`) and, on a CPU, holds at most cpu_forward_tokens padded
+    tokens (forward.forward_token_budget)."""
+    budget = forward_token_budget(loaded, limits.cpu_forward_tokens)
+    classifier = loaded.task == TASK_SEQUENCE_CLASSIFICATION
     vocab = loaded.vocab_size
     selective = "logits_to_keep" in forward_params(loaded) and not loaded.is_seq2seq
     chunks: list[list[ScoreItem]] = []
     current: list[ScoreItem] = []
     kept: set[int] = set()
-    longest = 0
+    longest = longest_logits = 0  # the chunk's longest row, and longest logits length
     for it in items:
-        new = kept | set(it.gather.tolist())
-        new_longest = max(longest, it.logits_length)
-        width = len(new) if selective else new_longest
-        if current and (len(current) + 1) * width * vocab > limits.max_logits_elements:
+        new = kept if classifier else kept | set(it.gather.tolist())
+        new_longest = max(longest, int(it.ids.shape[0]))
+        new_logits = max(longest_logits, it.logits_length)
+        width = len(new) if selective else new_logits
+        too_many_logits = not classifier and (len(current) + 1) * width * vocab > limits.max_logits_elements
+        too_many_tokens = budget is not None and (len(current) + 1) * new_longest > budget
+        if current and (too_many_logits or too_many_tokens):
             chunks.append(current)
-            current, new, new_longest = [], set(it.gather.tolist()), it.logits_length
+            current = []
+            new = set() if classifier else set(it.gather.tolist())
+            new_longest, new_logits = int(it.ids.shape[0]), it.logits_length
         current.append(it)
-        kept, longest = new, new_longest
+        kept, longest, longest_logits = new, new_longest, new_logits
     if current:
         chunks.append(current)
     return chunks

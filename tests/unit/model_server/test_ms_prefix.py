@@ -84,7 +84,7 @@ def test_shared_prefixes_give_the_plain_scores(loaded_families, fam, mode):
     if fam.name == "gemma2":  # sliding-window layers: never shared
         assert plans == [] and rest == list(range(len(items)))
         return
-    grouped = {i for plan in plans for g in plan.groups for i in g.members}
+    grouped = {i for plan in plans for i in plan.members()}
     assert set(range(len(ids) // 2, first_target)) <= grouped and len(grouped) + len(rest) == len(items)
 
 
@@ -142,8 +142,8 @@ def test_a_small_cache_budget_splits_the_rows_and_changes_nothing(loaded_familie
 def test_rows_share_their_common_prefix_with_each_other(loaded_families):
     """Rows that differ from the base early but agree with each other for
     long (Deletion's nested masks, KernelShap's masks in token order) share
-    that common prefix, not only the base's: planned in segments of rows in
-    token order, with the plain scores."""
+    that common prefix, not only the base's: planned over the trie of the
+    rows in token order, with the plain scores."""
     from xaimesh_model_server import engine
     from xaimesh_model_server.engine.limits import DEFAULT_LIMITS
     from xaimesh_model_server.engine.prefix import plan_shared
@@ -168,10 +168,50 @@ def test_rows_share_their_common_prefix_with_each_other(loaded_families):
                        base[targets], engine.InferenceMode.LOGITS, base=base) for m in masks]
     plans, rest = plan_shared(loaded, items)
     assert rest == [] and len(plans) == 2
-    for plan in plans:  # each segment: one family, sharing far beyond the base's first few tokens
-        (group,) = plan.groups
-        assert len(group.members) == 6 and group.start >= n - 13
-        assert len({tuple(items[i].ids[: group.start].tolist()) for i in group.members}) == 1
+    for plan in plans:  # each computed prefix: one family, far beyond the base's first few tokens
+        assert len(plan.members()) == 6 and plan.depth >= n - 13
+        assert len({tuple(items[i].ids[: plan.depth].tolist()) for i in plan.members()}) == 1
+    plain = engine.score(loaded, ids, masks, target_positions=targets,
+                         limits=dataclasses.replace(DEFAULT_LIMITS, share_prefixes=False))
+    shared = engine.score(loaded, ids, masks, target_positions=targets)
+    scale = np.maximum(np.abs(plain), 1e-2)
+    assert float((np.abs(shared - plain) / scale).max()) <= RTOL
+
+
+def test_nested_prefixes_extend_their_parents_cache(loaded_families, monkeypatch):
+    """Rows that share a prefix, and within it longer ones, run from a tree
+    of computed prefixes (each extends its parent's cache in place and is cut
+    back after), with the plain scores; a forward made nearly free here so the
+    tiny rows plan deep trees."""
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine import prefix
+    from xaimesh_model_server.engine.limits import DEFAULT_LIMITS
+    from xaimesh_model_server.engine.score import ScoreItem
+
+    monkeypatch.setattr(prefix, "FORWARD_COST_POSITIONS", 1)
+    loaded = loaded_families(next(f for f in FAMILIES if f.name == "gpt2"))
+    ids = loaded.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    n = len(ids)
+    targets = list(range(n - 4, n))
+    masks = []
+    for first in (10, 20):  # two halves: every row agrees up to position 10
+        for second in (30, 40):  # and within a half, up to 30 or 40
+            for last in range(3):  # then they part near the end
+                row = np.ones(n, bool)
+                row[[first, second, n - 6 - last]] = False
+                masks.append(row)
+    masks = np.stack(masks)[np.random.default_rng(2).permutation(len(masks))]
+    base = torch.tensor(ids)
+    items = [ScoreItem(torch.where(torch.from_numpy(m), base, torch.tensor(0)), None, torch.tensor(targets) - 1,
+                       base[targets], engine.InferenceMode.LOGITS, base=base) for m in masks]
+    plans, rest = prefix.plan_shared(loaded, items)
+    assert rest == [] and len(plans) == 1
+    (root,) = plans
+    assert root.depth == 10 and sorted(root.members()) == list(range(len(items)))
+    # halves part at 10 or 20 and agree up to 30; the rows of a (first, second) pair, up to n - 8
+    assert [child.depth for child in root.children] == [30, 30]
+    assert [grand.depth for child in root.children for grand in child.children] == [n - 8] * 4
+    assert root.positions(n) < len(items) * n
     plain = engine.score(loaded, ids, masks, target_positions=targets,
                          limits=dataclasses.replace(DEFAULT_LIMITS, share_prefixes=False))
     shared = engine.score(loaded, ids, masks, target_positions=targets)

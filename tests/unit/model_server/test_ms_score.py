@@ -109,6 +109,32 @@ def test_batch_composition_does_not_change_scores(lm, sentence_ids, keep):
     np.testing.assert_allclose(a, c, atol=ATOL)
 
 
+def test_cpu_forward_tokens_split_a_batch_and_change_nothing(lm, clf, sentence_ids, keep, monkeypatch):
+    """On a CPU a batch runs as forwards of at most Limits.cpu_forward_tokens
+    padded tokens (language models and classifiers), with the same numbers."""
+    import importlib
+
+    score_module = importlib.import_module("xaimesh_model_server.engine.score")  # the package re-exports score()
+
+    sizes: list[int] = []
+    real = score_module._score_batch
+
+    def counting(loaded, items):
+        sizes.append(len(items))
+        return real(loaded, items)
+
+    monkeypatch.setattr(score_module, "_score_batch", counting)
+    two_rows = Limits(cpu_forward_tokens=2 * len(sentence_ids))
+    for model, kwargs in ((lm, {"target_positions": TARGETS}), (clf, {})):
+        whole = score(model, sentence_ids, keep, "PAD_TOKEN", limits=Limits(cpu_forward_tokens=0), **kwargs)
+        assert sizes == [len(keep)]
+        sizes.clear()
+        split = score(model, sentence_ids, keep, "PAD_TOKEN", limits=two_rows, **kwargs)
+        assert sizes == [2] * (len(keep) // 2)
+        sizes.clear()
+        np.testing.assert_allclose(split, whole, atol=ATOL)
+
+
 def test_remove_errors(lm, sentence_ids):
     L = len(sentence_ids)
     km = np.ones((2, L), bool)
