@@ -13,11 +13,13 @@ row), and then:
   the batcher forms (max_batch_tokens / row length rows);
 - times one batch of rows in that order (the rows the batcher would put in
   one forward, or SAMPLE rows; of the batches, the one whose planned share
-  of positions is nearest all rows') four ways, one after
+  of positions is nearest all rows') five ways, one after
   the other: the naive floor (bare torch, every row in full with logits and
   log-softmax at every position), the target-only floor (bare torch, logits
-  at the target positions only), the engine without sharing and the engine
-  sharing; and checks shared = plain (max relative difference).
+  at the target positions only), the engine without sharing (its forwards
+  split by Limits.cpu_forward_tokens, and not: the batch in one forward)
+  and the engine sharing; and checks shared = plain (max relative
+  difference).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.bench_prefix_sample
 """
@@ -149,7 +151,9 @@ def run() -> list[Row]:
             return go
 
         timings: dict[str, float] = {}
+        whole_limits = dataclasses.replace(plain_limits, cpu_forward_tokens=0)
         for name, fn in (("naive", naive), ("target", target_only), ("plain", through(plain_limits, "plain")),
+                         ("whole", through(whole_limits, "whole")),
                          ("shared", through(engine.DEFAULT_LIMITS, "shared"))):
             started = time.perf_counter()
             fn()
@@ -161,6 +165,8 @@ def run() -> list[Row]:
             f"WORD; {len(sample)} of its {len(keep)} rows (from row {chosen}), in-process", timings["naive"], timings["shared"],
             notes=[f"target-only floor {timings['target']:.2f} s ({timings['target'] / timings['naive']:.2f}×)",
                    f"no sharing {timings['plain']:.2f} s ({timings['plain'] / timings['naive']:.2f}×)",
+                   f"no sharing, the batch in one forward (cpu_forward_tokens=0) {timings['whole']:.2f} s "
+                   f"({timings['whole'] / timings['naive']:.2f}×)",
                    f"planned positions: {sample_shared / sample_plain:.2f} of plain in this batch, "
                    f"{shared_positions / plain_positions:.2f} over all {len(keep)} rows in batches of {batch_rows}",
                    f"max relative difference shared vs plain {diff:.1e} (goal ≤ 1e-4)", "goal ≤ 0.6× (naive floor)",
