@@ -31,7 +31,7 @@ class Limits:
     # it runs as several forwards. On a CPU a forward over many tokens is
     # memory-bound (its elementwise ops over [tokens x hidden] tensors no
     # longer fit in the cache): 44 rows of 367 tokens of SmolLM2 in one
-    # forward cost 1.2-1.3x per row what forwards of 4 rows cost
+    # forward cost 1.1-1.35x per row what forwards of 4 rows cost
     # (docs/benchmarks.md, "CPU forwards"). A GPU wants the whole batch, so
     # nothing is split there. 0: never split.
     cpu_forward_tokens: int = 2048
