@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import Row
+from benchmarks.common import Row, recording_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = int(os.environ.get("XAIMESH_BENCH_PREFIX_WORDS", "300"))
@@ -45,28 +45,16 @@ SAMPLE = int(os.environ.get("XAIMESH_BENCH_PREFIX_SAMPLE", "0"))
 
 def _recorded_rows(loaded, prompt: str, target: str) -> dict[str, tuple[np.ndarray, np.ndarray, list[int]]]:
     """{method: (input ids, token keep-masks [n, L] in the order sent, target positions)}."""
-    sys.path.insert(0, str(ROOT / "tests" / "unit" / "attribution"))
-    from attr_backends import EngineBackend  # the engine as an attribution backend (test helper)
-
     from xaimesh_attribution import AttributionResult, evaluate, explain
-
-    class Recording(EngineBackend):
-        def __init__(self, model) -> None:
-            super().__init__(model)
-            self.sent: list[tuple[np.ndarray, np.ndarray, list[int]]] = []
-
-        def score(self, input_ids, keep_mask, replacement, *, target_positions=None, **_):
-            self.sent.append((np.asarray(input_ids), np.asarray(keep_mask, bool), list(target_positions)))
-            return np.random.default_rng(len(self.sent)).random((len(keep_mask), len(target_positions)))
 
     rows = {}
     result = None
     for label, method, params in (("Occlusion", "occlusion", {}),
                                   ("KernelShap 512", "kernel_shap", {"n_perturbations": 512, "seed": 0})):
-        backend = Recording(loaded)
+        backend = recording_backend(loaded)
         result = explain(backend, method, params, prompt, target, granularity="word")
         rows[label] = backend.sent
-    backend = Recording(loaded)
+    backend = recording_backend(loaded)
     scores = np.random.default_rng(1).random(np.shape(result.scores))
     ranked = AttributionResult.from_dict({**result.to_dict(), "scores": np.where(np.isnan(result.scores), np.nan,
                                                                                  scores).tolist()})

@@ -74,3 +74,30 @@ def print_rows_on_default_model(run: Callable[[object], list[Row]]) -> None:
 
     torch.set_num_threads(threads())
     print(table(run(embedded_default_path())))
+
+
+def recording_backend(loaded):
+    """The model-server engine as an attribution backend (the tests' helper)
+    whose Score calls are recorded, not run: `.sent` holds (input ids, token
+    keep-masks [n, L], target positions) per call in the order sent, and the
+    scores returned are random (seeded by the call's number). What a method
+    sends does not depend on the scores, except a metric's order, which the
+    caller sets."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "unit" / "attribution"))
+    from attr_backends import EngineBackend
+
+    class Recording(EngineBackend):
+        def __init__(self, model) -> None:
+            super().__init__(model)
+            self.sent: list[tuple[np.ndarray, np.ndarray, list[int]]] = []
+
+        def score(self, input_ids, keep_mask, replacement, *, target_positions=None, **_):
+            self.sent.append((np.asarray(input_ids), np.asarray(keep_mask, bool), list(target_positions)))
+            return np.random.default_rng(len(self.sent)).random((len(keep_mask), len(target_positions)))
+
+    return Recording(loaded)
