@@ -83,14 +83,24 @@ class SharedPlan:
     rows: list[int]  # item indices run from this prefix
     children: list["SharedPlan"]
 
+    def nodes(self) -> list["SharedPlan"]:
+        """This prefix and every one computed from it, parents first (no
+        recursion: a chain of nested prefixes is as deep as the batch is long)."""
+        out, pending = [], [self]
+        while pending:
+            out.append(pending.pop())
+            pending += out[-1].children
+        return out
+
     def members(self) -> list[int]:
         """Every item index the plan scores."""
-        return self.rows + [i for child in self.children for i in child.members()]
+        return [i for node in self.nodes() for i in node.rows]
 
-    def positions(self, length: int, parent_depth: int = 0) -> int:
+    def positions(self, length: int) -> int:
         """Token positions its forwards run (rows of ``length`` tokens)."""
-        return (self.depth - parent_depth + len(self.rows) * (length - self.depth)
-                + sum(child.positions(length, self.depth) for child in self.children))
+        parent_depth = {id(child): node.depth for node in self.nodes() for child in node.children}
+        return sum(node.depth - parent_depth.get(id(node), 0) + len(node.rows) * (length - node.depth)
+                   for node in self.nodes())
 
 
 def _cache_arg(loaded: LoadedModel) -> str | None:

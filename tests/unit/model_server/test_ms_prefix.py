@@ -7,6 +7,7 @@ Gemma2, whose sliding-window caches cannot be cut back, is never shared."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 
 import numpy as np
@@ -217,3 +218,37 @@ def test_nested_prefixes_extend_their_parents_cache(loaded_families, monkeypatch
     shared = engine.score(loaded, ids, masks, target_positions=targets)
     scale = np.maximum(np.abs(plain), 1e-2)
     assert float((np.abs(shared - plain) / scale).max()) <= RTOL
+
+
+def test_a_chain_of_nested_prefixes_deeper_than_python_recursion(loaded_families, monkeypatch):
+    """Occlusion rows form a chain (row k parts from the others at token k):
+    with forwards made nearly free most links are computed, and planning,
+    counting and listing a chain deeper than the recursion limit work."""
+    from xaimesh_model_server import engine
+    from xaimesh_model_server.engine import prefix
+    from xaimesh_model_server.engine.score import ScoreItem
+
+    monkeypatch.setattr(prefix, "FORWARD_COST_POSITIONS", 1)
+    loaded = loaded_families(next(f for f in FAMILIES if f.name == "gpt2"))
+    n = 800
+    base = torch.arange(n) % 50 + 10
+    gather = torch.tensor([n - 2])
+    rows = []
+    for k in range(n - 2):
+        row = base.clone()
+        row[k] = 0
+        rows.append(ScoreItem(row, None, gather, base[[n - 1]], engine.InferenceMode.LOGITS, base=base))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)  # below the chain's depth
+    try:
+        plans, rest = prefix.plan_shared(loaded, rows)
+        (root,) = plans
+        members, positions = sorted(root.members()), root.positions(n)
+    finally:
+        sys.setrecursionlimit(limit)
+    depth, node = 0, root
+    while node.children:
+        (node,) = node.children
+        depth += 1
+    assert depth > 250 and sorted(members + rest) == list(range(len(rows))) and len(rest) < 5
+    assert positions < 0.55 * len(rows) * n  # row k runs from token k on: half of all, plus the chain's own
