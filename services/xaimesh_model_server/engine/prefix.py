@@ -227,15 +227,24 @@ def _plan_trie(items: list[Any], indices: list[int]) -> tuple[list[SharedPlan], 
     return plans, plain
 
 
-def _extend(loaded: LoadedModel, cache: Any, ids: torch.Tensor, start: int, end: int) -> Any:
+def _spans(start: int, end: int, step: int | None) -> list[tuple[int, int]]:
+    """[start, end) cut into spans of at most ``step`` positions (None: one)."""
+    step = step or max(1, end - start)
+    return [(a, min(a + step, end)) for a in range(start, end, step)]
+
+
+def _extend(loaded: LoadedModel, cache: Any, ids: torch.Tensor, start: int, end: int, budget: int | None) -> Any:
     """The key/value cache of ids[:end], from ``cache`` of ids[:start] (None:
-    start = 0); ``cache`` itself is extended."""
-    kwargs: dict[str, Any] = {"input_ids": ids[start:end].unsqueeze(0).to(loaded.device), "use_cache": True}
-    if cache is not None:
-        kwargs[_cache_arg(loaded)] = cache
-    if "logits_to_keep" in forward_params(loaded):
-        kwargs["logits_to_keep"] = 1  # the prefix's logits are not needed
-    return getattr(loaded.model(**kwargs), _cache_arg(loaded))
+    start = 0); ``cache`` itself is extended. On a CPU in forwards of at most
+    ``budget`` tokens: each extends the cache of the one before."""
+    for a, b in _spans(start, end, budget):
+        kwargs: dict[str, Any] = {"input_ids": ids[a:b].unsqueeze(0).to(loaded.device), "use_cache": True}
+        if cache is not None:
+            kwargs[_cache_arg(loaded)] = cache
+        if "logits_to_keep" in forward_params(loaded):
+            kwargs["logits_to_keep"] = 1  # the prefix's logits are not needed
+        cache = getattr(loaded.model(**kwargs), _cache_arg(loaded))
+    return cache
 
 
 def _cache_bytes(cache: Any) -> int:
@@ -271,13 +280,13 @@ def _chunks(members: list[int], batch_items: list[Any], start: int, limits: Limi
 
 def score_shared(loaded: LoadedModel, plan: SharedPlan, batch_items: list[Any], limits: Limits) -> dict[int, np.ndarray]:
     """Scores of the plan's rows, by their index in ``batch_items``."""
-    cache = _extend(loaded, None, batch_items[plan.row].ids, 0, plan.depth)
+    budget = forward_token_budget(loaded, limits.cpu_forward_tokens)
+    cache = _extend(loaded, None, batch_items[plan.row].ids, 0, plan.depth, budget)
     length = int(batch_items[plan.row].ids.shape[0])
     # a row's forward holds the cache of its whole sequence, twice while each
     # layer appends the suffix's keys and values (a concatenation copies)
     row_bytes = 2 * _cache_bytes(cache) / plan.depth * length
     max_rows = max(1, int(limits.prefix_cache_bytes // row_bytes))
-    budget = forward_token_budget(loaded, limits.cpu_forward_tokens)
     out: dict[int, np.ndarray] = {}
     # depth first; ("cut", depth) restores the cache to a parent's prefix once a child is done
     walk: list[tuple[str, Any]] = [("run", plan)]
@@ -289,33 +298,45 @@ def score_shared(loaded: LoadedModel, plan: SharedPlan, batch_items: list[Any], 
             continue
         node: SharedPlan = arg
         if cache.get_seq_length() < node.depth:
-            cache = _extend(loaded, cache, batch_items[node.row].ids, cache.get_seq_length(), node.depth)
+            cache = _extend(loaded, cache, batch_items[node.row].ids, cache.get_seq_length(), node.depth, budget)
         for chunk in _chunks(node.rows, batch_items, node.depth, limits, loaded.vocab_size, max_rows, budget):
-            out.update(_score_suffixes(loaded, cache, node.depth, chunk, batch_items))
+            out.update(_score_suffixes(loaded, cache, node.depth, chunk, batch_items, budget))
         for child in reversed(node.children):
             walk += [("cut", node.depth), ("run", child)]
     return out
 
 
 def _score_suffixes(loaded: LoadedModel, cache: Any, start: int, indices: list[int],
-                    batch_items: list[Any]) -> dict[int, np.ndarray]:
-    """One forward of the rows' tokens from ``start`` on, over ``cache`` (of
-    their first ``start`` tokens) repeated per row."""
+                    batch_items: list[Any], budget: int | None = None) -> dict[int, np.ndarray]:
+    """The rows' tokens from ``start`` on, over ``cache`` (of their first
+    ``start`` tokens) repeated per row: one forward, or on a CPU forwards of
+    at most ``budget`` tokens in all (a row's suffix longer than that runs
+    in spans, each over the cache of the one before: with a cache, attention
+    takes an explicit mask over every query and key, which costs more per
+    position the longer the span; docs/benchmarks.md, "Long inputs ... rerun")."""
     dev = loaded.device
     members = [batch_items[i] for i in indices]
     past = copy.deepcopy(cache)  # the walk goes on extending `cache`
     past.batch_repeat_interleave(len(members))
     counts = [int(it.targets.shape[0]) for it in members]
-    batch_idx = torch.repeat_interleave(torch.arange(len(members)), torch.tensor(counts)).to(dev)
-    pos = torch.cat([it.gather - start for it in members])
-    kwargs: dict[str, Any] = {"input_ids": torch.stack([it.ids[start:] for it in members]).to(dev),
-                              _cache_arg(loaded): past, "use_cache": True}
-    if "logits_to_keep" in forward_params(loaded):
-        keep, inverse = torch.unique(pos, return_inverse=True)
-        rows = loaded.model(logits_to_keep=keep.to(dev), **kwargs).logits[batch_idx, inverse.to(dev)]
-    else:
-        rows = loaded.model(**kwargs).logits[batch_idx, pos.to(dev)]
-    targets = torch.cat([it.targets for it in members]).to(dev)
-    modes = torch.tensor([int(it.mode) for it, c in zip(members, counts) for _ in range(c)], device=dev)
-    vals = target_values(rows, targets, modes).cpu().numpy().astype(np.float32, copy=False)
+    batch_idx = torch.repeat_interleave(torch.arange(len(members)), torch.tensor(counts))
+    pos = torch.cat([it.gather for it in members])
+    targets = torch.cat([it.targets for it in members])
+    modes = torch.tensor([int(it.mode) for it, c in zip(members, counts) for _ in range(c)])
+    vals = np.empty(len(pos), np.float32)
+    length = int(members[0].ids.shape[0])
+    selective = "logits_to_keep" in forward_params(loaded)
+    for a, b in _spans(start, length, max(1, budget // len(members)) if budget else None):
+        here = ((pos >= a) & (pos < b)).nonzero().squeeze(1)
+        kwargs: dict[str, Any] = {"input_ids": torch.stack([it.ids[a:b] for it in members]).to(dev),
+                                  _cache_arg(loaded): past, "use_cache": True}
+        if selective:
+            keep, inverse = torch.unique(pos[here] - a, return_inverse=True)
+            kwargs["logits_to_keep"] = keep.to(dev) if len(here) else 1
+            logits = loaded.model(**kwargs).logits
+            rows = logits[batch_idx[here].to(dev), inverse.to(dev)]
+        else:
+            rows = loaded.model(**kwargs).logits[batch_idx[here].to(dev), (pos[here] - a).to(dev)]
+        if len(here):
+            vals[here.numpy()] = target_values(rows, targets[here].to(dev), modes[here].to(dev)).cpu().numpy()
     return dict(zip(indices, np.split(vals, np.cumsum(counts)[:-1])))
