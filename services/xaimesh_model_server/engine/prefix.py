@@ -36,7 +36,9 @@ share: every position sees every token.
 Running a plan walks its trie depth first with one cache: a child's prefix
 extends it in place, and it is cut back when the child is done, so the
 caches held are one sequence's plus the rows' of one forward
-(`Limits.prefix_cache_bytes`).
+(`Limits.prefix_cache_bytes`). On a CPU every forward holds at most
+`Limits.cpu_forward_tokens` tokens: a longer prefix or suffix runs in
+spans, each over the cache of the span before.
 
 Correctness: target scores equal the plain path's within float rounding
 (tests/unit/model_server/test_ms_prefix.py: max relative difference ≤ 1e-4 on
