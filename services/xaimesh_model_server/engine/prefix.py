@@ -148,7 +148,7 @@ def plan_shared(loaded: LoadedModel, items: list[Any]) -> tuple[list[SharedPlan]
 @dataclass
 class _TrieNode:
     depth: int  # tokens its rows have in common (capped at their first logit position)
-    rows: list[int]  # item indices, in token order
+    row: int  # its first item index in token order
     children: list["_TrieNode | int"]  # sub-runs with a longer common prefix, or single rows
     ancestors: tuple[int, ...] = ()  # the depths above it, root first
 
@@ -165,7 +165,7 @@ def _trie(items: list[Any], indices: list[int]) -> _TrieNode:
     common = [min(adjacent[k], cap[k], cap[k + 1]) for k in range(len(order) - 1)]
 
     def node(lo: int, hi: int, ancestors: tuple[int, ...]) -> _TrieNode:  # rows order[lo:hi], hi - lo >= 2
-        return _TrieNode(min(common[lo:hi - 1]), order[lo:hi], [], ancestors)
+        return _TrieNode(min(common[lo:hi - 1]), order[lo], [], ancestors)
 
     root = node(0, len(order), ())
     pending = [(root, 0, len(order))]
@@ -222,7 +222,7 @@ def _plan_trie(items: list[Any], indices: list[int]) -> tuple[list[SharedPlan], 
             (parent.rows if parent is not None else plain).append(v)
             continue
         if computed[id(v)][a]:
-            plan = SharedPlan(v.depth, v.rows[0], [], [])
+            plan = SharedPlan(v.depth, v.row, [], [])
             (parent.children if parent is not None else plans).append(plan)
             parent, a = plan, v.depth
         walk += [(c, a, parent) for c in v.children]
