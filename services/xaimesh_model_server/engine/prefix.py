@@ -263,7 +263,8 @@ def _chunks(members: list[int], batch_items: list[Any], start: int, limits: Limi
     """Rows run from ``start`` split so that one forward keeps at most
     ``max_logits_elements`` logits (rows x kept positions x vocab), at most
     ``max_rows`` rows (each row holds a whole key/value cache during its
-    forward) and, on a CPU, at most ``token_budget`` suffix tokens."""
+    forward) and, on a CPU, at most ``token_budget`` suffix tokens (a row
+    whose suffix is longer runs alone, in spans: _score_suffixes)."""
     chunks: list[list[int]] = []
     current: list[int] = []
     kept: set[int] = set()
