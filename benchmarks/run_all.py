@@ -26,6 +26,7 @@ from benchmarks import (  # noqa: E402
     bench_long,
     bench_model_server,
     bench_prefix_sample,
+    bench_replicas,
 )
 from benchmarks.common import Row, sample_texts  # noqa: E402
 from benchmarks.reference_env import reference_seconds, run_reference  # noqa: E402
@@ -79,8 +80,10 @@ def main() -> None:
         if "mse" in semi:
             semi_row = next(row for row in rows if row.name.startswith("SemiNMF"))
             semi_row.notes.append(f"interpreto {ref.get('version', '')} MSE per element {semi['mse']:.4f}")
-    # Issue 15 rows that start their own processes: long inputs (fresh model-servers, peak RSS) and the
-    # 300-word shared-prefix rows on a sample of their rows (in-process; all of them: make bench-large).
+    # Issue 15 rows that start their own processes: two model-server replicas, long inputs (fresh
+    # model-servers, peak RSS) and the 300-word shared-prefix rows on a sample of their rows (in-process;
+    # all of them: make bench-large).
+    rows += bench_replicas.run(model_path)
     if os.environ.get("XAIMESH_BENCH_LONG", "1") != "0":
         rows += bench_long.run(model_path)
         rows += bench_prefix_sample.run()
@@ -124,7 +127,11 @@ clients concurrently, each explaining its own prompt
 (`benchmarks/bench_concurrency.py`): the floor is all their forwards back to
 back, and "finish / mean" is each client's finish time over the mean of the
 clients with equal work (the model-server's batcher gives each caller one
-turn; goal ≤ 1.5). The "Long input" rows give the model-server's peak memory
+turn; goal ≤ 1.5). The "Replicas" rows run one KernelShap through an
+attribution-service that reaches one model-server process, then two behind
+one address (`benchmarks/bench_replicas.py`; each process one thread under
+`OMP_NUM_THREADS=1`, so two replicas have two cores), and once more with one
+of the two killed mid-explanation. The "Long input" rows give the model-server's peak memory
 for a 4,000-token input (`benchmarks/bench_long.py`, fresh processes per
 measurement); the "Shared prefixes, sampled" rows time one batch of the rows
 the attribution-service sends for a 300-word prompt
