@@ -20,7 +20,7 @@ import torch
 from xaimesh_runtime.errors import InvalidArgument
 
 from ..enums import InferenceMode, ReplacementPolicy, coerce
-from ..loading import TASK_SEQUENCE_CLASSIFICATION, LoadedModel
+from ..loading import TASK_CAUSAL_LM, TASK_SEQUENCE_CLASSIFICATION, LoadedModel
 from .forward import (
     forward,
     forward_params,
@@ -213,6 +213,17 @@ def _replacement_id(loaded: LoadedModel, policy: ReplacementPolicy, token_id: in
     return None
 
 
+def _scored_length(loaded: LoadedModel, gather: torch.Tensor | None, length: int) -> int:
+    """Leading tokens of a row its scores depend on. A causal LM's logits at
+    a position see only the tokens up to it, so the tokens after the last
+    logits position scored (usually just the last target token) change no
+    score: the forward stops there. Encoders and encoder-decoders see the
+    whole row."""
+    if loaded.task != TASK_CAUSAL_LM or gather is None or not len(gather):
+        return length
+    return int(gather.max()) + 1
+
+
 def score(
     loaded: LoadedModel,
     input_ids: Any,
@@ -301,16 +312,20 @@ def score(
             row_source = int(new_source[i])
             # the logits position of each target: p - 1 (causal LM), the decoder position p - S (encoder-decoder)
             g = (new_pos[i] - (row_source if S else 1)) if tg.positions is not None else None
+            row_ids = row_ids[:_scored_length(loaded, g, len(row_ids))]
             items.append(ScoreItem(row_ids, None, g, tg.tokens, mode, row_source))
     elif policy == ReplacementPolicy.ZERO_EMBEDDING:
+        end = _scored_length(loaded, gather, L)
         for i in range(n):
-            zero = ~keep[i]
-            items.append(ScoreItem(ids, zero if bool(zero.any()) else None, gather, tg.tokens, mode, S))
+            zero = ~keep[i, :end]
+            items.append(ScoreItem(ids[:end], zero if bool(zero.any()) else None, gather, tg.tokens, mode, S))
     else:
+        end = _scored_length(loaded, gather, L)
         repl = _replacement_id(loaded, policy, replacement.token_id)
-        rows = torch.where(keep, ids.unsqueeze(0), torch.tensor(repl, dtype=torch.long))
+        base = ids[:end]
+        rows = torch.where(keep[:, :end], base.unsqueeze(0), torch.tensor(repl, dtype=torch.long))
         for i in range(n):
-            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode, S, base=ids))
+            items.append(ScoreItem(rows[i], None, gather, tg.tokens, mode, S, base=base))
     lengths = [int(it.ids.shape[0]) for it in items]
     kind = ScoreWork(loaded.task)
     results = get_executor(loaded, executor, limits).run(kind, items, lengths, is_active=is_active)

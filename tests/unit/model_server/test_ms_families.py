@@ -176,7 +176,8 @@ def check_score_batched(fam, loaded, bare):
         targets = [L - 2, L - 1]
         got = engine.score(loaded, ids, keep, "remove", target_positions=targets, inference_mode="log_softmax",
                            executor=one)
-        assert one.batches == [[int(k.sum()) for k in keep]]  # one padded forward
+        # one padded forward; each row stops before its last token (no score reads its logits)
+        assert one.batches == [[int(k.sum()) - 1 for k in keep]]
         for r in range(5):
             row = [i for i, k in zip(ids, keep[r]) if k]
             new_pos = [int(keep[r, : p + 1].sum()) - 1 for p in targets]
@@ -192,7 +193,9 @@ def check_score_batched(fam, loaded, bare):
 
 
 def check_score_replacement(fam, loaded, bare):
-    """PAD_TOKEN replacement and ZERO_EMBEDDING equal the bare model fed the replaced input."""
+    """PAD_TOKEN replacement and ZERO_EMBEDDING equal the bare model fed the
+    whole replaced input. A causal LM's targets end before the row does: its
+    forwards stop at the last logits position scored, with the same scores."""
     from xaimesh_model_server import engine
 
     ids = _ids(loaded, TEXTS[0])
@@ -202,9 +205,12 @@ def check_score_replacement(fam, loaded, bare):
     keep[1, 1 : L // 2] = False
     tg = _targets(fam, ids)
     if fam.task == CAUSAL:
-        tg = {"target_positions": [L - 1]}
+        tg = {"target_positions": [L // 2 + 1, L - 3]}
     tlist = tg.get("target_positions") or tg["target_classes"]
-    got = engine.score(loaded, ids, keep, "pad_token", inference_mode="log_softmax", **tg)
+    forwarded = [L - 4 + 1 if fam.task == CAUSAL else L] * 2  # causal: up to the logits of position L - 4
+    one = OneBatch(loaded)
+    got = engine.score(loaded, ids, keep, "pad_token", inference_mode="log_softmax", executor=one, **tg)
+    assert one.batches == [forwarded]
     pad = loaded.tokenizer.pad_token_id
     for r in range(2):
         row = [i if k else pad for i, k in zip(ids, keep[r])]
@@ -214,7 +220,8 @@ def check_score_replacement(fam, loaded, bare):
                 logp = bare(input_ids=torch.tensor([row])).logits[0].log_softmax(-1)
             want = np.array([float(logp[p - 1, ids[p]]) for p in tlist])
         assert _rel(got[r], want) <= RTOL
-    got = engine.score(loaded, ids, keep, "zero_embedding", inference_mode="log_softmax", **tg)
+    got = engine.score(loaded, ids, keep, "zero_embedding", inference_mode="log_softmax", executor=one, **tg)
+    assert one.batches[-1] == forwarded
     with torch.no_grad():
         for r in range(2):
             emb = bare.get_input_embeddings()(torch.tensor([ids])) * torch.tensor(keep[r], dtype=torch.float32)[None, :, None]
