@@ -44,8 +44,9 @@ def table(rows: list[Row]) -> str:
     lines = ["| benchmark | bare torch | xaimesh | xaimesh / floor | interpreto | interpreto / xaimesh | notes |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
+        notes = "; ".join(row.notes).replace("|", "\\|")  # a "|Δ|" in a note would end the cell
         lines.append(f"| {row.name} | {_fmt(row.floor_s)} | {_fmt(row.xaimesh_s)} | {_fmt(row.ratio, '')} | "
-                     f"{_fmt(row.reference_s)} | {_fmt(row.reference_ratio, '')} | {'; '.join(row.notes)} |")
+                     f"{_fmt(row.reference_s)} | {_fmt(row.reference_ratio, '')} | {notes} |")
     return "\n".join(lines)
 
 
