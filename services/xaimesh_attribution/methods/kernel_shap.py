@@ -77,8 +77,12 @@ class KernelShap(AttributionMethod):
             return _kernel_shap_exact(scorer)
         rng = np.random.default_rng(params.seed)
         masks = _kernel_masks(E, n_perturbations, rng)
-        # empty coalition of each row, full coalition
-        empties = np.stack([p.coverage[t] == False for t in range(p.n_rows)])  # noqa: E712
+        # Full coalition, then the empty coalition of each row: its covered elements masked, the others
+        # kept. Where a row's value reads neither its own element (scorer.self_independent) nor later ones
+        # (teacher forcing: a target is scored from the tokens before it), masking them too gives the same
+        # value, so those rows' empty coalitions are one all-masked forward instead of one per row.
+        empties = np.stack([np.zeros(E, dtype=bool) if scorer.self_independent[t] else ~p.coverage[t]
+                            for t in range(p.n_rows)])
         all_masks = np.concatenate([np.ones((1, E), dtype=bool), empties, masks])
         valid = scorer.valid(masks)
         need = np.zeros((len(all_masks), p.n_rows), dtype=bool)

@@ -195,7 +195,7 @@ class SyntheticBackend:
         ids = np.asarray(input_ids)
         keep = np.ones((1, len(ids)), dtype=bool) if keep_mask is None else np.asarray(keep_mask, dtype=bool)
         targets = list(target_positions) if target_positions is not None else list(target_classes or [])
-        self.score_calls.append({"n": len(keep), "targets": targets, "policy": replacement.policy})
+        self.score_calls.append({"n": len(keep), "targets": targets, "policy": replacement.policy, "keep": keep})
         if self.task == "causal_lm":
             out = self.game(keep, ids, targets, inference_mode)
         else:

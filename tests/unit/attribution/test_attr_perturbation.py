@@ -175,6 +175,31 @@ def test_kernel_shap_sampling_converges_on_every_row():
     assert errors[1] < errors[0]
 
 
+def test_kernel_shap_empty_coalitions_of_single_token_rows_are_one_forward():
+    """Rows of single-token target elements read neither their own token nor
+    later ones, so their empty coalitions are one all-masked forward; a
+    multi-token row keeps its own (its element and later ones kept). Each
+    row's efficiency sum still equals its exact v(C) - v(empty)."""
+    from xaimesh_attribution.methods.kernel_shap import _kernel_masks
+
+    game, token_value = causal_game(9, seed=3)
+    n, seed, n_prompt = 200, 7, 4
+    for target, multi_token_rows in ((" p q r s", []), (" p qr s", [1])):
+        b = SyntheticBackend(game, piece=1)  # one token per character: "qr" is two
+        r = explain(b, "kernel_shap", {"n_perturbations": n, "exact": False, "seed": seed, "batch_size": 4096},
+                    "a b c d", target, granularity="word", inference_mode="logits")
+        truth = generation_truth(r, token_value, "logits")
+        for t in range(r.scores.shape[0]):
+            assert np.nansum(r.scores[t]) == pytest.approx(np.nansum(truth[t]), rel=1e-4, abs=1e-5)
+        E = len(r.input_elements)
+        empties = [np.arange(E) >= n_prompt + t for t in multi_token_rows]  # own element and later kept
+        expected = np.unique(np.vstack([_kernel_masks(E, n, np.random.default_rng(seed)), np.ones(E, bool),
+                                        np.zeros(E, bool), *empties]), axis=0)
+        assert b.n_forwards == len(expected)
+        sent = np.concatenate([c["keep"] for c in b.score_calls])
+        assert int((~sent.any(axis=1)).sum()) == 1  # the one all-masked forward
+
+
 def test_kernel_shap_sampling_converges_classification():
     game, value = classification_game(1, 8, seed=5)
     b = SyntheticBackend(game, task="sequence_classification", labels=["x"])
