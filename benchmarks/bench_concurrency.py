@@ -5,8 +5,9 @@ BATCH) on a different prompt of the same token length, all at once, through
 one attribution-service and one model-server; then 3 such clients alongside
 one whose job is LARGE_FACTOR times larger. The floor is bare torch running
 every forward of every client back to back (batch 25); a second floor runs
-the rows KernelShap really scores (its full and empty coalitions too, 35-39
-rows per client of 32 perturbations) the same way. Besides the ratio,
+the rows KernelShap really scores (its 32 masks less duplicates, plus its
+full coalition and the one all-masked empty coalition of its single-token
+target rows: 32-33 rows per client) the same way. Besides the ratio,
 each row gives the clients' finish times over their mean (fairness: the goal
 is every client within 1.5x of the mean for equal work).
 
@@ -60,8 +61,8 @@ def _floor(model, tokenizer, jobs: list[tuple[str, int]]):
 
 def _scored_floor(model, tokenizer, loaded, jobs: list[tuple[str, int]]):
     """The same, over the rows the clients' KernelShap really scores: its n
-    masks (deduplicated) plus the full and empty coalitions (one empty one
-    per target row), recorded from the attribution logic."""
+    masks (deduplicated) plus the full and empty coalitions, recorded from
+    the attribution logic."""
     from xaimesh_attribution import explain
 
     prepared = []
