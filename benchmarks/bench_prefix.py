@@ -19,16 +19,14 @@ floors time `FLOOR_SAMPLE` rows and scale to the row count (said in the row).
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import torch
 
 from benchmarks.bench_model_server import BATCH, _load_bare
-from benchmarks.common import Row, print_rows_on_default_model, sample_texts
+from benchmarks.common import Row, print_rows_on_default_model, sample_texts, scrape_metric
 
 WORDS = int(os.environ.get("XAIMESH_BENCH_PREFIX_WORDS", "300"))
 KERNELSHAP = int(os.environ.get("XAIMESH_BENCH_PREFIX_KERNELSHAP", "512"))
@@ -63,9 +61,7 @@ def _serve(service: str, *args: str) -> tuple[subprocess.Popen, str, int]:
 
 
 def _rows_scored(metrics_port: int) -> int:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-    found = re.search(r'xaimesh_model_batch_rows_sum\{kind="score"\} ([0-9.e+]+)', text)
-    return int(float(found.group(1))) if found else 0
+    return int(scrape_metric(metrics_port, r'xaimesh_model_batch_rows_sum\{kind="score"\}'))
 
 
 def _floors(model, tokenizer, prompt: str, target: str, n_prompt: int) -> tuple[float, float]:

@@ -20,11 +20,9 @@ attribution-service counted.
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ import torch
 from benchmarks.bench_model_server import BATCH as FLOOR_BATCH
 from benchmarks.bench_model_server import _load_bare
 from benchmarks.bench_prefix import _serve
-from benchmarks.common import Row, best_of, print_rows_on_default_model, recording_backend, sample_texts
+from benchmarks.common import Row, best_of, print_rows_on_default_model, recording_backend, sample_texts, scrape_metric
 
 PROMPT_WORDS = 30
 TARGET = " They all went home happy."
@@ -46,14 +44,12 @@ def _prompt() -> str:
     return " ".join(words[:PROMPT_WORDS])
 
 
-def _metric(metrics_port: int, pattern: str) -> float:
-    """Sum of the samples of /metrics whose line matches `pattern` (0 if none)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(pattern + r"[^\n]* ([0-9.e+]+)\n", text))
-
-
 def _scores_served(metrics_port: int) -> int:
-    return int(_metric(metrics_port, r'xaimesh_grpc_requests_total\{(?=[^}]*code="OK")(?=[^}]*/Score")'))
+    return int(scrape_metric(metrics_port, r'xaimesh_grpc_requests_total\{(?=[^}]*code="OK")(?=[^}]*/Score")'))
+
+
+def _retries(metrics_port: int) -> int:
+    return int(scrape_metric(metrics_port, r'xaimesh_downstream_retries_total\{[^}]*model-server'))
 
 
 def _scored_floor(model, tokenizer, loaded, prompt: str):
@@ -86,15 +82,19 @@ def _explain(attribution_address: str, model_address: str, prompt: str):
         return out
 
 
-def _killed_mid_job(replicas, attribution, attribution_address: str, prompt: str):
+def _killed_mid_job(replicas, attribution, prompt: str):
     """(seconds, result, Score calls the killed replica answered, retries) of one explanation
-    over two replicas, the first killed once it has answered a few Score calls."""
-    (victim, victim_address, victim_metrics), (_, survivor_address, _) = replicas
-    before = _scores_served(victim_metrics)
+    through `attribution` over two replicas, the first killed once it has answered a few Score calls."""
+    (victim, _, victim_metrics), (_, survivor_address, _) = replicas
+    _, attribution_address, attribution_metrics = attribution
+    before, retries_before = _scores_served(victim_metrics), _retries(attribution_metrics)
     outcome: dict = {}
 
     def job():
-        outcome["out"] = _explain(attribution_address, survivor_address, prompt)
+        try:
+            outcome["out"] = _explain(attribution_address, survivor_address, prompt)
+        except BaseException as exc:  # re-raised by the caller's thread
+            outcome["error"] = exc
 
     started = time.perf_counter()
     worker = threading.Thread(target=job)
@@ -106,10 +106,9 @@ def _killed_mid_job(replicas, attribution, attribution_address: str, prompt: str
     victim.wait(30)
     worker.join()
     seconds = time.perf_counter() - started
-    if "out" not in outcome:
-        raise RuntimeError("the explanation failed after a replica was killed")
-    retries = _metric(attribution[2], r'xaimesh_downstream_retries_total\{[^}]*model-server')
-    return seconds, outcome["out"], answered, retries
+    if "error" in outcome:
+        raise RuntimeError("the explanation failed after a replica was killed") from outcome["error"]
+    return seconds, outcome["out"], answered, _retries(attribution_metrics) - retries_before
 
 
 def run(model_path) -> list[Row]:
@@ -136,7 +135,7 @@ def run(model_path) -> list[Row]:
         two_s, _ = best_of(timed("two", two))
         served = [_scores_served(r[2]) - b for r, b in zip(replicas, before)]
         gap = float(np.nanmax(np.abs(results["two"].attributions - results["one"].attributions)))
-        killed_s, killed, answered, retries = _killed_mid_job(replicas, two, two[1], prompt)
+        killed_s, killed, answered, retries = _killed_mid_job(replicas, two, prompt)
         killed_gap = float(np.nanmax(np.abs(killed.attributions - results["one"].attributions)))
     finally:
         for process, _, _ in (one, two, *replicas):
@@ -154,7 +153,7 @@ def run(model_path) -> list[Row]:
         Row("Replicas: that KernelShap with one of the 2 replicas killed (SIGKILL) mid-explanation", floor_s,
             killed_s,
             notes=[f"killed after answering {answered} Score calls; the attribution-service retried "
-                   f"{retries:.0f} calls on the other replica", f"max |Δ attribution| vs one replica = "
+                   f"{retries} calls on the other replica", f"max |Δ attribution| vs one replica = "
                    f"{killed_gap:.1e} (goal: the one-replica result, not a failed explanation)", "one run"]),
     ]
 

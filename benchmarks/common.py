@@ -57,6 +57,16 @@ class Row:
         return self.reference_s / self.xaimesh_s if self.reference_s else None
 
 
+def scrape_metric(metrics_port: int, pattern: str) -> float:
+    """Sum of the samples on a local service's /metrics whose line starts with
+    the regular expression `pattern` (0 when none does)."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    return sum(float(m.group(1)) for m in re.finditer(r"^" + pattern + r"[^\n]* ([0-9.e+]+)$", text, re.M))
+
+
 def threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
 

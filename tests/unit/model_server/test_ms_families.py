@@ -207,7 +207,7 @@ def check_score_replacement(fam, loaded, bare):
     if fam.task == CAUSAL:
         tg = {"target_positions": [L // 2 + 1, L - 3]}
     tlist = tg.get("target_positions") or tg["target_classes"]
-    forwarded = [L - 4 + 1 if fam.task == CAUSAL else L] * 2  # causal: up to the logits of position L - 4
+    forwarded = [L - 3 if fam.task == CAUSAL else L] * 2  # causal: positions 0..L - 4, whose last logits score L - 3
     one = OneBatch(loaded)
     got = engine.score(loaded, ids, keep, "pad_token", inference_mode="log_softmax", executor=one, **tg)
     assert one.batches == [forwarded]
